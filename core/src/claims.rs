@@ -1,0 +1,264 @@
+//! Signed claims: a compact JWS (JWT) with HS256, keyed with the workspace secret.
+//!
+//! The seed form signs only the user id, so `signedAt`, plan and MRR travel outside the MAC. A
+//! token puts them under it: `sub` (user id), `iat` (signing time), optional `exp`, and optional
+//! trusted traits `plan`, `mrr`, `email`, `name`. Any ordinary JWT library produces one.
+//!
+//! Header handling is strict: `alg` must be exactly `HS256` (so `none` and RS/ES algorithm
+//! confusion are refused before any key is used), `crit` is refused, and every segment must be
+//! unpadded base64url.
+
+use alloc::borrow::ToOwned;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::Mac;
+
+use crate::rejection::Rejection;
+use crate::secret::SecretKey;
+use crate::timestamp;
+use crate::value::Value;
+
+/// The claims of a signed-claims token.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Claims {
+    /// The user id, exactly as passed to `identify()`.
+    pub sub: String,
+    /// Signing time, Unix seconds.
+    pub iat: i64,
+    /// Optional expiry, Unix seconds.
+    pub exp: Option<i64>,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub plan: Option<String>,
+    pub mrr: Option<f64>,
+}
+
+/// Whether `s` has the shape of a compact JWS: three base64url segments joined by dots.
+pub fn is_jws_form(s: &str) -> bool {
+    let mut parts = 0;
+    for part in s.split('.') {
+        parts += 1;
+        if part.is_empty()
+            || !part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return false;
+        }
+    }
+    parts == 3
+}
+
+const HEADER_B64: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"; // {"alg":"HS256","typ":"JWT"}
+
+/// Issues a token for these claims (customer-backend helpers; never in the browser build).
+pub fn sign(secret: &SecretKey, claims: &Claims) -> String {
+    let mut entries = alloc::vec![
+        ("sub".to_owned(), Value::Str(claims.sub.clone())),
+        ("iat".to_owned(), Value::Int(claims.iat)),
+    ];
+    if let Some(exp) = claims.exp {
+        entries.push(("exp".to_owned(), Value::Int(exp)));
+    }
+    for (k, v) in [
+        ("name", &claims.name),
+        ("email", &claims.email),
+        ("plan", &claims.plan),
+    ] {
+        if let Some(v) = v {
+            entries.push((k.to_owned(), Value::Str(v.clone())));
+        }
+    }
+    if let Some(mrr) = claims.mrr {
+        entries.push(("mrr".to_owned(), Value::Float(mrr)));
+    }
+    let payload = serde_json::to_vec(&Value::Object(entries)).expect("claims serialize");
+    let mut token = String::with_capacity(256);
+    token.push_str(HEADER_B64);
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(payload, &mut token);
+    let mut mac = secret.mac();
+    mac.update(token.as_bytes());
+    let tag = mac.finalize().into_bytes();
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(tag, &mut token);
+    token
+}
+
+fn decode_json(segment: &str) -> Result<Vec<(String, Value)>, Rejection> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| Rejection::SignatureMalformed)?;
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(entries)) => Ok(entries),
+        _ => Err(Rejection::SignatureMalformed),
+    }
+}
+
+fn find<'a>(entries: &'a [(String, Value)], key: &str) -> Option<&'a Value> {
+    entries.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+}
+
+fn opt_str(entries: &[(String, Value)], key: &str) -> Result<Option<String>, Rejection> {
+    match find(entries, key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Str(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(Rejection::SignatureMalformed),
+    }
+}
+
+/// NumericDate: integer seconds; a fractional value (allowed by RFC 7519) is truncated.
+fn opt_time(entries: &[(String, Value)], key: &str) -> Result<Option<i64>, Rejection> {
+    match find(entries, key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Int(i)) => Ok(Some(*i)),
+        Some(Value::Float(f)) if f.is_finite() => Ok(Some(*f as i64)),
+        Some(_) => Err(Rejection::SignatureMalformed),
+    }
+}
+
+/// Verifies a token against the active secrets and the clock reading `now` (Unix seconds).
+/// Returns the claims and the index of the secret that verified it.
+pub fn verify(secrets: &[SecretKey], token: &str, now: i64) -> Result<(Claims, usize), Rejection> {
+    if !is_jws_form(token) {
+        return Err(Rejection::SignatureMalformed);
+    }
+    let (signing_input, sig_b64) = token.rsplit_once('.').ok_or(Rejection::SignatureMalformed)?;
+    let (header_b64, payload_b64) = signing_input
+        .split_once('.')
+        .ok_or(Rejection::SignatureMalformed)?;
+
+    let header = decode_json(header_b64)?;
+    if find(&header, "alg") != Some(&Value::Str("HS256".to_owned())) || find(&header, "crit").is_some()
+    {
+        return Err(Rejection::SignatureMalformed);
+    }
+    let mut tag = [0u8; 32];
+    match URL_SAFE_NO_PAD.decode_slice(sig_b64, &mut tag) {
+        Ok(32) => {}
+        _ => return Err(Rejection::SignatureMalformed),
+    }
+    let key_index = secrets
+        .iter()
+        .position(|secret| {
+            let mut mac = secret.mac();
+            mac.update(signing_input.as_bytes());
+            mac.verify_slice(&tag).is_ok()
+        })
+        .ok_or(Rejection::SignatureMismatch)?;
+
+    let payload = decode_json(payload_b64)?;
+    let sub = match find(&payload, "sub") {
+        Some(Value::Str(s)) if !s.is_empty() => s.clone(),
+        _ => return Err(Rejection::SignatureMalformed),
+    };
+    let iat = opt_time(&payload, "iat")?.ok_or(Rejection::SignedAtMissing)?;
+    timestamp::check(iat, now)?;
+    let exp = opt_time(&payload, "exp")?;
+    if exp.is_some_and(|exp| now >= exp) {
+        return Err(Rejection::SignatureExpired);
+    }
+    if opt_time(&payload, "nbf")?.is_some_and(|nbf| nbf > now + timestamp::MAX_FUTURE_SKEW_SECS) {
+        return Err(Rejection::SignedAtInFuture);
+    }
+    let mrr = match find(&payload, "mrr") {
+        None | Some(Value::Null) => None,
+        Some(Value::Int(i)) => Some(*i as f64),
+        Some(Value::Float(f)) if f.is_finite() => Some(*f),
+        Some(_) => return Err(Rejection::SignatureMalformed),
+    };
+    let claims = Claims {
+        sub,
+        iat,
+        exp,
+        name: opt_str(&payload, "name")?,
+        email: opt_str(&payload, "email")?,
+        plan: opt_str(&payload, "plan")?,
+        mrr,
+    };
+    Ok((claims, key_index))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_732_406_400;
+
+    fn claims() -> Claims {
+        Claims {
+            sub: "42".into(),
+            iat: NOW,
+            plan: Some("pro".into()),
+            mrr: Some(49.0),
+            ..Claims::default()
+        }
+    }
+
+    fn forge(header: &str, payload: &str, key: &str) -> String {
+        let mut t = URL_SAFE_NO_PAD.encode(header);
+        t.push('.');
+        t.push_str(&URL_SAFE_NO_PAD.encode(payload));
+        let mut mac = SecretKey::new(key).mac();
+        mac.update(t.as_bytes());
+        t.push('.');
+        t.push_str(&URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()));
+        t
+    }
+
+    #[test]
+    fn round_trip() {
+        let key = SecretKey::new("k");
+        let token = sign(&key, &claims());
+        assert!(is_jws_form(&token));
+        assert_eq!(verify(&[key], &token, NOW), Ok((claims(), 0)));
+    }
+
+    #[test]
+    fn header_rules() {
+        let body = r#"{"sub":"42","iat":1732406400}"#;
+        assert!(verify(&[SecretKey::new("k")], &forge(r#"{"alg":"HS256"}"#, body, "k"), NOW).is_ok());
+        for header in [
+            r#"{"alg":"none"}"#,
+            r#"{"alg":"RS256"}"#,
+            r#"{"alg":"hs256"}"#,
+            r#"{"typ":"JWT"}"#,
+            r#"{"alg":"HS256","crit":["exp"]}"#,
+        ] {
+            let token = forge(header, body, "k");
+            assert_eq!(verify(&[SecretKey::new("k")], &token, NOW), Err(Rejection::SignatureMalformed), "{header}");
+        }
+        let none = alloc::format!("{}.{}.", URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#), URL_SAFE_NO_PAD.encode(body));
+        assert_eq!(verify(&[SecretKey::new("k")], &none, NOW), Err(Rejection::SignatureMalformed));
+    }
+
+    #[test]
+    fn claim_rules() {
+        let key = [SecretKey::new("k")];
+        let check = |payload: &str| verify(&key, &forge(r#"{"alg":"HS256"}"#, payload, "k"), NOW).map(|_| ());
+        assert_eq!(check(r#"{"sub":"42","iat":1732406000}"#), Err(Rejection::SignatureExpired));
+        assert_eq!(check(r#"{"sub":"42","iat":1732406500}"#), Err(Rejection::SignedAtInFuture));
+        assert_eq!(check(r#"{"sub":"42"}"#), Err(Rejection::SignedAtMissing));
+        assert_eq!(check(r#"{"sub":"42","iat":1732406400,"exp":1732406400}"#), Err(Rejection::SignatureExpired));
+        assert_eq!(check(r#"{"sub":42,"iat":1732406400}"#), Err(Rejection::SignatureMalformed));
+        assert_eq!(check(r#"{"sub":"42","iat":1732406400,"plan":7}"#), Err(Rejection::SignatureMalformed));
+        assert_eq!(check(r#"{"sub":"42","iat":1732406400,"exp":1732406401}"#), Ok(()));
+        assert_eq!(
+            verify(&key, &forge(r#"{"alg":"HS256"}"#, r#"{"sub":"42","iat":1732406400}"#, "other"), NOW),
+            Err(Rejection::SignatureMismatch)
+        );
+    }
+
+    #[test]
+    fn tampered_payload_fails() {
+        let key = SecretKey::new("k");
+        let token = sign(&key, &claims());
+        let mut parts: Vec<&str> = token.split('.').collect();
+        let evil = URL_SAFE_NO_PAD.encode(r#"{"sub":"42","iat":1732406400,"plan":"enterprise"}"#);
+        parts[1] = &evil;
+        assert_eq!(verify(&[key], &parts.join("."), NOW), Err(Rejection::SignatureMismatch));
+    }
+}

@@ -1,0 +1,109 @@
+//! Why a signed or unsigned identify call is refused (the 401 rows of the decision table).
+//!
+//! Each variant has a stable machine code and a message that helps a developer fix their
+//! integration. Messages never contain the expected signature or anything derived from a secret:
+//! a mismatch says only that it did not match.
+
+use core::fmt;
+
+/// A 401 outcome of the decision table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Rejection {
+    /// No signature and the workspace is in strict mode.
+    SignatureRequired,
+    /// The workspace requires signed claims and the call has none (seed form or unsigned).
+    SignedClaimsRequired,
+    /// Well-formed signature that matches no active secret.
+    SignatureMismatch,
+    /// `signedAt` (or `iat`) more than 300 s in the past, or the token's `exp` has passed.
+    SignatureExpired,
+    /// `signedAt` (or `iat`) more than 60 s in the future.
+    SignedAtInFuture,
+    /// A seed-form signature without `signedAt`.
+    SignedAtMissing,
+    /// `signedAt` looks like milliseconds since the epoch.
+    SignedAtNotSeconds,
+    /// Neither 64 hex digits nor a compact JWS.
+    SignatureMalformed,
+    /// A signed-claims token whose claims contradict the call (`sub` != user id, or traits differ).
+    ClaimsMismatch,
+}
+
+impl Rejection {
+    /// Every variant, for exhaustive tests and metrics registration.
+    pub const ALL: [Rejection; 9] = [
+        Rejection::SignatureRequired,
+        Rejection::SignedClaimsRequired,
+        Rejection::SignatureMismatch,
+        Rejection::SignatureExpired,
+        Rejection::SignedAtInFuture,
+        Rejection::SignedAtMissing,
+        Rejection::SignedAtNotSeconds,
+        Rejection::SignatureMalformed,
+        Rejection::ClaimsMismatch,
+    ];
+
+    /// The stable machine code sent as `error.code`.
+    pub fn code(self) -> &'static str {
+        match self {
+            Rejection::SignatureRequired => "signature_required",
+            Rejection::SignedClaimsRequired => "signed_claims_required",
+            Rejection::SignatureMismatch => "signature_mismatch",
+            Rejection::SignatureExpired => "signature_expired",
+            Rejection::SignedAtInFuture => "signed_at_in_future",
+            Rejection::SignedAtMissing => "signed_at_missing",
+            Rejection::SignedAtNotSeconds => "signed_at_not_seconds",
+            Rejection::SignatureMalformed => "signature_malformed",
+            Rejection::ClaimsMismatch => "claims_mismatch",
+        }
+    }
+
+    /// A message for the developer integrating DropFix.
+    pub fn message(self) -> &'static str {
+        match self {
+            Rejection::SignatureRequired => {
+                "this workspace is in strict mode: identify() needs a signature and signedAt \
+                 generated on your server"
+            }
+            Rejection::SignedClaimsRequired => {
+                "this workspace requires signed claims: pass a HS256 token signed with your \
+                 secret key as `signature`; the plain user-id HMAC is not accepted"
+            }
+            Rejection::SignatureMismatch => {
+                "the signature does not match this user id for any active secret key of this \
+                 workspace: sign the exact user id string with the secret from Settings -> \
+                 Security, used as-is (no trailing newline, not hex- or base64-decoded), and \
+                 send the hex digest"
+            }
+            Rejection::SignatureExpired => {
+                "the signature is older than 5 minutes: generate a fresh signature on every \
+                 login instead of caching it"
+            }
+            Rejection::SignedAtInFuture => {
+                "signedAt is more than 60 seconds in the future: check your server's clock"
+            }
+            Rejection::SignedAtMissing => {
+                "a signature was sent without signedAt: send the Unix timestamp (seconds) taken \
+                 when you signed"
+            }
+            Rejection::SignedAtNotSeconds => {
+                "signedAt looks like milliseconds: send Unix seconds, e.g. \
+                 Math.floor(Date.now() / 1000)"
+            }
+            Rejection::SignatureMalformed => {
+                "the signature is neither 64 hex characters (HMAC-SHA256 hex digest) nor a \
+                 signed-claims token; base64 digests are not accepted"
+            }
+            Rejection::ClaimsMismatch => {
+                "the signed claims contradict this call: the token's sub must equal the user id \
+                 and traits sent from the browser must match the signed ones"
+            }
+        }
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.message())
+    }
+}

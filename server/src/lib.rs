@@ -1,0 +1,1 @@
+//! DropFix verifier (filled in by the verifier issue).

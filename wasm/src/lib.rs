@@ -1,0 +1,1 @@
+//! DropFix browser SDK bridge (filled in by the browser SDK issue).
