@@ -1,0 +1,102 @@
+//! The seed page's Node, Python and Ruby snippets, run for real, produce signatures the core
+//! accepts; a signature for another user, or made with another secret, is refused.
+//!
+//! The snippet files hold the page's code verbatim between BEGIN/END markers; the first test
+//! checks that against the page text so the copies cannot drift.
+
+use dropfix_core::{Decision, Identify, Method, Policy, Rejection, SecretKey, StrictMode, Value};
+use dropfix_tests::{now, run, tests_dir, vectors};
+use serde_json::Value as Json;
+
+const SNIPPETS: [(&str, &str); 3] = [
+    ("node", "snippets/node.mjs"),
+    ("python3", "snippets/python.py"),
+    ("ruby", "snippets/ruby.rb"),
+];
+
+fn sign_with(program: &str, script: &str, secret: &str, user_id: &str) -> (String, i64) {
+    let out = run(program, &[script], &[("DROPFIX_SECRET_KEY", secret), ("USER_ID", user_id)]);
+    let json: Json = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{program}: {e}: {out}"));
+    (
+        json["dropfix_hash"].as_str().unwrap().to_owned(),
+        json["dropfix_signed_at"].as_i64().unwrap(),
+    )
+}
+
+fn decide(secret: &str, user_id: &str, signature: &str, signed_at: i64) -> Decision {
+    let body: Value = serde_json::from_value(serde_json::json!({
+        "app_id": "app_snippets", "user_id": user_id,
+        "traits": {"plan": "pro", "mrr": 49}, "signature": signature, "signedAt": signed_at,
+    }))
+    .unwrap();
+    let call = Identify::from_wire(&body).unwrap();
+    let secrets = [SecretKey::new(secret)];
+    let policy = Policy { secrets: &secrets, strict: StrictMode::Enforce, require_signed_claims: false };
+    dropfix_core::decide(&policy, &call, now())
+}
+
+#[test]
+fn snippets_are_verbatim_copies_of_the_page() {
+    let page = include_str!("snippets/page.txt");
+    let page_lines: Vec<&str> = page.lines().map(str::trim).collect();
+    for (_, script) in SNIPPETS {
+        let text = std::fs::read_to_string(tests_dir().join(script)).unwrap();
+        let start = text.find("BEGIN seed snippet").expect("BEGIN marker");
+        let end = text.find("END seed snippet").expect("END marker");
+        let body: Vec<&str> = text[start..end].lines().skip(1).map(str::trim).collect();
+        let body: Vec<&str> = body[..body.len() - 1].to_vec(); // drop the END comment's prefix line
+        assert!(body.len() >= 6, "{script}: snippet too short");
+        // Every line of the snippet appears, in order, in the page.
+        let mut at = 0;
+        for line in &body {
+            let found = page_lines[at..]
+                .iter()
+                .position(|p| p.contains(line))
+                .unwrap_or_else(|| panic!("{script}: `{line}` is not on the page"));
+            at += found;
+        }
+    }
+}
+
+#[test]
+fn snippets_match_the_shared_vectors() {
+    let v = vectors();
+    for case in v["hmac_cases"].as_array().unwrap() {
+        let secret = case["secret"].as_str().unwrap();
+        let user_id = case["user_id"].as_str().unwrap();
+        for (program, script) in SNIPPETS {
+            let (hash, _) = sign_with(program, script, secret, user_id);
+            assert_eq!(hash, case["signature"].as_str().unwrap(), "{program}: {}", case["name"]);
+        }
+    }
+}
+
+#[test]
+fn what_the_snippets_print_is_accepted_and_tampering_is_not() {
+    let secret = "dfsk_snippet_test_secret";
+    for user_id in ["42", "José-用户 🙂", " spaced id "] {
+        for (program, script) in SNIPPETS {
+            let (hash, signed_at) = sign_with(program, script, secret, user_id);
+            assert!((now() - signed_at).abs() < 60, "{program}: signedAt is Unix seconds");
+            match decide(secret, user_id, &hash, signed_at) {
+                Decision::Verified(v) => assert_eq!(v.method, Method::SeedHmac),
+                other => panic!("{program} {user_id:?}: {other:?}"),
+            }
+            assert_eq!(
+                decide(secret, "someone-else", &hash, signed_at),
+                Decision::Rejected(Rejection::SignatureMismatch),
+                "{program}: another user's id"
+            );
+            assert_eq!(
+                decide("dfsk_another_secret", user_id, &hash, signed_at),
+                Decision::Rejected(Rejection::SignatureMismatch),
+                "{program}: another secret"
+            );
+            assert_eq!(
+                decide(secret, user_id, &hash, signed_at - 301),
+                Decision::Rejected(Rejection::SignatureExpired),
+                "{program}: stale"
+            );
+        }
+    }
+}
