@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Installs what `scripts/run.sh` (--run) or `scripts/test.sh` (--test) needs, skipping whatever is
+# already there, so both commands work on a fresh machine. Reachable registries only: crates.io,
+# npm, PyPI and Debian's apt (see README "Toolchain").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mode="${1:---test}"
+log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*" >&2; }
+sudo_if_needed() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# --- Debian packages: Ruby (+ ruby-jwt) for the seed/JWT interop tests, Chromium for browser tests.
+if [ "$mode" = "--test" ]; then
+  missing=()
+  command -v ruby >/dev/null || missing+=(ruby)
+  ruby -e 'require "jwt"' >/dev/null 2>&1 || missing+=(ruby-jwt)
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
+  [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
+  if [ "${#missing[@]}" -gt 0 ]; then
+    log "apt-get install ${missing[*]}"
+    sudo_if_needed apt-get update -qq
+    sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  python3 -c 'import jwt' >/dev/null 2>&1 || { log "pip install pyjwt"; python3 -m pip install -q pyjwt; }
+fi
+
+# --- Rust: the wasm target and the wasm-bindgen CLI pinned to the version in Cargo.lock.
+rustup target list --installed | grep -qx wasm32-unknown-unknown \
+  || { log "rustup target add wasm32-unknown-unknown"; rustup target add wasm32-unknown-unknown; }
+if [ "$mode" = "--test" ]; then
+  rustup component list --installed | grep -q '^clippy' || rustup component add clippy
+  rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
+fi
+scripts/install-wasm-bindgen.sh
+
+# --- npm: the package's dev tools (esbuild, binaryen, playwright-core) and the test fixtures.
+npm_ci() { # npm ci in $1 unless its node_modules is already installed from the current lockfile
+  local dir="$1"
+  [ -f "$dir/package-lock.json" ] || return 0
+  if [ ! -f "$dir/node_modules/.package-lock.json" ] \
+    || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+    log "npm ci in $dir"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+}
+npm_ci .
+npm_ci js-demo
+[ "$mode" = "--test" ] && npm_ci tests/jwt
+log "ready ($mode)"

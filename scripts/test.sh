@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The one test command (README, .ci/run): installs what is missing, then runs the format check,
+# clippy, every Rust test (core, server, cross-language), the wasm bridge tests under Node, the
+# npm package's tests (including the packed-tarball consumer test in headless Chromium) and the
+# demo's browser end-to-end tests. Every step runs even if an earlier one failed; a summary
+# closes the run and the exit status is non-zero if anything failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+scripts/setup.sh --test || { echo "setup failed" >&2; exit 1; }
+
+results=()
+failed=0
+step() { # step NAME COMMAND...
+  local name="$1"; shift
+  printf '\n\033[1;34m==> %s\033[0m\n' "$name"
+  local start=$SECONDS
+  if "$@"; then
+    results+=("PASS  $(printf '%4ss' $((SECONDS - start)))  $name")
+  else
+    results+=("FAIL  $(printf '%4ss' $((SECONDS - start)))  $name")
+    failed=1
+  fi
+}
+
+step "cargo fmt --check" cargo fmt --all -- --check
+step "clippy (host, all targets, -D warnings)" cargo clippy --workspace --all-targets -- -D warnings
+step "clippy (dropfix-wasm for wasm32, -D warnings)" \
+  cargo clippy -p dropfix-wasm --target wasm32-unknown-unknown --all-targets -- -D warnings
+step "dropfix-core builds for wasm32-unknown-unknown" \
+  cargo build -p dropfix-core --target wasm32-unknown-unknown
+step "cargo test (core, server, cross-language)" cargo test --workspace
+step "wasm bridge tests (wasm-bindgen-test, Node)" \
+  env CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+  cargo test -p dropfix-wasm --target wasm32-unknown-unknown
+step "build the npm package (wasm, bindings, bundles)" npm run build
+step "npm package tests (SDK, no-signing inspection, packed tarball in Chromium)" npm test
+step "demo end-to-end tests (headless Chromium)" npm run test:e2e
+
+printf '\n==> Summary\n'
+printf '  %s\n' "${results[@]}"
+exit "$failed"
