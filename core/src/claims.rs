@@ -126,13 +126,16 @@ pub fn verify(secrets: &[SecretKey], token: &str, now: i64) -> Result<(Claims, u
     if !is_jws_form(token) {
         return Err(Rejection::SignatureMalformed);
     }
-    let (signing_input, sig_b64) = token.rsplit_once('.').ok_or(Rejection::SignatureMalformed)?;
+    let (signing_input, sig_b64) = token
+        .rsplit_once('.')
+        .ok_or(Rejection::SignatureMalformed)?;
     let (header_b64, payload_b64) = signing_input
         .split_once('.')
         .ok_or(Rejection::SignatureMalformed)?;
 
     let header = decode_json(header_b64)?;
-    if find(&header, "alg") != Some(&Value::Str("HS256".to_owned())) || find(&header, "crit").is_some()
+    if find(&header, "alg") != Some(&Value::Str("HS256".to_owned()))
+        || find(&header, "crit").is_some()
     {
         return Err(Rejection::SignatureMalformed);
     }
@@ -220,7 +223,14 @@ mod tests {
     #[test]
     fn header_rules() {
         let body = r#"{"sub":"42","iat":1732406400}"#;
-        assert!(verify(&[SecretKey::new("k")], &forge(r#"{"alg":"HS256"}"#, body, "k"), NOW).is_ok());
+        assert!(
+            verify(
+                &[SecretKey::new("k")],
+                &forge(r#"{"alg":"HS256"}"#, body, "k"),
+                NOW
+            )
+            .is_ok()
+        );
         for header in [
             r#"{"alg":"none"}"#,
             r#"{"alg":"RS256"}"#,
@@ -229,25 +239,64 @@ mod tests {
             r#"{"alg":"HS256","crit":["exp"]}"#,
         ] {
             let token = forge(header, body, "k");
-            assert_eq!(verify(&[SecretKey::new("k")], &token, NOW), Err(Rejection::SignatureMalformed), "{header}");
+            assert_eq!(
+                verify(&[SecretKey::new("k")], &token, NOW),
+                Err(Rejection::SignatureMalformed),
+                "{header}"
+            );
         }
-        let none = alloc::format!("{}.{}.", URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#), URL_SAFE_NO_PAD.encode(body));
-        assert_eq!(verify(&[SecretKey::new("k")], &none, NOW), Err(Rejection::SignatureMalformed));
+        let none = alloc::format!(
+            "{}.{}.",
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#),
+            URL_SAFE_NO_PAD.encode(body)
+        );
+        assert_eq!(
+            verify(&[SecretKey::new("k")], &none, NOW),
+            Err(Rejection::SignatureMalformed)
+        );
     }
 
     #[test]
     fn claim_rules() {
         let key = [SecretKey::new("k")];
-        let check = |payload: &str| verify(&key, &forge(r#"{"alg":"HS256"}"#, payload, "k"), NOW).map(|_| ());
-        assert_eq!(check(r#"{"sub":"42","iat":1732406000}"#), Err(Rejection::SignatureExpired));
-        assert_eq!(check(r#"{"sub":"42","iat":1732406500}"#), Err(Rejection::SignedAtInFuture));
-        assert_eq!(check(r#"{"sub":"42"}"#), Err(Rejection::SignedAtMissing));
-        assert_eq!(check(r#"{"sub":"42","iat":1732406400,"exp":1732406400}"#), Err(Rejection::SignatureExpired));
-        assert_eq!(check(r#"{"sub":42,"iat":1732406400}"#), Err(Rejection::SignatureMalformed));
-        assert_eq!(check(r#"{"sub":"42","iat":1732406400,"plan":7}"#), Err(Rejection::SignatureMalformed));
-        assert_eq!(check(r#"{"sub":"42","iat":1732406400,"exp":1732406401}"#), Ok(()));
+        let check = |payload: &str| {
+            verify(&key, &forge(r#"{"alg":"HS256"}"#, payload, "k"), NOW).map(|_| ())
+        };
         assert_eq!(
-            verify(&key, &forge(r#"{"alg":"HS256"}"#, r#"{"sub":"42","iat":1732406400}"#, "other"), NOW),
+            check(r#"{"sub":"42","iat":1732406000}"#),
+            Err(Rejection::SignatureExpired)
+        );
+        assert_eq!(
+            check(r#"{"sub":"42","iat":1732406500}"#),
+            Err(Rejection::SignedAtInFuture)
+        );
+        assert_eq!(check(r#"{"sub":"42"}"#), Err(Rejection::SignedAtMissing));
+        assert_eq!(
+            check(r#"{"sub":"42","iat":1732406400,"exp":1732406400}"#),
+            Err(Rejection::SignatureExpired)
+        );
+        assert_eq!(
+            check(r#"{"sub":42,"iat":1732406400}"#),
+            Err(Rejection::SignatureMalformed)
+        );
+        assert_eq!(
+            check(r#"{"sub":"42","iat":1732406400,"plan":7}"#),
+            Err(Rejection::SignatureMalformed)
+        );
+        assert_eq!(
+            check(r#"{"sub":"42","iat":1732406400,"exp":1732406401}"#),
+            Ok(())
+        );
+        assert_eq!(
+            verify(
+                &key,
+                &forge(
+                    r#"{"alg":"HS256"}"#,
+                    r#"{"sub":"42","iat":1732406400}"#,
+                    "other"
+                ),
+                NOW
+            ),
             Err(Rejection::SignatureMismatch)
         );
     }
@@ -259,6 +308,9 @@ mod tests {
         let mut parts: Vec<&str> = token.split('.').collect();
         let evil = URL_SAFE_NO_PAD.encode(r#"{"sub":"42","iat":1732406400,"plan":"enterprise"}"#);
         parts[1] = &evil;
-        assert_eq!(verify(&[key], &parts.join("."), NOW), Err(Rejection::SignatureMismatch));
+        assert_eq!(
+            verify(&[key], &parts.join("."), NOW),
+            Err(Rejection::SignatureMismatch)
+        );
     }
 }

@@ -112,7 +112,9 @@ pub enum Decision {
 pub fn decide(policy: &Policy<'_>, call: &Identify, now: i64) -> Decision {
     match decide_signed(policy, call, now) {
         Ok(Some(verified)) => Decision::Verified(verified),
-        Ok(None) if policy.require_signed_claims => Decision::Rejected(Rejection::SignedClaimsRequired),
+        Ok(None) if policy.require_signed_claims => {
+            Decision::Rejected(Rejection::SignedClaimsRequired)
+        }
         Ok(None) => match policy.strict {
             StrictMode::Off => Decision::Unverified { would_reject: None },
             StrictMode::ReportOnly => Decision::Unverified {
@@ -125,7 +127,11 @@ pub fn decide(policy: &Policy<'_>, call: &Identify, now: i64) -> Decision {
 }
 
 /// `Ok(None)` means "no signature".
-fn decide_signed(policy: &Policy<'_>, call: &Identify, now: i64) -> Result<Option<Verified>, Rejection> {
+fn decide_signed(
+    policy: &Policy<'_>,
+    call: &Identify,
+    now: i64,
+) -> Result<Option<Verified>, Rejection> {
     let Some(signature) = call.signature.as_deref() else {
         return Ok(None);
     };

@@ -89,7 +89,11 @@ impl ValidationError {
 
     /// The whole body is not valid JSON (or not an object); `detail` says why.
     pub fn invalid_json(detail: &str) -> Self {
-        Self::new("invalid_json", "", &["request body is not valid JSON: ", detail])
+        Self::new(
+            "invalid_json",
+            "",
+            &["request body is not valid JSON: ", detail],
+        )
     }
 
     fn missing(field: &str) -> Self {
@@ -97,7 +101,11 @@ impl ValidationError {
     }
 
     fn wrong_type(field: &str, expected: &str, got: &Value) -> Self {
-        Self::new("invalid_type", field, &["must be ", expected, ", got ", got.kind()])
+        Self::new(
+            "invalid_type",
+            field,
+            &["must be ", expected, ", got ", got.kind()],
+        )
     }
 }
 
@@ -177,7 +185,11 @@ fn limit_text(max: usize) -> &'static str {
 }
 
 /// An optional string field: absent and `null` are the same.
-fn opt_string(field: &str, v: Option<&Value>, max: usize) -> Result<Option<String>, ValidationError> {
+fn opt_string(
+    field: &str,
+    v: Option<&Value>,
+    max: usize,
+) -> Result<Option<String>, ValidationError> {
     match v {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Str(s)) => {
@@ -210,7 +222,11 @@ fn identifier(
         Some(other) => return Err(ValidationError::wrong_type(field, "a string", other)),
     };
     if s.is_empty() {
-        return Err(ValidationError::new("empty_value", field, &["must not be empty"]));
+        return Err(ValidationError::new(
+            "empty_value",
+            field,
+            &["must not be empty"],
+        ));
     }
     if s.chars().any(char::is_control) {
         return Err(ValidationError::new(
@@ -252,11 +268,14 @@ fn mrr(field: &str, v: Option<&Value>) -> Result<Option<f64>, ValidationError> {
         Some(Value::Float(f)) => *f,
         Some(other) => return Err(ValidationError::wrong_type(field, "a number", other)),
     };
-    if !n.is_finite() || n < 0.0 || n > MAX_MRR {
+    // NaN and the infinities fall outside the range too.
+    if !(0.0..=MAX_MRR).contains(&n) {
         return Err(ValidationError::new(
             "invalid_value",
             field,
-            &["must be a finite, non-negative number of at most 1e12 (monthly revenue in your currency)"],
+            &[
+                "must be a finite, non-negative number of at most 1e12 (monthly revenue in your currency)",
+            ],
         ));
     }
     Ok(Some(n))
@@ -308,7 +327,11 @@ fn aliased<'v>(
         (Some(x), Some(y)) if x != y => Err(ValidationError::new(
             "conflicting_fields",
             &field_path(prefix, name),
-            &["and ", alias, " are both present with different values: send only one"],
+            &[
+                "and ",
+                alias,
+                " are both present with different values: send only one",
+            ],
         )),
         (Some(x), _) => Ok((field_path(prefix, name), Some(x))),
         (None, y) => Ok((field_path(prefix, alias), y)),
@@ -326,9 +349,21 @@ impl Traits {
         };
         let get = |k: &str| entries.iter().find(|(key, _)| key == k).map(|(_, v)| v);
         let mut traits = Traits {
-            name: opt_string(&field_path(prefix, "name"), get("name"), MAX_TRAIT_STRING_BYTES)?,
-            email: opt_string(&field_path(prefix, "email"), get("email"), MAX_TRAIT_STRING_BYTES)?,
-            plan: opt_string(&field_path(prefix, "plan"), get("plan"), MAX_TRAIT_STRING_BYTES)?,
+            name: opt_string(
+                &field_path(prefix, "name"),
+                get("name"),
+                MAX_TRAIT_STRING_BYTES,
+            )?,
+            email: opt_string(
+                &field_path(prefix, "email"),
+                get("email"),
+                MAX_TRAIT_STRING_BYTES,
+            )?,
+            plan: opt_string(
+                &field_path(prefix, "plan"),
+                get("plan"),
+                MAX_TRAIT_STRING_BYTES,
+            )?,
             mrr: mrr(&field_path(prefix, "mrr"), get("mrr"))?,
             signup_date: opt_string(
                 &field_path(prefix, "signup_date"),
@@ -342,7 +377,9 @@ impl Traits {
                 continue;
             }
             let path = field_path(prefix, key);
-            if key.is_empty() || key.len() > MAX_TRAIT_KEY_BYTES || key.chars().any(char::is_control)
+            if key.is_empty()
+                || key.len() > MAX_TRAIT_KEY_BYTES
+                || key.chars().any(char::is_control)
             {
                 return Err(ValidationError::new(
                     "invalid_trait_name",
@@ -444,7 +481,10 @@ impl Identify {
                 ));
             }
         };
-        if let Some((key, _)) = entries.iter().find(|(k, _)| !WIRE_FIELDS.contains(&k.as_str())) {
+        if let Some((key, _)) = entries
+            .iter()
+            .find(|(k, _)| !WIRE_FIELDS.contains(&k.as_str()))
+        {
             return Err(ValidationError::new(
                 "unknown_field",
                 key,
@@ -472,8 +512,17 @@ impl Identify {
     /// Validates the arguments of `DropFix.identify(userId, traits)` for the app id given to
     /// `DropFix.init`. `signature`/`hash` and `signedAt` are read from the traits object, as in
     /// Step 2 of the page.
-    pub fn from_sdk(app_id: &str, user_id: &Value, traits: &Value) -> Result<Identify, ValidationError> {
-        let app_id = identifier("appId", Some(&Value::Str(app_id.to_owned())), MAX_APP_ID_BYTES, false)?;
+    pub fn from_sdk(
+        app_id: &str,
+        user_id: &Value,
+        traits: &Value,
+    ) -> Result<Identify, ValidationError> {
+        let app_id = identifier(
+            "appId",
+            Some(&Value::Str(app_id.to_owned())),
+            MAX_APP_ID_BYTES,
+            false,
+        )?;
         let user_id = identifier("userId", Some(user_id), MAX_USER_ID_BYTES, true)?;
         let entries: &[(String, Value)] = match traits {
             Value::Null => &[],
@@ -535,8 +584,14 @@ mod tests {
 
     #[test]
     fn integer_user_id_is_its_decimal_string() {
-        assert_eq!(wire(r#"{"app_id":"a","user_id":42}"#).unwrap().user_id, "42");
-        assert_eq!(wire(r#"{"app_id":"a","user_id":-9}"#).unwrap().user_id, "-9");
+        assert_eq!(
+            wire(r#"{"app_id":"a","user_id":42}"#).unwrap().user_id,
+            "42"
+        );
+        assert_eq!(
+            wire(r#"{"app_id":"a","user_id":-9}"#).unwrap().user_id,
+            "-9"
+        );
         let e = wire(r#"{"app_id":"a","user_id":4.5}"#).unwrap_err();
         assert_eq!((e.code, e.field.as_str()), ("invalid_type", "user_id"));
     }
@@ -546,24 +601,77 @@ mod tests {
         let cases = [
             (r#"{"app_id":"a"}"#, "missing_field", "user_id"),
             (r#"{"app_id":"a","user_id":""}"#, "empty_value", "user_id"),
-            (r#"{"app_id":"a","user_id":"a\u0000b"}"#, "invalid_characters", "user_id"),
+            (
+                r#"{"app_id":"a","user_id":"a\u0000b"}"#,
+                "invalid_characters",
+                "user_id",
+            ),
             (r#"{"user_id":"1"}"#, "missing_field", "app_id"),
-            (r#"{"app_id":"a","user_id":"1","traits":{"mrr":-1}}"#, "invalid_value", "traits.mrr"),
-            (r#"{"app_id":"a","user_id":"1","traits":{"mrr":"49"}}"#, "invalid_type", "traits.mrr"),
-            (r#"{"app_id":"a","user_id":"1","traits":{"plan":3}}"#, "invalid_type", "traits.plan"),
-            (r#"{"app_id":"a","user_id":"1","traits":{"verified":true}}"#, "reserved_trait", "traits.verified"),
-            (r#"{"app_id":"a","user_id":"1","traits":{"dropfix_hash":"x"}}"#, "reserved_trait", "traits.dropfix_hash"),
-            (r#"{"app_id":"a","user_id":"1","traits":{"x":[1]}}"#, "invalid_type", "traits.x"),
-            (r#"{"app_id":"a","user_id":"1","signature":"a","hash":"b"}"#, "conflicting_fields", "signature"),
-            (r#"{"app_id":"a","user_id":"1","signed_at":1.5}"#, "invalid_type", "signed_at"),
-            (r#"{"app_id":"a","user_id":"1","signedat":1}"#, "unknown_field", "signedat"),
-            (r#"{"app_id":"a","user_id":"1","signature":"dfsk_abc"}"#, "secret_not_allowed", "signature"),
-            (r#"{"app_id":"a","user_id":"1","traits":{"secret_key":"x"}}"#, "secret_not_allowed", "traits.secret_key"),
+            (
+                r#"{"app_id":"a","user_id":"1","traits":{"mrr":-1}}"#,
+                "invalid_value",
+                "traits.mrr",
+            ),
+            (
+                r#"{"app_id":"a","user_id":"1","traits":{"mrr":"49"}}"#,
+                "invalid_type",
+                "traits.mrr",
+            ),
+            (
+                r#"{"app_id":"a","user_id":"1","traits":{"plan":3}}"#,
+                "invalid_type",
+                "traits.plan",
+            ),
+            (
+                r#"{"app_id":"a","user_id":"1","traits":{"verified":true}}"#,
+                "reserved_trait",
+                "traits.verified",
+            ),
+            (
+                r#"{"app_id":"a","user_id":"1","traits":{"dropfix_hash":"x"}}"#,
+                "reserved_trait",
+                "traits.dropfix_hash",
+            ),
+            (
+                r#"{"app_id":"a","user_id":"1","traits":{"x":[1]}}"#,
+                "invalid_type",
+                "traits.x",
+            ),
+            (
+                r#"{"app_id":"a","user_id":"1","signature":"a","hash":"b"}"#,
+                "conflicting_fields",
+                "signature",
+            ),
+            (
+                r#"{"app_id":"a","user_id":"1","signed_at":1.5}"#,
+                "invalid_type",
+                "signed_at",
+            ),
+            (
+                r#"{"app_id":"a","user_id":"1","signedat":1}"#,
+                "unknown_field",
+                "signedat",
+            ),
+            (
+                r#"{"app_id":"a","user_id":"1","signature":"dfsk_abc"}"#,
+                "secret_not_allowed",
+                "signature",
+            ),
+            (
+                r#"{"app_id":"a","user_id":"1","traits":{"secret_key":"x"}}"#,
+                "secret_not_allowed",
+                "traits.secret_key",
+            ),
             (r#"[1]"#, "invalid_json", ""),
         ];
         for (json, code, field) in cases {
             let e = wire(json).unwrap_err();
-            assert_eq!((e.code, e.field.as_str()), (code, field), "{json}: {}", e.message);
+            assert_eq!(
+                (e.code, e.field.as_str()),
+                (code, field),
+                "{json}: {}",
+                e.message
+            );
             assert!(e.message.starts_with(field), "{}", e.message);
         }
     }
@@ -576,7 +684,10 @@ mod tests {
         }
         traits.pop();
         traits.push('}');
-        let e = wire(&alloc::format!(r#"{{"app_id":"a","user_id":"1","traits":{traits}}}"#)).unwrap_err();
+        let e = wire(&alloc::format!(
+            r#"{{"app_id":"a","user_id":"1","traits":{traits}}}"#
+        ))
+        .unwrap_err();
         assert_eq!(e.code, "too_many_traits");
     }
 

@@ -33,8 +33,8 @@ impl SecretKey {
     /// whatever is in `DROPFIX_SECRET_KEY`, so no format is imposed here.
     pub fn new(secret: impl Into<String>) -> Self {
         let secret = secret.into();
-        let keyed = HmacSha256::new_from_slice(secret.as_bytes())
-            .expect("HMAC accepts keys of any length");
+        let keyed =
+            HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC accepts keys of any length");
         SecretKey { secret, keyed }
     }
 

@@ -62,9 +62,15 @@ mod tests {
     fn accepts_either_hex_case() {
         let key = SecretKey::new("s3cr3t");
         let sig = sign(&key, "42");
-        assert_eq!(verify(&[key.clone()], "42", &sig), SeedCheck::Valid { key_index: 0 });
+        assert_eq!(
+            verify(core::slice::from_ref(&key), "42", &sig),
+            SeedCheck::Valid { key_index: 0 }
+        );
         let upper = sig.to_ascii_uppercase();
-        assert_eq!(verify(&[key], "42", &upper), SeedCheck::Valid { key_index: 0 });
+        assert_eq!(
+            verify(&[key], "42", &upper),
+            SeedCheck::Valid { key_index: 0 }
+        );
     }
 
     #[test]
@@ -72,7 +78,10 @@ mod tests {
         let old = SecretKey::new("old");
         let new = SecretKey::new("new");
         let sig = sign(&old, "u");
-        assert_eq!(verify(&[new, old], "u", &sig), SeedCheck::Valid { key_index: 1 });
+        assert_eq!(
+            verify(&[new, old], "u", &sig),
+            SeedCheck::Valid { key_index: 1 }
+        );
     }
 
     #[test]

@@ -84,7 +84,9 @@ struct ValueVisitor {
 impl ValueVisitor {
     fn check_depth<E: de::Error>(&self) -> Result<(), E> {
         if self.depth > MAX_DEPTH {
-            Err(E::custom("nested too deeply (identify payloads are flat objects)"))
+            Err(E::custom(
+                "nested too deeply (identify payloads are flat objects)",
+            ))
         } else {
             Ok(())
         }
@@ -197,7 +199,10 @@ mod tests {
         assert_eq!(parse("42").unwrap(), Value::Int(42));
         assert_eq!(parse("-7").unwrap(), Value::Int(-7));
         assert_eq!(parse("49.5").unwrap(), Value::Float(49.5));
-        assert!(matches!(parse("18446744073709551615").unwrap(), Value::Float(_)));
+        assert!(matches!(
+            parse("18446744073709551615").unwrap(),
+            Value::Float(_)
+        ));
     }
 
     #[test]

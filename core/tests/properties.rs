@@ -13,7 +13,11 @@ fn mutate(s: &str, index: usize, with: char) -> String {
     let chars: Vec<char> = s.chars().collect();
     let i = index % chars.len();
     let mut out = chars.clone();
-    out[i] = if chars[i] == with { if with == 'a' { 'b' } else { 'a' } } else { with };
+    out[i] = if chars[i] == with {
+        if with == 'a' { 'b' } else { 'a' }
+    } else {
+        with
+    };
     out.into_iter().collect()
 }
 
@@ -90,6 +94,16 @@ proptest! {
 
 #[test]
 fn a_mutated_token_never_verifies_as_the_original_with_another_key() {
-    let token = claims::sign(&SecretKey::new("a"), &Claims { sub: "1".into(), iat: NOW, ..Claims::default() });
-    assert_eq!(claims::verify(&[SecretKey::new("b")], &token, NOW), Err(Rejection::SignatureMismatch));
+    let token = claims::sign(
+        &SecretKey::new("a"),
+        &Claims {
+            sub: "1".into(),
+            iat: NOW,
+            ..Claims::default()
+        },
+    );
+    assert_eq!(
+        claims::verify(&[SecretKey::new("b")], &token, NOW),
+        Err(Rejection::SignatureMismatch)
+    );
 }
