@@ -17,7 +17,12 @@ fn issue(program: &str, script: &str) -> String {
     run(
         program,
         &[script],
-        &[("DROPFIX_SECRET_KEY", SECRET), ("SUB", "42"), ("PLAN", "pro"), ("MRR", "49")],
+        &[
+            ("DROPFIX_SECRET_KEY", SECRET),
+            ("SUB", "42"),
+            ("PLAN", "pro"),
+            ("MRR", "49"),
+        ],
     )
     .trim()
     .to_owned()
@@ -30,7 +35,11 @@ fn decide(secret: &str, user_id: &str, traits: serde_json::Value, token: &str) -
     .unwrap();
     let call = Identify::from_wire(&body).unwrap();
     let secrets = [SecretKey::new(secret)];
-    let policy = Policy { secrets: &secrets, strict: StrictMode::Enforce, require_signed_claims: true };
+    let policy = Policy {
+        secrets: &secrets,
+        strict: StrictMode::Enforce,
+        require_signed_claims: true,
+    };
     dropfix_core::decide(&policy, &call, now())
 }
 
@@ -47,7 +56,13 @@ fn tokens_from_real_jwt_libraries_verify() {
             other => panic!("{program}: {other:?}"),
         }
         // The browser may omit the traits: the token's values are the trusted ones.
-        assert!(matches!(decide(SECRET, "42", json!({}), &token), Decision::Verified(_)), "{program}");
+        assert!(
+            matches!(
+                decide(SECRET, "42", json!({}), &token),
+                Decision::Verified(_)
+            ),
+            "{program}"
+        );
     }
 }
 
@@ -56,8 +71,18 @@ fn tampering_with_library_tokens_is_refused() {
     for (program, script) in ISSUERS {
         let token = issue(program, script);
         let cases = [
-            ("42", json!({"plan": "enterprise"}), SECRET, Rejection::ClaimsMismatch),
-            ("42", json!({"mrr": 4900}), SECRET, Rejection::ClaimsMismatch),
+            (
+                "42",
+                json!({"plan": "enterprise"}),
+                SECRET,
+                Rejection::ClaimsMismatch,
+            ),
+            (
+                "42",
+                json!({"mrr": 4900}),
+                SECRET,
+                Rejection::ClaimsMismatch,
+            ),
             ("43", json!({}), SECRET, Rejection::ClaimsMismatch),
             ("42", json!({}), "dfsk_wrong", Rejection::SignatureMismatch),
         ];

@@ -15,8 +15,13 @@ const SNIPPETS: [(&str, &str); 3] = [
 ];
 
 fn sign_with(program: &str, script: &str, secret: &str, user_id: &str) -> (String, i64) {
-    let out = run(program, &[script], &[("DROPFIX_SECRET_KEY", secret), ("USER_ID", user_id)]);
-    let json: Json = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{program}: {e}: {out}"));
+    let out = run(
+        program,
+        &[script],
+        &[("DROPFIX_SECRET_KEY", secret), ("USER_ID", user_id)],
+    );
+    let json: Json =
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{program}: {e}: {out}"));
     (
         json["dropfix_hash"].as_str().unwrap().to_owned(),
         json["dropfix_signed_at"].as_i64().unwrap(),
@@ -31,7 +36,11 @@ fn decide(secret: &str, user_id: &str, signature: &str, signed_at: i64) -> Decis
     .unwrap();
     let call = Identify::from_wire(&body).unwrap();
     let secrets = [SecretKey::new(secret)];
-    let policy = Policy { secrets: &secrets, strict: StrictMode::Enforce, require_signed_claims: false };
+    let policy = Policy {
+        secrets: &secrets,
+        strict: StrictMode::Enforce,
+        require_signed_claims: false,
+    };
     dropfix_core::decide(&policy, &call, now())
 }
 
@@ -66,7 +75,12 @@ fn snippets_match_the_shared_vectors() {
         let user_id = case["user_id"].as_str().unwrap();
         for (program, script) in SNIPPETS {
             let (hash, _) = sign_with(program, script, secret, user_id);
-            assert_eq!(hash, case["signature"].as_str().unwrap(), "{program}: {}", case["name"]);
+            assert_eq!(
+                hash,
+                case["signature"].as_str().unwrap(),
+                "{program}: {}",
+                case["name"]
+            );
         }
     }
 }
@@ -77,7 +91,10 @@ fn what_the_snippets_print_is_accepted_and_tampering_is_not() {
     for user_id in ["42", "José-用户 🙂", " spaced id "] {
         for (program, script) in SNIPPETS {
             let (hash, signed_at) = sign_with(program, script, secret, user_id);
-            assert!((now() - signed_at).abs() < 60, "{program}: signedAt is Unix seconds");
+            assert!(
+                (now() - signed_at).abs() < 60,
+                "{program}: signedAt is Unix seconds"
+            );
             match decide(secret, user_id, &hash, signed_at) {
                 Decision::Verified(v) => assert_eq!(v.method, Method::SeedHmac),
                 other => panic!("{program} {user_id:?}: {other:?}"),
