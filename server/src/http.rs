@@ -585,17 +585,7 @@ async fn admin(state: &Arc<AppState>, req: Request<Incoming>) -> Response<Body> 
         },
         (&HttpMethod::PATCH, [app]) => admin_patch(state, req, app.to_string()).await,
         (&HttpMethod::POST, [app, "rotate"]) => admin_rotate(state, req, app.to_string()).await,
-        (&HttpMethod::POST, [app, "retire-old"]) => {
-            let app = app.to_string();
-            state
-                .store
-                .call(move |c| workspace::retire_old_keys(c, &app))
-                .await
-                .map(|ws| match ws {
-                    Some(ws) => json_response(StatusCode::OK, &ws.summary()),
-                    None => workspace_not_found(),
-                })
-        }
+        (&HttpMethod::POST, [app, "retire-old"]) => admin_retire(state, app.to_string()).await,
         (&HttpMethod::GET, [app, "users"]) => {
             if state.registry.get(app).is_none() {
                 return workspace_not_found();
@@ -729,6 +719,19 @@ async fn admin_patch(
     };
     reload(state).await?;
     tracing::info!(app_id = %ws.app_id, strict = ws.strict.as_str(), "workspace updated");
+    Ok(json_response(StatusCode::OK, &ws.summary()))
+}
+
+async fn admin_retire(state: &Arc<AppState>, app: String) -> Result<Response<Body>, StoreError> {
+    let ws = state
+        .store
+        .call(move |c| workspace::retire_old_keys(c, &app))
+        .await?;
+    let Some(ws) = ws else {
+        return Ok(workspace_not_found());
+    };
+    reload(state).await?;
+    tracing::info!(app_id = %ws.app_id, "old secret keys retired");
     Ok(json_response(StatusCode::OK, &ws.summary()))
 }
 

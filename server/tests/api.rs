@@ -1,0 +1,759 @@
+//! The verifier over real HTTP, in-process: `dropfix_server::run` on `127.0.0.1:0` with a
+//! temporary data dir. Every row of PROTOCOL.md's decision table, each followed by a look at the
+//! store through the admin API; the stored-data rules; CORS; limits; key rotation with two live
+//! secrets; strict mode changed at run time (admin API and CLI-style edit from another
+//! connection); graceful shutdown finishing an in-flight request.
+
+#[path = "../../tests/support/mod.rs"]
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::time::Duration;
+
+use dropfix_core::claims::{self, Claims};
+use dropfix_core::{SecretKey, StrictMode, seed};
+use dropfix_server::workspace::{self, NewWorkspace, WorkspacePatch};
+use dropfix_server::{AppState, Config, store};
+use serde_json::{Value as Json, json};
+use sha2::Digest;
+use support::{Response, build_request, eventually, raw_request};
+
+const ADMIN: &str = "dfadm_api_tests_admin_token";
+
+fn now() -> i64 {
+    dropfix_server::http::now()
+}
+
+struct TestServer {
+    addr: SocketAddr,
+    app: String,
+    secret: SecretKey,
+    dir: tempfile::TempDir,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestServer {
+    fn start(config: Config) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let (app, secret) = {
+            let mut conn = store::open(dir.path()).unwrap();
+            let (ws, secret) = workspace::create_workspace(
+                &mut conn,
+                &NewWorkspace {
+                    name: "test".into(),
+                    strict: StrictMode::Off,
+                    require_signed_claims: false,
+                    allowed_origins: workspace::DEV_ORIGINS.map(String::from).to_vec(),
+                },
+                now(),
+            )
+            .unwrap();
+            (ws.app_id, secret)
+        };
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let path = dir.path().to_path_buf();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let conn = store::open(&path).unwrap();
+                let state =
+                    AppState::new(config, conn, sha2::Sha256::digest(ADMIN.as_bytes()).into())
+                        .unwrap();
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                dropfix_server::run(listener, state, async {
+                    let _ = stop_rx.await;
+                })
+                .await
+                .unwrap();
+            });
+        });
+        TestServer {
+            addr: addr_rx.recv().unwrap(),
+            app,
+            secret,
+            dir,
+            shutdown: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+
+    fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+        raw_request(self.addr, &build_request(method, path, headers, body))
+    }
+
+    fn identify(&self, body: Json) -> Response {
+        self.request(
+            "POST",
+            "/v1/identify",
+            &[("Content-Type", "application/json")],
+            body.to_string().as_bytes(),
+        )
+    }
+
+    fn admin(&self, method: &str, path: &str, body: Option<Json>) -> Response {
+        let auth = format!("Bearer {ADMIN}");
+        let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        self.request(
+            method,
+            path,
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+            ],
+            &bytes,
+        )
+    }
+
+    /// The stored record, or `None` (404).
+    fn user(&self, user: &str) -> Option<Json> {
+        let r = self.admin(
+            "GET",
+            &format!("/v1/admin/workspaces/{}/users/{user}", self.app),
+            None,
+        );
+        match r.status {
+            200 => Some(r.json()),
+            404 => None,
+            s => panic!("get user: {s} {}", r.text()),
+        }
+    }
+
+    fn user_count(&self) -> usize {
+        let r = self.admin(
+            "GET",
+            &format!("/v1/admin/workspaces/{}/users?limit=1000", self.app),
+            None,
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()["users"].as_array().unwrap().len()
+    }
+
+    fn patch(&self, body: Json) {
+        let r = self.admin(
+            "PATCH",
+            &format!("/v1/admin/workspaces/{}", self.app),
+            Some(body),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+
+    fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+
+    fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn signed(app: &str, secret: &SecretKey, user: &str, signed_at: i64, traits: Json) -> Json {
+    json!({"app_id": app, "user_id": user, "traits": traits,
+           "signature": seed::sign(secret, user), "signedAt": signed_at})
+}
+
+fn token(secret: &SecretKey, sub: &str, plan: Option<&str>, mrr: Option<f64>) -> String {
+    claims::sign(
+        secret,
+        &Claims {
+            sub: sub.into(),
+            iat: now(),
+            plan: plan.map(String::from),
+            mrr,
+            ..Claims::default()
+        },
+    )
+}
+
+/// Asserts a 401 with `code`, no CORS surprise, a message, and that nothing was stored.
+fn assert_rejected(s: &TestServer, body: Json, code: &str) {
+    let users_before = s.user_count();
+    let r = s.identify(body.clone());
+    assert_eq!(r.status, 401, "{code}: {}", r.text());
+    let j = r.json();
+    assert_eq!(j["error"]["code"], code, "{j}");
+    assert!(!j["error"]["message"].as_str().unwrap().is_empty());
+    if let Some(sig) = body["signature"].as_str() {
+        assert!(!r.text().contains(sig), "a 401 must not echo the signature");
+    }
+    let expected = seed::sign(&s.secret, body["user_id"].as_str().unwrap_or(""));
+    assert!(
+        !r.text().contains(&expected),
+        "a 401 must not reveal the expected signature"
+    );
+    assert_eq!(s.user_count(), users_before, "{code}: a 401 stores nothing");
+}
+
+#[test]
+fn decision_table_rows_over_http() {
+    let s = TestServer::start(Config::default());
+    let (app, key) = (s.app.clone(), s.secret.clone());
+    let t = now();
+
+    // No signature, not strict: 202, stored unverified.
+    let r = s.identify(
+        json!({"app_id": app, "user_id": "u-unsigned", "traits": {"plan": "pro", "mrr": 10}}),
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(
+        r.json(),
+        json!({"verified": false, "user_id": "u-unsigned", "method": null})
+    );
+    let u = s.user("u-unsigned").unwrap();
+    assert_eq!(
+        (u["verified"].clone(), u["plan"].clone()),
+        (json!(false), json!("pro"))
+    );
+
+    // Valid seed signature: 200, stored verified with plan and MRR, how and when.
+    let r = s.identify(signed(
+        &app,
+        &key,
+        "42",
+        t,
+        json!({"plan": "pro", "mrr": 49.0, "email": "ada@example.com"}),
+    ));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.json(),
+        json!({"verified": true, "user_id": "42", "method": "seed_hmac"})
+    );
+    let u = s.user("42").unwrap();
+    assert_eq!(u["verified"], true);
+    assert_eq!(u["method"], "seed_hmac");
+    assert_eq!(u["plan"], "pro");
+    assert_eq!(u["mrr"], 49.0);
+    assert_eq!(u["signed_at"], t);
+    assert!(u["verified_at"].as_i64().unwrap() >= t);
+
+    // A numeric user id is its decimal string, and `hash` is an alias.
+    let r = s.identify(
+        json!({"app_id": app, "user_id": 7, "hash": seed::sign(&key, "7"), "signed_at": t}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(s.user("7").is_some());
+
+    // Valid signed claims: 200, the token's values are the trusted ones.
+    let tok = token(&key, "claims-user", Some("business"), Some(299.0));
+    let r = s.identify(json!({"app_id": app, "user_id": "claims-user", "signature": tok}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["method"], "signed_claims");
+    let u = s.user("claims-user").unwrap();
+    assert_eq!(
+        (u["plan"].clone(), u["mrr"].clone()),
+        (json!("business"), json!(299.0))
+    );
+
+    // The 401 rows: nothing stored.
+    assert_rejected(
+        &s,
+        json!({"app_id": app, "user_id": "other", "signature": seed::sign(&key, "42"), "signedAt": t}),
+        "signature_mismatch",
+    );
+    assert_rejected(
+        &s,
+        signed(&app, &SecretKey::new("dfsk_wrong"), "x1", t, json!({})),
+        "signature_mismatch",
+    );
+    assert_rejected(
+        &s,
+        signed(&app, &key, "x2", t - 301, json!({})),
+        "signature_expired",
+    );
+    assert_rejected(
+        &s,
+        signed(&app, &key, "x3", t + 120, json!({})),
+        "signed_at_in_future",
+    );
+    assert_rejected(
+        &s,
+        json!({"app_id": app, "user_id": "x4", "signature": seed::sign(&key, "x4")}),
+        "signed_at_missing",
+    );
+    assert_rejected(
+        &s,
+        signed(&app, &key, "x5", t * 1000, json!({})),
+        "signed_at_not_seconds",
+    );
+    assert_rejected(
+        &s,
+        json!({"app_id": app, "user_id": "x6", "signature": "abc123", "signedAt": t}),
+        "signature_malformed",
+    );
+    assert_rejected(
+        &s,
+        json!({"app_id": app, "user_id": "x7", "signature": token(&key, "x7", Some("pro"), None), "traits": {"plan": "enterprise"}}),
+        "claims_mismatch",
+    );
+    assert_rejected(
+        &s,
+        json!({"app_id": app, "user_id": "x8", "signature": token(&key, "someone-else", None, None)}),
+        "claims_mismatch",
+    );
+    let mut none_alg = tok.clone();
+    none_alg.replace_range(
+        ..tok.find('.').unwrap(),
+        "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0",
+    );
+    assert_rejected(
+        &s,
+        json!({"app_id": app, "user_id": "claims-user", "signature": none_alg}),
+        "signature_malformed",
+    );
+    let r = s.identify(json!({"app_id": "app_nope", "user_id": "x9"}));
+    assert_eq!(
+        (r.status, r.json()["error"]["code"].clone()),
+        (401, json!("unknown_app"))
+    );
+
+    // Strict mode: unsigned is 401, signed still verifies.
+    s.patch(json!({"strict": "on"}));
+    assert_rejected(
+        &s,
+        json!({"app_id": app, "user_id": "x10"}),
+        "signature_required",
+    );
+    assert_eq!(
+        s.identify(signed(&app, &key, "42", now(), json!({})))
+            .status,
+        200
+    );
+
+    // Signed claims required: the seed form and unsigned calls get their own code.
+    s.patch(json!({"strict": "off", "require_signed_claims": true}));
+    assert_rejected(
+        &s,
+        signed(&app, &key, "x11", now(), json!({})),
+        "signed_claims_required",
+    );
+    assert_rejected(
+        &s,
+        json!({"app_id": app, "user_id": "x12"}),
+        "signed_claims_required",
+    );
+    let r = s.identify(json!({"app_id": app, "user_id": "claims-user", "signature": token(&key, "claims-user", Some("business"), None)}));
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // 400 / 413 / 415 / 405: nothing stored.
+    let before = s.user_count();
+    let r = s.identify(json!({"app_id": app, "user_id": "", "traits": {}}));
+    assert_eq!(
+        (r.status, r.json()["error"]["field"].clone()),
+        (400, json!("user_id"))
+    );
+    let r = s.identify(json!({"app_id": app, "user_id": "n", "traits": {"mrr": -5}}));
+    assert_eq!(
+        (r.status, r.json()["error"]["field"].clone()),
+        (400, json!("traits.mrr"))
+    );
+    let r = s.identify(json!({"app_id": app, "user_id": "n", "traits": {"plan": 3}}));
+    assert_eq!(
+        (r.status, r.json()["error"]["field"].clone()),
+        (400, json!("traits.plan"))
+    );
+    let big = format!(
+        r#"{{"app_id":"{app}","user_id":"big","traits":{{"name":"{}"}}}}"#,
+        "a".repeat(17 * 1024)
+    );
+    let r = s.request(
+        "POST",
+        "/v1/identify",
+        &[("Content-Type", "application/json")],
+        big.as_bytes(),
+    );
+    assert_eq!(r.status, 413);
+    let r = s.request(
+        "POST",
+        "/v1/identify",
+        &[("Content-Type", "text/plain")],
+        b"{}",
+    );
+    assert_eq!(r.status, 415);
+    let r = s.request("GET", "/v1/identify", &[], b"");
+    assert_eq!((r.status, r.header("allow")), (405, Some("POST")));
+    assert_eq!(s.user_count(), before);
+
+    // Metrics count outcomes by code.
+    let m = s.request("GET", "/metrics", &[], b"").text();
+    assert!(
+        m.contains(r#"dropfix_identify_requests_total{outcome="signature_mismatch"} 2"#),
+        "{m}"
+    );
+    assert!(m.contains("dropfix_store_commit_batch_size"), "{m}");
+    assert!(m.contains("dropfix_identify_duration_seconds"), "{m}");
+}
+
+#[test]
+fn unverified_calls_never_overwrite_or_downgrade_a_verified_user() {
+    let s = TestServer::start(Config::default());
+    let (app, key) = (s.app.clone(), s.secret.clone());
+    let r = s.identify(signed(
+        &app,
+        &key,
+        "u1",
+        now(),
+        json!({"plan": "starter", "mrr": 19}),
+    ));
+    assert_eq!(r.status, 200);
+    let r = s.identify(
+        json!({"app_id": app, "user_id": "u1", "traits": {"plan": "enterprise", "mrr": 99999}}),
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+    let u = s.user("u1").unwrap();
+    assert_eq!(u["verified"], true, "never downgraded");
+    assert_eq!(u["method"], "seed_hmac");
+    assert_eq!(
+        (u["plan"].clone(), u["mrr"].clone()),
+        (json!("starter"), json!(19.0))
+    );
+    assert_eq!(
+        u["unverified_claims"]["plan"], "enterprise",
+        "the claim is kept aside: {u}"
+    );
+    // Verified-only listing is what downstream reads.
+    let r = s.identify(json!({"app_id": app, "user_id": "u2", "traits": {"plan": "x"}}));
+    assert_eq!(r.status, 202);
+    let r = s.admin(
+        "GET",
+        &format!("/v1/admin/workspaces/{app}/users?verified=true"),
+        None,
+    );
+    let ids: Vec<_> = r.json()["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["user_id"].clone())
+        .collect();
+    assert_eq!(ids, [json!("u1")]);
+}
+
+#[test]
+fn report_only_strict_mode_stores_and_counts() {
+    let s = TestServer::start(Config::default());
+    s.patch(json!({"strict": "report_only"}));
+    let r = s.identify(json!({"app_id": s.app, "user_id": "r1"}));
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(s.user("r1").unwrap()["verified"], false);
+    let m = s.request("GET", "/metrics", &[], b"").text();
+    let line = format!(
+        r#"dropfix_strict_would_reject_total{{app_id="{}"}} 1"#,
+        s.app
+    );
+    assert!(m.contains(&line), "{m}");
+}
+
+#[test]
+fn cors_follows_each_workspaces_allowed_origins() {
+    let s = TestServer::start(Config::default());
+    s.patch(json!({"allowed_origins": ["https://app.example.com"]}));
+    let preflight = |origin: &str, query: &str| {
+        s.request(
+            "OPTIONS",
+            &format!("/v1/identify{query}"),
+            &[
+                ("Origin", origin),
+                ("Access-Control-Request-Method", "POST"),
+                ("Access-Control-Request-Headers", "content-type"),
+            ],
+            b"",
+        )
+    };
+    let q = format!("?app_id={}", s.app);
+    let ok = preflight("https://app.example.com", &q);
+    assert_eq!(ok.status, 204);
+    assert_eq!(
+        ok.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+    assert_eq!(ok.header("access-control-allow-methods"), Some("POST"));
+    let bad = preflight("https://evil.example", &q);
+    assert_eq!(
+        (bad.status, bad.header("access-control-allow-origin")),
+        (403, None)
+    );
+    // Localhost is no longer allowed for this workspace.
+    assert_eq!(preflight("http://localhost:3000", &q).status, 403);
+
+    let post = |origin: &str, user: &str| {
+        s.request(
+            "POST",
+            "/v1/identify",
+            &[("Content-Type", "application/json"), ("Origin", origin)],
+            json!({"app_id": s.app, "user_id": user})
+                .to_string()
+                .as_bytes(),
+        )
+    };
+    let r = post("https://app.example.com", "c1");
+    assert_eq!(r.status, 202);
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+    let r = post("https://evil.example", "c2");
+    assert_eq!(
+        (r.status, r.header("access-control-allow-origin")),
+        (403, None)
+    );
+    assert!(s.user("c2").is_none());
+    // Errors carry CORS headers for allowed origins, so the SDK can read the code.
+    let r = s.request(
+        "POST",
+        "/v1/identify",
+        &[
+            ("Content-Type", "application/json"),
+            ("Origin", "https://app.example.com"),
+        ],
+        json!({"app_id": s.app, "user_id": "c3", "signature": "zz", "signedAt": now()})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+}
+
+#[test]
+fn rate_limits_answer_429_with_retry_after() {
+    let s = TestServer::start(Config {
+        rate_per_ip: 2,
+        ..Config::default()
+    });
+    let statuses: Vec<u16> = (0..6)
+        .map(|i| {
+            s.identify(json!({"app_id": s.app, "user_id": format!("r{i}")}))
+                .status
+        })
+        .collect();
+    assert_eq!(
+        &statuses[..4],
+        [202, 202, 202, 202],
+        "burst of twice the rate"
+    );
+    let r = s.identify(json!({"app_id": s.app, "user_id": "r-limited"}));
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "rate_limited");
+    let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=2).contains(&wait));
+    assert!(s.user("r-limited").is_none(), "a 429 stores nothing");
+
+    let s = TestServer::start(Config {
+        rate_per_app: 1,
+        ..Config::default()
+    });
+    assert_eq!(
+        s.identify(json!({"app_id": s.app, "user_id": "a"})).status,
+        202
+    );
+    assert_eq!(
+        s.identify(json!({"app_id": s.app, "user_id": "b"})).status,
+        202
+    );
+    assert_eq!(
+        s.identify(json!({"app_id": s.app, "user_id": "c"})).status,
+        429
+    );
+}
+
+#[test]
+fn key_rotation_keeps_both_secrets_until_retired() {
+    let s = TestServer::start(Config::default());
+    let (app, old) = (s.app.clone(), s.secret.clone());
+    let r = s.admin(
+        "POST",
+        &format!("/v1/admin/workspaces/{app}/rotate"),
+        Some(json!({"grace_seconds": 3600})),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let new = SecretKey::new(r.json()["secret"].as_str().unwrap());
+    assert_ne!(new.expose_secret(), old.expose_secret());
+    assert_eq!(
+        s.identify(signed(&app, &old, "k-old", now(), json!({})))
+            .status,
+        200
+    );
+    assert_eq!(
+        s.identify(signed(&app, &new, "k-new", now(), json!({})))
+            .status,
+        200
+    );
+    // The record says which key verified it, so operators see when the old one is unused.
+    assert_ne!(
+        s.user("k-old").unwrap()["key_id"],
+        s.user("k-new").unwrap()["key_id"]
+    );
+    let r = s.admin(
+        "POST",
+        &format!("/v1/admin/workspaces/{app}/retire-old"),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["keys"].as_array().unwrap().len(), 1);
+    assert_rejected(
+        &s,
+        signed(&app, &old, "k-old-2", now(), json!({})),
+        "signature_mismatch",
+    );
+    assert_eq!(
+        s.identify(signed(&app, &new, "k-new-2", now(), json!({})))
+            .status,
+        200
+    );
+    // Listing workspaces never shows a secret.
+    let list = s.admin("GET", "/v1/admin/workspaces", None).text();
+    assert!(
+        !list.contains(new.expose_secret()) && !list.contains("secret"),
+        "{list}"
+    );
+}
+
+#[test]
+fn edits_from_another_process_take_effect_while_running() {
+    let s = TestServer::start(Config::default());
+    assert_eq!(
+        s.identify(json!({"app_id": s.app, "user_id": "e1"})).status,
+        202
+    );
+    // What `dropfix-server workspace set APP --strict on` does: a separate connection.
+    let conn = store::open(s.data_dir()).unwrap();
+    workspace::update_workspace(
+        &conn,
+        &s.app,
+        &WorkspacePatch {
+            strict: Some(StrictMode::Enforce),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut attempt = 0;
+    let rejected = eventually("strict mode to take effect", || {
+        attempt += 1;
+        let user = format!("e2-{attempt}");
+        let r = s.identify(json!({"app_id": s.app, "user_id": user}));
+        (r.status == 401).then_some(user)
+    });
+    assert!(s.user(&rejected).is_none());
+}
+
+#[test]
+fn admin_api_needs_the_token() {
+    let s = TestServer::start(Config::default());
+    let r = s.request("GET", "/v1/admin/workspaces", &[], b"");
+    assert_eq!(
+        (r.status, r.json()["error"]["code"].clone()),
+        (401, json!("unauthorized"))
+    );
+    let r = s.request(
+        "GET",
+        "/v1/admin/workspaces",
+        &[("Authorization", "Bearer wrong")],
+        b"",
+    );
+    assert_eq!(r.status, 401);
+    let r = s.admin(
+        "POST",
+        "/v1/admin/workspaces",
+        Some(json!({"name": "n", "strict": "sometimes"})),
+    );
+    assert_eq!(
+        (r.status, r.json()["error"]["code"].clone()),
+        (400, json!("invalid_value"))
+    );
+    let r = s.admin(
+        "POST",
+        "/v1/admin/workspaces",
+        Some(json!({"name": "n", "allowed_origins": ["example.com/"]})),
+    );
+    assert_eq!(r.status, 400);
+    let r = s.admin(
+        "POST",
+        "/v1/admin/workspaces",
+        Some(json!({"name": "second"})),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let created = r.json();
+    assert!(created["secret"].as_str().unwrap().starts_with("dfsk_"));
+    let (app2, key2) = (
+        created["app_id"].as_str().unwrap().to_string(),
+        SecretKey::new(created["secret"].as_str().unwrap()),
+    );
+    // The new workspace works at once, and the first workspace's secret does not verify it.
+    assert_eq!(
+        s.identify(signed(&app2, &key2, "w2", now(), json!({})))
+            .status,
+        200
+    );
+    assert_eq!(
+        s.identify(signed(&app2, &s.secret, "w2", now(), json!({})))
+            .status,
+        401
+    );
+    let r = s.admin(
+        "GET",
+        &format!("/v1/admin/workspaces/{app2}/users/nobody"),
+        None,
+    );
+    assert_eq!(
+        (r.status, r.json()["error"]["code"].clone()),
+        (404, json!("user_not_found"))
+    );
+}
+
+#[test]
+fn graceful_shutdown_finishes_in_flight_requests() {
+    let mut s = TestServer::start(Config::default());
+    let body = json!({"app_id": s.app, "user_id": "in-flight"}).to_string();
+    let head = format!(
+        "POST /v1/identify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    // Send the head and half the body, then ask the server to stop.
+    let mut stream = TcpStream::connect(s.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(&body.as_bytes()[..10]).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let _ = s.shutdown.take().unwrap().send(());
+    std::thread::sleep(Duration::from_millis(200));
+    // New connections are refused once the listener is closed.
+    eventually("listener closed", || {
+        TcpStream::connect(s.addr).is_err().then_some(())
+    });
+    // The in-flight request completes and is answered.
+    stream.write_all(&body.as_bytes()[10..]).unwrap();
+    let mut buf = Vec::new();
+    stream.read_to_end(&mut buf).unwrap();
+    let r = support::parse_response(&buf).expect("a response");
+    assert_eq!(r.status, 202, "{}", r.text());
+    s.stop();
+    // And it was stored.
+    let conn = store::open(s.data_dir()).unwrap();
+    assert!(
+        store::get_user(&conn, &s.app, "in-flight")
+            .unwrap()
+            .is_some()
+    );
+}
