@@ -1,0 +1,162 @@
+// The browser SDK's behaviour, run in Node against the built ESM bundle with a stub fetch:
+// the wire body, validation before sending (same codes as the verifier, from the shared
+// vectors), errors, retries with backoff, Retry-After, no retry on 4xx, reset().
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { DropFix, DropFixError } from 'dropfix';
+
+const wasm = readFileSync(new URL('../../dist/dropfix_wasm_bg.wasm', import.meta.url));
+const vectors = JSON.parse(readFileSync(new URL('../vectors/seed.json', import.meta.url), 'utf8'));
+
+/** A fetch that answers from `responses` in turn and records each request. */
+function stubFetch(responses) {
+  const calls = [];
+  const fetch = async (url, init) => {
+    calls.push({ url, init, body: JSON.parse(init.body) });
+    const next = responses.shift();
+    if (next instanceof Error) throw next;
+    const { status, body = {}, headers = {} } = next;
+    return new Response(JSON.stringify(body), { status, headers: { 'Content-Type': 'application/json', ...headers } });
+  };
+  return { fetch, calls };
+}
+
+const ok = (user) => ({ status: 200, body: { verified: true, user_id: user, method: 'seed_hmac' } });
+
+function init(fetch, extra = {}) {
+  DropFix.reset();
+  DropFix.init({ appId: 'app_test', endpoint: 'http://verifier.test/', wasm, fetch, ...extra });
+}
+
+test('identify sends the wire body of PROTOCOL.md and resolves { verified, userId, method }', async () => {
+  const { fetch, calls } = stubFetch([ok('42')]);
+  init(fetch);
+  const r = await DropFix.identify(42, { name: 'Ada', plan: 'pro', mrr: 49, hash: 'ab'.repeat(32), signedAt: 1732406400 });
+  assert.deepEqual(r, { verified: true, userId: '42', method: 'seed_hmac' });
+  assert.equal(calls.length, 1);
+  assert.equal(calls[0].url, 'http://verifier.test/v1/identify?app_id=app_test');
+  assert.equal(calls[0].init.method, 'POST');
+  assert.equal(calls[0].init.keepalive, true);
+  assert.deepEqual(calls[0].body, {
+    app_id: 'app_test',
+    user_id: '42',
+    traits: { name: 'Ada', plan: 'pro', mrr: 49 },
+    signature: 'ab'.repeat(32),
+    signed_at: 1732406400,
+  });
+});
+
+test('the shared vectors: valid calls go out as their wire body; invalid ones fail with the same code and send nothing', async () => {
+  let checkedValid = 0;
+  let checkedInvalid = 0;
+  for (const c of vectors.decision_cases) {
+    const req = c.request;
+    if (typeof req !== 'object' || req === null || req.app_id !== 'app_vectors') continue;
+    const traits = { ...(req.traits ?? {}) };
+    if (req.signature !== undefined) traits.signature = req.signature;
+    if (req.hash !== undefined) traits.hash = req.hash;
+    if (req.signed_at !== undefined) traits.signedAt = req.signed_at;
+    if (req.signedAt !== undefined) traits.signedAt = req.signedAt;
+    const { fetch, calls } = stubFetch([{ status: 202, body: { verified: false, user_id: String(req.user_id), method: null } }]);
+    DropFix.reset();
+    DropFix.init({ appId: req.app_id, endpoint: 'http://verifier.test', wasm, fetch, maxRetries: 0 });
+    const call = DropFix.identify(req.user_id, traits);
+    if (c.expect.outcome === 'invalid') {
+      await assert.rejects(call, (e) => e instanceof DropFixError && e.code === c.expect.code && e.status === 0, c.name);
+      assert.equal(calls.length, 0, `${c.name}: nothing sent`);
+      checkedInvalid++;
+    } else {
+      await call;
+      const sent = calls[0].body;
+      assert.equal(sent.user_id, String(req.user_id), c.name);
+      assert.equal(sent.signature, req.signature ?? req.hash, c.name);
+      assert.equal(sent.signed_at, req.signed_at ?? req.signedAt, c.name);
+      checkedValid++;
+    }
+  }
+  assert.ok(checkedValid >= 20 && checkedInvalid >= 4, `${checkedValid} valid, ${checkedInvalid} invalid`);
+});
+
+test('a secret key is refused in init and in traits, and nothing is sent', async () => {
+  const { fetch, calls } = stubFetch([]);
+  assert.throws(() => DropFix.init({ appId: 'app_test', secret: vectors.secret, fetch }), (e) => e.code === 'secret_not_allowed');
+  init(fetch);
+  await assert.rejects(DropFix.identify('u', { note: vectors.secret }), (e) => e.code === 'secret_not_allowed' && !e.message.includes(vectors.secret));
+  await assert.rejects(DropFix.identify('u', { signature: vectors.secret, signedAt: 1 }), (e) => e.code === 'secret_not_allowed');
+  assert.equal(calls.length, 0);
+});
+
+test('4xx is not retried and rejects with status, code, message and field', async () => {
+  const { fetch, calls } = stubFetch([
+    { status: 401, body: { error: { code: 'signature_mismatch', message: 'the signature does not match' } } },
+  ]);
+  init(fetch);
+  await assert.rejects(DropFix.identify('u', { hash: 'a'.repeat(64), signedAt: 1 }), (e) => {
+    assert.ok(e instanceof DropFixError);
+    assert.equal(e.status, 401);
+    assert.equal(e.code, 'signature_mismatch');
+    assert.match(e.message, /does not match/);
+    return true;
+  });
+  assert.equal(calls.length, 1);
+});
+
+test('network errors and 5xx are retried with backoff, bounded', async () => {
+  const { fetch, calls } = stubFetch([new TypeError('connection refused'), { status: 503, body: {} }, ok('u')]);
+  init(fetch);
+  const r = await DropFix.identify('u');
+  assert.equal(r.verified, true);
+  assert.equal(calls.length, 3);
+
+  const failing = stubFetch([new TypeError('down'), new TypeError('down'), new TypeError('down')]);
+  init(failing.fetch, { maxRetries: 2 });
+  await assert.rejects(DropFix.identify('u'), (e) => e.code === 'network_error' && e.status === 0);
+  assert.equal(failing.calls.length, 3, 'one try and two retries');
+});
+
+test('429 honours Retry-After', async () => {
+  const { fetch, calls } = stubFetch([{ status: 429, body: { error: { code: 'rate_limited', message: 'slow down' } }, headers: { 'Retry-After': '1' } }, ok('u')]);
+  init(fetch);
+  const started = Date.now();
+  await DropFix.identify('u');
+  assert.ok(Date.now() - started >= 950, 'waited for Retry-After');
+  assert.equal(calls.length, 2);
+});
+
+test('reset() drops a call that is waiting to retry', async () => {
+  const { fetch, calls } = stubFetch([{ status: 503, body: {} }, ok('u')]);
+  init(fetch);
+  const pending = DropFix.identify('u');
+  await new Promise((r) => setTimeout(r, 20));
+  DropFix.reset();
+  await assert.rejects(pending, (e) => e.code === 'reset');
+  assert.equal(calls.length, 1);
+});
+
+test('debug mode explains milliseconds, stale signatures and a signature reused for another user', async () => {
+  const warnings = [];
+  const original = console.warn;
+  console.warn = (...args) => warnings.push(args.join(' '));
+  try {
+    const { fetch } = stubFetch([ok('a'), ok('a'), ok('b'), ok('c')]);
+    init(fetch, { debug: true });
+    const sig = 'c'.repeat(64);
+    await DropFix.identify('a', { hash: sig, signedAt: Date.now() });
+    await DropFix.identify('a', { hash: sig, signedAt: Math.floor(Date.now() / 1000) - 900 });
+    await DropFix.identify('b', { hash: sig, signedAt: Math.floor(Date.now() / 1000) });
+    await DropFix.identify('c');
+  } finally {
+    console.warn = original;
+  }
+  const text = warnings.join('\n');
+  assert.match(text, /milliseconds/);
+  assert.match(text, /900 s old/);
+  assert.match(text, /same signature was sent for user "a" and "b"/);
+  assert.match(text, /without a signature/);
+});
+
+test('identify before init rejects clearly', async () => {
+  const fresh = await import(`../../dist/dropfix.mjs?fresh=${Date.now()}`);
+  await assert.rejects(fresh.DropFix.identify('u'), (e) => e.code === 'not_initialized');
+});

@@ -1,0 +1,52 @@
+// dropfix/server (Node signing through the core compiled to wasm) against the shared vector
+// file, which is generated with Python's hmac, independent of the Rust core.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { createHmac } from 'node:crypto';
+import { signClaims, signUser } from 'dropfix/server';
+
+const vectors = JSON.parse(readFileSync(new URL('../vectors/seed.json', import.meta.url), 'utf8'));
+
+test('signUser matches every hmac case of the shared vectors', () => {
+  assert.ok(vectors.hmac_cases.length >= 10);
+  for (const c of vectors.hmac_cases) {
+    const { dropfix_hash, dropfix_signed_at } = signUser(c.user_id, { secret: c.secret, now: vectors.now });
+    assert.equal(dropfix_hash, c.signature.toLowerCase(), c.name);
+    assert.equal(dropfix_signed_at, vectors.now);
+  }
+});
+
+test('signUser reads DROPFIX_SECRET_KEY, trims an env-file newline, and numbers sign as decimal strings', () => {
+  process.env.DROPFIX_SECRET_KEY = `${vectors.secret}\n`;
+  try {
+    const expected = createHmac('sha256', vectors.secret).update('42').digest('hex');
+    assert.equal(signUser(42).dropfix_hash, expected);
+    assert.equal(signUser('42').dropfix_hash, expected);
+    const now = Math.floor(Date.now() / 1000);
+    assert.ok(Math.abs(signUser('42').dropfix_signed_at - now) <= 1);
+  } finally {
+    delete process.env.DROPFIX_SECRET_KEY;
+  }
+});
+
+test('signUser refuses what would fail at the verifier', () => {
+  assert.throws(() => signUser('42'), /no secret key/);
+  assert.throws(() => signUser('', { secret: 's' }), TypeError);
+  assert.throws(() => signUser(1.5, { secret: 's' }), TypeError);
+  assert.throws(() => signUser('42', { secret: 's', now: Date.now() }), /milliseconds/);
+});
+
+test('signClaims issues an HS256 token over sub, iat, exp and the trusted traits', () => {
+  const token = signClaims('42', { plan: 'pro', mrr: 49, email: 'ada@example.com' }, { secret: vectors.secret, now: vectors.now });
+  const [h, p, s] = token.split('.');
+  assert.deepEqual(JSON.parse(Buffer.from(h, 'base64url')), { alg: 'HS256', typ: 'JWT' });
+  const claims = JSON.parse(Buffer.from(p, 'base64url'));
+  assert.equal(claims.sub, '42');
+  assert.equal(claims.iat, vectors.now);
+  assert.equal(claims.exp, vectors.now + 300);
+  assert.equal(claims.plan, 'pro');
+  assert.equal(claims.mrr, 49);
+  const mac = createHmac('sha256', vectors.secret).update(`${h}.${p}`).digest('base64url');
+  assert.equal(s, mac, 'signature is HMAC-SHA256 over header.payload');
+});
