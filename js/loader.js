@@ -1,8 +1,8 @@
-// DropFix loader stub: paste inline in <head> before the async SDK script tag. It defines a
+// DropFix loader stub: paste this file inline in a script element in <head>, followed by an
+// async script element whose src is dropfix.global.js (see the README). It defines a
 // window.DropFix whose calls are queued (identify() still returns a Promise) and replayed in
-// order by dropfix.global.js once it has loaded.
-//   <script>/* this file */</script>
-//   <script async src="https://cdn.example.com/dropfix/dropfix.global.js"></script>
+// order by dropfix.global.js once it has loaded. (No closing script tag may appear in this
+// file: it is meant to be inlined.)
 (function (w) {
   if (w.DropFix) return;
   var q = [];

@@ -57,6 +57,9 @@ export function createDropFix({ loadWasm, defaultEndpoint }) {
   let config = null;
   let wasm = null;
   let session = 0;
+  // Identify calls are sent one after another, in call order, so a later call (a plan change)
+  // never lands before an earlier one.
+  let inOrder = Promise.resolve();
   // signature -> user id, for the "signature reused for another user" debug hint.
   let seenSignatures = new Map();
 
@@ -198,7 +201,9 @@ export function createDropFix({ loadWasm, defaultEndpoint }) {
         throw err;
       }
       explainBeforeSend(body);
-      return send(body, mySession);
+      const result = inOrder.then(() => send(body, mySession));
+      inOrder = result.catch(() => {});
+      return result;
     },
 
     /** On logout or user switch: drops pending retries and forgets what was sent. */

@@ -19,10 +19,10 @@ mkdir -p dist/web dist/node
 
 echo "building the browser wasm (no signing)" >&2
 cargo build --quiet -p dropfix-wasm --target "$TARGET" --profile "$PROFILE"
-wasm-bindgen --target web --no-typescript --out-dir dist/web --out-name dropfix_wasm "$WASM"
+wasm-bindgen --target web --no-typescript --remove-name-section --remove-producers-section --out-dir dist/web --out-name dropfix_wasm "$WASM"
 node_modules/.bin/wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
   --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
-  dist/web/dropfix_wasm_bg.wasm -o dist/dropfix_wasm_bg.wasm
+  --strip-debug --strip-producers dist/web/dropfix_wasm_bg.wasm -o dist/dropfix_wasm_bg.wasm
 rm dist/web/dropfix_wasm_bg.wasm
 
 echo "building the Node wasm (node-signing)" >&2

@@ -26,14 +26,15 @@ step() { # step NAME COMMAND...
 
 step "cargo fmt --check" cargo fmt --all -- --check
 step "clippy (host, all targets, -D warnings)" cargo clippy --workspace --all-targets -- -D warnings
-step "clippy (dropfix-wasm for wasm32, -D warnings)" \
-  cargo clippy -p dropfix-wasm --target wasm32-unknown-unknown --all-targets -- -D warnings
+step "clippy (dropfix-wasm for wasm32, browser and node-signing builds, -D warnings)" \
+  bash -c 'cargo clippy -p dropfix-wasm --target wasm32-unknown-unknown --all-targets -- -D warnings &&
+    cargo clippy -p dropfix-wasm --target wasm32-unknown-unknown --all-targets --features node-signing -- -D warnings'
 step "dropfix-core builds for wasm32-unknown-unknown" \
   cargo build -p dropfix-core --target wasm32-unknown-unknown
 step "cargo test (core, server, cross-language)" cargo test --workspace
 step "wasm bridge tests (wasm-bindgen-test, Node)" \
   env CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
-  cargo test -p dropfix-wasm --target wasm32-unknown-unknown
+  cargo test -p dropfix-wasm --target wasm32-unknown-unknown --features node-signing
 step "build the npm package (wasm, bindings, bundles)" npm run build
 step "npm package tests (SDK, no-signing inspection, packed tarball in Chromium)" npm test
 step "demo end-to-end tests (headless Chromium)" npm run test:e2e

@@ -40,4 +40,4 @@ pub use payload::{
 };
 pub use rejection::Rejection;
 pub use secret::{SECRET_ENTROPY_BYTES, SECRET_PREFIX, SecretKey, looks_like_secret};
-pub use value::Value;
+pub use value::{MAX_DEPTH, Value};

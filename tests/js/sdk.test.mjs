@@ -160,3 +160,17 @@ test('identify before init rejects clearly', async () => {
   const fresh = await import(`../../dist/dropfix.mjs?fresh=${Date.now()}`);
   await assert.rejects(fresh.DropFix.identify('u'), (e) => e.code === 'not_initialized');
 });
+
+test('identify calls are sent one at a time, in call order', async () => {
+  const events = [];
+  const fetch = async (url, init) => {
+    const user = JSON.parse(init.body).user_id;
+    events.push(`start ${user}`);
+    await new Promise((r) => setTimeout(r, user === 'first' ? 50 : 0));
+    events.push(`end ${user}`);
+    return new Response(JSON.stringify({ verified: false, user_id: user, method: null }), { status: 202 });
+  };
+  init(fetch);
+  await Promise.all([DropFix.identify('first'), DropFix.identify('second')]);
+  assert.deepEqual(events, ['start first', 'end first', 'start second', 'end second']);
+});

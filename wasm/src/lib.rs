@@ -13,7 +13,8 @@
 //! Errors cross the boundary as a JS `Error` with `code`, `field` and `message` properties, built
 //! in one place ([`validation_error`]); the JS layer wraps it in a `DropFixError`.
 
-use dropfix_core::{Identify, ValidationError, Value};
+use dropfix_core::{Identify, MAX_DEPTH, ValidationError, Value};
+use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 
 /// A JS `Error` carrying the core's machine code and field.
@@ -35,25 +36,80 @@ fn invalid(field: &str, message: &str) -> JsValue {
     })
 }
 
-/// JS value -> the core's JSON value (duplicate keys and excessive nesting refused by the core).
-fn from_js(value: JsValue, field: &str) -> Result<Value, JsValue> {
+/// JS value -> the core's JSON value, walked with `js-sys` rather than through serde: serde's
+/// error paths format floats (`Unexpected::Float`), which would add ~15 KB of `core::fmt` float
+/// code to every page. `depth` is the nesting level the value will have in the wire body, so the
+/// core's limit ([`MAX_DEPTH`]) is enforced here exactly as the verifier enforces it.
+fn from_js(value: &JsValue, field: &str, depth: usize) -> Result<Value, JsValue> {
     if value.is_undefined() || value.is_null() {
         return Ok(Value::Null);
     }
-    serde_wasm_bindgen::from_value(value).map_err(|_| {
-        invalid(
+    if let Some(b) = value.as_bool() {
+        return Ok(Value::Bool(b));
+    }
+    if let Some(n) = value.as_f64() {
+        // A JS safe integer is an integer, as a JSON integer literal would be on the wire.
+        let safe = n.fract() == 0.0 && n.abs() <= 9_007_199_254_740_991.0;
+        return Ok(if safe {
+            Value::Int(n as i64)
+        } else {
+            Value::Float(n)
+        });
+    }
+    if let Some(s) = value.as_string() {
+        return Ok(Value::Str(s));
+    }
+    if js_sys::Array::is_array(value) {
+        return Ok(Value::Array);
+    }
+    let plain = value.is_object() && !value.is_function() && {
+        let proto = js_sys::Object::get_prototype_of(value);
+        proto.is_null() || proto == js_sys::Object::get_prototype_of(&js_sys::Object::new())
+    };
+    if !plain {
+        return Err(invalid(
             field,
             "must be plain JSON data (strings, numbers, booleans, arrays, plain objects)",
-        )
-    })
+        ));
+    }
+    if depth > MAX_DEPTH {
+        return Err(invalid(
+            field,
+            "is nested too deeply (identify payloads are flat objects)",
+        ));
+    }
+    let object: &js_sys::Object = value.unchecked_ref();
+    let mut entries = Vec::new();
+    for key in js_sys::Object::keys(object).iter() {
+        let name = key.as_string().unwrap_or_default();
+        let child = js_sys::Reflect::get(object, &key)?;
+        // Like JSON.stringify, a property whose value is undefined is absent.
+        if child.is_undefined() {
+            continue;
+        }
+        let path = [field, ".", &name].concat();
+        entries.push((name, from_js(&child, &path, depth + 1)?));
+    }
+    Ok(Value::Object(entries))
 }
 
-fn to_js(value: &Value) -> Result<JsValue, JsValue> {
-    use serde::Serialize as _;
-    let serializer = serde_wasm_bindgen::Serializer::json_compatible();
-    value
-        .serialize(&serializer)
-        .map_err(|_| invalid("traits", "could not be converted to JSON"))
+/// The core's JSON value -> a plain JS value (for `JSON.stringify`).
+fn to_js(value: &Value) -> JsValue {
+    match value {
+        Value::Null => JsValue::NULL,
+        Value::Bool(b) => JsValue::from_bool(*b),
+        Value::Int(i) => JsValue::from_f64(*i as f64),
+        Value::Float(f) => JsValue::from_f64(*f),
+        Value::Str(s) => JsValue::from_str(s),
+        Value::Array => js_sys::Array::new().into(),
+        Value::Object(entries) => {
+            let object = js_sys::Object::new();
+            for (k, v) in entries {
+                let _ = js_sys::Reflect::set(&object, &JsValue::from_str(k), &to_js(v));
+            }
+            object.into()
+        }
+    }
 }
 
 /// Validates `DropFix.identify(userId, traits)` for the app id given to `DropFix.init` and
@@ -61,10 +117,11 @@ fn to_js(value: &Value) -> Result<JsValue, JsValue> {
 /// `JSON.stringify`). Throws a `DropFixError`-shaped `Error` (`code`, `field`, `message`).
 #[wasm_bindgen(js_name = buildIdentify)]
 pub fn build_identify(app_id: &str, user_id: JsValue, traits: JsValue) -> Result<JsValue, JsValue> {
-    let user_id = from_js(user_id, "userId")?;
-    let traits = from_js(traits, "traits")?;
+    let user_id = from_js(&user_id, "userId", 1)?;
+    // In the wire body the traits sit one level below the top.
+    let traits = from_js(&traits, "traits", 2)?;
     let call = Identify::from_sdk(app_id, &user_id, &traits).map_err(|e| validation_error(&e))?;
-    to_js(&call.to_wire())
+    Ok(to_js(&call.to_wire()))
 }
 
 /// The seed form, for a customer's Node backend: `hex(HMAC-SHA256(secret, userId))`.
@@ -93,7 +150,14 @@ pub fn sign_claims(
             Err(invalid(field, "must be a whole number of Unix seconds"))
         }
     };
-    let traits = from_js(claims, "claims")?;
+    // serde-wasm-bindgen here: the Node build's size does not matter, the browser build has no
+    // such path (see `from_js`).
+    let traits: Value = if claims.is_undefined() || claims.is_null() {
+        Value::Null
+    } else {
+        serde_wasm_bindgen::from_value(claims)
+            .map_err(|_| invalid("claims", "must be an object"))?
+    };
     let text = |k: &str| -> Result<Option<String>, JsValue> {
         match traits.get(k) {
             None | Some(Value::Null) => Ok(None),
