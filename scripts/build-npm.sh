@@ -39,4 +39,4 @@ node_modules/.bin/esbuild js/index.js --bundle --format=esm --minify --target=es
   --outfile=dist/dropfix.mjs --log-level=warning
 node_modules/.bin/esbuild js/global.js --bundle --format=iife --minify --target=es2020 \
   --define:import.meta.url=undefined --outfile=dist/dropfix.global.js --log-level=warning
-ls -l dist dist/node >&2
+echo "built dist/ ($(du -sh dist | cut -f1))" >&2

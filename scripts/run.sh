@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# The main job: the verifier (dropfix-server, release build) on its embedded store in
+# ./dropfix-data, and the demo customer app (js-demo) signing users and calling identify() in the
+# browser. Prints the URL; Ctrl-C stops both.
+#
+# The demo's workspace is created once; its app id and secret (shown only at creation) and the
+# admin token are kept in ./dropfix-data/demo.env, as a customer keeps them in their own env.
+# Knobs: DROPFIX_LISTEN (default 127.0.0.1:8787), DEMO_PORT (default 3000), DROPFIX_DATA_DIR.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh --run
+
+LISTEN="${DROPFIX_LISTEN:-127.0.0.1:8787}"
+DEMO_PORT="${DEMO_PORT:-3000}"
+DATA="${DROPFIX_DATA_DIR:-./dropfix-data}"
+
+echo "building the verifier (release) and the npm package" >&2
+cargo build --quiet --release -p dropfix-server
+npm run --silent build >/dev/null
+BIN="${CARGO_TARGET_DIR:-target}/release/dropfix-server"
+
+mkdir -p "$DATA"
+ENV_FILE="$DATA/demo.env"
+if [ ! -f "$ENV_FILE" ]; then
+  created="$("$BIN" workspace create --name demo --data-dir "$DATA" --json)"
+  app_id="$(node -e 'console.log(JSON.parse(process.argv[1]).app_id)' "$created")"
+  secret="$(node -e 'console.log(JSON.parse(process.argv[1]).secret)' "$created")"
+  (umask 077 && cat >"$ENV_FILE" <<ENV
+DROPFIX_APP_ID=$app_id
+DROPFIX_SECRET_KEY=$secret
+DROPFIX_ADMIN_TOKEN=dfadm_$(node -e 'console.log(require("crypto").randomBytes(24).toString("hex"))')
+ENV
+  )
+fi
+set -a
+# shellcheck disable=SC1090
+. "$ENV_FILE"
+set +a
+
+pids=()
+stop() {
+  trap - INT TERM EXIT
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  echo "stopped" >&2
+}
+trap stop INT TERM EXIT
+
+LOG="$DATA/server.log"
+"$BIN" serve --listen "$LISTEN" --data-dir "$DATA" --admin-token "$DROPFIX_ADMIN_TOKEN" >"$DATA/server.out" 2>"$LOG" &
+pids+=($!)
+for _ in $(seq 1 100); do
+  grep -q "listening on" "$DATA/server.out" 2>/dev/null && break
+  kill -0 "${pids[0]}" 2>/dev/null || { cat "$LOG" >&2; exit 1; }
+  sleep 0.1
+done
+ENDPOINT="$(grep -o 'http://[^ ]*' "$DATA/server.out" | head -1)"
+
+DROPFIX_ENDPOINT="$ENDPOINT" PORT="$DEMO_PORT" node js-demo/server.mjs >"$DATA/demo.out" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do
+  grep -q "demo listening on" "$DATA/demo.out" 2>/dev/null && break
+  kill -0 "${pids[1]}" 2>/dev/null || { cat "$DATA/demo.out" >&2; exit 1; }
+  sleep 0.1
+done
+DEMO_URL="$(grep -o 'http://[^ ]*' "$DATA/demo.out" | head -1)"
+
+cat <<INFO
+
+  DropFix verifier   $ENDPOINT   (store: $DATA/dropfix.sqlite3, log: $LOG)
+  workspace          app_id=$DROPFIX_APP_ID   (secret and admin token in $ENV_FILE)
+  demo app           $DEMO_URL   <- open this
+
+  Try: curl -s -H "Authorization: Bearer \$DROPFIX_ADMIN_TOKEN" $ENDPOINT/v1/admin/workspaces/$DROPFIX_APP_ID/users
+  Ctrl-C stops both.
+
+INFO
+wait -n "${pids[@]}"
