@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Load benchmark, loopback only, bounded in time (about ROUNDS x 3 x SECONDS):
+#   dropfix-server (release, durable SQLite store), dropfix-server --ephemeral (store off), and
+#   the Node reference verifier (bench/node-reference.mjs), driven alternately by wrk with the
+#   same request mix: a quarter each of valid seed signatures (200), unsigned (202), wrong
+#   signatures (401) and expired ones (401), at CONNECTIONS connections.
+# Reports req/s, p50 and p99 per run, min/median per target, and the ratios.
+# Knobs: ROUNDS (3), SECONDS (10), CONNECTIONS (64), THREADS (1: the machine has 2 cores and wrk
+# shares them with the server; see BENCHMARKS.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS="${ROUNDS:-3}"; SECS="${SECONDS_PER_RUN:-10}"; CONN="${CONNECTIONS:-64}"; THREADS="${THREADS:-1}"
+command -v wrk >/dev/null || { sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }; sudo_ apt-get install -y -qq wrk >/dev/null; }
+cargo build --quiet --release -p dropfix-server
+BIN="${CARGO_TARGET_DIR:-target}/release/dropfix-server"
+WORK="$(mktemp -d)"
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+wait_line() { # FILE PATTERN
+  for _ in $(seq 1 300); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
+  echo "timed out waiting for '$2' in $1" >&2; cat "$1" >&2; exit 1
+}
+
+start_dropfix() { # NAME EXTRA_ARGS...
+  local name="$1"; shift
+  "$BIN" serve --listen 127.0.0.1:0 --data-dir "$WORK/$name" --admin-token bench \
+    --rate-limit-per-ip 0 --rate-limit-per-app 0 "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+  PIDS+=($!)
+  wait_line "$WORK/$name.out" "listening on"
+}
+
+start_dropfix durable
+start_dropfix ephemeral --ephemeral
+APP="$(grep -o 'app_id=[^ ]*' "$WORK/durable.out" | cut -d= -f2)"
+SECRET="$(grep -o 'secret=[^ ]*' "$WORK/durable.out" | cut -d= -f2)"
+APP_E="$(grep -o 'app_id=[^ ]*' "$WORK/ephemeral.out" | cut -d= -f2)"
+SECRET_E="$(grep -o 'secret=[^ ]*' "$WORK/ephemeral.out" | cut -d= -f2)"
+node bench/node-reference.mjs "$APP" "$SECRET" >"$WORK/node.out" 2>&1 &
+PIDS+=($!)
+wait_line "$WORK/node.out" "listening on"
+url() { grep -o 'http://[^ ]*' "$WORK/$1.out" | head -1; }
+
+# The request mix as a wrk Lua script; signatures are made now, so they stay fresh for the run.
+mix() { # APP SECRET
+  node - "$1" "$2" <<'JS'
+const { createHmac } = require('node:crypto');
+const [app, secret] = process.argv.slice(2);
+const now = Math.floor(Date.now() / 1000);
+const bodies = [];
+for (let i = 0; i < 1000; i++) {
+  const id = `user-${i}`;
+  const sig = createHmac('sha256', secret).update(id).digest('hex');
+  const traits = { plan: 'pro', mrr: 49, email: `u${i}@example.com` };
+  bodies.push({ app_id: app, user_id: id, traits, hash: sig, signedAt: now });
+  bodies.push({ app_id: app, user_id: `anon-${i}`, traits });
+  bodies.push({ app_id: app, user_id: id, traits, hash: sig.replace(/^./, (c) => (c === 'a' ? 'b' : 'a')), signedAt: now });
+  bodies.push({ app_id: app, user_id: id, traits, hash: sig, signedAt: now - 3600 });
+}
+console.log('local bodies = {');
+for (const b of bodies) console.log(`  [==[${JSON.stringify(b)}]==],`);
+console.log(`}
+local i = 0
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  i = i + 1
+  return wrk.format(nil, "/v1/identify", nil, bodies[(i % #bodies) + 1])
+end`);
+JS
+}
+mix "$APP" "$SECRET" >"$WORK/mix.lua"
+mix "$APP_E" "$SECRET_E" >"$WORK/mix-e.lua"
+
+to_ms() { awk '{ v=$1; if (v ~ /us$/) { sub(/us$/,"",v); print v/1000 } else if (v ~ /ms$/) { sub(/ms$/,"",v); print v } else if (v ~ /s$/) { sub(/s$/,"",v); print v*1000 } }'; }
+RESULTS="$WORK/results.tsv"
+run() { # TARGET URL LUA
+  local out="$WORK/wrk-$1.txt"
+  wrk -t"$THREADS" -c"$CONN" -d"${SECS}s" --latency -s "$3" "$2" >"$out"
+  local rps p50 p99 errors
+  rps="$(awk '/^Requests\/sec/ {print $2}' "$out")"
+  p50="$(awk '$1=="50%" {print $2}' "$out" | to_ms)"
+  p99="$(awk '$1=="99%" {print $2}' "$out" | to_ms)"
+  errors="$(grep -c 'Socket errors' "$out" || true)"
+  printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$rps" "$p50" "$p99" "$errors" >>"$RESULTS"
+  printf '  %-22s %10.0f req/s   p50 %6.2f ms   p99 %6.2f ms%s\n' "$1" "$rps" "$p50" "$p99" \
+    "$([ "$errors" = 0 ] || echo '   (socket errors!)')"
+}
+
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $CONN connections, wrk -t$THREADS, ${SECS}s per run"
+for r in $(seq 1 "$ROUNDS"); do
+  echo "round $r"
+  run dropfix-durable "$(url durable)" "$WORK/mix.lua"
+  run node-reference "$(url node)" "$WORK/mix.lua"
+  run dropfix-ephemeral "$(url ephemeral)" "$WORK/mix-e.lua"
+done
+
+python3 - "$RESULTS" <<'PY'
+import statistics, sys
+rows = [l.split('\t') for l in open(sys.argv[1]).read().split('\n') if l]
+by = {}
+for name, rps, p50, p99, _ in rows:
+    by.setdefault(name, []).append((float(rps), float(p50), float(p99)))
+print("\nsummary (min / median over rounds)")
+med = {}
+for name, runs in by.items():
+    rps = [r[0] for r in runs]; p99 = [r[2] for r in runs]; p50 = [r[1] for r in runs]
+    med[name] = statistics.median(rps)
+    print(f"  {name:22} req/s {min(rps):9.0f} / {statistics.median(rps):9.0f}   p50 {statistics.median(p50):5.2f} ms   p99 {min(p99):5.2f} / {statistics.median(p99):5.2f} ms")
+print("\nratios (medians)")
+print(f"  dropfix durable / node reference   {med['dropfix-durable'] / med['node-reference']:.2f}x   (goal >= 5x)")
+print(f"  dropfix ephemeral / node reference {med['dropfix-ephemeral'] / med['node-reference']:.2f}x")
+print(f"  durable / ephemeral                {med['dropfix-durable'] / med['dropfix-ephemeral']:.2f}   (goal >= 0.5)")
+PY
