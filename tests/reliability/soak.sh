@@ -40,6 +40,7 @@ cleanup() {
 trap cleanup EXIT
 
 "$BIN" serve --listen 127.0.0.1:0 --data-dir "$WORK/data" --admin-token "$ADMIN_TOKEN" \
+  --rate-limit-per-ip 0 --rate-limit-per-app 0 \
   >"$WORK/server.out" 2>"$WORK/server.err" &
 SERVER_PID=$!
 for _ in $(seq 1 600); do
