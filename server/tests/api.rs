@@ -319,6 +319,64 @@ fn decision_table_rows_over_http() {
         json!({"app_id": app, "user_id": "claims-user", "signature": none_alg}),
         "signature_malformed",
     );
+    // Signed-claims attacks, each a 401 with its code and nothing stored.
+    let b64 = |v: &Json| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let claims_call =
+        |user: &str, token: String| json!({"app_id": app, "user_id": user, "signature": token});
+    let wrong_key = token(
+        &SecretKey::new("dfsk_not_this_workspace"),
+        "c1",
+        Some("pro"),
+        None,
+    );
+    assert_rejected(&s, claims_call("c1", wrong_key), "signature_mismatch");
+    let good = token(&key, "c2", Some("pro"), Some(49.0));
+    let parts: Vec<&str> = good.split('.').collect();
+    let tampered = format!(
+        "{}.{}.{}",
+        parts[0],
+        b64(&json!({"sub": "c2", "iat": now(), "plan": "enterprise"})),
+        parts[2]
+    );
+    assert_rejected(&s, claims_call("c2", tampered), "signature_mismatch");
+    let rs256 = format!(
+        "{}.{}.{}",
+        b64(&json!({"alg": "RS256", "typ": "JWT"})),
+        parts[1],
+        parts[2]
+    );
+    assert_rejected(&s, claims_call("c2", rs256), "signature_malformed");
+    let expired = claims::sign(
+        &key,
+        &Claims {
+            sub: "c3".into(),
+            iat: now() - 600,
+            ..Claims::default()
+        },
+    );
+    assert_rejected(&s, claims_call("c3", expired), "signature_expired");
+    let past_exp = claims::sign(
+        &key,
+        &Claims {
+            sub: "c4".into(),
+            iat: now() - 10,
+            exp: Some(now() - 5),
+            ..Claims::default()
+        },
+    );
+    assert_rejected(&s, claims_call("c4", past_exp), "signature_expired");
+    let future = claims::sign(
+        &key,
+        &Claims {
+            sub: "c5".into(),
+            iat: now() + 600,
+            ..Claims::default()
+        },
+    );
+    assert_rejected(&s, claims_call("c5", future), "signed_at_in_future");
     let r = s.identify(json!({"app_id": "app_nope", "user_id": "x9"}));
     assert_eq!(
         (r.status, r.json()["error"]["code"].clone()),
@@ -395,7 +453,7 @@ fn decision_table_rows_over_http() {
     // Metrics count outcomes by code.
     let m = s.request("GET", "/metrics", &[], b"").text();
     assert!(
-        m.contains(r#"dropfix_identify_requests_total{outcome="signature_mismatch"} 2"#),
+        m.contains(r#"dropfix_identify_requests_total{outcome="signature_mismatch"} 4"#),
         "{m}"
     );
     assert!(m.contains("dropfix_store_commit_batch_size"), "{m}");
