@@ -37,6 +37,16 @@ set -a
 . "$ENV_FILE"
 set +a
 
+wait_for() { # FILE PATTERN PID LOG: until FILE has PATTERN; fail with LOG if PID exits first
+  for _ in $(seq 1 100); do
+    grep -q "$2" "$1" 2>/dev/null && return 0
+    kill -0 "$3" 2>/dev/null || { cat "$4" >&2; exit 1; }
+    sleep 0.1
+  done
+  echo "timed out waiting for '$2' in $1" >&2
+  exit 1
+}
+
 pids=()
 stop() {
   trap - INT TERM EXIT
@@ -49,20 +59,12 @@ trap stop INT TERM EXIT
 LOG="$DATA/server.log"
 "$BIN" serve --listen "$LISTEN" --data-dir "$DATA" --admin-token "$DROPFIX_ADMIN_TOKEN" >"$DATA/server.out" 2>"$LOG" &
 pids+=($!)
-for _ in $(seq 1 100); do
-  grep -q "listening on" "$DATA/server.out" 2>/dev/null && break
-  kill -0 "${pids[0]}" 2>/dev/null || { cat "$LOG" >&2; exit 1; }
-  sleep 0.1
-done
+wait_for "$DATA/server.out" "listening on" "${pids[0]}" "$LOG"
 ENDPOINT="$(grep -o 'http://[^ ]*' "$DATA/server.out" | head -1)"
 
 DROPFIX_ENDPOINT="$ENDPOINT" PORT="$DEMO_PORT" node js-demo/server.mjs >"$DATA/demo.out" 2>&1 &
 pids+=($!)
-for _ in $(seq 1 100); do
-  grep -q "demo listening on" "$DATA/demo.out" 2>/dev/null && break
-  kill -0 "${pids[1]}" 2>/dev/null || { cat "$DATA/demo.out" >&2; exit 1; }
-  sleep 0.1
-done
+wait_for "$DATA/demo.out" "demo listening on" "${pids[1]}" "$DATA/demo.out"
 DEMO_URL="$(grep -o 'http://[^ ]*' "$DATA/demo.out" | head -1)"
 
 cat <<INFO

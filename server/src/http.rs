@@ -104,9 +104,7 @@ pub async fn handle(
                 .observe_latency(started.elapsed().as_secs_f64());
             res
         }
-        "/healthz" if req.method() == HttpMethod::GET => {
-            json_response(StatusCode::OK, &json!({"status": "ok"}))
-        }
+        "/healthz" if req.method() == HttpMethod::GET => health(&state).await,
         "/metrics" if req.method() == HttpMethod::GET => {
             let mut res = Response::new(Full::new(Bytes::from(state.metrics.render())));
             res.headers_mut().insert(
@@ -127,6 +125,29 @@ pub async fn handle(
         ),
     };
     Ok(res)
+}
+
+/// 200 only when the store answers a query within a second, so a load balancer stops sending
+/// calls to a verifier that could not store them.
+async fn health(state: &AppState) -> Response<Body> {
+    let probe = state.store.call(|c| {
+        c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+            .map_err(StoreError::from)
+    });
+    match tokio::time::timeout(Duration::from_secs(1), probe).await {
+        Ok(Ok(_)) => json_response(StatusCode::OK, &json!({"status": "ok"})),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "health check: store failed");
+            json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"status": "store_unavailable"}),
+            )
+        }
+        Err(_) => json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"status": "store_slow"}),
+        ),
+    }
 }
 
 fn method_not_allowed(allow: &'static str) -> Response<Body> {
