@@ -11,17 +11,24 @@ async function loadWasm(source) {
   return { buildIdentify };
 }
 
-const DropFix = createDropFix({ loadWasm, defaultEndpoint: () => location.origin });
-DropFix.DropFixError = DropFixError;
+const existing = window.DropFix;
+const alreadyLoaded = existing && !Array.isArray(existing._q) && typeof existing.identify === 'function';
+// Loading the script twice must not replace a configured SDK with a blank one.
+if (!alreadyLoaded) {
+  const DropFix = createDropFix({ loadWasm, defaultEndpoint: () => location.origin });
+  DropFix.DropFixError = DropFixError;
+  window.DropFix = DropFix;
+  replay(DropFix, existing?._q ?? []);
+}
 
-const queued = window.DropFix?._q ?? [];
-window.DropFix = DropFix;
-for (const [method, args, resolve, reject] of queued) {
-  try {
-    const result = DropFix[method](...args);
-    if (resolve) Promise.resolve(result).then(resolve, reject);
-  } catch (e) {
-    if (reject) reject(e);
-    else console.error('[DropFix]', e);
+function replay(DropFix, queued) {
+  for (const [method, args, resolve, reject] of queued) {
+    try {
+      const result = DropFix[method](...args);
+      if (resolve) Promise.resolve(result).then(resolve, reject);
+    } catch (e) {
+      if (reject) reject(e);
+      else console.error('[DropFix]', e);
+    }
   }
 }

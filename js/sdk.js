@@ -131,8 +131,10 @@ export function createDropFix({ loadWasm, defaultEndpoint }) {
         continue;
       }
       if (res.ok) {
-        const j = await res.json();
-        return { verified: j.verified === true, userId: j.user_id, method: j.method ?? null };
+        // A 2xx is stored whatever its body says; a proxy that mangles the body must not turn a
+        // stored call into an error.
+        const j = await res.json().catch(() => ({}));
+        return { verified: j.verified === true, userId: j.user_id ?? body.user_id, method: j.method ?? null };
       }
       const retryable = res.status >= 500 || res.status === 429;
       if (retryable && attempt < config.maxRetries) {
