@@ -12,10 +12,32 @@
 //!
 //! Errors cross the boundary as a JS `Error` with `code`, `field` and `message` properties, built
 //! in one place ([`validation_error`]); the JS layer wraps it in a `DropFixError`.
+//!
+//! For wasm32 without the `std` feature (the browser build) the crate is `no_std` and supplies the
+//! two things std would: an allocator (dlmalloc, the one std itself uses on wasm32) and a panic
+//! handler that traps without formatting a message. Nobody could read that message anyway (wasm32
+//! has no stderr), and because the handler ignores it, LTO drops the panic-message formatting code
+//! (~3 KB gzipped, see README "Size"). Elsewhere (host builds, tests, the Node build) std is linked.
+#![cfg_attr(all(target_arch = "wasm32", not(feature = "std")), no_std)]
 
+extern crate alloc;
+
+use alloc::vec::Vec;
 use dropfix_core::{Identify, MAX_DEPTH, ValidationError, Value};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
+
+#[cfg(all(target_arch = "wasm32", not(feature = "std")))]
+#[global_allocator]
+static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+
+/// A panic is a bug in this crate or the core; it traps (a `RuntimeError: unreachable` in JS,
+/// which the SDK reports as a failed call) rather than formatting a message nobody can read.
+#[cfg(all(target_arch = "wasm32", not(feature = "std")))]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
+    core::arch::wasm32::unreachable()
+}
 
 /// A JS `Error` carrying the core's machine code and field.
 fn validation_error(e: &ValidationError) -> JsValue {
@@ -48,8 +70,9 @@ fn from_js(value: &JsValue, field: &str, depth: usize) -> Result<Value, JsValue>
         return Ok(Value::Bool(b));
     }
     if let Some(n) = value.as_f64() {
-        // A JS safe integer is an integer, as a JSON integer literal would be on the wire.
-        let safe = n.fract() == 0.0 && n.abs() <= 9_007_199_254_740_991.0;
+        // A JS safe integer is an integer, as a JSON integer literal would be on the wire. (The
+        // cast saturates and maps NaN to 0, so the comparison also rejects NaN and infinities.)
+        let safe = n.abs() <= 9_007_199_254_740_991.0 && (n as i64) as f64 == n;
         return Ok(if safe {
             Value::Int(n as i64)
         } else {
@@ -127,7 +150,7 @@ pub fn build_identify(app_id: &str, user_id: JsValue, traits: JsValue) -> Result
 /// The seed form, for a customer's Node backend: `hex(HMAC-SHA256(secret, userId))`.
 #[cfg(feature = "node-signing")]
 #[wasm_bindgen(js_name = signUser)]
-pub fn sign_user(secret: &str, user_id: &str) -> String {
+pub fn sign_user(secret: &str, user_id: &str) -> alloc::string::String {
     dropfix_core::seed::sign(&dropfix_core::SecretKey::new(secret), user_id)
 }
 
@@ -141,10 +164,10 @@ pub fn sign_claims(
     iat: f64,
     exp: Option<f64>,
     claims: JsValue,
-) -> Result<String, JsValue> {
+) -> Result<alloc::string::String, JsValue> {
     use dropfix_core::claims::{self, Claims};
     let seconds = |v: f64, field: &str| -> Result<i64, JsValue> {
-        if v.is_finite() && v.fract() == 0.0 && v.abs() < 9.0e15 {
+        if v.abs() < 9.0e15 && (v as i64) as f64 == v {
             Ok(v as i64)
         } else {
             Err(invalid(field, "must be a whole number of Unix seconds"))
@@ -158,7 +181,7 @@ pub fn sign_claims(
         serde_wasm_bindgen::from_value(claims)
             .map_err(|_| invalid("claims", "must be an object"))?
     };
-    let text = |k: &str| -> Result<Option<String>, JsValue> {
+    let text = |k: &str| -> Result<Option<alloc::string::String>, JsValue> {
         match traits.get(k) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Str(s)) => Ok(Some(s.clone())),

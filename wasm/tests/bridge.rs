@@ -95,10 +95,24 @@ fn a_secret_key_in_the_browser_is_refused() {
 
 #[wasm_bindgen_test]
 fn non_json_values_are_refused() {
-    let f = js_sys::Function::new_no_args("return 1");
-    let traits = js_sys::Object::new();
-    Reflect::set(&traits, &"plan".into(), &f).unwrap();
-    assert!(build_identify("app_test", "u".into(), traits.into()).is_err());
+    // A function (the `Object` constructor: no eval needed) and a class instance (a Date).
+    let function: JsValue = js_sys::Object::new().constructor().into();
+    let date: JsValue = js_sys::Date::new_0().into();
+    for value in [function, date] {
+        let traits = js_sys::Object::new();
+        Reflect::set(&traits, &"team".into(), &value).unwrap();
+        let e = build_identify("app_test", "u".into(), traits.into()).unwrap_err();
+        assert_eq!(get(&e, "code"), "invalid_type");
+        assert_eq!(get(&e, "field"), "traits.team");
+    }
+}
+
+#[wasm_bindgen_test]
+fn non_integer_and_huge_numeric_ids_are_refused() {
+    for id in [1.5, f64::NAN, f64::INFINITY, 1e300] {
+        let e = build_identify("app_test", JsValue::from_f64(id), JsValue::NULL).unwrap_err();
+        assert_eq!(get(&e, "field"), "userId", "{id}");
+    }
 }
 
 #[cfg(feature = "node-signing")]
