@@ -2,7 +2,7 @@
 export interface InitOptions {
   /** The workspace's public app id (`app_...`). Never the secret key. */
   appId: string;
-  /** Verifier base URL. Default: this page's origin. */
+  /** Verifier base URL, e.g. `https://verify.example.com`. Default: this page's origin (for a verifier proxied at `/v1/identify` on your own domain). */
   endpoint?: string;
   /** Explain likely integration mistakes in the console. */
   debug?: boolean;

@@ -6,6 +6,9 @@
 const MAX_AGE_SECS = 300;
 const MAX_FUTURE_SECS = 60;
 const MILLISECONDS_THRESHOLD = 100_000_000_000;
+// A 429 asking for a longer wait than this is not retried (the call rejects with the 429): the
+// calls queued behind it should not hang for minutes, and retrying sooner would ignore the server.
+const MAX_RETRY_AFTER_MS = 60_000;
 
 /** An identify call that did not succeed: `status` is 0 when nothing reached the verifier. */
 export class DropFixError extends Error {
@@ -45,6 +48,15 @@ function backoff(attempt) {
   return Math.min(8000, 250 * 2 ** attempt) * (0.5 + Math.random() / 2);
 }
 
+/** Retry-After as milliseconds (delta-seconds or an HTTP date), or NaN when absent or unreadable. */
+function retryAfterMs(header) {
+  if (header === null || header.trim() === '') return NaN;
+  const seconds = Number(header);
+  if (Number.isFinite(seconds)) return Math.max(0, seconds * 1000);
+  const date = Date.parse(header);
+  return Number.isNaN(date) ? NaN : Math.max(0, date - Date.now());
+}
+
 function looksLikeSecretOption(opts) {
   return ['secret', 'secretKey', 'secret_key', 'apiSecret'].some((k) => k in opts);
 }
@@ -60,8 +72,10 @@ export function createDropFix({ loadWasm, defaultEndpoint }) {
   // Identify calls are sent one after another, in call order, so a later call (a plan change)
   // never lands before an earlier one.
   let inOrder = Promise.resolve();
-  // signature -> user id, for the "signature reused for another user" debug hint.
+  // signature -> user id, for the "signature reused for another user" debug hint, and (debug mode
+  // only) the signatures sent before the last reset(), for the "cached across sessions" hint.
   let seenSignatures = new Map();
+  let earlierSessions = new Set();
 
   const log = (...args) => {
     if (config?.debug) console.warn('[DropFix]', ...args);
@@ -90,6 +104,13 @@ export function createDropFix({ loadWasm, defaultEndpoint }) {
       log(
         `signedAt is ${at - now} s in the future by this browser's clock (server clock ahead, ` +
           'or this clock behind).',
+      );
+    }
+    if (earlierSessions.has(body.signature)) {
+      log(
+        'this signature was already sent before DropFix.reset() (an earlier session): it looks ' +
+          'cached (localStorage, a cached page). Sign on your server at each login and pass the ' +
+          'fresh dropfix_hash/dropfix_signed_at.',
       );
     }
     const previous = seenSignatures.get(body.signature);
@@ -136,14 +157,12 @@ export function createDropFix({ loadWasm, defaultEndpoint }) {
         const j = await res.json().catch(() => ({}));
         return { verified: j.verified === true, userId: j.user_id ?? body.user_id, method: j.method ?? null };
       }
-      const retryable = res.status >= 500 || res.status === 429;
+      // 429: wait at least what Retry-After says (plus jitter, so throttled tabs do not return
+      // in lockstep); a wait beyond MAX_RETRY_AFTER_MS is not attempted.
+      const asked = res.status === 429 ? retryAfterMs(res.headers.get('Retry-After')) : NaN;
+      const retryable = res.status >= 500 || (res.status === 429 && !(asked > MAX_RETRY_AFTER_MS));
       if (retryable && attempt < config.maxRetries) {
-        const retryAfter = Number(res.headers.get('Retry-After'));
-        const wait =
-          res.status === 429 && Number.isFinite(retryAfter) && retryAfter > 0
-            ? retryAfter * 1000
-            : backoff(attempt);
-        await sleep(wait);
+        await sleep(Number.isNaN(asked) ? backoff(attempt) : asked + Math.random() * 250);
         continue;
       }
       let error = {};
@@ -177,6 +196,9 @@ export function createDropFix({ loadWasm, defaultEndpoint }) {
             'pass only the signature to identify()',
         });
       }
+      // Without `endpoint` the verifier is assumed at this page's origin (a customer that proxies
+      // /v1/identify on its own domain); the verifier does not serve the SDK, so the script's own
+      // origin would be no better a guess. README and index.d.ts say so.
       config = {
         appId: opts.appId,
         endpoint: String(opts.endpoint ?? defaultEndpoint()).replace(/\/+$/, ''),
@@ -211,6 +233,7 @@ export function createDropFix({ loadWasm, defaultEndpoint }) {
     /** On logout or user switch: drops pending retries and forgets what was sent. */
     reset() {
       session++;
+      if (config?.debug) for (const sig of seenSignatures.keys()) earlierSessions.add(sig);
       seenSignatures = new Map();
     },
   };

@@ -124,6 +124,35 @@ test('429 honours Retry-After', async () => {
   assert.equal(calls.length, 2);
 });
 
+test('429 with a Retry-After beyond a minute rejects at once instead of holding the queue', async () => {
+  const { fetch, calls } = stubFetch([{ status: 429, body: { error: { code: 'rate_limited', message: 'slow down' } }, headers: { 'Retry-After': '3600' } }]);
+  init(fetch);
+  const started = Date.now();
+  await assert.rejects(DropFix.identify('u'), (e) => e instanceof DropFixError && e.status === 429 && e.code === 'rate_limited');
+  assert.ok(Date.now() - started < 500);
+  assert.equal(calls.length, 1);
+});
+
+test('429 honours Retry-After given as an HTTP date', async () => {
+  const at = new Date(Date.now() + 2000).toUTCString();
+  const { fetch, calls } = stubFetch([{ status: 429, body: {}, headers: { 'Retry-After': at } }, ok('u')]);
+  init(fetch);
+  const started = Date.now();
+  await DropFix.identify('u');
+  // HTTP dates have one-second resolution: the wait is between 1 and 2 s.
+  assert.ok(Date.now() - started >= 950, 'waited for the date');
+  assert.equal(calls.length, 2);
+});
+
+test('other 4xx (400, 403, 413) are not retried', async () => {
+  for (const status of [400, 403, 413]) {
+    const { fetch, calls } = stubFetch([{ status, body: { error: { code: `c${status}`, message: 'no', field: 'traits.plan' } } }]);
+    init(fetch);
+    await assert.rejects(DropFix.identify('u'), (e) => e.status === status && e.code === `c${status}` && e.field === 'traits.plan');
+    assert.equal(calls.length, 1, String(status));
+  }
+});
+
 test('reset() drops a call that is waiting to retry', async () => {
   const { fetch, calls } = stubFetch([{ status: 503, body: {} }, ok('u')]);
   init(fetch);
@@ -139,13 +168,16 @@ test('debug mode explains milliseconds, stale signatures and a signature reused 
   const original = console.warn;
   console.warn = (...args) => warnings.push(args.join(' '));
   try {
-    const { fetch } = stubFetch([ok('a'), ok('a'), ok('b'), ok('c')]);
+    const { fetch } = stubFetch([ok('a'), ok('a'), ok('b'), ok('c'), ok('d')]);
     init(fetch, { debug: true });
     const sig = 'c'.repeat(64);
     await DropFix.identify('a', { hash: sig, signedAt: Date.now() });
     await DropFix.identify('a', { hash: sig, signedAt: Math.floor(Date.now() / 1000) - 900 });
     await DropFix.identify('b', { hash: sig, signedAt: Math.floor(Date.now() / 1000) });
     await DropFix.identify('c');
+    assert.doesNotMatch(warnings.join('\n'), /earlier session/);
+    DropFix.reset(); // logout; the next login's page sends the old signature again
+    await DropFix.identify('d', { hash: sig, signedAt: Math.floor(Date.now() / 1000) });
   } finally {
     console.warn = original;
   }
@@ -154,6 +186,7 @@ test('debug mode explains milliseconds, stale signatures and a signature reused 
   assert.match(text, /900 s old/);
   assert.match(text, /same signature was sent for user "a" and "b"/);
   assert.match(text, /without a signature/);
+  assert.match(text, /already sent before DropFix.reset\(\) \(an earlier session\)/);
 });
 
 test('identify before init rejects clearly', async () => {
