@@ -21,6 +21,15 @@ BIN="${CARGO_TARGET_DIR:-target}/release/dropfix-server"
 
 mkdir -p "$DATA"
 ENV_FILE="$DATA/demo.env"
+# A demo.env whose workspace is not in the store (the database was deleted by hand) is useless:
+# its app id would get 401 unknown_app. Keep it aside and create the workspace again.
+if [ -f "$ENV_FILE" ]; then
+  saved_app="$(sed -n 's/^DROPFIX_APP_ID=//p' "$ENV_FILE")"
+  if ! "$BIN" workspace list --data-dir "$DATA" --json | grep -q "\"app_id\":\"$saved_app\""; then
+    echo "workspace $saved_app from $ENV_FILE is not in the store: creating a new one" >&2
+    mv "$ENV_FILE" "$ENV_FILE.old"
+  fi
+fi
 if [ ! -f "$ENV_FILE" ]; then
   created="$("$BIN" workspace create --name demo --data-dir "$DATA" --json)"
   app_id="$(node -e 'console.log(JSON.parse(process.argv[1]).app_id)' "$created")"

@@ -6,7 +6,6 @@ const $ = (id) => document.getElementById(id);
 
 // Called through the loader stub: if the SDK has not arrived yet, the calls are queued.
 DropFix.init({ appId: demo.appId, endpoint: demo.endpoint, debug: true });
-window.queuedBeforeSdk = Array.isArray(DropFix._q) ? DropFix._q.length : 0;
 
 $('plan').value = demo.user.plan;
 $('mrr').value = demo.user.mrr;
@@ -17,7 +16,7 @@ const FIXES = {
   signed_at_in_future: "The backend's clock is ahead of DropFix's: sync it with NTP.",
   signed_at_not_seconds: 'signedAt must be Unix seconds, not milliseconds.',
   signature_required: 'The workspace is in strict mode: unsigned calls are refused. Sign every user on the backend.',
-  claims_mismatch: "The plan or MRR sent from the browser differs from what Acme's backend signed in the token: tampering caught.",
+  claims_mismatch: "What the browser sent (user id, plan or MRR) differs from what Acme's backend signed in the token: tampering caught, nothing stored.",
   signed_claims_required: 'The workspace requires signed claims (a JWT), not the plain user-id hash.',
 };
 
@@ -80,10 +79,13 @@ async function identify({ userId = demo.user.id, how = 'seed', signed = demo, ta
 }
 
 $('send').onclick = async () => identify({ signed: { ...demo, ...(await freshSignatures()) } });
-$('other').onclick = () => identify({ userId: demo.otherUserId });
+// My own fresh signature, attached to someone else's user id.
+$('other').onclick = async () => identify({ userId: demo.otherUserId, signed: { ...demo, ...(await freshSignatures()) } });
 $('unsigned').onclick = () => identify({ how: 'none' });
 $('stale').onclick = async () => identify({ signed: { ...demo, ...(await freshSignatures(true)) } });
 $('logout').onsubmit = () => DropFix.reset();
 
 if (demo.autoIdentify) identify();
 else show('idle', 'Not sent yet: use a button below.');
+// Which calls the loader stub is holding because the SDK has not arrived yet (the e2e test reads it).
+window.queuedBeforeSdk = Array.isArray(DropFix._q) ? DropFix._q.map(([method]) => method) : [];

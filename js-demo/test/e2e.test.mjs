@@ -5,7 +5,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { startVerifier } from '../../tests/js/verifier.mjs';
@@ -16,6 +16,7 @@ const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-ne
 let verifier, demo, demoUrl, browser;
 
 before(async () => {
+  rmSync(shots, { recursive: true, force: true }); // only this run's screenshots
   mkdirSync(shots, { recursive: true });
   verifier = await startVerifier();
   demo = spawn('node', [fileURLToPath(new URL('../server.mjs', import.meta.url))], {
@@ -116,17 +117,20 @@ test('no signature -> 202, stored as unverified', async () => {
 });
 
 test("another user's id with my signature -> 401 signature_mismatch, nothing stored for that id", async () => {
-  const page = await login('1003');
+  const page = await login('1001');
   assert.equal((await answer(page)).state, 'verified');
   const other = await page.evaluate(() => window.DEMO.otherUserId);
+  assert.notEqual(other, '1001');
+  assert.equal(await stored(other), null, 'precondition: the other id has never been stored');
   const before = await userCount();
-  const otherBefore = await stored(other);
+  const mineBefore = await stored('1001');
   const a = await click(page, 'other');
   assert.equal(a.state, 'rejected', a.text);
   assert.match(a.text, /401 signature_mismatch/);
   assert.match(a.note, /different user id/);
   await page.screenshot({ path: `${shots}03-other-user-401.png`, fullPage: true });
-  assert.deepEqual(await stored(other), otherBefore, "the other user's record is untouched");
+  assert.equal(await stored(other), null, 'nothing stored for the other id');
+  assert.deepEqual(await stored('1001'), mineBefore, 'my own record is untouched too');
   assert.equal(await userCount(), before);
   await page.context().close();
 });
@@ -179,6 +183,8 @@ test('tampered plan: the seed form cannot catch it (said plainly); signed claims
   const honest = await click(page, 'send');
   assert.equal(honest.state, 'verified', honest.text);
   assert.match(honest.text, /signed_claims/);
+  assert.equal(honest.note, '', 'no tamper note when the values are the signed ones');
+  await page.screenshot({ path: `${shots}07-claims-verified.png`, fullPage: true });
   let u = await stored('1001');
   assert.equal(u.method, 'signed_claims');
   assert.equal(u.plan, 'pro');
@@ -187,7 +193,7 @@ test('tampered plan: the seed form cannot catch it (said plainly); signed claims
   const tampered = await click(page, 'send');
   assert.equal(tampered.state, 'rejected', tampered.text);
   assert.match(tampered.text, /401 claims_mismatch/);
-  await page.screenshot({ path: `${shots}07-claims-tamper-401.png`, fullPage: true });
+  await page.screenshot({ path: `${shots}08-claims-tamper-401.png`, fullPage: true });
   u = await stored('1001');
   assert.equal(u.plan, 'pro');
   assert.equal(u.mrr, 49);
@@ -195,12 +201,16 @@ test('tampered plan: the seed form cannot catch it (said plainly); signed claims
 });
 
 test('a call made before the SDK finished loading is queued and delivered', async () => {
+  assert.equal(await stored('1003'), null, 'precondition: 1003 not stored yet');
   const page = await login('1003', '?sdkDelay=1500');
   const a = await answer(page);
   assert.equal(a.state, 'verified', a.text);
-  assert.ok((await page.evaluate(() => window.queuedBeforeSdk)) >= 1, 'init was queued by the loader stub');
-  await page.screenshot({ path: `${shots}08-queued-before-load.png`, fullPage: true });
+  assert.deepEqual(await page.evaluate(() => window.queuedBeforeSdk), ['init', 'identify'], 'both calls went to the loader stub');
+  await page.screenshot({ path: `${shots}09-queued-before-load.png`, fullPage: true });
   const u = await stored('1003');
   assert.equal(u.verified, true);
+  assert.equal(u.method, 'seed_hmac');
+  assert.equal(u.plan, 'starter');
+  assert.equal(u.mrr, 19);
   await page.context().close();
 });
