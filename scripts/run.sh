@@ -66,7 +66,9 @@ stop() {
 trap stop INT TERM EXIT
 
 LOG="$DATA/server.log"
-"$BIN" serve --listen "$LISTEN" --data-dir "$DATA" --admin-token "$DROPFIX_ADMIN_TOKEN" >"$DATA/server.out" 2>"$LOG" &
+# The admin token reaches the server through the exported DROPFIX_ADMIN_TOKEN, not --admin-token,
+# so that it does not show in `ps` for other users of the machine.
+"$BIN" serve --listen "$LISTEN" --data-dir "$DATA" >"$DATA/server.out" 2>"$LOG" &
 pids+=($!)
 wait_for "$DATA/server.out" "listening on" "${pids[0]}" "$LOG"
 ENDPOINT="$(grep -o 'http://[^ ]*' "$DATA/server.out" | head -1)"
@@ -82,7 +84,8 @@ cat <<INFO
   workspace          app_id=$DROPFIX_APP_ID   (secret and admin token in $ENV_FILE)
   demo app           $DEMO_URL   <- open this
 
-  Try: curl -s -H "Authorization: Bearer \$DROPFIX_ADMIN_TOKEN" $ENDPOINT/v1/admin/workspaces/$DROPFIX_APP_ID/users
+  What DropFix stored (admin API):
+    (. $ENV_FILE; curl -s -H "Authorization: Bearer \$DROPFIX_ADMIN_TOKEN" $ENDPOINT/v1/admin/workspaces/\$DROPFIX_APP_ID/users)
   Ctrl-C stops both.
 
 INFO
