@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Every figure in BENCHMARKS.md, in one command (about 10 minutes on 2 cores, loopback only):
+#   1. core verification vs the SHA-256 floor (criterion),
+#   2. the verifier under load vs the Node reference, durable vs in-memory store (wrk),
+#   3. the browser SDK's gzipped bytes and time to the first identify request (headless Chromium),
+#   4. the 60 s soak figures quoted in section 2 (also in RELIABILITY.md).
+# Installs what it needs the way the test command does (scripts/setup.sh), plus wrk.
+# Knobs: ROUNDS (load rounds, 3), SDK_RUNS (page loads, 20), SKIP_SOAK=1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh --test
+command -v wrk >/dev/null || { sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }; sudo_ apt-get install -y -qq wrk >/dev/null; }
+section() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+section "1. core: verification vs the floor"
+cargo bench -p dropfix-core --bench verify -- --warm-up-time 2 --measurement-time 5
+section "2. verifier under load vs the Node reference"
+ROUNDS="${ROUNDS:-3}" bench/load.sh
+section "3. browser SDK"
+npm run --silent build
+scripts/size.sh
+node bench/sdk.mjs "${SDK_RUNS:-20}"
+if [ "${SKIP_SOAK:-0}" != 1 ]; then
+  section "4. soak"
+  tests/reliability/soak.sh
+fi
