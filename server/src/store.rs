@@ -80,6 +80,12 @@ pub enum StoreError {
     Sqlite(rusqlite::Error),
     /// The store thread has stopped (only during shutdown or after a fatal error).
     Closed,
+    /// The database's schema version is not one this build knows (written by a newer
+    /// dropfix-server, or not a DropFix database): opening it could corrupt it.
+    UnknownSchema {
+        found: i64,
+        known: usize,
+    },
 }
 
 impl std::fmt::Display for StoreError {
@@ -87,6 +93,11 @@ impl std::fmt::Display for StoreError {
         match self {
             StoreError::Sqlite(e) => write!(f, "sqlite: {e}"),
             StoreError::Closed => f.write_str("store thread stopped"),
+            StoreError::UnknownSchema { found, known } => write!(
+                f,
+                "the database has schema version {found}, this dropfix-server knows 0..={known} \
+                 (written by a newer version?); refusing to open it"
+            ),
         }
     }
 }
@@ -134,8 +145,13 @@ fn restrict_permissions(dir: &Path) {
 }
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
-    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+    let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let known = MIGRATIONS.len();
+    let version = usize::try_from(found)
+        .ok()
+        .filter(|&v| v <= known)
+        .ok_or(StoreError::UnknownSchema { found, known })?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
         let tx = conn.unchecked_transaction()?;
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", i as i64 + 1)?;
@@ -684,5 +700,20 @@ mod tests {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
         assert_eq!(v, MIGRATIONS.len() as i64);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open(dir.path()).unwrap();
+        let newer = MIGRATIONS.len() as i64 + 1;
+        conn.pragma_update(None, "user_version", newer).unwrap();
+        drop(conn);
+        match open(dir.path()) {
+            Err(StoreError::UnknownSchema { found, known }) => {
+                assert_eq!((found, known), (newer, MIGRATIONS.len()));
+            }
+            other => panic!("expected UnknownSchema, got {:?}", other.map(|_| ())),
+        }
     }
 }

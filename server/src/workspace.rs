@@ -301,7 +301,8 @@ pub fn create_workspace(
         params![app_id, secret.expose_secret(), now],
     )?;
     tx.commit()?;
-    let ws = get_workspace(conn, &app_id)?.ok_or(StoreError::Closed)?;
+    let ws = get_workspace(conn, &app_id)?
+        .ok_or(StoreError::Sqlite(rusqlite::Error::QueryReturnedNoRows))?;
     Ok((ws, secret))
 }
 
@@ -401,7 +402,8 @@ pub fn rotate_key(
         params![app_id, now],
     )?;
     tx.commit()?;
-    let workspace = get_workspace(conn, app_id)?.ok_or(StoreError::Closed)?;
+    let workspace = get_workspace(conn, app_id)?
+        .ok_or(StoreError::Sqlite(rusqlite::Error::QueryReturnedNoRows))?;
     Ok(Some(Rotation {
         workspace,
         secret,
