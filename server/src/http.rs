@@ -395,14 +395,6 @@ async fn identify(
         require_signed_claims: ws.require_signed_claims,
     };
     let decision = dropfix_core::decide(&policy, &call, now);
-    let t = &call.traits;
-    let claimed = Claimed {
-        name: t.name.clone(),
-        email: t.email.clone(),
-        plan: t.plan.clone(),
-        mrr: t.mrr,
-        signup_date: t.signup_date.clone(),
-    };
     let (verification, trusted, outcome) = match decision {
         Decision::Rejected(r) => {
             // debug, not info: under a forging attack every request is a 401, and the counts are in
@@ -429,7 +421,7 @@ async fn identify(
                 plan: v.trusted.plan,
                 mrr: v.trusted.mrr,
                 signup_date: match v.method {
-                    Method::SeedHmac => t.signup_date.clone(),
+                    Method::SeedHmac => call.traits.signup_date.clone(),
                     Method::SignedClaims => None,
                 },
             };
@@ -441,15 +433,26 @@ async fn identify(
             (Some(verification), trusted, "verified")
         }
     };
-    let custom: Map<String, Json> = t
+    // Only an accepted call gets this far: what the browser claimed moves into the write.
+    let Identify {
+        user_id, traits, ..
+    } = call;
+    let claimed = Claimed {
+        name: traits.name,
+        email: traits.email,
+        plan: traits.plan,
+        mrr: traits.mrr,
+        signup_date: traits.signup_date,
+    };
+    let custom: Map<String, Json> = traits
         .custom
-        .iter()
-        .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or(Json::Null)))
+        .into_iter()
+        .map(|(k, v)| (k, serde_json::to_value(v).unwrap_or(Json::Null)))
         .collect();
     let method = verification.map(|v| v.method);
     let write = IdentifyWrite {
         app_id: ws.app_id.clone(),
-        user_id: call.user_id.clone(),
+        user_id: user_id.clone(),
         now,
         verification,
         trusted,
@@ -465,7 +468,7 @@ async fn identify(
     } else {
         StatusCode::ACCEPTED
     };
-    let body = json!({"verified": method.is_some(), "user_id": call.user_id, "method": method});
+    let body = json!({"verified": method.is_some(), "user_id": user_id, "method": method});
     (json_response(status, &body), outcome, Some(ws))
 }
 
