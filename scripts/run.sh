@@ -19,7 +19,8 @@ cargo build --quiet --release -p dropfix-server
 npm run --silent build >/dev/null
 BIN="${CARGO_TARGET_DIR:-target}/release/dropfix-server"
 
-mkdir -p "$DATA"
+mkdir -p -m 700 "$DATA"
+chmod 700 "$DATA"
 ENV_FILE="$DATA/demo.env"
 # A demo.env whose workspace is not in the store (the database was deleted by hand) is useless:
 # its app id would get 401 unknown_app. Keep it aside and create the workspace again.

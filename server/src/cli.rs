@@ -5,6 +5,7 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -12,8 +13,9 @@ use dropfix_core::{SecretKey, StrictMode};
 use serde_json::json;
 use sha2::Digest;
 
-use crate::store::{self, StoreError};
-use crate::workspace::{self, NewWorkspace, Workspace, WorkspacePatch};
+use crate::metrics::Metrics;
+use crate::store::{Backend, Hooks, Store};
+use crate::workspace::{self, NewKey, NewWorkspace, Registry, Workspace, WorkspacePatch};
 use crate::{AppState, Config, diagnose, http::now};
 
 #[derive(Debug, Parser)]
@@ -40,9 +42,16 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct DataDir {
-    /// Where the database lives (created if missing; holds secrets, so mode 0700).
+    /// Where the embedded database lives (created if missing; holds secrets, so owner-only:
+    /// an existing directory other users can read or write is refused).
     #[arg(long, env = "DROPFIX_DATA_DIR", default_value = "./dropfix-data")]
     data_dir: PathBuf,
+}
+
+impl DataDir {
+    fn backend(&self, ephemeral: bool) -> Backend {
+        Backend::from_flags(self.data_dir.clone(), ephemeral)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -87,7 +96,7 @@ struct ServeArgs {
 
 #[derive(Debug, Subcommand)]
 enum WorkspaceCommand {
-    /// Create a workspace; prints its app id and secret (shown once).
+    /// Create a workspace; prints its app id and first secret key (shown once).
     Create {
         #[arg(long)]
         name: String,
@@ -106,7 +115,7 @@ enum WorkspaceCommand {
         #[arg(long)]
         json: bool,
     },
-    /// List workspaces (no secrets).
+    /// List workspaces and their keys (no secrets).
     List {
         #[command(flatten)]
         data: DataDir,
@@ -130,7 +139,46 @@ enum WorkspaceCommand {
         #[arg(long)]
         json: bool,
     },
-    /// New secret; the old one keeps verifying for the grace period (default 7 days).
+    /// Add a secret key (a workspace has at most 10 live keys); the secret is shown once.
+    AddKey {
+        app_id: String,
+        /// A name to tell keys apart (e.g. the service or environment that uses it).
+        #[arg(long, default_value = "default")]
+        label: String,
+        /// The key stops verifying after this many seconds (default: never).
+        #[arg(long)]
+        expires_in_secs: Option<i64>,
+        #[command(flatten)]
+        data: DataDir,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace a key with a new one; the old key keeps verifying for the grace period. No other
+    /// key changes (a key still in an earlier grace period keeps its own).
+    Roll {
+        app_id: String,
+        /// The key to roll (default: the newest live key).
+        #[arg(long)]
+        key: Option<i64>,
+        /// How long the old key keeps verifying: `now`, `1h`, `24h`, `7d` or seconds.
+        #[arg(long, default_value = "7d", value_parser = parse_grace)]
+        grace: i64,
+        #[command(flatten)]
+        data: DataDir,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop a key verifying now (refused for the only live key).
+    Retire {
+        app_id: String,
+        #[arg(long)]
+        key: i64,
+        #[command(flatten)]
+        data: DataDir,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Roll the newest key (same as `roll` without `--key`), grace in seconds.
     Rotate {
         app_id: String,
         #[arg(long, default_value_t = workspace::DEFAULT_ROTATION_GRACE_SECS)]
@@ -140,7 +188,7 @@ enum WorkspaceCommand {
         #[arg(long)]
         json: bool,
     },
-    /// End the grace period now: only the newest secret verifies.
+    /// End every grace period now: only the newest key verifies.
     RetireOld {
         app_id: String,
         #[command(flatten)]
@@ -180,6 +228,34 @@ fn parse_strict(s: &str) -> Result<StrictMode, String> {
 
 fn parse_origin(s: &str) -> Result<String, String> {
     workspace::validate_origin_pattern(s).map(|()| s.to_string())
+}
+
+/// `now`, `1h`, `24h`, `7d`, or a number of seconds, up to 30 days.
+fn parse_grace(s: &str) -> Result<i64, String> {
+    let secs = match s.trim() {
+        "now" | "0" => 0,
+        t => {
+            let (num, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+                Some((i, _)) => t.split_at(i),
+                None => (t, "s"),
+            };
+            let n: i64 = num
+                .parse()
+                .map_err(|_| format!("expected now, 1h, 24h, 7d or seconds, got {s:?}"))?;
+            let unit_secs = match unit {
+                "s" => 1,
+                "m" => 60,
+                "h" => 3600,
+                "d" => 86_400,
+                _ => return Err(format!("unknown unit in {s:?}: use s, m, h or d")),
+            };
+            n.checked_mul(unit_secs).ok_or("grace period too long")?
+        }
+    };
+    if secs > crate::admin::MAX_GRACE_SECS {
+        return Err("the longest grace period is 30 days".into());
+    }
+    Ok(secs)
 }
 
 /// Runs the command line; the binary's whole `main`.
@@ -227,48 +303,6 @@ fn announce(line: &str) {
 
 fn serve(args: ServeArgs) -> CliResult {
     init_logging(args.json_logs);
-    let conn = if args.ephemeral {
-        store::open_in_memory()?
-    } else {
-        store::open(&args.data.data_dir)?
-    };
-    let admin_sha256: [u8; 32] = match &args.admin_token {
-        Some(token) => sha2::Sha256::digest(token.trim().as_bytes()).into(),
-        None => match store::meta_get(&conn, "admin_token_sha256")?
-            .and_then(|h| hex::decode(h).ok())
-            .and_then(|h| <[u8; 32]>::try_from(h).ok())
-        {
-            Some(hash) => hash,
-            None => {
-                let token = workspace::random_token("dfadm_", 24);
-                let hash: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
-                store::meta_set(&conn, "admin_token_sha256", &hex::encode(hash))?;
-                announce(&format!(
-                    "admin token: {token}  (shown once; only its hash is stored. Set \
-                     DROPFIX_ADMIN_TOKEN to choose your own)"
-                ));
-                hash
-            }
-        },
-    };
-    let mut conn = conn;
-    if workspace::load_workspaces(&conn)?.is_empty() {
-        let (ws, secret) = workspace::create_workspace(
-            &mut conn,
-            &NewWorkspace {
-                name: "development".into(),
-                strict: StrictMode::Off,
-                require_signed_claims: false,
-                allowed_origins: workspace::DEV_ORIGINS.map(String::from).to_vec(),
-            },
-            now(),
-        )?;
-        announce(&format!(
-            "dev workspace app_id={} secret={}",
-            ws.app_id,
-            secret.expose_secret()
-        ));
-    }
     let config = Config {
         header_timeout: Duration::from_secs(args.header_timeout_secs.max(1)),
         body_timeout: Duration::from_secs(args.body_timeout_secs.max(1)),
@@ -284,7 +318,32 @@ fn serve(args: ServeArgs) -> CliResult {
     }
     let runtime = runtime.build()?;
     runtime.block_on(async move {
-        let state = AppState::new(config, conn, admin_sha256)?;
+        let hooks = Hooks {
+            registry: Arc::new(Registry::default()),
+            metrics: Arc::new(Metrics::default()),
+        };
+        let store = Store::open(&args.data.backend(args.ephemeral), hooks.clone()).await?;
+        let admin_sha256 = admin_token_hash(&store, args.admin_token.as_deref()).await?;
+        if store.workspaces().await?.is_empty() {
+            let k = store
+                .create_workspace(
+                    &NewWorkspace {
+                        name: "development".into(),
+                        strict: StrictMode::Off,
+                        require_signed_claims: false,
+                        allowed_origins: workspace::DEV_ORIGINS.map(String::from).to_vec(),
+                    },
+                    "serve",
+                    now(),
+                )
+                .await?;
+            announce(&format!(
+                "dev workspace app_id={} secret={}",
+                k.workspace.app_id,
+                k.secret.expose_secret()
+            ));
+        }
+        let state = AppState::with_store(config, store, hooks, admin_sha256);
         let listener = tokio::net::TcpListener::bind(args.listen).await?;
         let addr = listener.local_addr()?;
         tracing::info!(%addr, ephemeral = args.ephemeral, "listening");
@@ -321,42 +380,132 @@ async fn shutdown_signal() {
     tracing::info!("shutdown signal received");
 }
 
-fn print_workspace(ws: &Workspace, secret: Option<&SecretKey>, json_out: bool) {
+/// The admin token's SHA-256: from the flag, else the stored hash, else a new token printed
+/// once (only its hash is kept).
+async fn admin_token_hash(
+    store: &Store,
+    flag: Option<&str>,
+) -> Result<[u8; 32], Box<dyn std::error::Error>> {
+    if let Some(token) = flag {
+        return Ok(sha2::Sha256::digest(token.trim().as_bytes()).into());
+    }
+    if let Some(hash) = store
+        .meta_get("admin_token_sha256")
+        .await?
+        .and_then(|h| hex::decode(h).ok())
+        .and_then(|h| <[u8; 32]>::try_from(h).ok())
+    {
+        return Ok(hash);
+    }
+    let token = workspace::random_token("dfadm_", 24);
+    let hash: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+    store
+        .meta_set("admin_token_sha256", &hex::encode(hash))
+        .await?;
+    announce(&format!(
+        "admin token: {token}  (shown once; only its hash is stored. Set \
+         DROPFIX_ADMIN_TOKEN to choose your own)"
+    ));
+    Ok(hash)
+}
+
+/// Unix seconds as RFC 3339 (UTC), for people reading the CLI's text output.
+fn rfc3339(t: i64) -> String {
+    let at = std::time::UNIX_EPOCH + Duration::from_secs(t.max(0).unsigned_abs());
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
+/// Rows of `label: value` with the values in one column, whatever the labels' widths.
+fn print_rows(rows: &[(String, String)]) {
+    let width = rows
+        .iter()
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(0)
+        + 1;
+    for (k, v) in rows {
+        println!("{:<width$} {v}", format!("{k}:"), width = width);
+    }
+}
+
+fn print_workspace(ws: &Workspace, new_key: Option<&NewKey>, json_out: bool) {
     if json_out {
         let mut v = serde_json::to_value(ws.summary()).unwrap_or_default();
-        if let Some(s) = secret {
-            v["secret"] = s.expose_secret().into();
+        if let Some(k) = new_key {
+            v["key_id"] = k.key_id.into();
+            v["secret"] = k.secret.expose_secret().into();
+            if let Some(t) = k.old_key_expires_at {
+                v["old_key_expires_at"] = t.into();
+            }
         }
         println!("{v}");
         return;
     }
-    println!("app_id:                {}", ws.app_id);
-    println!("name:                  {}", ws.name);
-    println!("strict:                {}", ws.strict.as_str());
-    println!("require_signed_claims: {}", ws.require_signed_claims);
-    println!("allowed_origins:       {}", ws.allowed_origins.join(" "));
+    let mut rows = vec![
+        ("app_id".to_string(), ws.app_id.clone()),
+        ("name".to_string(), ws.name.clone()),
+        ("strict".to_string(), ws.strict.as_str().to_string()),
+        (
+            "require_signed_claims".to_string(),
+            ws.require_signed_claims.to_string(),
+        ),
+        ("allowed_origins".to_string(), ws.allowed_origins.join(" ")),
+    ];
+    let now = now();
     for k in &ws.keys {
+        let mut line = format!(
+            "{:?}, created {} by {}",
+            k.label,
+            rfc3339(k.created_at),
+            k.created_by
+        );
         match k.expires_at {
-            Some(t) => println!(
-                "key {}:                 created {}, expires {t}",
-                k.id, k.created_at
-            ),
-            None => println!("key {}:                 created {}", k.id, k.created_at),
+            Some(t) if t <= now => line.push_str(&format!(", expired {}", rfc3339(t))),
+            Some(t) => line.push_str(&format!(", expires {}", rfc3339(t))),
+            None => {}
+        }
+        if let Some(t) = k.last_used_at {
+            line.push_str(&format!(", last used {}", rfc3339(t)));
+        }
+        rows.push((format!("key {}", k.id), line));
+    }
+    if let Some(k) = new_key {
+        rows.push((
+            format!("secret (key {})", k.key_id),
+            k.secret.expose_secret().to_string(),
+        ));
+        if let Some(t) = k.old_key_expires_at {
+            rows.push(("old key verifies until".to_string(), rfc3339(t)));
         }
     }
-    if let Some(s) = secret {
-        println!("secret:                {}", s.expose_secret());
-        println!("(shown once: put it in your backend's DROPFIX_SECRET_KEY)");
+    print_rows(&rows);
+    if new_key.is_some() {
+        println!("(the secret is shown once: put it in your backend's DROPFIX_SECRET_KEY)");
     }
 }
 
-fn not_found(app_id: &str) -> Box<dyn std::error::Error> {
-    format!("no workspace with app id {app_id:?}").into()
+/// Opens the store a workspace command works on and runs `f` on it.
+fn with_store<F, Fut>(data: &DataDir, f: F) -> CliResult
+where
+    F: FnOnce(Store) -> Fut,
+    Fut: std::future::Future<Output = CliResult>,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let hooks = Hooks {
+            registry: Arc::new(Registry::default()),
+            metrics: Arc::new(Metrics::default()),
+        };
+        let store = Store::open(&data.backend(false), hooks).await?;
+        f(store).await
+    })
 }
 
+const CLI_ACTOR: &str = "cli";
+
 fn workspace_command(cmd: WorkspaceCommand) -> CliResult {
-    let open =
-        |d: &DataDir| -> Result<rusqlite::Connection, StoreError> { store::open(&d.data_dir) };
     match cmd {
         WorkspaceCommand::Create {
             name,
@@ -365,28 +514,24 @@ fn workspace_command(cmd: WorkspaceCommand) -> CliResult {
             allowed_origins,
             data,
             json,
-        } => {
-            let mut conn = open(&data)?;
+        } => with_store(&data, |store| async move {
             let allowed_origins = if allowed_origins.is_empty() {
                 workspace::DEV_ORIGINS.map(String::from).to_vec()
             } else {
                 allowed_origins
             };
-            let (ws, secret) = workspace::create_workspace(
-                &mut conn,
-                &NewWorkspace {
-                    name,
-                    strict,
-                    require_signed_claims,
-                    allowed_origins,
-                },
-                now(),
-            )?;
-            print_workspace(&ws, Some(&secret), json);
-        }
-        WorkspaceCommand::List { data, json } => {
-            let conn = open(&data)?;
-            let list = workspace::load_workspaces(&conn)?;
+            let new = NewWorkspace {
+                name,
+                strict,
+                require_signed_claims,
+                allowed_origins,
+            };
+            let k = store.create_workspace(&new, CLI_ACTOR, now()).await?;
+            print_workspace(&k.workspace, Some(&k), json);
+            Ok(())
+        }),
+        WorkspaceCommand::List { data, json } => with_store(&data, |store| async move {
+            let list = store.workspaces().await?;
             if json {
                 let v: Vec<_> = list.iter().map(Workspace::summary).collect();
                 println!("{}", json!({ "workspaces": v }));
@@ -398,7 +543,8 @@ fn workspace_command(cmd: WorkspaceCommand) -> CliResult {
                     print_workspace(ws, None, false);
                 }
             }
-        }
+            Ok(())
+        }),
         WorkspaceCommand::Set {
             app_id,
             strict,
@@ -407,43 +553,80 @@ fn workspace_command(cmd: WorkspaceCommand) -> CliResult {
             name,
             data,
             json,
-        } => {
-            let conn = open(&data)?;
+        } => with_store(&data, |store| async move {
             let patch = WorkspacePatch {
                 name,
                 strict,
                 require_signed_claims,
                 allowed_origins: (!allowed_origins.is_empty()).then_some(allowed_origins),
             };
-            let ws = workspace::update_workspace(&conn, &app_id, &patch)?
-                .ok_or_else(|| not_found(&app_id))?;
+            let ws = store
+                .update_workspace(&app_id, &patch, CLI_ACTOR, now())
+                .await?;
             print_workspace(&ws, None, json);
-        }
+            Ok(())
+        }),
+        WorkspaceCommand::AddKey {
+            app_id,
+            label,
+            expires_in_secs,
+            data,
+            json,
+        } => with_store(&data, |store| async move {
+            let now = now();
+            let expires_at = expires_in_secs.map(|s| now.saturating_add(s));
+            let k = store
+                .create_key(&app_id, &label, expires_at, CLI_ACTOR, now)
+                .await?;
+            print_workspace(&k.workspace, Some(&k), json);
+            Ok(())
+        }),
+        WorkspaceCommand::Roll {
+            app_id,
+            key,
+            grace,
+            data,
+            json,
+        } => with_store(&data, |store| async move {
+            let k = store
+                .roll_key(&app_id, key, grace, CLI_ACTOR, now())
+                .await?;
+            print_workspace(&k.workspace, Some(&k), json);
+            Ok(())
+        }),
+        WorkspaceCommand::Retire {
+            app_id,
+            key,
+            data,
+            json,
+        } => with_store(&data, |store| async move {
+            let ws = store.retire_key(&app_id, key, CLI_ACTOR, now()).await?;
+            print_workspace(&ws, None, json);
+            Ok(())
+        }),
         WorkspaceCommand::Rotate {
             app_id,
             grace_seconds,
             data,
             json,
-        } => {
-            let conn = open(&data)?;
-            let r = workspace::rotate_key(&conn, &app_id, grace_seconds, now())?
-                .ok_or_else(|| not_found(&app_id))?;
-            print_workspace(&r.workspace, Some(&r.secret), json);
-            if !json {
-                println!(
-                    "the previous secret keeps verifying until {}",
-                    r.old_key_expires_at
-                );
+        } => with_store(&data, |store| async move {
+            if !(0..=crate::admin::MAX_GRACE_SECS).contains(&grace_seconds) {
+                return Err("--grace-seconds must be between 0 and 2592000 (30 days)".into());
             }
-        }
+            let k = store
+                .roll_key(&app_id, None, grace_seconds, CLI_ACTOR, now())
+                .await?;
+            print_workspace(&k.workspace, Some(&k), json);
+            Ok(())
+        }),
         WorkspaceCommand::RetireOld { app_id, data, json } => {
-            let conn = open(&data)?;
-            let ws =
-                workspace::retire_old_keys(&conn, &app_id)?.ok_or_else(|| not_found(&app_id))?;
-            print_workspace(&ws, None, json);
+            with_store(&data, |store| async move {
+                let ws = store.retire_old_keys(&app_id, CLI_ACTOR, now()).await?;
+                print_workspace(&ws, None, json);
+                Ok(())
+            })
         }
     }
-    Ok(())
 }
 
 fn debug_signature(args: DebugArgs) -> ExitCode {

@@ -19,19 +19,13 @@ use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method as HttpMethod, Request, Response, StatusCode};
 use serde::Serialize;
 use serde_json::{Map, Value as Json, json};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use crate::AppState;
-use crate::store::{Claimed, IdentifyWrite, StoreError, Verification, get_user, list_users};
-use crate::workspace::{self, NewWorkspace, WorkspacePatch};
+use crate::store::StoreError;
+use crate::users::{Claimed, IdentifyWrite, Verification};
+use crate::workspace;
 
 pub type Body = Full<Bytes>;
-
-/// Admin request bodies are small JSON objects.
-const MAX_ADMIN_BODY_BYTES: usize = 64 * 1024;
-/// Most users one admin list call returns.
-const MAX_LIST_LIMIT: usize = 100_000;
 
 pub fn now() -> i64 {
     std::time::SystemTime::now()
@@ -40,7 +34,7 @@ pub fn now() -> i64 {
         .unwrap_or(0)
 }
 
-fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Body> {
+pub(crate) fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Body> {
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
     let mut res = Response::new(Full::new(Bytes::from(bytes)));
     *res.status_mut() = status;
@@ -64,7 +58,7 @@ pub fn error(status: StatusCode, code: &str, message: &str, field: Option<&str>)
     json_response(status, &json!({ "error": e }))
 }
 
-fn store_unavailable(e: &StoreError) -> Response<Body> {
+pub(crate) fn store_unavailable(e: &StoreError) -> Response<Body> {
     tracing::error!(error = %e, "store failure");
     error(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -116,7 +110,7 @@ pub async fn handle(
             res
         }
         "/healthz" | "/metrics" => method_not_allowed("GET"),
-        p if p.starts_with("/v1/admin/") => admin(&state, req).await,
+        p if p.starts_with("/v1/admin/") => crate::admin::handle(&state, req).await,
         _ => error(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -130,11 +124,7 @@ pub async fn handle(
 /// 200 only when the store answers a query within a second, so a load balancer stops sending
 /// calls to a verifier that could not store them.
 async fn health(state: &AppState) -> Response<Body> {
-    let probe = state.store.call(|c| {
-        c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
-            .map_err(StoreError::from)
-    });
-    match tokio::time::timeout(Duration::from_secs(1), probe).await {
+    match tokio::time::timeout(Duration::from_secs(1), state.store.ping()).await {
         Ok(Ok(_)) => json_response(StatusCode::OK, &json!({"status": "ok"})),
         Ok(Err(e)) => {
             tracing::error!(error = %e, "health check: store failed");
@@ -150,7 +140,7 @@ async fn health(state: &AppState) -> Response<Body> {
     }
 }
 
-fn method_not_allowed(allow: &'static str) -> Response<Body> {
+pub(crate) fn method_not_allowed(allow: &'static str) -> Response<Body> {
     let mut res = error(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
@@ -279,7 +269,7 @@ fn too_large(limit: usize) -> Response<Body> {
 }
 
 /// Reads a body of at most `limit` bytes within the configured time.
-async fn read_body(
+pub(crate) async fn read_body(
     state: &AppState,
     req: Request<Incoming>,
     limit: usize,
@@ -470,321 +460,4 @@ async fn identify(
     };
     let body = json!({"verified": method.is_some(), "user_id": user_id, "method": method});
     (json_response(status, &body), outcome, Some(ws))
-}
-
-// ---------------------------------------------------------------------------------------------
-// Admin API
-
-/// Checks `Authorization: Bearer <token>` against the configured token, comparing SHA-256
-/// digests in constant time (so neither the length nor a prefix of the token leaks).
-pub fn admin_authorized(headers: &HeaderMap, token_sha256: &[u8; 32]) -> bool {
-    let Some(given) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    else {
-        return false;
-    };
-    let digest: [u8; 32] = Sha256::digest(given.trim().as_bytes()).into();
-    digest.ct_eq(token_sha256).into()
-}
-
-#[derive(serde::Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct CreateBody {
-    name: String,
-    strict: Option<String>,
-    allowed_origins: Option<Vec<String>>,
-    require_signed_claims: Option<bool>,
-}
-
-#[derive(serde::Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct PatchBody {
-    name: Option<String>,
-    strict: Option<String>,
-    allowed_origins: Option<Vec<String>>,
-    require_signed_claims: Option<bool>,
-}
-
-#[derive(serde::Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RotateBody {
-    grace_seconds: Option<i64>,
-}
-
-fn bad_request(code: &str, message: &str) -> Response<Body> {
-    error(StatusCode::BAD_REQUEST, code, message, None)
-}
-
-fn parse_strict(s: Option<&str>) -> Result<Option<dropfix_core::StrictMode>, Response<Body>> {
-    match s {
-        None => Ok(None),
-        Some(s) => dropfix_core::StrictMode::parse(s).map(Some).ok_or_else(|| {
-            bad_request(
-                "invalid_value",
-                "strict must be \"off\", \"report_only\" or \"on\"",
-            )
-        }),
-    }
-}
-
-fn check_origins(origins: &Option<Vec<String>>) -> Result<(), Response<Body>> {
-    for o in origins.iter().flatten() {
-        workspace::validate_origin_pattern(o).map_err(|m| bad_request("invalid_value", &m))?;
-    }
-    Ok(())
-}
-
-async fn admin_json<T: serde::de::DeserializeOwned + Default>(
-    state: &AppState,
-    req: Request<Incoming>,
-    optional: bool,
-) -> Result<T, Response<Body>> {
-    let body = read_body(state, req, MAX_ADMIN_BODY_BYTES).await?;
-    if optional && body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    serde_json::from_slice(&body).map_err(|e| {
-        bad_request(
-            "invalid_json",
-            &format!("request body is not valid for this endpoint: {e}"),
-        )
-    })
-}
-
-fn workspace_not_found() -> Response<Body> {
-    error(
-        StatusCode::NOT_FOUND,
-        "workspace_not_found",
-        "no workspace has this app id",
-        None,
-    )
-}
-
-async fn admin(state: &Arc<AppState>, req: Request<Incoming>) -> Response<Body> {
-    if !admin_authorized(req.headers(), &state.admin_token_sha256) {
-        tracing::warn!("admin call with a missing or wrong admin token");
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "admin endpoints need `Authorization: Bearer <admin token>`",
-            None,
-        );
-    }
-    let path = req.uri().path().to_string();
-    let segments: Vec<String> = match path.strip_prefix("/v1/admin/workspaces") {
-        Some(rest) => rest
-            .split('/')
-            .filter(|s| !s.is_empty())
-            .map(|s| {
-                percent_encoding::percent_decode_str(s)
-                    .decode_utf8_lossy()
-                    .into_owned()
-            })
-            .collect(),
-        None => {
-            return error(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "no such admin endpoint",
-                None,
-            );
-        }
-    };
-    let query: Vec<(String, String)> = req
-        .uri()
-        .query()
-        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-        .unwrap_or_default();
-    let seg: Vec<&str> = segments.iter().map(String::as_str).collect();
-    let method = req.method().clone();
-    let result = match (&method, seg.as_slice()) {
-        (&HttpMethod::GET, []) => {
-            let list: Vec<_> = state.registry.all().iter().map(|w| w.summary()).collect();
-            Ok(json_response(StatusCode::OK, &json!({"workspaces": list})))
-        }
-        (&HttpMethod::POST, []) => admin_create(state, req).await,
-        (&HttpMethod::GET, [app]) => match state.registry.get(app) {
-            Some(ws) => Ok(json_response(StatusCode::OK, &ws.summary())),
-            None => Ok(workspace_not_found()),
-        },
-        (&HttpMethod::PATCH, [app]) => admin_patch(state, req, app.to_string()).await,
-        (&HttpMethod::POST, [app, "rotate"]) => admin_rotate(state, req, app.to_string()).await,
-        (&HttpMethod::POST, [app, "retire-old"]) => admin_retire(state, app.to_string()).await,
-        (&HttpMethod::GET, [app, "users"]) => {
-            if state.registry.get(app).is_none() {
-                return workspace_not_found();
-            }
-            let get = |k: &str| {
-                query
-                    .iter()
-                    .find(|(key, _)| key == k)
-                    .map(|(_, v)| v.clone())
-            };
-            let verified_only = get("verified").is_some_and(|v| v == "true" || v == "1");
-            let limit = get("limit")
-                .and_then(|l| l.parse::<usize>().ok())
-                .unwrap_or(100)
-                .clamp(1, MAX_LIST_LIMIT);
-            let after = get("after");
-            let app = app.to_string();
-            state
-                .store
-                .call(move |c| list_users(c, &app, verified_only, after.as_deref(), limit))
-                .await
-                .map(|users| {
-                    let next = (users.len() == limit)
-                        .then(|| users.last().map(|u| u.user_id.clone()))
-                        .flatten();
-                    json_response(StatusCode::OK, &json!({"users": users, "next_after": next}))
-                })
-        }
-        (&HttpMethod::GET, [app, "users", user]) => {
-            if state.registry.get(app).is_none() {
-                return workspace_not_found();
-            }
-            let (app, user) = (app.to_string(), user.to_string());
-            state
-                .store
-                .call(move |c| get_user(c, &app, &user))
-                .await
-                .map(|u| match u {
-                    Some(u) => json_response(StatusCode::OK, &u),
-                    None => error(
-                        StatusCode::NOT_FOUND,
-                        "user_not_found",
-                        "no identify call has been stored for this user id",
-                        None,
-                    ),
-                })
-        }
-        _ => Ok(error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "no such admin endpoint or method",
-            None,
-        )),
-    };
-    result.unwrap_or_else(|e| store_unavailable(&e))
-}
-
-async fn reload(state: &Arc<AppState>) -> Result<(), StoreError> {
-    state
-        .store
-        .reload_workspaces(Arc::clone(&state.registry))
-        .await
-}
-
-async fn admin_create(
-    state: &Arc<AppState>,
-    req: Request<Incoming>,
-) -> Result<Response<Body>, StoreError> {
-    let body: CreateBody = match admin_json(state, req, false).await {
-        Ok(b) => b,
-        Err(res) => return Ok(res),
-    };
-    if body.name.trim().is_empty() {
-        return Ok(bad_request("missing_field", "name is required"));
-    }
-    let strict = match parse_strict(body.strict.as_deref()) {
-        Ok(s) => s.unwrap_or(dropfix_core::StrictMode::Off),
-        Err(res) => return Ok(res),
-    };
-    if let Err(res) = check_origins(&body.allowed_origins) {
-        return Ok(res);
-    }
-    let new = NewWorkspace {
-        name: body.name,
-        strict,
-        require_signed_claims: body.require_signed_claims.unwrap_or(false),
-        allowed_origins: body
-            .allowed_origins
-            .unwrap_or_else(|| workspace::DEV_ORIGINS.map(String::from).to_vec()),
-    };
-    let now = now();
-    let (ws, secret) = state
-        .store
-        .call(move |c| workspace::create_workspace(c, &new, now))
-        .await?;
-    reload(state).await?;
-    tracing::info!(app_id = %ws.app_id, "workspace created");
-    let mut body = serde_json::to_value(ws.summary()).unwrap_or_default();
-    body["secret"] = secret.expose_secret().into();
-    Ok(json_response(StatusCode::CREATED, &body))
-}
-
-async fn admin_patch(
-    state: &Arc<AppState>,
-    req: Request<Incoming>,
-    app: String,
-) -> Result<Response<Body>, StoreError> {
-    let body: PatchBody = match admin_json(state, req, false).await {
-        Ok(b) => b,
-        Err(res) => return Ok(res),
-    };
-    let strict = match parse_strict(body.strict.as_deref()) {
-        Ok(s) => s,
-        Err(res) => return Ok(res),
-    };
-    if let Err(res) = check_origins(&body.allowed_origins) {
-        return Ok(res);
-    }
-    let patch = WorkspacePatch {
-        name: body.name,
-        strict,
-        require_signed_claims: body.require_signed_claims,
-        allowed_origins: body.allowed_origins,
-    };
-    let ws = state
-        .store
-        .call(move |c| workspace::update_workspace(c, &app, &patch))
-        .await?;
-    let Some(ws) = ws else {
-        return Ok(workspace_not_found());
-    };
-    reload(state).await?;
-    tracing::info!(app_id = %ws.app_id, strict = ws.strict.as_str(), "workspace updated");
-    Ok(json_response(StatusCode::OK, &ws.summary()))
-}
-
-async fn admin_retire(state: &Arc<AppState>, app: String) -> Result<Response<Body>, StoreError> {
-    let ws = state
-        .store
-        .call(move |c| workspace::retire_old_keys(c, &app))
-        .await?;
-    let Some(ws) = ws else {
-        return Ok(workspace_not_found());
-    };
-    reload(state).await?;
-    tracing::info!(app_id = %ws.app_id, "old secret keys retired");
-    Ok(json_response(StatusCode::OK, &ws.summary()))
-}
-
-async fn admin_rotate(
-    state: &Arc<AppState>,
-    req: Request<Incoming>,
-    app: String,
-) -> Result<Response<Body>, StoreError> {
-    let body: RotateBody = match admin_json(state, req, true).await {
-        Ok(b) => b,
-        Err(res) => return Ok(res),
-    };
-    let grace = body
-        .grace_seconds
-        .unwrap_or(workspace::DEFAULT_ROTATION_GRACE_SECS);
-    let now = now();
-    let rotation = state
-        .store
-        .call(move |c| workspace::rotate_key(c, &app, grace, now))
-        .await?;
-    let Some(r) = rotation else {
-        return Ok(workspace_not_found());
-    };
-    reload(state).await?;
-    tracing::info!(app_id = %r.workspace.app_id, "secret key rotated");
-    let mut body = serde_json::to_value(r.workspace.summary()).unwrap_or_default();
-    body["secret"] = r.secret.expose_secret().into();
-    body["old_key_expires_at"] = r.old_key_expires_at.into();
-    Ok(json_response(StatusCode::OK, &body))
 }

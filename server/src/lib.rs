@@ -8,17 +8,20 @@
 //! call [`run`] with their own listener (bound to `127.0.0.1:0`) and shutdown future.
 //!
 //! - [`http`]: routing, identify, CORS, limits, admin API
-//! - [`store`]: SQLite with group commit on one writer thread
-//! - [`workspace`]: workspaces, keys, rotation, allowed origins
+//! - [`store`]: the storage interface and its backends (embedded SQLite with group commit)
+//! - [`workspace`]: workspaces, keys and the rules on them, the in-memory registry
+//! - [`users`]: stored users and the stored-data rules of an identify call
 //! - [`diagnose`]: the `debug-signature` command's checks
 //! - [`cli`]: command-line interface
 
+pub mod admin;
 pub mod cli;
 pub mod diagnose;
 pub mod http;
 pub mod limits;
 pub mod metrics;
 pub mod store;
+pub mod users;
 pub mod workspace;
 
 use std::future::Future;
@@ -34,7 +37,7 @@ use tokio::sync::Semaphore;
 
 use crate::limits::Limits;
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::store::{Backend, Hooks, Store};
 use crate::workspace::Registry;
 
 /// Tunables of a running server (from flags and environment variables, see [`cli`]).
@@ -81,24 +84,41 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Starts the store thread on `conn` and builds the shared state. Needs a tokio runtime.
-    pub fn new(
+    /// Opens the store on `backend` and builds the shared state. Needs a tokio runtime.
+    pub async fn new(
         config: Config,
-        conn: rusqlite::Connection,
+        backend: &Backend,
         admin_token_sha256: [u8; 32],
     ) -> Result<Arc<AppState>, store::StoreError> {
-        let registry = Arc::new(Registry::default());
-        let metrics = Arc::new(Metrics::default());
-        let store = Store::spawn(conn, Arc::clone(&registry), Arc::clone(&metrics))?;
+        let hooks = Hooks {
+            registry: Arc::new(Registry::default()),
+            metrics: Arc::new(Metrics::default()),
+        };
+        let store = Store::open(backend, hooks.clone()).await?;
+        Ok(AppState::with_store(
+            config,
+            store,
+            hooks,
+            admin_token_sha256,
+        ))
+    }
+
+    /// The shared state over a store that is already open with these `hooks`.
+    pub fn with_store(
+        config: Config,
+        store: Store,
+        hooks: Hooks,
+        admin_token_sha256: [u8; 32],
+    ) -> Arc<AppState> {
         let limits = Limits::new(config.rate_per_ip, config.rate_per_app);
-        Ok(Arc::new(AppState {
+        Arc::new(AppState {
             admin_token_sha256,
             config,
             store,
-            registry,
-            metrics,
+            registry: hooks.registry,
+            metrics: hooks.metrics,
             limits,
-        }))
+        })
     }
 }
 

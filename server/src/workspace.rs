@@ -1,18 +1,22 @@
-//! Workspaces: their settings and keys, the SQL that edits them (shared by the CLI and the admin
-//! API), and the in-memory registry the identify path reads.
+//! Workspaces and their keys as plain types, the rules on them (which keys verify now, which
+//! origins may call), and the in-memory registry the identify path reads. No SQL here: the
+//! backends in [`crate::store`] load and change these, so both backends share one set of rules.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use dropfix_core::{SECRET_ENTROPY_BYTES, SecretKey, StrictMode};
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
-
-use crate::store::StoreError;
 
 /// Grace period of the old key after a rotation, unless the operator says otherwise.
 pub const DEFAULT_ROTATION_GRACE_SECS: i64 = 7 * 24 * 3600;
+
+/// Live keys a workspace may have at once (each one is a secret that verifies).
+pub const MAX_LIVE_KEYS: usize = 10;
+
+/// Longest key label.
+pub const MAX_LABEL_CHARS: usize = 64;
 
 /// Origins a new workspace accepts when none are given: local development only.
 pub const DEV_ORIGINS: [&str; 2] = ["http://localhost:*", "http://127.0.0.1:*"];
@@ -21,15 +25,31 @@ pub const DEV_ORIGINS: [&str; 2] = ["http://localhost:*", "http://127.0.0.1:*"];
 #[derive(Debug, Clone)]
 pub struct Key {
     pub id: i64,
+    pub label: String,
     pub secret: SecretKey,
     pub created_at: i64,
-    /// Set on the old key by a rotation: it stops verifying at this time.
+    /// Who created it (`cli`, `admin-api`, or a console account's email).
+    pub created_by: String,
+    /// It stops verifying at this time (set by a roll's grace period or chosen at creation).
     pub expires_at: Option<i64>,
+    /// Last time a call verified with it, flushed per commit batch.
+    pub last_used_at: Option<i64>,
 }
 
 impl Key {
-    fn live(&self, now: i64) -> bool {
+    pub fn live(&self, now: i64) -> bool {
         self.expires_at.is_none_or(|t| now < t)
+    }
+
+    pub fn summary(&self) -> KeySummary {
+        KeySummary {
+            id: self.id,
+            label: self.label.clone(),
+            created_at: self.created_at,
+            created_by: self.created_by.clone(),
+            expires_at: self.expires_at,
+            last_used_at: self.last_used_at,
+        }
     }
 }
 
@@ -41,14 +61,34 @@ pub struct Workspace {
     pub strict: StrictMode,
     pub require_signed_claims: bool,
     pub allowed_origins: Vec<String>,
-    /// Newest first. At most two are live at any time.
+    /// Newest first, live and expired alike until a backend purges expired ones.
     pub keys: Vec<Key>,
     secrets: Vec<SecretKey>,
 }
 
 impl Workspace {
+    pub fn new(
+        app_id: String,
+        name: String,
+        strict: StrictMode,
+        require_signed_claims: bool,
+        allowed_origins: Vec<String>,
+        mut keys: Vec<Key>,
+    ) -> Workspace {
+        keys.sort_by_key(|k| std::cmp::Reverse(k.id));
+        Workspace {
+            secrets: keys.iter().map(|k| k.secret.clone()).collect(),
+            keys,
+            app_id,
+            name,
+            strict,
+            require_signed_claims,
+            allowed_origins,
+        }
+    }
+
     /// The secrets that verify at `now`, newest first, and the key ids in the same order.
-    /// Borrowed unless a rotated-out key has expired since the last reload.
+    /// Borrowed unless a key has expired since the last reload.
     pub fn live_secrets(&self, now: i64) -> (Cow<'_, [SecretKey]>, Vec<i64>) {
         let ids: Vec<i64> = self
             .keys
@@ -69,6 +109,14 @@ impl Workspace {
         }
     }
 
+    pub fn live_keys(&self, now: i64) -> impl Iterator<Item = &Key> {
+        self.keys.iter().filter(move |k| k.live(now))
+    }
+
+    pub fn key(&self, id: i64) -> Option<&Key> {
+        self.keys.iter().find(|k| k.id == id)
+    }
+
     pub fn allows_origin(&self, origin: &str) -> bool {
         self.allowed_origins
             .iter()
@@ -83,15 +131,7 @@ impl Workspace {
             strict: self.strict.as_str(),
             require_signed_claims: self.require_signed_claims,
             allowed_origins: self.allowed_origins.clone(),
-            keys: self
-                .keys
-                .iter()
-                .map(|k| KeySummary {
-                    id: k.id,
-                    created_at: k.created_at,
-                    expires_at: k.expires_at,
-                })
-                .collect(),
+            keys: self.keys.iter().map(Key::summary).collect(),
         }
     }
 }
@@ -109,8 +149,11 @@ pub struct WorkspaceSummary {
 #[derive(Debug, Clone, Serialize)]
 pub struct KeySummary {
     pub id: i64,
+    pub label: String,
     pub created_at: i64,
+    pub created_by: String,
     pub expires_at: Option<i64>,
+    pub last_used_at: Option<i64>,
 }
 
 /// `pattern` is `*`, an exact origin, or an origin whose port is `*` (any port, or none).
@@ -193,61 +236,6 @@ impl Registry {
     }
 }
 
-pub fn load_workspaces(conn: &Connection) -> Result<Vec<Workspace>, StoreError> {
-    let mut keys: HashMap<String, Vec<Key>> = HashMap::new();
-    let mut stmt = conn.prepare_cached(
-        "SELECT app_id, id, secret, created_at, expires_at FROM keys ORDER BY id DESC",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            Key {
-                id: r.get(1)?,
-                secret: SecretKey::new(r.get::<_, String>(2)?),
-                created_at: r.get(3)?,
-                expires_at: r.get(4)?,
-            },
-        ))
-    })?;
-    for row in rows {
-        let (app, key) = row?;
-        keys.entry(app).or_default().push(key);
-    }
-    let mut stmt = conn.prepare_cached(
-        "SELECT app_id, name, strict, require_signed_claims, allowed_origins FROM workspaces",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, bool>(3)?,
-            r.get::<_, String>(4)?,
-        ))
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (app_id, name, strict, require_signed_claims, origins) = row?;
-        let keys = keys.remove(&app_id).unwrap_or_default();
-        out.push(Workspace {
-            secrets: keys.iter().map(|k| k.secret.clone()).collect(),
-            keys,
-            strict: StrictMode::parse(&strict).unwrap_or(StrictMode::Enforce),
-            require_signed_claims,
-            allowed_origins: serde_json::from_str(&origins).unwrap_or_default(),
-            app_id,
-            name,
-        });
-    }
-    Ok(out)
-}
-
-pub fn get_workspace(conn: &Connection, app_id: &str) -> Result<Option<Workspace>, StoreError> {
-    Ok(load_workspaces(conn)?
-        .into_iter()
-        .find(|w| w.app_id == app_id))
-}
-
 fn random_bytes<const N: usize>() -> [u8; N] {
     let mut bytes = [0u8; N];
     // The OS CSPRNG failing is not something a verifier can carry on from.
@@ -260,7 +248,7 @@ pub fn generate_secret() -> SecretKey {
     SecretKey::from_random_bytes(&random_bytes::<SECRET_ENTROPY_BYTES>())
 }
 
-/// A random token with the given prefix (app ids, admin tokens).
+/// A random token with the given prefix (app ids, admin tokens, session ids).
 pub fn random_token(prefix: &str, bytes: usize) -> String {
     let raw = random_bytes::<32>();
     format!("{prefix}{}", hex::encode(&raw[..bytes.min(32)]))
@@ -275,37 +263,6 @@ pub struct NewWorkspace {
     pub allowed_origins: Vec<String>,
 }
 
-/// Creates a workspace with a fresh app id and secret; returns both (the secret is shown once).
-pub fn create_workspace(
-    conn: &mut Connection,
-    new: &NewWorkspace,
-    now: i64,
-) -> Result<(Workspace, SecretKey), StoreError> {
-    let app_id = random_token("app_", 12);
-    let secret = generate_secret();
-    let tx = conn.transaction()?;
-    tx.execute(
-        "INSERT INTO workspaces (app_id, name, strict, require_signed_claims, allowed_origins, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![
-            app_id,
-            new.name,
-            new.strict.as_str(),
-            new.require_signed_claims,
-            serde_json::to_string(&new.allowed_origins).unwrap_or_else(|_| "[]".into()),
-            now
-        ],
-    )?;
-    tx.execute(
-        "INSERT INTO keys (app_id, secret, created_at) VALUES (?1, ?2, ?3)",
-        params![app_id, secret.expose_secret(), now],
-    )?;
-    tx.commit()?;
-    let ws = get_workspace(conn, &app_id)?
-        .ok_or(StoreError::Sqlite(rusqlite::Error::QueryReturnedNoRows))?;
-    Ok((ws, secret))
-}
-
 /// Changes to a workspace's settings; `None` leaves a setting as it is.
 #[derive(Debug, Clone, Default)]
 pub struct WorkspacePatch {
@@ -315,120 +272,84 @@ pub struct WorkspacePatch {
     pub allowed_origins: Option<Vec<String>>,
 }
 
-pub fn update_workspace(
-    conn: &Connection,
-    app_id: &str,
-    patch: &WorkspacePatch,
-) -> Result<Option<Workspace>, StoreError> {
-    let tx = conn.unchecked_transaction()?;
-    let exists: Option<i64> = tx
-        .query_row(
-            "SELECT 1 FROM workspaces WHERE app_id = ?1",
-            [app_id],
-            |r| r.get(0),
-        )
-        .optional()?;
-    if exists.is_none() {
-        return Ok(None);
-    }
-    if let Some(name) = &patch.name {
-        tx.execute(
-            "UPDATE workspaces SET name = ?2 WHERE app_id = ?1",
-            params![app_id, name],
-        )?;
-    }
-    if let Some(strict) = patch.strict {
-        tx.execute(
-            "UPDATE workspaces SET strict = ?2 WHERE app_id = ?1",
-            params![app_id, strict.as_str()],
-        )?;
-    }
-    if let Some(required) = patch.require_signed_claims {
-        tx.execute(
-            "UPDATE workspaces SET require_signed_claims = ?2 WHERE app_id = ?1",
-            params![app_id, required],
-        )?;
-    }
-    if let Some(origins) = &patch.allowed_origins {
-        tx.execute(
-            "UPDATE workspaces SET allowed_origins = ?2 WHERE app_id = ?1",
-            params![
-                app_id,
-                serde_json::to_string(origins).unwrap_or_else(|_| "[]".into())
-            ],
-        )?;
-    }
-    tx.commit()?;
-    get_workspace(conn, app_id)
-}
-
-/// What a rotation returns: the new secret (shown once) and when the old key stops verifying.
+/// A key just made: the secret is shown once, then only its id and label.
 #[derive(Debug)]
-pub struct Rotation {
+pub struct NewKey {
     pub workspace: Workspace,
+    pub key_id: i64,
     pub secret: SecretKey,
-    pub old_key_expires_at: i64,
+    /// Set by a roll: when the key that was rolled stops verifying.
+    pub old_key_expires_at: Option<i64>,
 }
 
-/// Adds a new key; the previous newest key keeps verifying for `grace_secs`. Any older key still
-/// live is retired now, so at most two secrets ever verify.
-pub fn rotate_key(
-    conn: &Connection,
-    app_id: &str,
-    grace_secs: i64,
-    now: i64,
-) -> Result<Option<Rotation>, StoreError> {
-    let Some(ws) = get_workspace(conn, app_id)? else {
-        return Ok(None);
-    };
-    let secret = generate_secret();
-    let expires = now.saturating_add(grace_secs.max(0));
-    let tx = conn.unchecked_transaction()?;
-    for (i, key) in ws.keys.iter().enumerate() {
-        let until = if i == 0 { expires } else { now };
-        if key.expires_at.is_none_or(|t| t > until) {
-            tx.execute(
-                "UPDATE keys SET expires_at = ?2 WHERE id = ?1",
-                params![key.id, until],
-            )?;
+/// Why a key operation was refused (the workspace exists; the request breaks a key rule).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyRuleError {
+    NoSuchKey,
+    /// Already [`MAX_LIVE_KEYS`] live keys.
+    TooManyKeys,
+    /// Retiring it would leave no key that verifies.
+    LastLiveKey,
+    /// Label empty, too long or with control characters.
+    BadLabel,
+    /// Expiry not in the future.
+    BadExpiry,
+}
+
+impl KeyRuleError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            KeyRuleError::NoSuchKey => "key_not_found",
+            KeyRuleError::TooManyKeys => "too_many_keys",
+            KeyRuleError::LastLiveKey => "last_live_key",
+            KeyRuleError::BadLabel => "invalid_label",
+            KeyRuleError::BadExpiry => "invalid_expiry",
         }
     }
-    tx.execute(
-        "INSERT INTO keys (app_id, secret, created_at) VALUES (?1, ?2, ?3)",
-        params![app_id, secret.expose_secret(), now],
-    )?;
-    tx.execute(
-        "DELETE FROM keys WHERE app_id = ?1 AND expires_at IS NOT NULL AND expires_at <= ?2",
-        params![app_id, now],
-    )?;
-    tx.commit()?;
-    let workspace = get_workspace(conn, app_id)?
-        .ok_or(StoreError::Sqlite(rusqlite::Error::QueryReturnedNoRows))?;
-    Ok(Some(Rotation {
-        workspace,
-        secret,
-        old_key_expires_at: expires,
-    }))
+
+    pub fn message(&self) -> &'static str {
+        match self {
+            KeyRuleError::NoSuchKey => "this workspace has no live key with that id",
+            KeyRuleError::TooManyKeys => {
+                "a workspace has at most 10 live keys: retire one that is no longer used first"
+            }
+            KeyRuleError::LastLiveKey => {
+                "this is the workspace's only live key; retiring it would make every signed call                  fail. Create or roll a key first"
+            }
+            KeyRuleError::BadLabel => {
+                "a key label is 1 to 64 characters without control characters"
+            }
+            KeyRuleError::BadExpiry => "a key's expiry must be in the future",
+        }
+    }
 }
 
-/// Ends the grace period now: only the newest key verifies from here on.
-pub fn retire_old_keys(conn: &Connection, app_id: &str) -> Result<Option<Workspace>, StoreError> {
-    let Some(ws) = get_workspace(conn, app_id)? else {
-        return Ok(None);
-    };
-    if let Some(newest) = ws.keys.first() {
-        conn.execute(
-            "DELETE FROM keys WHERE app_id = ?1 AND id <> ?2",
-            params![app_id, newest.id],
-        )?;
+impl std::fmt::Display for KeyRuleError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.message())
     }
-    get_workspace(conn, app_id)
+}
+
+/// Checks a key label an operator typed.
+pub fn validate_label(label: &str) -> Result<(), KeyRuleError> {
+    let n = label.chars().count();
+    if label.trim().is_empty() || n > MAX_LABEL_CHARS || label.chars().any(char::is_control) {
+        return Err(KeyRuleError::BadLabel);
+    }
+    Ok(())
+}
+
+/// What a roll does to the rolled key: it keeps verifying for `grace_secs` from `now`, but never
+/// longer than it already would have (a second roll never extends, and never cuts short any
+/// other key: only the rolled key's expiry moves).
+pub fn rolled_expiry(current: Option<i64>, now: i64, grace_secs: i64) -> i64 {
+    let until = now.saturating_add(grace_secs.max(0));
+    current.map_or(until, |t| t.min(until))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::open_in_memory;
 
     #[test]
     fn origin_patterns() {
@@ -459,36 +380,5 @@ mod tests {
         assert!(validate_origin_pattern("https://app.example.com").is_ok());
         assert!(validate_origin_pattern("https://app.example.com/").is_err());
         assert!(validate_origin_pattern("app.example.com").is_err());
-    }
-
-    #[test]
-    fn rotation_keeps_two_live_keys_then_retires() {
-        let mut conn = open_in_memory().unwrap();
-        let (ws, first) = create_workspace(
-            &mut conn,
-            &NewWorkspace {
-                name: "t".into(),
-                strict: StrictMode::Off,
-                require_signed_claims: false,
-                allowed_origins: vec![],
-            },
-            100,
-        )
-        .unwrap();
-        assert!(first.expose_secret().starts_with("dfsk_"));
-        let r = rotate_key(&conn, &ws.app_id, 50, 200).unwrap().unwrap();
-        let (live, _) = r.workspace.live_secrets(210);
-        assert_eq!(live.len(), 2);
-        assert_eq!(live[0].expose_secret(), r.secret.expose_secret());
-        assert_eq!(live[1].expose_secret(), first.expose_secret());
-        let (live, _) = r.workspace.live_secrets(250);
-        assert_eq!(live.len(), 1, "the old key expires after the grace period");
-        // A second rotation during the grace period retires the oldest at once.
-        let r2 = rotate_key(&conn, &ws.app_id, 50, 220).unwrap().unwrap();
-        let (live, _) = r2.workspace.live_secrets(221);
-        assert_eq!(live.len(), 2);
-        assert_eq!(live[1].expose_secret(), r.secret.expose_secret());
-        let ws = retire_old_keys(&conn, &ws.app_id).unwrap().unwrap();
-        assert_eq!(ws.live_secrets(221).0.len(), 1);
     }
 }

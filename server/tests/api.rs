@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use dropfix_core::claims::{self, Claims};
 use dropfix_core::{SecretKey, StrictMode, seed};
+use dropfix_server::store::{Backend, Hooks, Store};
 use dropfix_server::workspace::{self, NewWorkspace, WorkspacePatch};
-use dropfix_server::{AppState, Config, store};
+use dropfix_server::{AppState, Config};
 use serde_json::{Value as Json, json};
 use sha2::Digest;
 use support::{Response, build_request, eventually, raw_request};
@@ -24,6 +25,26 @@ const ADMIN: &str = "dfadm_api_tests_admin_token";
 
 fn now() -> i64 {
     dropfix_server::http::now()
+}
+
+/// Runs `f` on the embedded store in `dir` from a separate runtime: what the CLI does from
+/// another process while the server runs.
+fn with_store<T>(dir: &Path, f: impl AsyncFnOnce(&Store) -> T) -> T {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let hooks = Hooks {
+            registry: Default::default(),
+            metrics: Default::default(),
+        };
+        let backend = Backend::Sqlite {
+            data_dir: dir.to_path_buf(),
+        };
+        let store = Store::open(&backend, hooks).await.unwrap();
+        f(&store).await
+    })
 }
 
 struct TestServer {
@@ -38,21 +59,23 @@ struct TestServer {
 impl TestServer {
     fn start(config: Config) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
-        let (app, secret) = {
-            let mut conn = store::open(dir.path()).unwrap();
-            let (ws, secret) = workspace::create_workspace(
-                &mut conn,
-                &NewWorkspace {
-                    name: "test".into(),
-                    strict: StrictMode::Off,
-                    require_signed_claims: false,
-                    allowed_origins: workspace::DEV_ORIGINS.map(String::from).to_vec(),
-                },
-                now(),
-            )
-            .unwrap();
-            (ws.app_id, secret)
-        };
+        support::owner_only(dir.path());
+        let (app, secret) = with_store(dir.path(), async |store| {
+            let k = store
+                .create_workspace(
+                    &NewWorkspace {
+                        name: "test".into(),
+                        strict: StrictMode::Off,
+                        require_signed_claims: false,
+                        allowed_origins: workspace::DEV_ORIGINS.map(String::from).to_vec(),
+                    },
+                    "test",
+                    now(),
+                )
+                .await
+                .unwrap();
+            (k.workspace.app_id, k.secret)
+        });
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let path = dir.path().to_path_buf();
@@ -63,10 +86,14 @@ impl TestServer {
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                let conn = store::open(&path).unwrap();
-                let state =
-                    AppState::new(config, conn, sha2::Sha256::digest(ADMIN.as_bytes()).into())
-                        .unwrap();
+                let backend = Backend::Sqlite { data_dir: path };
+                let state = AppState::new(
+                    config,
+                    &backend,
+                    sha2::Sha256::digest(ADMIN.as_bytes()).into(),
+                )
+                .await
+                .unwrap();
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 addr_tx.send(listener.local_addr().unwrap()).unwrap();
                 dropfix_server::run(listener, state, async {
@@ -241,7 +268,11 @@ fn decision_table_rows_over_http() {
     assert_eq!(u["verified"], true);
     assert_eq!(u["method"], "seed_hmac");
     assert_eq!(u["plan"], "pro");
-    assert_eq!(u["mrr"], 49.0);
+    assert_eq!(
+        u["mrr"].to_string(),
+        "49",
+        "a whole MRR reads back as an integer"
+    );
     assert_eq!(u["signed_at"], t);
     assert!(u["verified_at"].as_i64().unwrap() >= t);
 
@@ -260,7 +291,7 @@ fn decision_table_rows_over_http() {
     let u = s.user("claims-user").unwrap();
     assert_eq!(
         (u["plan"].clone(), u["mrr"].clone()),
-        (json!("business"), json!(299.0))
+        (json!("business"), json!(299))
     );
 
     // The 401 rows: nothing stored.
@@ -481,7 +512,7 @@ fn unverified_calls_never_overwrite_or_downgrade_a_verified_user() {
     assert_eq!(u["method"], "seed_hmac");
     assert_eq!(
         (u["plan"].clone(), u["mrr"].clone()),
-        (json!("starter"), json!(19.0))
+        (json!("starter"), json!(19))
     );
     assert_eq!(
         u["unverified_claims"]["plan"], "enterprise",
@@ -694,16 +725,20 @@ fn edits_from_another_process_take_effect_while_running() {
         202
     );
     // What `dropfix-server workspace set APP --strict on` does: a separate connection.
-    let conn = store::open(s.data_dir()).unwrap();
-    workspace::update_workspace(
-        &conn,
-        &s.app,
-        &WorkspacePatch {
-            strict: Some(StrictMode::Enforce),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    with_store(s.data_dir(), async |store| {
+        store
+            .update_workspace(
+                &s.app,
+                &WorkspacePatch {
+                    strict: Some(StrictMode::Enforce),
+                    ..Default::default()
+                },
+                "cli",
+                now(),
+            )
+            .await
+            .unwrap()
+    });
     let mut attempt = 0;
     let rejected = eventually("strict mode to take effect", || {
         attempt += 1;
@@ -808,10 +843,8 @@ fn graceful_shutdown_finishes_in_flight_requests() {
     assert_eq!(r.status, 202, "{}", r.text());
     s.stop();
     // And it was stored.
-    let conn = store::open(s.data_dir()).unwrap();
-    assert!(
-        store::get_user(&conn, &s.app, "in-flight")
-            .unwrap()
-            .is_some()
-    );
+    let stored = with_store(s.data_dir(), async |store| {
+        store.get_user(&s.app, "in-flight").await.unwrap()
+    });
+    assert!(stored.is_some());
 }

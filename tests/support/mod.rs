@@ -87,6 +87,7 @@ pub struct Options<'a> {
 impl Server {
     /// Starts the binary on `127.0.0.1:0` with `data_dir` and waits for its listening line.
     pub fn start(data_dir: &Path, opts: &Options<'_>) -> Server {
+        owner_only(data_dir);
         let mut cmd = Command::new(server_binary());
         cmd.arg("serve")
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
@@ -417,5 +418,16 @@ pub fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
         }
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Makes a test's data dir owner-only, as the server requires of a directory that holds
+/// secrets (`tempfile` creates them 0755 under the usual umask).
+pub fn owner_only(dir: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .expect("chmod 700 the test data dir");
     }
 }

@@ -1,0 +1,1188 @@
+//! The embedded backend: SQLite (WAL) in the data directory, owned by one thread.
+//!
+//! Every write goes through that thread. It drains whatever identify writes are queued (up to
+//! [`MAX_BATCH`]) and commits them in one transaction, so a burst of N calls costs one fsync,
+//! not N, and each caller is answered only after the commit that holds its record: a 2xx is
+//! sent only once the record is durable.
+//!
+//! Everything else (admin reads and edits, workspace reloads) runs on the same thread as a
+//! closure over the connection, between batches. SQLite allows one writer at a time anyway, and
+//! admin traffic is rare next to identify calls. Another process (the CLI) may open the same
+//! file: its key changes run in `BEGIN IMMEDIATE` transactions, so the read that decides a change
+//! and the change itself happen under the write lock, and the server notices the commit through
+//! `PRAGMA data_version` within [`POLL_INTERVAL`].
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use dropfix_core::{SecretKey, StrictMode};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use serde_json::{Value as Json, json};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{AuditEntry, Hooks, StoreError};
+use crate::users::{IdentifyWrite, UserQuery, UserRecord, merge};
+use crate::workspace::{
+    Key, KeyRuleError, MAX_LIVE_KEYS, NewKey, NewWorkspace, Workspace, WorkspacePatch,
+    generate_secret, random_token, rolled_expiry, validate_label,
+};
+
+/// Most identify writes committed in one transaction.
+pub const MAX_BATCH: usize = 512;
+/// Queue depth before callers wait (backpressure rather than unbounded memory).
+const QUEUE_DEPTH: usize = 8192;
+/// How often the server looks for edits made by another process (the CLI).
+const POLL_INTERVAL: Duration = Duration::from_millis(500);
+/// The database file in the data directory.
+pub const DB_FILE: &str = "dropfix.sqlite3";
+
+/// Versioned schema migrations; `PRAGMA user_version` records how many have run.
+const MIGRATIONS: &[&str] = &[
+    // 1: workspaces, their keys, users, and server metadata.
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+     CREATE TABLE workspaces (
+         app_id TEXT PRIMARY KEY,
+         name TEXT NOT NULL,
+         strict TEXT NOT NULL DEFAULT 'off',
+         require_signed_claims INTEGER NOT NULL DEFAULT 0,
+         allowed_origins TEXT NOT NULL DEFAULT '[]',
+         created_at INTEGER NOT NULL
+     );
+     CREATE TABLE keys (
+         id INTEGER PRIMARY KEY AUTOINCREMENT,
+         app_id TEXT NOT NULL REFERENCES workspaces(app_id) ON DELETE CASCADE,
+         secret TEXT NOT NULL,
+         created_at INTEGER NOT NULL,
+         expires_at INTEGER
+     );
+     CREATE INDEX keys_app ON keys(app_id);
+     CREATE TABLE users (
+         app_id TEXT NOT NULL,
+         user_id TEXT NOT NULL,
+         verified INTEGER NOT NULL,
+         method TEXT,
+         key_id INTEGER,
+         verified_at INTEGER,
+         signed_at INTEGER,
+         name TEXT,
+         email TEXT,
+         plan TEXT,
+         mrr REAL,
+         signup_date TEXT,
+         custom TEXT NOT NULL DEFAULT '{}',
+         unverified_claims TEXT,
+         first_seen INTEGER NOT NULL,
+         last_seen INTEGER NOT NULL,
+         PRIMARY KEY (app_id, user_id)
+     ) WITHOUT ROWID;
+     CREATE INDEX users_verified ON users(app_id, verified, user_id);",
+    // 2: named keys (up to ten live), who made them and when they were last used; audit log.
+    "ALTER TABLE keys ADD COLUMN label TEXT NOT NULL DEFAULT 'default';
+     ALTER TABLE keys ADD COLUMN created_by TEXT NOT NULL DEFAULT 'cli';
+     ALTER TABLE keys ADD COLUMN last_used_at INTEGER;
+     CREATE TABLE audit_log (
+         id INTEGER PRIMARY KEY AUTOINCREMENT,
+         app_id TEXT NOT NULL,
+         at INTEGER NOT NULL,
+         actor TEXT NOT NULL,
+         action TEXT NOT NULL,
+         detail TEXT NOT NULL DEFAULT '{}'
+     );
+     CREATE INDEX audit_app ON audit_log(app_id, id);",
+];
+
+/// Opens (creating if needed) the database file in `data_dir` and brings its schema up to date.
+/// The directory holds every workspace secret: it is created owner-only, and an existing one
+/// that other users can read or write is refused rather than used.
+pub fn open_file(data_dir: &Path) -> Result<Connection, StoreError> {
+    prepare_data_dir(data_dir)?;
+    let path = data_dir.join(DB_FILE);
+    create_owner_only(&path)?;
+    let conn = Connection::open(&path)?;
+    // WAL: readers (the CLI) never block the writer. synchronous=FULL: a commit is on disk (not
+    // only in the OS cache) before it returns, so an acknowledged record survives power loss
+    // too; group commit is what keeps that affordable. SQLite gives the -wal and -shm files the
+    // database file's permissions, so they are owner-only too.
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    migrate(&conn)?;
+    Ok(conn)
+}
+
+/// An in-memory database with the same schema.
+pub fn open_memory_conn() -> Result<Connection, StoreError> {
+    let conn = Connection::open_in_memory()?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    migrate(&conn)?;
+    Ok(conn)
+}
+
+#[cfg(unix)]
+fn prepare_data_dir(dir: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let setup = |msg: String| StoreError::Setup(msg);
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| setup(format!("cannot create data dir {}: {e}", dir.display())))?;
+    }
+    let meta = std::fs::metadata(dir)
+        .map_err(|e| setup(format!("cannot read data dir {}: {e}", dir.display())))?;
+    if !meta.is_dir() {
+        return Err(setup(format!(
+            "data dir {} is not a directory",
+            dir.display()
+        )));
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(setup(format!(
+            "data dir {} has mode {mode:o}: other users could read the workspace secrets in \
+             it. Make it owner-only (`chmod 700 {}`) and start again",
+            dir.display(),
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn prepare_data_dir(dir: &Path) -> Result<(), StoreError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| StoreError::Setup(format!("cannot create data dir {}: {e}", dir.display())))
+}
+
+/// Creates `path` with mode 0600 if it does not exist; tightens an existing one (an older
+/// version created it 0644) so the file and the -wal/-shm files SQLite derives from it are
+/// owner-only.
+fn create_owner_only(path: &Path) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let setup = |e: std::io::Error| {
+            StoreError::Setup(format!("cannot create {} owner-only: {e}", path.display()))
+        };
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let p = path.with_file_name(format!(
+                        "{}{suffix}",
+                        path.file_name().unwrap_or_default().to_string_lossy()
+                    ));
+                    if let Ok(m) = std::fs::metadata(&p)
+                        && m.permissions().mode() & 0o077 != 0
+                    {
+                        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))
+                            .map_err(setup)?;
+                    }
+                }
+            }
+            Err(e) => return Err(setup(e)),
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let known = MIGRATIONS.len();
+    let version = usize::try_from(found)
+        .ok()
+        .filter(|&v| v <= known)
+        .ok_or(StoreError::UnknownSchema { found, known })?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// How many migrations this build knows (tests of the schema-version refusal).
+pub fn schema_version_known() -> usize {
+    MIGRATIONS.len()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Workspaces and keys
+
+fn load_workspaces(conn: &Connection) -> Result<Vec<Workspace>, StoreError> {
+    let mut keys: HashMap<String, Vec<Key>> = HashMap::new();
+    let mut stmt = conn.prepare_cached(
+        "SELECT app_id, id, secret, created_at, expires_at, label, created_by, last_used_at
+         FROM keys ORDER BY id DESC",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            Key {
+                id: r.get(1)?,
+                secret: SecretKey::new(r.get::<_, String>(2)?),
+                created_at: r.get(3)?,
+                expires_at: r.get(4)?,
+                label: r.get(5)?,
+                created_by: r.get(6)?,
+                last_used_at: r.get(7)?,
+            },
+        ))
+    })?;
+    for row in rows {
+        let (app, key) = row?;
+        keys.entry(app).or_default().push(key);
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT app_id, name, strict, require_signed_claims, allowed_origins FROM workspaces
+         ORDER BY app_id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, bool>(3)?,
+            r.get::<_, String>(4)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (app_id, name, strict, require_signed_claims, origins) = row?;
+        let keys = keys.remove(&app_id).unwrap_or_default();
+        out.push(Workspace::new(
+            app_id,
+            name,
+            // An unreadable setting fails closed: enforce.
+            StrictMode::parse(&strict).unwrap_or(StrictMode::Enforce),
+            require_signed_claims,
+            serde_json::from_str(&origins).unwrap_or_default(),
+            keys,
+        ));
+    }
+    Ok(out)
+}
+
+fn get_workspace(conn: &Connection, app_id: &str) -> Result<Workspace, StoreError> {
+    load_workspaces(conn)?
+        .into_iter()
+        .find(|w| w.app_id == app_id)
+        .ok_or(StoreError::WorkspaceNotFound)
+}
+
+/// A write transaction that takes SQLite's write lock before its first read, so what it reads
+/// cannot change before it commits (two CLIs rotating at once run one after the other).
+fn write_tx(conn: &mut Connection) -> rusqlite::Result<Transaction<'_>> {
+    conn.transaction_with_behavior(TransactionBehavior::Immediate)
+}
+
+fn require_workspace(tx: &Transaction<'_>, app_id: &str) -> Result<(), StoreError> {
+    tx.query_row(
+        "SELECT 1 FROM workspaces WHERE app_id = ?1",
+        [app_id],
+        |r| r.get::<_, i64>(0),
+    )
+    .optional()?
+    .map(|_| ())
+    .ok_or(StoreError::WorkspaceNotFound)
+}
+
+fn audit(
+    tx: &Transaction<'_>,
+    app_id: &str,
+    actor: &str,
+    action: &str,
+    detail: Json,
+    now: i64,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO audit_log (app_id, at, actor, action, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![app_id, now, actor, action, detail.to_string()])?;
+    Ok(())
+}
+
+/// Forgets keys whose grace period is over (their secrets no longer verify anything).
+fn purge_expired(tx: &Transaction<'_>, app_id: &str, now: i64) -> rusqlite::Result<()> {
+    tx.execute(
+        "DELETE FROM keys WHERE app_id = ?1 AND expires_at IS NOT NULL AND expires_at <= ?2",
+        params![app_id, now],
+    )?;
+    Ok(())
+}
+
+fn live_key_ids(tx: &Transaction<'_>, app_id: &str, now: i64) -> rusqlite::Result<Vec<i64>> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT id FROM keys WHERE app_id = ?1 AND (expires_at IS NULL OR expires_at > ?2)
+         ORDER BY id DESC",
+    )?;
+    let ids = stmt.query_map(params![app_id, now], |r| r.get(0))?;
+    ids.collect()
+}
+
+fn insert_key(
+    tx: &Transaction<'_>,
+    app_id: &str,
+    label: &str,
+    secret: &SecretKey,
+    expires_at: Option<i64>,
+    actor: &str,
+    now: i64,
+) -> rusqlite::Result<i64> {
+    tx.execute(
+        "INSERT INTO keys (app_id, secret, created_at, expires_at, label, created_by)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            app_id,
+            secret.expose_secret(),
+            now,
+            expires_at,
+            label,
+            actor
+        ],
+    )?;
+    Ok(tx.last_insert_rowid())
+}
+
+fn origins_json(origins: &[String]) -> String {
+    serde_json::to_string(origins).unwrap_or_else(|_| "[]".into())
+}
+
+fn create_workspace(
+    conn: &mut Connection,
+    new: &NewWorkspace,
+    actor: &str,
+    now: i64,
+) -> Result<NewKey, StoreError> {
+    let app_id = random_token("app_", 12);
+    let secret = generate_secret();
+    let tx = write_tx(conn)?;
+    tx.execute(
+        "INSERT INTO workspaces (app_id, name, strict, require_signed_claims, allowed_origins, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            app_id,
+            new.name,
+            new.strict.as_str(),
+            new.require_signed_claims,
+            origins_json(&new.allowed_origins),
+            now
+        ],
+    )?;
+    let key_id = insert_key(&tx, &app_id, "default", &secret, None, actor, now)?;
+    audit(
+        &tx,
+        &app_id,
+        actor,
+        "workspace.create",
+        json!({"name": new.name, "strict": new.strict.as_str(),
+               "require_signed_claims": new.require_signed_claims,
+               "allowed_origins": new.allowed_origins, "key_id": key_id}),
+        now,
+    )?;
+    tx.commit()?;
+    Ok(NewKey {
+        workspace: get_workspace(conn, &app_id)?,
+        key_id,
+        secret,
+        old_key_expires_at: None,
+    })
+}
+
+fn update_workspace(
+    conn: &mut Connection,
+    app_id: &str,
+    patch: &WorkspacePatch,
+    actor: &str,
+    now: i64,
+) -> Result<Workspace, StoreError> {
+    let tx = write_tx(conn)?;
+    require_workspace(&tx, app_id)?;
+    let mut changed = serde_json::Map::new();
+    if let Some(name) = &patch.name {
+        tx.execute(
+            "UPDATE workspaces SET name = ?2 WHERE app_id = ?1",
+            params![app_id, name],
+        )?;
+        changed.insert("name".into(), name.clone().into());
+    }
+    if let Some(strict) = patch.strict {
+        tx.execute(
+            "UPDATE workspaces SET strict = ?2 WHERE app_id = ?1",
+            params![app_id, strict.as_str()],
+        )?;
+        changed.insert("strict".into(), strict.as_str().into());
+    }
+    if let Some(required) = patch.require_signed_claims {
+        tx.execute(
+            "UPDATE workspaces SET require_signed_claims = ?2 WHERE app_id = ?1",
+            params![app_id, required],
+        )?;
+        changed.insert("require_signed_claims".into(), required.into());
+    }
+    if let Some(origins) = &patch.allowed_origins {
+        tx.execute(
+            "UPDATE workspaces SET allowed_origins = ?2 WHERE app_id = ?1",
+            params![app_id, origins_json(origins)],
+        )?;
+        changed.insert("allowed_origins".into(), json!(origins));
+    }
+    if !changed.is_empty() {
+        audit(
+            &tx,
+            app_id,
+            actor,
+            "workspace.update",
+            Json::Object(changed),
+            now,
+        )?;
+    }
+    tx.commit()?;
+    get_workspace(conn, app_id)
+}
+
+fn create_key(
+    conn: &mut Connection,
+    app_id: &str,
+    label: &str,
+    expires_at: Option<i64>,
+    actor: &str,
+    now: i64,
+) -> Result<NewKey, StoreError> {
+    validate_label(label)?;
+    if expires_at.is_some_and(|t| t <= now) {
+        return Err(KeyRuleError::BadExpiry.into());
+    }
+    let secret = generate_secret();
+    let tx = write_tx(conn)?;
+    require_workspace(&tx, app_id)?;
+    purge_expired(&tx, app_id, now)?;
+    if live_key_ids(&tx, app_id, now)?.len() >= MAX_LIVE_KEYS {
+        return Err(KeyRuleError::TooManyKeys.into());
+    }
+    let key_id = insert_key(&tx, app_id, label, &secret, expires_at, actor, now)?;
+    audit(
+        &tx,
+        app_id,
+        actor,
+        "key.create",
+        json!({"key_id": key_id, "label": label, "expires_at": expires_at}),
+        now,
+    )?;
+    tx.commit()?;
+    Ok(NewKey {
+        workspace: get_workspace(conn, app_id)?,
+        key_id,
+        secret,
+        old_key_expires_at: None,
+    })
+}
+
+fn roll_key(
+    conn: &mut Connection,
+    app_id: &str,
+    key_id: Option<i64>,
+    grace_secs: i64,
+    actor: &str,
+    now: i64,
+) -> Result<NewKey, StoreError> {
+    let secret = generate_secret();
+    let tx = write_tx(conn)?;
+    require_workspace(&tx, app_id)?;
+    purge_expired(&tx, app_id, now)?;
+    let live = live_key_ids(&tx, app_id, now)?;
+    let old_id = match key_id {
+        Some(id) if live.contains(&id) => id,
+        Some(_) => return Err(KeyRuleError::NoSuchKey.into()),
+        None => *live.first().ok_or(KeyRuleError::NoSuchKey)?,
+    };
+    // The rolled key stays live through its grace period, so the new one must fit beside it.
+    if live.len() >= MAX_LIVE_KEYS && grace_secs > 0 {
+        return Err(KeyRuleError::TooManyKeys.into());
+    }
+    let (label, current_expiry): (String, Option<i64>) = tx.query_row(
+        "SELECT label, expires_at FROM keys WHERE id = ?1",
+        [old_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let until = rolled_expiry(current_expiry, now, grace_secs);
+    tx.execute(
+        "UPDATE keys SET expires_at = ?2 WHERE id = ?1",
+        params![old_id, until],
+    )?;
+    let new_id = insert_key(&tx, app_id, &label, &secret, None, actor, now)?;
+    purge_expired(&tx, app_id, now)?;
+    audit(
+        &tx,
+        app_id,
+        actor,
+        "key.roll",
+        json!({"key_id": old_id, "new_key_id": new_id, "label": label,
+               "old_key_expires_at": until, "grace_seconds": grace_secs.max(0)}),
+        now,
+    )?;
+    tx.commit()?;
+    Ok(NewKey {
+        workspace: get_workspace(conn, app_id)?,
+        key_id: new_id,
+        secret,
+        old_key_expires_at: Some(until),
+    })
+}
+
+fn retire_key(
+    conn: &mut Connection,
+    app_id: &str,
+    key_id: i64,
+    actor: &str,
+    now: i64,
+) -> Result<Workspace, StoreError> {
+    let tx = write_tx(conn)?;
+    require_workspace(&tx, app_id)?;
+    purge_expired(&tx, app_id, now)?;
+    let live = live_key_ids(&tx, app_id, now)?;
+    if !live.contains(&key_id) {
+        return Err(KeyRuleError::NoSuchKey.into());
+    }
+    if live.len() == 1 {
+        return Err(KeyRuleError::LastLiveKey.into());
+    }
+    tx.execute(
+        "DELETE FROM keys WHERE app_id = ?1 AND id = ?2",
+        params![app_id, key_id],
+    )?;
+    audit(
+        &tx,
+        app_id,
+        actor,
+        "key.retire",
+        json!({"key_id": key_id}),
+        now,
+    )?;
+    tx.commit()?;
+    get_workspace(conn, app_id)
+}
+
+fn retire_old_keys(
+    conn: &mut Connection,
+    app_id: &str,
+    actor: &str,
+    now: i64,
+) -> Result<Workspace, StoreError> {
+    let tx = write_tx(conn)?;
+    require_workspace(&tx, app_id)?;
+    purge_expired(&tx, app_id, now)?;
+    let live = live_key_ids(&tx, app_id, now)?;
+    if let Some((newest, older)) = live.split_first()
+        && !older.is_empty()
+    {
+        tx.execute(
+            "DELETE FROM keys WHERE app_id = ?1 AND id <> ?2",
+            params![app_id, newest],
+        )?;
+        audit(
+            &tx,
+            app_id,
+            actor,
+            "key.retire_old",
+            json!({"kept_key_id": newest, "retired_key_ids": older}),
+            now,
+        )?;
+    }
+    tx.commit()?;
+    get_workspace(conn, app_id)
+}
+
+fn audit_log(conn: &Connection, app_id: &str, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT at, actor, action, detail FROM audit_log WHERE app_id = ?1
+         ORDER BY id DESC LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(
+        params![app_id, i64::try_from(limit).unwrap_or(i64::MAX)],
+        |r| {
+            Ok(AuditEntry {
+                at: r.get(0)?,
+                actor: r.get(1)?,
+                action: r.get(2)?,
+                detail: serde_json::from_str(&r.get::<_, String>(3)?).unwrap_or(Json::Null),
+            })
+        },
+    )?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn meta_get(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+        .optional()?)
+}
+
+fn meta_set(conn: &Connection, key: &str, value: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [key, value],
+    )?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Users
+
+const USER_COLUMNS: &str = "user_id, verified, method, verified_at, signed_at, name, email, plan, \
+     mrr, signup_date, custom, unverified_claims, first_seen, last_seen, key_id";
+
+fn user_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRecord> {
+    let json_col = |i: usize| -> rusqlite::Result<Option<Json>> {
+        let text: Option<String> = r.get(i)?;
+        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+    };
+    Ok(UserRecord {
+        user_id: r.get(0)?,
+        verified: r.get(1)?,
+        method: r.get(2)?,
+        verified_at: r.get(3)?,
+        signed_at: r.get(4)?,
+        name: r.get(5)?,
+        email: r.get(6)?,
+        plan: r.get(7)?,
+        mrr: r.get(8)?,
+        signup_date: r.get(9)?,
+        custom: json_col(10)?.unwrap_or_else(|| Json::Object(serde_json::Map::new())),
+        unverified_claims: json_col(11)?,
+        first_seen: r.get(12)?,
+        last_seen: r.get(13)?,
+        key_id: r.get(14)?,
+    })
+}
+
+fn get_user(
+    conn: &Connection,
+    app_id: &str,
+    user_id: &str,
+) -> Result<Option<UserRecord>, StoreError> {
+    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE app_id = ?1 AND user_id = ?2");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([app_id, user_id], user_from_row)
+        .optional()?)
+}
+
+/// `LIKE` pattern for "contains", with the wildcards in the search text escaped.
+fn contains_pattern(search: &str) -> String {
+    let mut p = String::with_capacity(search.len() + 2);
+    p.push('%');
+    for c in search.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+fn list_users(
+    conn: &Connection,
+    app_id: &str,
+    q: &UserQuery,
+) -> Result<Vec<UserRecord>, StoreError> {
+    let sql = format!(
+        "SELECT {USER_COLUMNS} FROM users WHERE app_id = ?1 AND (?2 IS NULL OR verified = ?2)
+         AND user_id > ?3 AND (?4 IS NULL OR user_id LIKE ?4 ESCAPE '\\')
+         ORDER BY user_id LIMIT ?5"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(
+        params![
+            app_id,
+            q.verified,
+            q.after.as_deref().unwrap_or(""),
+            q.search.as_deref().map(contains_pattern),
+            i64::try_from(q.limit).unwrap_or(i64::MAX)
+        ],
+        user_from_row,
+    )?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn delete_user(
+    conn: &mut Connection,
+    app_id: &str,
+    user_id: &str,
+    actor: &str,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let tx = write_tx(conn)?;
+    let n = tx.execute(
+        "DELETE FROM users WHERE app_id = ?1 AND user_id = ?2",
+        params![app_id, user_id],
+    )?;
+    if n > 0 {
+        audit(
+            &tx,
+            app_id,
+            actor,
+            "user.delete",
+            json!({"user_id": user_id}),
+            now,
+        )?;
+    }
+    tx.commit()?;
+    Ok(n > 0)
+}
+
+/// Applies one accepted identify call under the stored-data rules ([`merge`]).
+fn apply_identify(tx: &Transaction<'_>, w: &IdentifyWrite) -> rusqlite::Result<()> {
+    let existing = {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE app_id = ?1 AND user_id = ?2");
+        tx.prepare_cached(&sql)?
+            .query_row([&w.app_id, &w.user_id], user_from_row)
+            .optional()?
+    };
+    let u = merge(existing.as_ref(), w);
+    tx.prepare_cached(
+        "INSERT INTO users (app_id, user_id, verified, method, key_id, verified_at, signed_at,
+             name, email, plan, mrr, signup_date, custom, unverified_claims, first_seen, last_seen)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+         ON CONFLICT (app_id, user_id) DO UPDATE SET
+             verified = excluded.verified, method = excluded.method, key_id = excluded.key_id,
+             verified_at = excluded.verified_at, signed_at = excluded.signed_at,
+             name = excluded.name, email = excluded.email, plan = excluded.plan,
+             mrr = excluded.mrr, signup_date = excluded.signup_date, custom = excluded.custom,
+             unverified_claims = excluded.unverified_claims, last_seen = excluded.last_seen",
+    )?
+    .execute(params![
+        w.app_id,
+        u.user_id,
+        u.verified,
+        u.method,
+        u.key_id,
+        u.verified_at,
+        u.signed_at,
+        u.name,
+        u.email,
+        u.plan,
+        u.mrr,
+        u.signup_date,
+        u.custom.to_string(),
+        u.unverified_claims.as_ref().map(Json::to_string),
+        u.first_seen,
+        u.last_seen,
+    ])?;
+    Ok(())
+}
+
+/// Records when each key last verified a call: once per key per batch, not per call.
+fn touch_keys(tx: &Transaction<'_>, batch: &[Pending]) -> rusqlite::Result<()> {
+    let mut used: Vec<(i64, i64)> = batch
+        .iter()
+        .filter_map(|(w, _)| w.verification.map(|v| (v.key_id, w.now)))
+        .collect();
+    if used.is_empty() {
+        return Ok(());
+    }
+    used.sort_unstable();
+    used.dedup_by(|a, b| {
+        // Keep the latest time per key (the vector is sorted by key, then time).
+        if a.0 == b.0 {
+            b.1 = b.1.max(a.1);
+            true
+        } else {
+            false
+        }
+    });
+    let mut stmt = tx.prepare_cached(
+        "UPDATE keys SET last_used_at = ?2 WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at < ?2)",
+    )?;
+    for (id, at) in used {
+        stmt.execute(params![id, at])?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The store thread
+
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+type Pending = (IdentifyWrite, oneshot::Sender<Result<(), StoreError>>);
+
+// Identify is the hot variant; boxing it would add an allocation to every call.
+#[allow(clippy::large_enum_variant)]
+enum Command {
+    Identify(IdentifyWrite, oneshot::Sender<Result<(), StoreError>>),
+    Call(Job),
+    Poll,
+}
+
+/// A handle to the store thread. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    tx: mpsc::Sender<Command>,
+    hooks: Hooks,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Command::Identify(..) => "Identify",
+            Command::Call(_) => "Call",
+            Command::Poll => "Poll",
+        })
+    }
+}
+
+impl SqliteStore {
+    pub fn open_dir(data_dir: &Path, hooks: Hooks) -> Result<SqliteStore, StoreError> {
+        Self::spawn(open_file(data_dir)?, hooks)
+    }
+
+    pub fn open_memory(hooks: Hooks) -> Result<SqliteStore, StoreError> {
+        Self::spawn(open_memory_conn()?, hooks)
+    }
+
+    /// Starts the store thread on `conn`. It loads the workspaces into the registry now and
+    /// again whenever another process (the CLI) commits to the database. Must be called inside
+    /// a tokio runtime (it starts the poll ticker). The thread ends when every handle is dropped.
+    pub fn spawn(conn: Connection, hooks: Hooks) -> Result<SqliteStore, StoreError> {
+        hooks.registry.replace(load_workspaces(&conn)?);
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let thread_hooks = hooks.clone();
+        std::thread::Builder::new()
+            .name("dropfix-store".into())
+            .spawn(move || store_thread(conn, rx, thread_hooks))
+            .map_err(|e| StoreError::Setup(format!("cannot start the store thread: {e}")))?;
+        let ticker = tx.downgrade();
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(POLL_INTERVAL);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                interval.tick().await;
+                let Some(tx) = ticker.upgrade() else { break };
+                if tx.send(Command::Poll).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(SqliteStore { tx, hooks })
+    }
+
+    pub async fn identify(&self, write: IdentifyWrite) -> Result<(), StoreError> {
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Command::Identify(write, done))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        wait.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs `f` on the store thread and returns its result.
+    async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (done, wait) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let _ = done.send(f(conn));
+        });
+        self.tx
+            .send(Command::Call(job))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        wait.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs a change and then reloads the registry, so this instance answers with the change
+    /// at once (other processes see it through `data_version`).
+    async fn change<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let out = self.call(f).await?;
+        self.reload().await?;
+        Ok(out)
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.call(|c| {
+            c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+                .map(|_| ())
+                .map_err(StoreError::from)
+        })
+        .await
+    }
+
+    pub async fn reload(&self) -> Result<(), StoreError> {
+        let workspaces = self.workspaces().await?;
+        self.hooks.registry.replace(workspaces);
+        Ok(())
+    }
+
+    pub async fn workspaces(&self) -> Result<Vec<Workspace>, StoreError> {
+        self.call(|c| load_workspaces(c)).await
+    }
+
+    pub async fn meta_get(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let key = key.to_string();
+        self.call(move |c| meta_get(c, &key)).await
+    }
+
+    pub async fn meta_set(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        let (key, value) = (key.to_string(), value.to_string());
+        self.call(move |c| meta_set(c, &key, &value)).await
+    }
+
+    pub async fn create_workspace(
+        &self,
+        new: &NewWorkspace,
+        actor: &str,
+        now: i64,
+    ) -> Result<NewKey, StoreError> {
+        let (new, actor) = (new.clone(), actor.to_string());
+        self.change(move |c| create_workspace(c, &new, &actor, now))
+            .await
+    }
+
+    pub async fn update_workspace(
+        &self,
+        app_id: &str,
+        patch: &WorkspacePatch,
+        actor: &str,
+        now: i64,
+    ) -> Result<Workspace, StoreError> {
+        let (app, patch, actor) = (app_id.to_string(), patch.clone(), actor.to_string());
+        self.change(move |c| update_workspace(c, &app, &patch, &actor, now))
+            .await
+    }
+
+    pub async fn create_key(
+        &self,
+        app_id: &str,
+        label: &str,
+        expires_at: Option<i64>,
+        actor: &str,
+        now: i64,
+    ) -> Result<NewKey, StoreError> {
+        let (app, label, actor) = (app_id.to_string(), label.to_string(), actor.to_string());
+        self.change(move |c| create_key(c, &app, &label, expires_at, &actor, now))
+            .await
+    }
+
+    pub async fn roll_key(
+        &self,
+        app_id: &str,
+        key_id: Option<i64>,
+        grace_secs: i64,
+        actor: &str,
+        now: i64,
+    ) -> Result<NewKey, StoreError> {
+        let (app, actor) = (app_id.to_string(), actor.to_string());
+        self.change(move |c| roll_key(c, &app, key_id, grace_secs, &actor, now))
+            .await
+    }
+
+    pub async fn retire_key(
+        &self,
+        app_id: &str,
+        key_id: i64,
+        actor: &str,
+        now: i64,
+    ) -> Result<Workspace, StoreError> {
+        let (app, actor) = (app_id.to_string(), actor.to_string());
+        self.change(move |c| retire_key(c, &app, key_id, &actor, now))
+            .await
+    }
+
+    pub async fn retire_old_keys(
+        &self,
+        app_id: &str,
+        actor: &str,
+        now: i64,
+    ) -> Result<Workspace, StoreError> {
+        let (app, actor) = (app_id.to_string(), actor.to_string());
+        self.change(move |c| retire_old_keys(c, &app, &actor, now))
+            .await
+    }
+
+    pub async fn get_user(
+        &self,
+        app_id: &str,
+        user_id: &str,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        let (app, user) = (app_id.to_string(), user_id.to_string());
+        self.call(move |c| get_user(c, &app, &user)).await
+    }
+
+    pub async fn list_users(
+        &self,
+        app_id: &str,
+        query: &UserQuery,
+    ) -> Result<Vec<UserRecord>, StoreError> {
+        let (app, query) = (app_id.to_string(), query.clone());
+        self.call(move |c| list_users(c, &app, &query)).await
+    }
+
+    pub async fn delete_user(
+        &self,
+        app_id: &str,
+        user_id: &str,
+        actor: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let (app, user, actor) = (app_id.to_string(), user_id.to_string(), actor.to_string());
+        self.call(move |c| delete_user(c, &app, &user, &actor, now))
+            .await
+    }
+
+    pub async fn audit_log(
+        &self,
+        app_id: &str,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let app = app_id.to_string();
+        self.call(move |c| audit_log(c, &app, limit)).await
+    }
+}
+
+fn store_thread(mut conn: Connection, mut rx: mpsc::Receiver<Command>, hooks: Hooks) {
+    let mut seen_version = data_version(&conn).unwrap_or(0);
+    let mut batch: Vec<Pending> = Vec::new();
+    let mut jobs: Vec<Job> = Vec::new();
+    let mut poll = false;
+    while let Some(first) = rx.blocking_recv() {
+        let mut next = Some(first);
+        while let Some(cmd) = next.take() {
+            match cmd {
+                Command::Identify(w, done) => batch.push((w, done)),
+                Command::Call(job) => jobs.push(job),
+                Command::Poll => poll = true,
+            }
+            if batch.len() < MAX_BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !batch.is_empty() {
+            hooks.metrics.observe_batch(batch.len());
+            commit_batch(&mut conn, &mut batch);
+        }
+        for job in jobs.drain(..) {
+            job(&mut conn);
+        }
+        if std::mem::take(&mut poll) {
+            match data_version(&conn) {
+                Ok(v) if v != seen_version => {
+                    seen_version = v;
+                    match load_workspaces(&conn) {
+                        Ok(ws) => {
+                            tracing::info!(workspaces = ws.len(), "workspaces reloaded");
+                            hooks.registry.replace(ws);
+                        }
+                        Err(e) => tracing::error!(error = %e, "reloading workspaces failed"),
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "reading data_version failed"),
+            }
+        }
+    }
+    tracing::debug!("store thread stopped");
+}
+
+fn data_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.pragma_query_value(None, "data_version", |r| r.get(0))
+}
+
+/// Commits the batch in one transaction and answers every caller. If the transaction fails as
+/// a whole, each write is retried in its own transaction so one bad record cannot fail the
+/// others; whoever still fails gets the error (and so a 503, never a false 2xx).
+fn commit_batch(conn: &mut Connection, batch: &mut Vec<Pending>) {
+    let together = (|| -> rusqlite::Result<()> {
+        let tx = conn.transaction()?;
+        for (w, _) in batch.iter() {
+            apply_identify(&tx, w)?;
+        }
+        touch_keys(&tx, batch)?;
+        tx.commit()
+    })();
+    match together {
+        Ok(()) => {
+            for (_, done) in batch.drain(..) {
+                let _ = done.send(Ok(()));
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, size = batch.len(), "batch commit failed; retrying one by one");
+            for (w, done) in batch.drain(..) {
+                let one = (|| -> rusqlite::Result<()> {
+                    let tx = conn.transaction()?;
+                    apply_identify(&tx, &w)?;
+                    tx.commit()
+                })();
+                if let Err(e) = &one {
+                    tracing::error!(error = %e, "storing an identify call failed");
+                }
+                let _ = done.send(one.map_err(StoreError::from));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_idempotent() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("data");
+        drop(open_file(&dir).unwrap());
+        let conn = open_file(&dir).unwrap();
+        let v: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, MIGRATIONS.len() as i64);
+    }
+
+    #[test]
+    fn like_wildcards_in_a_search_are_literal() {
+        assert_eq!(contains_pattern("a_b%c\\"), "%a\\_b\\%c\\\\%");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn files_are_owner_only_and_an_open_data_dir_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("data");
+        let conn = open_file(&dir).unwrap();
+        conn.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+            .unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        for f in [DB_FILE, "dropfix.sqlite3-wal", "dropfix.sqlite3-shm"] {
+            let p = dir.join(f);
+            if p.exists() {
+                assert_eq!(mode(&p), 0o600, "{f}");
+            }
+        }
+        assert!(dir.join("dropfix.sqlite3-wal").exists());
+        drop(conn);
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let err = open_file(&dir).unwrap_err().to_string();
+        assert!(err.contains("chmod 700"), "{err}");
+    }
+}

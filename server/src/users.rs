@@ -1,0 +1,256 @@
+//! Stored users as plain types, and the stored-data rules of an accepted identify call as one
+//! pure function ([`merge`]). The embedded backend applies [`merge`] directly; the PostgreSQL
+//! backend states the same rules in its upsert statement, and the behaviour suite
+//! (`server/tests/store_behaviour.rs`) holds both to the same outcomes.
+
+use serde::{Serialize, Serializer};
+use serde_json::{Map, Value as Json};
+
+/// What an accepted (200 or 202) identify call writes.
+#[derive(Debug, Clone)]
+pub struct IdentifyWrite {
+    pub app_id: String,
+    pub user_id: String,
+    /// Server clock, Unix seconds.
+    pub now: i64,
+    /// Set when the call verified.
+    pub verification: Option<Verification>,
+    /// Values the verification vouches for (empty for unverified calls).
+    pub trusted: Claimed,
+    /// What the browser sent.
+    pub claimed: Claimed,
+    /// Custom traits as a JSON object (unverified unless a token covered them).
+    pub custom: Map<String, Json>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verification {
+    pub method: &'static str,
+    pub key_id: i64,
+    pub signed_at: i64,
+}
+
+/// The protected traits, plus signup date.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Claimed {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "serialize_mrr"
+    )]
+    pub mrr: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signup_date: Option<String>,
+}
+
+impl Claimed {
+    pub fn is_empty(&self) -> bool {
+        *self == Claimed::default()
+    }
+
+    /// `self` with `newer`'s present values laid over it.
+    pub fn overlay(mut self, newer: &Claimed) -> Claimed {
+        macro_rules! take {
+            ($($f:ident),*) => {$( if newer.$f.is_some() { self.$f = newer.$f.clone(); } )*};
+        }
+        take!(name, email, plan, mrr, signup_date);
+        self
+    }
+
+    /// The values of `self` that `trusted` does not cover (what stays an unverified claim).
+    pub fn not_covered_by(&self, trusted: &Claimed) -> Claimed {
+        macro_rules! keep {
+            ($($f:ident),*) => { Claimed { $( $f: if trusted.$f.is_none() { self.$f.clone() } else { None }, )* } };
+        }
+        keep!(name, email, plan, mrr, signup_date)
+    }
+
+    /// The unverified-claims object: these values plus when they were claimed.
+    pub fn to_claims_json(&self, at: i64) -> Option<Json> {
+        if self.is_empty() {
+            return None;
+        }
+        let mut v = serde_json::to_value(self).unwrap_or(Json::Null);
+        if let Json::Object(m) = &mut v {
+            m.insert("at".into(), at.into());
+        }
+        Some(v)
+    }
+}
+
+/// MRR is stored as a double; a whole amount goes back out as an integer (`5000`, not
+/// `5000.0`), so what a customer sent as an integer reads back as one.
+fn serialize_mrr<S: Serializer>(mrr: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+    match mrr {
+        Some(v) => mrr_json(*v).serialize(s),
+        None => s.serialize_none(),
+    }
+}
+
+/// The JSON number for an MRR value: an integer when it is whole and exactly representable.
+pub fn mrr_json(v: f64) -> Json {
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    if v.fract() == 0.0 && v.abs() < EXACT {
+        Json::from(v as i64)
+    } else {
+        serde_json::Number::from_f64(v).map_or(Json::Null, Json::Number)
+    }
+}
+
+/// A stored user, as the admin API returns it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UserRecord {
+    pub user_id: String,
+    pub verified: bool,
+    pub method: Option<String>,
+    pub verified_at: Option<i64>,
+    pub signed_at: Option<i64>,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub plan: Option<String>,
+    #[serde(serialize_with = "serialize_mrr")]
+    pub mrr: Option<f64>,
+    pub signup_date: Option<String>,
+    pub custom: Json,
+    pub unverified_claims: Option<Json>,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    /// Which key verified it (to tell when a rolled-out key is still in use).
+    pub key_id: Option<i64>,
+}
+
+impl UserRecord {
+    pub fn values(&self) -> Claimed {
+        Claimed {
+            name: self.name.clone(),
+            email: self.email.clone(),
+            plan: self.plan.clone(),
+            mrr: self.mrr,
+            signup_date: self.signup_date.clone(),
+        }
+    }
+}
+
+/// Which users a listing returns.
+#[derive(Debug, Clone, Default)]
+pub struct UserQuery {
+    /// Only users with this verification state (`Some(false)`: unverified only).
+    pub verified: Option<bool>,
+    /// Ids that contain this text.
+    pub search: Option<String>,
+    /// Keyset cursor: ids after this one, in id order.
+    pub after: Option<String>,
+    pub limit: usize,
+}
+
+/// Applies one accepted identify call to what is stored, under the stored-data rules:
+/// - a verified call sets the trusted values (and how and when it was verified); only values
+///   a verification vouched for are trusted: a never-verified user's earlier claims are not
+///   promoted by a later verification;
+/// - an unverified call never overwrites the trusted values of a verified user nor makes it
+///   unverified: what it claimed is kept aside in `unverified_claims`;
+/// - an unverified call for a never-verified user records what it claims.
+///
+/// Custom traits: a call that sends some replaces the set, a call that sends none keeps it.
+pub fn merge(existing: Option<&UserRecord>, w: &IdentifyWrite) -> UserRecord {
+    let was_verified = existing.is_some_and(|u| u.verified);
+    let stored = existing.map(UserRecord::values).unwrap_or_default();
+    let custom = if w.custom.is_empty() {
+        existing.map_or_else(|| Json::Object(Map::new()), |u| u.custom.clone())
+    } else {
+        Json::Object(w.custom.clone())
+    };
+    let first_seen = existing.map_or(w.now, |u| u.first_seen);
+    let (verified, method, key_id, verified_at, signed_at, values, unverified_claims) =
+        match (&w.verification, existing) {
+            (Some(v), _) => {
+                let base = if was_verified {
+                    stored
+                } else {
+                    Claimed::default()
+                };
+                let leftover = w.claimed.not_covered_by(&w.trusted);
+                (
+                    true,
+                    Some(v.method.to_string()),
+                    Some(v.key_id),
+                    Some(w.now),
+                    Some(v.signed_at),
+                    base.overlay(&w.trusted),
+                    leftover.to_claims_json(w.now),
+                )
+            }
+            (None, Some(u)) if u.verified => (
+                true,
+                u.method.clone(),
+                u.key_id,
+                u.verified_at,
+                u.signed_at,
+                stored,
+                w.claimed
+                    .to_claims_json(w.now)
+                    .or_else(|| u.unverified_claims.clone()),
+            ),
+            (None, _) => (
+                false,
+                None,
+                None,
+                None,
+                None,
+                stored.overlay(&w.claimed),
+                None,
+            ),
+        };
+    UserRecord {
+        user_id: w.user_id.clone(),
+        verified,
+        method,
+        verified_at,
+        signed_at,
+        name: values.name,
+        email: values.email,
+        plan: values.plan,
+        mrr: values.mrr,
+        signup_date: values.signup_date,
+        custom,
+        unverified_claims,
+        first_seen,
+        last_seen: w.now,
+        key_id,
+    }
+}
+
+/// Folds several writes for the same user (one commit batch) into the record the last of them
+/// leaves, applying [`merge`] in arrival order, so a batch stores exactly what the calls one by
+/// one would have.
+pub fn merge_all<'a>(
+    existing: Option<UserRecord>,
+    writes: impl IntoIterator<Item = &'a IdentifyWrite>,
+) -> Option<UserRecord> {
+    writes
+        .into_iter()
+        .fold(existing, |acc, w| Some(merge(acc.as_ref(), w)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_mrr_reads_back_as_an_integer() {
+        assert_eq!(mrr_json(5000.0).to_string(), "5000");
+        assert_eq!(mrr_json(49.5).to_string(), "49.5");
+        assert_eq!(mrr_json(0.0).to_string(), "0");
+        assert_eq!(mrr_json(1e300).to_string(), "1e+300");
+        let c = Claimed {
+            mrr: Some(5000.0),
+            ..Claimed::default()
+        };
+        assert_eq!(serde_json::to_string(&c).unwrap(), r#"{"mrr":5000}"#);
+    }
+}
