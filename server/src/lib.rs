@@ -10,6 +10,7 @@
 //! - [`http`]: routing, identify, CORS, limits, admin API
 //! - [`store`]: SQLite with group commit on one writer thread
 //! - [`workspace`]: workspaces, keys, rotation, allowed origins
+//! - [`sealing`]: workspace secrets encrypted at rest under a keyring of master keys
 //! - [`diagnose`]: the `debug-signature` command's checks
 //! - [`cli`]: command-line interface
 
@@ -18,6 +19,7 @@ pub mod diagnose;
 pub mod http;
 pub mod limits;
 pub mod metrics;
+pub mod sealing;
 pub mod store;
 pub mod workspace;
 
