@@ -190,7 +190,13 @@ impl MasterKey {
         out
     }
 
-    /// Parses one `id:base64` entry. Error texts never repeat the key material.
+    /// Parses one `id:base64` entry (as [`MasterKey::export_entry`] writes it), for a key
+    /// generated on one machine and added to the keyrings of the others. Error texts never
+    /// repeat the key material.
+    pub fn parse(entry: &str) -> Result<MasterKey, KeyringError> {
+        MasterKey::parse_entry(entry.trim(), &|| "master key".to_owned())
+    }
+
     fn parse_entry(entry: &str, origin: &dyn Fn() -> String) -> Result<MasterKey, KeyringError> {
         let Some((id, b64)) = entry.split_once(':') else {
             return Err(KeyringError::Invalid {
@@ -677,12 +683,15 @@ fn edit_key_file(
     }
     // Never write a file that would not load.
     Keyring::parse_file_text(&new_text, path)?;
-    let tmp = write_temp_file(path, &new_text)?;
-    if let Err(e) = fs::rename(&tmp, path) {
+    // Replace the file a symlink points at, not the link: key files mounted from a secret
+    // store are often links, and replacing the link would silently detach it.
+    let target = fs::canonicalize(path).map_err(|e| KeyringError::io(path, "resolve", e))?;
+    let tmp = write_temp_file(&target, &new_text)?;
+    if let Err(e) = fs::rename(&tmp, &target) {
         let _ = fs::remove_file(&tmp);
-        return Err(KeyringError::io(path, "replace", e));
+        return Err(KeyringError::io(&target, "replace", e));
     }
-    sync_parent_dir(path)
+    sync_parent_dir(&target)
 }
 
 /// Reads a key file after checking (on the open file, so the check and the read see the same
@@ -1140,7 +1149,10 @@ mod tests {
         let ring1 = Keyring::create_file(&path).unwrap();
         let sealed_old = ring1.seal(SECRET, AAD);
 
-        let mk2 = MasterKey::generate(&ring1.next_key_id()).unwrap();
+        // The new key is made once and its entry handed to every instance.
+        let generated = MasterKey::generate(&ring1.next_key_id()).unwrap();
+        let mk2 = MasterKey::parse(&generated.export_entry()).unwrap();
+        assert_eq!(mk2.id(), "mk2");
         Keyring::add_key_to_file(&path, &mk2, false).unwrap();
         let staged = Keyring::load_file(&path).unwrap();
         assert_eq!(
@@ -1226,6 +1238,44 @@ mod tests {
             SECRET
         );
         assert_eq!(loaded.source(), &KeySource::File(path.clone()));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn sealing_edit_through_a_symlink_replaces_the_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.keys");
+        let link = dir.path().join("master.keys");
+        Keyring::create_file(&real).unwrap();
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        Keyring::add_new_key_to_file(&link).unwrap();
+        assert!(
+            fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(Keyring::load_file(&real).unwrap().active_id(), "mk2");
+        assert_eq!(Keyring::load_file(&link).unwrap().active_id(), "mk2");
+    }
+
+    #[test]
+    fn sealing_master_key_entry_round_trip() {
+        let key = MasterKey::generate("2026-11").unwrap();
+        let entry = key.export_entry();
+        assert!(entry.starts_with("2026-11:") && entry.len() == "2026-11:".len() + 44);
+        let parsed = MasterKey::parse(&format!(" {}\n", entry.as_str())).unwrap();
+        let a = Keyring::new(vec![key]).unwrap();
+        let b = Keyring::new(vec![parsed]).unwrap();
+        assert_eq!(
+            b.unseal(&a.seal(SECRET, AAD), AAD).unwrap().as_str(),
+            SECRET
+        );
+        let err = MasterKey::parse("mk1:AAAA").unwrap_err().to_string();
+        assert!(err.contains("3 bytes long"), "{err}");
+        assert!(MasterKey::new("Bad Id", [0; MASTER_KEY_LEN]).is_err());
+        assert!(MasterKey::generate("").is_err());
+        assert!(Keyring::new(Vec::new()).is_err());
     }
 
     #[cfg(unix)]
