@@ -43,6 +43,20 @@
 //! A key is 32 bytes in standard base64 (44 characters with padding; unpadded and URL-safe
 //! spellings are accepted too). `head -c 32 /dev/urandom | base64` makes one.
 //!
+//! # Example
+//!
+//! ```
+//! use dropfix_server::sealing::{Keyring, MasterKey, sealed_key_id};
+//!
+//! let ring = Keyring::new(vec![MasterKey::generate("mk1")?])?;
+//! // Bind the value to its workspace: the app id is the associated data.
+//! let sealed = ring.seal("dfsk_0123", b"app_42");
+//! assert_eq!(sealed_key_id(&sealed), Some("mk1"));
+//! assert_eq!(ring.unseal(&sealed, b"app_42")?.as_str(), "dfsk_0123");
+//! assert!(ring.unseal(&sealed, b"app_43").is_err());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Rotation without downtime
 //!
 //! 1. Add the new key to every instance's keyring *after* the active one (every instance can now
