@@ -11,6 +11,7 @@
 //! - [`store`]: the storage interface and its backends (embedded SQLite with group commit)
 //! - [`workspace`]: workspaces, keys and the rules on them, the in-memory registry
 //! - [`users`]: stored users and the stored-data rules of an identify call
+//! - [`sealing`]: workspace secrets encrypted at rest under a keyring of master keys
 //! - [`diagnose`]: the `debug-signature` command's checks
 //! - [`cli`]: command-line interface
 
@@ -20,6 +21,7 @@ pub mod diagnose;
 pub mod http;
 pub mod limits;
 pub mod metrics;
+pub mod sealing;
 pub mod store;
 pub mod users;
 pub mod workspace;
