@@ -5,7 +5,6 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -13,9 +12,9 @@ use dropfix_core::{SecretKey, StrictMode};
 use serde_json::json;
 use sha2::Digest;
 
-use crate::metrics::Metrics;
+use crate::sealing::{self, Keyring, MasterKey};
 use crate::store::{Backend, Hooks, Store};
-use crate::workspace::{self, NewKey, NewWorkspace, Registry, Workspace, WorkspacePatch};
+use crate::workspace::{self, NewKey, NewWorkspace, Workspace, WorkspacePatch};
 use crate::{AppState, Config, diagnose, http::now};
 
 #[derive(Debug, Parser)]
@@ -38,6 +37,54 @@ enum Command {
     Workspace(WorkspaceCommand),
     /// Explain why a signature fails: which check, and what to fix.
     DebugSignature(DebugArgs),
+    /// The master keys that seal stored secrets: status, add, activate, rewrap, drop.
+    #[command(subcommand)]
+    MasterKey(MasterKeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum MasterKeyCommand {
+    /// The keyring in use and how many stored secrets each master key seals.
+    Status {
+        #[command(flatten)]
+        data: DataDir,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a new master key entry (`id:base64`) for DROPFIX_MASTER_KEYS; stores nothing.
+    Generate {
+        #[arg(long)]
+        id: String,
+    },
+    /// Add a fresh master key to the key file. Without `--no-activate` it becomes the active
+    /// key at once (one machine); with several instances add it everywhere first with
+    /// `--no-activate`, then `activate` it.
+    Add {
+        #[arg(long)]
+        no_activate: bool,
+        /// Id of the new key (default: the next `mkN`).
+        #[arg(long)]
+        id: Option<String>,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Make a key of the key file the active one (it seals from now on).
+    Activate {
+        id: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Re-seal every stored secret with the active master key.
+    Rewrap {
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Remove a master key from the key file; refused while any stored secret is sealed with it.
+    Drop {
+        id: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -46,11 +93,51 @@ struct DataDir {
     /// an existing directory other users can read or write is refused).
     #[arg(long, env = "DROPFIX_DATA_DIR", default_value = "./dropfix-data")]
     data_dir: PathBuf,
+    /// File of master keys that seal the stored secrets (default for the embedded store:
+    /// DATA_DIR/master.keys, created on first start). DROPFIX_MASTER_KEYS (comma-separated
+    /// `id:base64` entries, first active) takes precedence over any file.
+    #[arg(long, env = "DROPFIX_MASTER_KEY_FILE")]
+    master_key_file: Option<PathBuf>,
 }
 
 impl DataDir {
     fn backend(&self, ephemeral: bool) -> Backend {
         Backend::from_flags(self.data_dir.clone(), ephemeral)
+    }
+
+    /// The key file this command edits (`master-key ...`).
+    fn key_file(&self) -> PathBuf {
+        self.master_key_file
+            .clone()
+            .unwrap_or_else(|| sealing::default_key_file(&self.data_dir))
+    }
+
+    /// The master keys, from the environment, the key file, or (embedded store) the default
+    /// key file, created with a fresh key on first start. Never from the database.
+    fn keyring(&self, backend: &Backend) -> Result<Keyring, Box<dyn std::error::Error>> {
+        if let Ok(value) = std::env::var(sealing::MASTER_KEYS_ENV)
+            && !value.trim().is_empty()
+        {
+            return Ok(Keyring::from_env_value(&value)?);
+        }
+        if let Some(path) = &self.master_key_file {
+            return Ok(Keyring::load_file(path)?);
+        }
+        match backend {
+            Backend::SqliteMemory => Ok(Keyring::new(vec![MasterKey::generate("ephemeral")?])?),
+            Backend::Sqlite { data_dir } => {
+                let path = sealing::default_key_file(data_dir);
+                let (ring, created) = Keyring::load_or_create(&path)?;
+                if created {
+                    announce(&format!(
+                        "master key file created: {} (it seals the stored secrets: back it up \
+                         apart from the database, which is useless without it)",
+                        path.display()
+                    ));
+                }
+                Ok(ring)
+            }
+        }
     }
 }
 
@@ -265,6 +352,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Workspace(cmd) => workspace_command(cmd),
         Command::DebugSignature(args) => return debug_signature(args),
+        Command::MasterKey(cmd) => master_key_command(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -318,11 +406,9 @@ fn serve(args: ServeArgs) -> CliResult {
     }
     let runtime = runtime.build()?;
     runtime.block_on(async move {
-        let hooks = Hooks {
-            registry: Arc::new(Registry::default()),
-            metrics: Arc::new(Metrics::default()),
-        };
-        let store = Store::open(&args.data.backend(args.ephemeral), hooks.clone()).await?;
+        let backend = args.data.backend(args.ephemeral);
+        let hooks = Hooks::new(args.data.keyring(&backend)?);
+        let store = Store::open(&backend, hooks.clone()).await?;
         let admin_sha256 = admin_token_hash(&store, args.admin_token.as_deref()).await?;
         if store.workspaces().await?.is_empty() {
             let k = store
@@ -490,15 +576,21 @@ where
     F: FnOnce(Store) -> Fut,
     Fut: std::future::Future<Output = CliResult>,
 {
+    with_store_value(data, f)
+}
+
+fn with_store_value<T, F, Fut>(data: &DataDir, f: F) -> Result<T, Box<dyn std::error::Error>>
+where
+    F: FnOnce(Store) -> Fut,
+    Fut: std::future::Future<Output = Result<T, Box<dyn std::error::Error>>>,
+{
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let hooks = Hooks {
-            registry: Arc::new(Registry::default()),
-            metrics: Arc::new(Metrics::default()),
-        };
-        let store = Store::open(&data.backend(false), hooks).await?;
+        let backend = data.backend(false);
+        let hooks = Hooks::new(data.keyring(&backend)?);
+        let store = Store::open(&backend, hooks).await?;
         f(store).await
     })
 }
@@ -625,6 +717,111 @@ fn workspace_command(cmd: WorkspaceCommand) -> CliResult {
                 print_workspace(&ws, None, json);
                 Ok(())
             })
+        }
+    }
+}
+
+fn keyring_from_env() -> bool {
+    std::env::var(sealing::MASTER_KEYS_ENV).is_ok_and(|v| !v.trim().is_empty())
+}
+
+fn refuse_env_edit() -> CliResult {
+    if keyring_from_env() {
+        return Err(format!(
+            "the keyring comes from {}: edit that variable instead (`dropfix-server master-key \
+             generate --id ID` prints a new entry)",
+            sealing::MASTER_KEYS_ENV
+        )
+        .into());
+    }
+    Ok(())
+}
+
+fn master_key_command(cmd: MasterKeyCommand) -> CliResult {
+    match cmd {
+        MasterKeyCommand::Status { data, json } => {
+            let ring = data.keyring(&data.backend(false))?;
+            with_store(&data, |store| async move {
+                let counts = store.seal_counts().await?;
+                let ids: Vec<&str> = ring.key_ids().collect();
+                if json {
+                    println!(
+                        "{}",
+                        json!({"active": ring.active_id(), "keys": ids,
+                           "source": ring.source().to_string(), "sealed": counts.by_key})
+                    );
+                } else {
+                    let mut rows = vec![
+                        ("active".to_string(), ring.active_id().to_string()),
+                        ("keys".to_string(), ids.join(" ")),
+                        ("source".to_string(), ring.source().to_string()),
+                    ];
+                    for (id, n) in &counts.by_key {
+                        rows.push((format!("secrets sealed with {id}"), n.to_string()));
+                    }
+                    print_rows(&rows);
+                }
+                Ok(())
+            })
+        }
+        MasterKeyCommand::Generate { id } => {
+            let key = MasterKey::generate(&id)?;
+            println!("{}", key.export_entry().as_str());
+            Ok(())
+        }
+        MasterKeyCommand::Add {
+            no_activate,
+            id,
+            data,
+        } => {
+            refuse_env_edit()?;
+            let path = data.key_file();
+            let ring = Keyring::load_file(&path)?;
+            let key = MasterKey::generate(&id.unwrap_or_else(|| ring.next_key_id()))?;
+            Keyring::add_key_to_file(&path, &key, !no_activate)?;
+            println!(
+                "added master key {} to {}{}",
+                key.id(),
+                path.display(),
+                if no_activate {
+                    " (not active yet: `master-key activate` it once every instance has it)"
+                } else {
+                    " (active: new secrets are sealed with it; run `master-key rewrap` next)"
+                }
+            );
+            Ok(())
+        }
+        MasterKeyCommand::Activate { id, data } => {
+            refuse_env_edit()?;
+            let path = data.key_file();
+            Keyring::activate_key_in_file(&path, &id)?;
+            println!("master key {id} is now active in {}", path.display());
+            Ok(())
+        }
+        MasterKeyCommand::Rewrap { data } => with_store(&data, |store| async move {
+            let n = store.rewrap_secrets().await?;
+            println!("re-sealed {n} secret(s) with the active master key");
+            Ok(())
+        }),
+        MasterKeyCommand::Drop { id, data } => {
+            refuse_env_edit()?;
+            let path = data.key_file();
+            let still =
+                with_store_value(&data, |store| async move { Ok(store.seal_counts().await?) })?
+                    .by_key
+                    .get(&id)
+                    .copied()
+                    .unwrap_or(0);
+            if still > 0 {
+                return Err(format!(
+                    "{still} stored secret(s) are still sealed with master key {id}: run \
+                     `dropfix-server master-key rewrap` first"
+                )
+                .into());
+            }
+            Keyring::remove_key_from_file(&path, &id)?;
+            println!("master key {id} removed from {}", path.display());
+            Ok(())
         }
     }
 }

@@ -87,15 +87,14 @@ pub struct AppState {
 
 impl AppState {
     /// Opens the store on `backend` and builds the shared state. Needs a tokio runtime.
+    /// `keyring` holds the master keys that seal and open the stored secrets.
     pub async fn new(
         config: Config,
         backend: &Backend,
+        keyring: sealing::Keyring,
         admin_token_sha256: [u8; 32],
     ) -> Result<Arc<AppState>, store::StoreError> {
-        let hooks = Hooks {
-            registry: Arc::new(Registry::default()),
-            metrics: Arc::new(Metrics::default()),
-        };
+        let hooks = Hooks::new(keyring);
         let store = Store::open(backend, hooks.clone()).await?;
         Ok(AppState::with_store(
             config,

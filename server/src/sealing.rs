@@ -945,6 +945,65 @@ impl std::error::Error for KeyringError {
     }
 }
 
+// ------------------------------------------------------------------------------------------------
+// The keyring of a running process
+
+/// The keyring a running server seals and unseals with. When it came from a key file, the file
+/// is read again whenever it changes, so a `master-key add` or `activate` on the same machine
+/// reaches a running server without a restart (an unreadable new version is logged and the
+/// previous keyring kept).
+#[derive(Debug)]
+pub struct KeyringHandle {
+    current: std::sync::RwLock<(std::sync::Arc<Keyring>, Option<std::time::SystemTime>)>,
+}
+
+fn modified(source: &KeySource) -> Option<std::time::SystemTime> {
+    match source {
+        KeySource::File(path) => fs::metadata(path).and_then(|m| m.modified()).ok(),
+        _ => None,
+    }
+}
+
+impl KeyringHandle {
+    pub fn new(ring: Keyring) -> KeyringHandle {
+        let mtime = modified(&ring.source);
+        KeyringHandle {
+            current: std::sync::RwLock::new((std::sync::Arc::new(ring), mtime)),
+        }
+    }
+
+    /// The keyring as of now.
+    pub fn get(&self) -> std::sync::Arc<Keyring> {
+        let (ring, seen) = {
+            let guard = self.current.read().unwrap_or_else(|e| e.into_inner());
+            (std::sync::Arc::clone(&guard.0), guard.1)
+        };
+        let KeySource::File(path) = &ring.source else {
+            return ring;
+        };
+        let now = modified(&ring.source);
+        if now == seen {
+            return ring;
+        }
+        match Keyring::load_file(path) {
+            Ok(fresh) => {
+                let fresh = std::sync::Arc::new(fresh);
+                *self.current.write().unwrap_or_else(|e| e.into_inner()) =
+                    (std::sync::Arc::clone(&fresh), now);
+                tracing::info!(
+                    active = fresh.active_id(),
+                    "master key file changed: keyring reloaded"
+                );
+                fresh
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "master key file changed but cannot be read; keeping the previous keyring");
+                ring
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use dropfix_core::claims::{self, Claims};
 use dropfix_core::{SecretKey, StrictMode, seed};
+use dropfix_server::sealing::{self, Keyring};
 use dropfix_server::store::{Backend, Hooks, Store};
 use dropfix_server::workspace::{self, NewWorkspace, WorkspacePatch};
 use dropfix_server::{AppState, Config};
@@ -27,6 +28,13 @@ fn now() -> i64 {
     dropfix_server::http::now()
 }
 
+/// The master keys of the store in `dir` (the embedded default: `DATA_DIR/master.keys`).
+fn keyring(dir: &Path) -> Keyring {
+    Keyring::load_or_create(&sealing::default_key_file(dir))
+        .unwrap()
+        .0
+}
+
 /// Runs `f` on the embedded store in `dir` from a separate runtime: what the CLI does from
 /// another process while the server runs.
 fn with_store<T>(dir: &Path, f: impl AsyncFnOnce(&Store) -> T) -> T {
@@ -35,10 +43,7 @@ fn with_store<T>(dir: &Path, f: impl AsyncFnOnce(&Store) -> T) -> T {
         .build()
         .unwrap();
     rt.block_on(async {
-        let hooks = Hooks {
-            registry: Default::default(),
-            metrics: Default::default(),
-        };
+        let hooks = Hooks::new(keyring(dir));
         let backend = Backend::Sqlite {
             data_dir: dir.to_path_buf(),
         };
@@ -86,10 +91,12 @@ impl TestServer {
                 .build()
                 .unwrap();
             rt.block_on(async move {
+                let ring = keyring(&path);
                 let backend = Backend::Sqlite { data_dir: path };
                 let state = AppState::new(
                     config,
                     &backend,
+                    ring,
                     sha2::Sha256::digest(ADMIN.as_bytes()).into(),
                 )
                 .await

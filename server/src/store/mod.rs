@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::metrics::Metrics;
+use crate::sealing::{Keyring, KeyringHandle};
 use crate::users::{IdentifyWrite, UserQuery, UserRecord};
 use crate::workspace::{KeyRuleError, NewKey, NewWorkspace, Registry, Workspace, WorkspacePatch};
 
@@ -48,6 +49,48 @@ pub struct Hooks {
     /// Kept current with every workspace change, wherever it was made.
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
+    /// Seals secrets before they are stored and opens them when workspaces load.
+    pub keyring: Arc<KeyringHandle>,
+}
+
+impl Hooks {
+    /// Fresh hooks around `keyring` (a server passes the same ones to its state).
+    pub fn new(keyring: Keyring) -> Hooks {
+        Hooks {
+            registry: Arc::default(),
+            metrics: Arc::default(),
+            keyring: Arc::new(KeyringHandle::new(keyring)),
+        }
+    }
+}
+
+/// The associated data a workspace secret is sealed with: its workspace, so a sealed value
+/// copied into another workspace's row does not open.
+pub fn secret_aad(app_id: &str) -> Vec<u8> {
+    format!("dropfix-secret:{app_id}").into_bytes()
+}
+
+/// Seals a secret for storage in `app_id`'s key rows.
+pub fn seal_secret(ring: &Keyring, app_id: &str, secret: &dropfix_core::SecretKey) -> String {
+    ring.seal(secret.expose_secret(), &secret_aad(app_id))
+}
+
+/// Opens a stored secret of `app_id`.
+pub fn open_secret(
+    ring: &Keyring,
+    app_id: &str,
+    sealed: &str,
+) -> Result<dropfix_core::SecretKey, StoreError> {
+    ring.unseal(sealed, &secret_aad(app_id))
+        .map(|s| dropfix_core::SecretKey::new(s.as_str()))
+        .map_err(|e| StoreError::Sealing(e.to_string()))
+}
+
+/// How many stored secrets each master key seals (for `master-key status` and `drop`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SealCounts {
+    /// Master key id -> number of secrets sealed with it.
+    pub by_key: std::collections::BTreeMap<String, u64>,
 }
 
 /// Why the store could not do something. Details go to the log, never to HTTP clients.
@@ -269,6 +312,16 @@ impl Store {
         now: i64,
     ) -> Result<bool, StoreError> {
         dispatch!(self.delete_user(app_id, user_id, actor, now))
+    }
+
+    /// Re-seals every stored secret that is not sealed with the active master key; returns
+    /// how many were rewritten. Each workspace's secrets change in one transaction.
+    pub async fn rewrap_secrets(&self) -> Result<u64, StoreError> {
+        dispatch!(self.rewrap_secrets())
+    }
+
+    pub async fn seal_counts(&self) -> Result<SealCounts, StoreError> {
+        dispatch!(self.seal_counts())
     }
 
     /// The newest audit entries of a workspace, newest first.

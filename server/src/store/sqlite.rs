@@ -21,7 +21,8 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 use serde_json::{Value as Json, json};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{AuditEntry, Hooks, StoreError};
+use super::{AuditEntry, Hooks, SealCounts, StoreError, open_secret, seal_secret};
+use crate::sealing::{Keyring, sealed_key_id};
 use crate::users::{IdentifyWrite, UserQuery, UserRecord, merge};
 use crate::workspace::{
     Key, KeyRuleError, MAX_LIVE_KEYS, NewKey, NewWorkspace, Workspace, WorkspacePatch,
@@ -220,7 +221,7 @@ pub fn schema_version_known() -> usize {
 // ---------------------------------------------------------------------------------------------
 // Workspaces and keys
 
-fn load_workspaces(conn: &Connection) -> Result<Vec<Workspace>, StoreError> {
+fn load_workspaces(conn: &Connection, ring: &Keyring) -> Result<Vec<Workspace>, StoreError> {
     let mut keys: HashMap<String, Vec<Key>> = HashMap::new();
     let mut stmt = conn.prepare_cached(
         "SELECT app_id, id, secret, created_at, expires_at, label, created_by, last_used_at
@@ -229,9 +230,10 @@ fn load_workspaces(conn: &Connection) -> Result<Vec<Workspace>, StoreError> {
     let rows = stmt.query_map([], |r| {
         Ok((
             r.get::<_, String>(0)?,
+            r.get::<_, String>(2)?,
             Key {
                 id: r.get(1)?,
-                secret: SecretKey::new(r.get::<_, String>(2)?),
+                secret: SecretKey::new(""),
                 created_at: r.get(3)?,
                 expires_at: r.get(4)?,
                 label: r.get(5)?,
@@ -241,7 +243,8 @@ fn load_workspaces(conn: &Connection) -> Result<Vec<Workspace>, StoreError> {
         ))
     })?;
     for row in rows {
-        let (app, key) = row?;
+        let (app, sealed, mut key) = row?;
+        key.secret = open_secret(ring, &app, &sealed)?;
         keys.entry(app).or_default().push(key);
     }
     let mut stmt = conn.prepare_cached(
@@ -274,8 +277,8 @@ fn load_workspaces(conn: &Connection) -> Result<Vec<Workspace>, StoreError> {
     Ok(out)
 }
 
-fn get_workspace(conn: &Connection, app_id: &str) -> Result<Workspace, StoreError> {
-    load_workspaces(conn)?
+fn get_workspace(conn: &Connection, ring: &Keyring, app_id: &str) -> Result<Workspace, StoreError> {
+    load_workspaces(conn, ring)?
         .into_iter()
         .find(|w| w.app_id == app_id)
         .ok_or(StoreError::WorkspaceNotFound)
@@ -331,8 +334,11 @@ fn live_key_ids(tx: &Transaction<'_>, app_id: &str, now: i64) -> rusqlite::Resul
     ids.collect()
 }
 
+// Every column of a key row is one argument; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 fn insert_key(
     tx: &Transaction<'_>,
+    ring: &Keyring,
     app_id: &str,
     label: &str,
     secret: &SecretKey,
@@ -345,7 +351,7 @@ fn insert_key(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![
             app_id,
-            secret.expose_secret(),
+            seal_secret(ring, app_id, secret),
             now,
             expires_at,
             label,
@@ -361,6 +367,7 @@ fn origins_json(origins: &[String]) -> String {
 
 fn create_workspace(
     conn: &mut Connection,
+    ring: &Keyring,
     new: &NewWorkspace,
     actor: &str,
     now: i64,
@@ -380,7 +387,7 @@ fn create_workspace(
             now
         ],
     )?;
-    let key_id = insert_key(&tx, &app_id, "default", &secret, None, actor, now)?;
+    let key_id = insert_key(&tx, ring, &app_id, "default", &secret, None, actor, now)?;
     audit(
         &tx,
         &app_id,
@@ -393,7 +400,7 @@ fn create_workspace(
     )?;
     tx.commit()?;
     Ok(NewKey {
-        workspace: get_workspace(conn, &app_id)?,
+        workspace: get_workspace(conn, ring, &app_id)?,
         key_id,
         secret,
         old_key_expires_at: None,
@@ -402,6 +409,7 @@ fn create_workspace(
 
 fn update_workspace(
     conn: &mut Connection,
+    ring: &Keyring,
     app_id: &str,
     patch: &WorkspacePatch,
     actor: &str,
@@ -449,11 +457,12 @@ fn update_workspace(
         )?;
     }
     tx.commit()?;
-    get_workspace(conn, app_id)
+    get_workspace(conn, ring, app_id)
 }
 
 fn create_key(
     conn: &mut Connection,
+    ring: &Keyring,
     app_id: &str,
     label: &str,
     expires_at: Option<i64>,
@@ -471,7 +480,7 @@ fn create_key(
     if live_key_ids(&tx, app_id, now)?.len() >= MAX_LIVE_KEYS {
         return Err(KeyRuleError::TooManyKeys.into());
     }
-    let key_id = insert_key(&tx, app_id, label, &secret, expires_at, actor, now)?;
+    let key_id = insert_key(&tx, ring, app_id, label, &secret, expires_at, actor, now)?;
     audit(
         &tx,
         app_id,
@@ -482,7 +491,7 @@ fn create_key(
     )?;
     tx.commit()?;
     Ok(NewKey {
-        workspace: get_workspace(conn, app_id)?,
+        workspace: get_workspace(conn, ring, app_id)?,
         key_id,
         secret,
         old_key_expires_at: None,
@@ -491,6 +500,7 @@ fn create_key(
 
 fn roll_key(
     conn: &mut Connection,
+    ring: &Keyring,
     app_id: &str,
     key_id: Option<i64>,
     grace_secs: i64,
@@ -521,7 +531,7 @@ fn roll_key(
         "UPDATE keys SET expires_at = ?2 WHERE id = ?1",
         params![old_id, until],
     )?;
-    let new_id = insert_key(&tx, app_id, &label, &secret, None, actor, now)?;
+    let new_id = insert_key(&tx, ring, app_id, &label, &secret, None, actor, now)?;
     purge_expired(&tx, app_id, now)?;
     audit(
         &tx,
@@ -534,7 +544,7 @@ fn roll_key(
     )?;
     tx.commit()?;
     Ok(NewKey {
-        workspace: get_workspace(conn, app_id)?,
+        workspace: get_workspace(conn, ring, app_id)?,
         key_id: new_id,
         secret,
         old_key_expires_at: Some(until),
@@ -543,6 +553,7 @@ fn roll_key(
 
 fn retire_key(
     conn: &mut Connection,
+    ring: &Keyring,
     app_id: &str,
     key_id: i64,
     actor: &str,
@@ -571,11 +582,12 @@ fn retire_key(
         now,
     )?;
     tx.commit()?;
-    get_workspace(conn, app_id)
+    get_workspace(conn, ring, app_id)
 }
 
 fn retire_old_keys(
     conn: &mut Connection,
+    ring: &Keyring,
     app_id: &str,
     actor: &str,
     now: i64,
@@ -601,7 +613,7 @@ fn retire_old_keys(
         )?;
     }
     tx.commit()?;
-    get_workspace(conn, app_id)
+    get_workspace(conn, ring, app_id)
 }
 
 fn audit_log(conn: &Connection, app_id: &str, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
@@ -635,6 +647,78 @@ fn meta_set(conn: &Connection, key: &str, value: &str) -> Result<(), StoreError>
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         [key, value],
     )?;
+    Ok(())
+}
+
+/// Re-seals every secret that is not sealed with the active master key (and seals any secret
+/// an older version stored in the clear), one transaction for all of them.
+fn rewrap_secrets(conn: &mut Connection, ring: &Keyring) -> Result<u64, StoreError> {
+    let tx = write_tx(conn)?;
+    let rows: Vec<(i64, String, String)> = {
+        let mut stmt = tx.prepare("SELECT id, app_id, secret FROM keys")?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?
+    };
+    let mut changed = 0;
+    for (id, app_id, stored) in rows {
+        let aad = super::secret_aad(&app_id);
+        let resealed = match sealed_key_id(&stored) {
+            // Stored in the clear by a version before sealing: seal it now.
+            None => Some(ring.seal(&stored, &aad)),
+            Some(_) => ring
+                .rewrap(&stored, &aad)
+                .map_err(|e| StoreError::Sealing(e.to_string()))?,
+        };
+        if let Some(sealed) = resealed {
+            tx.execute(
+                "UPDATE keys SET secret = ?2 WHERE id = ?1",
+                params![id, sealed],
+            )?;
+            changed += 1;
+        }
+    }
+    tx.commit()?;
+    Ok(changed)
+}
+
+fn seal_counts(conn: &Connection) -> Result<SealCounts, StoreError> {
+    let mut counts = SealCounts::default();
+    let mut stmt = conn.prepare("SELECT secret FROM keys")?;
+    for stored in stmt.query_map([], |r| r.get::<_, String>(0))? {
+        let stored = stored?;
+        let id = sealed_key_id(&stored).unwrap_or("(not sealed)");
+        *counts.by_key.entry(id.to_string()).or_default() += 1;
+    }
+    Ok(counts)
+}
+
+/// Seals secrets an older version stored in the clear (before anything reads them).
+fn seal_legacy_secrets(conn: &mut Connection, ring: &Keyring) -> Result<(), StoreError> {
+    let clear: i64 = conn.query_row(
+        "SELECT count(*) FROM keys WHERE secret NOT LIKE 'dfseal1:%'",
+        [],
+        |r| r.get(0),
+    )?;
+    if clear > 0 {
+        let tx = write_tx(conn)?;
+        let rows: Vec<(i64, String, String)> = {
+            let mut stmt = tx
+                .prepare("SELECT id, app_id, secret FROM keys WHERE secret NOT LIKE 'dfseal1:%'")?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<Result<_, _>>()?
+        };
+        for (id, app_id, secret) in rows {
+            tx.execute(
+                "UPDATE keys SET secret = ?2 WHERE id = ?1",
+                params![id, ring.seal(&secret, &super::secret_aad(&app_id))],
+            )?;
+        }
+        tx.commit()?;
+        tracing::info!(
+            secrets = clear,
+            "sealed secrets stored in the clear by an older version"
+        );
+    }
     Ok(())
 }
 
@@ -856,8 +940,11 @@ impl SqliteStore {
     /// Starts the store thread on `conn`. It loads the workspaces into the registry now and
     /// again whenever another process (the CLI) commits to the database. Must be called inside
     /// a tokio runtime (it starts the poll ticker). The thread ends when every handle is dropped.
-    pub fn spawn(conn: Connection, hooks: Hooks) -> Result<SqliteStore, StoreError> {
-        hooks.registry.replace(load_workspaces(&conn)?);
+    pub fn spawn(mut conn: Connection, hooks: Hooks) -> Result<SqliteStore, StoreError> {
+        seal_legacy_secrets(&mut conn, &hooks.keyring.get())?;
+        hooks
+            .registry
+            .replace(load_workspaces(&conn, &hooks.keyring.get())?);
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let thread_hooks = hooks.clone();
         std::thread::Builder::new()
@@ -933,7 +1020,8 @@ impl SqliteStore {
     }
 
     pub async fn workspaces(&self) -> Result<Vec<Workspace>, StoreError> {
-        self.call(|c| load_workspaces(c)).await
+        let ring = self.hooks.keyring.get();
+        self.call(move |c| load_workspaces(c, &ring)).await
     }
 
     pub async fn meta_get(&self, key: &str) -> Result<Option<String>, StoreError> {
@@ -953,7 +1041,8 @@ impl SqliteStore {
         now: i64,
     ) -> Result<NewKey, StoreError> {
         let (new, actor) = (new.clone(), actor.to_string());
-        self.change(move |c| create_workspace(c, &new, &actor, now))
+        let ring = self.hooks.keyring.get();
+        self.change(move |c| create_workspace(c, &ring, &new, &actor, now))
             .await
     }
 
@@ -965,7 +1054,8 @@ impl SqliteStore {
         now: i64,
     ) -> Result<Workspace, StoreError> {
         let (app, patch, actor) = (app_id.to_string(), patch.clone(), actor.to_string());
-        self.change(move |c| update_workspace(c, &app, &patch, &actor, now))
+        let ring = self.hooks.keyring.get();
+        self.change(move |c| update_workspace(c, &ring, &app, &patch, &actor, now))
             .await
     }
 
@@ -978,7 +1068,8 @@ impl SqliteStore {
         now: i64,
     ) -> Result<NewKey, StoreError> {
         let (app, label, actor) = (app_id.to_string(), label.to_string(), actor.to_string());
-        self.change(move |c| create_key(c, &app, &label, expires_at, &actor, now))
+        let ring = self.hooks.keyring.get();
+        self.change(move |c| create_key(c, &ring, &app, &label, expires_at, &actor, now))
             .await
     }
 
@@ -991,7 +1082,8 @@ impl SqliteStore {
         now: i64,
     ) -> Result<NewKey, StoreError> {
         let (app, actor) = (app_id.to_string(), actor.to_string());
-        self.change(move |c| roll_key(c, &app, key_id, grace_secs, &actor, now))
+        let ring = self.hooks.keyring.get();
+        self.change(move |c| roll_key(c, &ring, &app, key_id, grace_secs, &actor, now))
             .await
     }
 
@@ -1003,7 +1095,8 @@ impl SqliteStore {
         now: i64,
     ) -> Result<Workspace, StoreError> {
         let (app, actor) = (app_id.to_string(), actor.to_string());
-        self.change(move |c| retire_key(c, &app, key_id, &actor, now))
+        let ring = self.hooks.keyring.get();
+        self.change(move |c| retire_key(c, &ring, &app, key_id, &actor, now))
             .await
     }
 
@@ -1014,7 +1107,8 @@ impl SqliteStore {
         now: i64,
     ) -> Result<Workspace, StoreError> {
         let (app, actor) = (app_id.to_string(), actor.to_string());
-        self.change(move |c| retire_old_keys(c, &app, &actor, now))
+        let ring = self.hooks.keyring.get();
+        self.change(move |c| retire_old_keys(c, &ring, &app, &actor, now))
             .await
     }
 
@@ -1046,6 +1140,17 @@ impl SqliteStore {
         let (app, user, actor) = (app_id.to_string(), user_id.to_string(), actor.to_string());
         self.call(move |c| delete_user(c, &app, &user, &actor, now))
             .await
+    }
+
+    pub async fn rewrap_secrets(&self) -> Result<u64, StoreError> {
+        let ring = self.hooks.keyring.get();
+        let n = self.call(move |c| rewrap_secrets(c, &ring)).await?;
+        self.reload().await?;
+        Ok(n)
+    }
+
+    pub async fn seal_counts(&self) -> Result<SealCounts, StoreError> {
+        self.call(|c| seal_counts(c)).await
     }
 
     pub async fn audit_log(
@@ -1086,7 +1191,7 @@ fn store_thread(mut conn: Connection, mut rx: mpsc::Receiver<Command>, hooks: Ho
             match data_version(&conn) {
                 Ok(v) if v != seen_version => {
                     seen_version = v;
-                    match load_workspaces(&conn) {
+                    match load_workspaces(&conn, &hooks.keyring.get()) {
                         Ok(ws) => {
                             tracing::info!(workspaces = ws.len(), "workspaces reloaded");
                             hooks.registry.replace(ws);
