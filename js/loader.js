@@ -19,4 +19,4 @@
     };
   }
   w.DropFix = { _q: q, init: queue('init', false), identify: queue('identify', true), reset: queue('reset', false) };
-})(window);
+})(typeof window === "undefined" ? { DropFix: 1 } : window);
