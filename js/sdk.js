@@ -53,10 +53,9 @@ const FIXES = {
 // A token whose MAC fails is answered with the seed form's mismatch message; this one is about
 // tokens.
 const TOKEN_MISMATCH =
-  'the signed-claims token does not verify: it was changed after signing, or signed with ' +
-  'another key. Sign it on your server, HS256, with the claims key (DROPFIX_CLAIMS_KEY: dfck_... ' +
-  'from `dropfix-server workspace create`/`rotate`, or claimsKey(secret) from dropfix/server), ' +
-  'and pass it unchanged.';
+  'the signed-claims token does not verify: it was changed after signing or signed with another ' +
+  'key. Sign it on your server (HS256) with the claims key (DROPFIX_CLAIMS_KEY, dfck_...) and ' +
+  'pass it unchanged.';
 const isToken = (s) => /^[\w-]+\.[\w-]+\.[\w-]+$/.test(s);
 
 const fail = (code, message, status) => new DropFixError({ code, message, status });
@@ -94,8 +93,8 @@ function looksLikeSecretOption(opts) {
 
 /**
  * Builds the SDK object. `loadWasm(module)` instantiates the compiled wasm and returns its
- * exports (with `buildIdentify`); `defaultWasm()` and
- * `defaultEndpoint()` give the wasm URL and the verifier URL when init() names none.
+ * exports (with `buildIdentify`); `defaultWasm()` and `defaultEndpoint()` give the wasm URL and
+ * the verifier URL when init() names none.
  */
 export function createDropFix({ loadWasm, defaultWasm, defaultEndpoint }) {
   let config = null;
@@ -103,11 +102,19 @@ export function createDropFix({ loadWasm, defaultWasm, defaultEndpoint }) {
   let loading = null;
   let loadFailures = 0;
   let nextLoadAt = 0;
+  let loadError;
   // Everything of the current user: reset() aborts its controller (requests in flight, retry
   // waits) and starts a new session with its own queue, so the next user never waits behind a
   // call of the previous one. Within a session calls are sent one after another, in call order,
   // so a later call (a plan change) never lands before an earlier one.
-  let session = { ctl: new AbortController(), queue: Promise.resolve() };
+  const newSession = () => {
+    const ctl = new AbortController();
+    // Rejects when this session ends, for racing the waits of its calls.
+    const over = new Promise((_, reject) => ctl.signal.addEventListener('abort', () => reject(resetError())));
+    over.catch(() => {});
+    return { ctl, over, queue: Promise.resolve() };
+  };
+  let session = newSession();
   // signature -> user id, for the "signature reused for another user" debug hint, and (debug mode
   // only) the signature and signedAt pairs sent before the last reset(), for the "cached" hint.
   let seenSignatures = new Map();
@@ -161,15 +168,17 @@ export function createDropFix({ loadWasm, defaultWasm, defaultEndpoint }) {
     const url = isUrl ? String(source) : 'the wasm passed to init()';
     try {
       if (isUrl) {
-        [source] = await request(globalThis.fetch, url, {}, null, () => 0);
-        if (!source.ok) throw fail('sdk_load_failed', `could not load the DropFix wasm from ${url}: HTTP ${source.status}`, source.status);
+        let status;
+        // The download and the compilation (streaming when the server sends application/wasm)
+        // are both under the timeout.
+        [, source] = await request(globalThis.fetch, url, {}, null, (r) => {
+          status = r.status;
+          if (!r.ok) return null;
+          return r.headers.get('Content-Type') === 'application/wasm' ? WebAssembly.compileStreaming(r) : r.arrayBuffer();
+        });
+        if (!source) throw fail('sdk_load_failed', `could not load the DropFix wasm from ${url}: HTTP ${status}`, status);
       }
-      if (source instanceof Response) {
-        source =
-          source.headers.get('Content-Type') === 'application/wasm'
-            ? WebAssembly.compileStreaming(source)
-            : source.arrayBuffer();
-      }
+      if (source instanceof Response) source = source.arrayBuffer();
       source = await source;
       return loadWasm(source instanceof WebAssembly.Module ? source : await WebAssembly.compile(source));
     } catch (e) {
@@ -186,6 +195,8 @@ export function createDropFix({ loadWasm, defaultWasm, defaultEndpoint }) {
   function getCore() {
     if (!loading) {
       const wait = nextLoadAt - Date.now();
+      // A call does not wait longer for the next try than for a request: it fails at once.
+      if (wait > config.timeoutMs) return Promise.reject(loadError);
       loading = (wait > 0 ? sleep(wait) : Promise.resolve())
         .then(load)
         .then(
@@ -197,19 +208,11 @@ export function createDropFix({ loadWasm, defaultWasm, defaultEndpoint }) {
             loadFailures++;
             nextLoadAt = Date.now() + Math.min(MAX_LOAD_RETRY_MS, LOAD_RETRY_MS * 2 ** (loadFailures - 1));
             loading = null;
-            throw e;
+            throw (loadError = e);
           },
         );
     }
     return loading;
-  }
-
-  /** `promise`, or a `reset` rejection as soon as `signal` aborts. */
-  function untilReset(promise, signal) {
-    return Promise.race([
-      promise,
-      new Promise((_, reject) => signal.addEventListener('abort', () => reject(resetError()))),
-    ]);
   }
 
   function explainBeforeSend(body) {
@@ -271,10 +274,10 @@ export function createDropFix({ loadWasm, defaultWasm, defaultEndpoint }) {
         const app = config.appId;
         return fail(
           'origin_not_allowed',
-          `the verifier at ${config.endpoint} answered, but the browser refused the call (CORS): ` +
-            `most likely this page's origin ${origin} is not in the allowed origins of workspace ` +
-            `${app}. Add it with \`dropfix-server workspace set ${app} --allowed-origin ${origin}\` ` +
-            "(repeat --allowed-origin for each origin to keep) or in the console's Settings -> Security.",
+          `the verifier at ${config.endpoint} answered but the browser refused the call (CORS): ` +
+            `most likely this page's origin ${origin} is not allowed for ${app}. Add it: ` +
+            `\`dropfix-server workspace set ${app} --allowed-origin ${origin}\` (repeat ` +
+            "--allowed-origin for each origin to keep) or the console's Settings -> Security.",
         );
       } catch (e) {
         if (signal.aborted) return resetError();
@@ -389,7 +392,7 @@ export function createDropFix({ loadWasm, defaultWasm, defaultEndpoint }) {
           );
         }
         const mine = session;
-        const { buildIdentify } = await untilReset(getCore(), mine.ctl.signal);
+        const { buildIdentify } = await Promise.race([getCore(), mine.over]);
         let body;
         try {
           body = buildIdentify(config.appId, userId, traits ?? null);
@@ -409,7 +412,7 @@ export function createDropFix({ loadWasm, defaultWasm, defaultEndpoint }) {
     /** On logout or user switch: aborts the calls in flight and queued, forgets what was sent. */
     reset() {
       session.ctl.abort();
-      session = { ctl: new AbortController(), queue: Promise.resolve() };
+      session = newSession();
       if (config?.debug) for (const [, sent] of seenSignatures.values()) earlierSessions.add(sent);
       seenSignatures = new Map();
     },
