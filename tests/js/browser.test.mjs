@@ -15,8 +15,13 @@ import { startVerifier } from './verifier.mjs';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
-// The Content Security Policy the README documents for a page that uses the SDK.
-const documentedCsp = (verifierOrigin) => `script-src 'self' 'wasm-unsafe-eval'; connect-src 'self' ${verifierOrigin}`;
+// The Content Security Policy the README documents for a page that uses the SDK, read from it so
+// that the documentation is what is tested.
+const documentedCsp = (verifierOrigin) => {
+  const line = readFileSync(join(root, 'README.md'), 'utf8').match(/^Content-Security-Policy: (.+)$/m);
+  assert.ok(line, 'the README documents a Content-Security-Policy line');
+  return line[1].replace('https://verify.example.com', verifierOrigin);
+};
 
 const APP_JS = `import { DropFix, DropFixError } from '/dist/dropfix.mjs';
 window.DropFix = DropFix;
