@@ -34,12 +34,11 @@ export class DropFixError extends Error {
 
 const FIXES = {
   signature_mismatch:
-    'Common causes: the secret has a trailing newline or was hex/base64-decoded before use; the ' +
-    'backend signed the email or a reformatted number instead of the exact user id; the app id ' +
-    'belongs to another workspace. `dropfix-server debug-signature` names the mistake.',
+    'Common causes: a secret with a trailing newline or hex/base64-decoded; the email or a ' +
+    'reformatted number signed instead of the exact user id; another workspace\'s app id. ' +
+    '`dropfix-server debug-signature` names the mistake.',
   signature_expired:
-    'Sign on every login or page load and pass the fresh dropfix_hash/dropfix_signed_at; do not ' +
-    'cache a signature in localStorage or a CDN-cached page.',
+    'Sign on every login or page load; do not cache a signature (localStorage, a cached page).',
   signed_at_in_future: "The backend's clock is ahead: sync it with NTP.",
   signed_at_not_seconds: 'Use Unix seconds: Math.floor(Date.now() / 1000), not Date.now().',
   signed_at_missing: 'Pass signedAt (dropfix_signed_at from your backend) next to the signature.',
@@ -185,8 +184,8 @@ export function createDropFix({ loadWasm, defaultWasm, defaultEndpoint }) {
       if (e instanceof DropFixError) throw e;
       const message = String(e?.message ?? e);
       // Without 'wasm-unsafe-eval' in script-src, compiling throws a CompileError that names
-      // the Content Security Policy.
-      if (/Content.Security.Policy|unsafe-eval/i.test(message)) throw fail('csp_blocked', `${CSP_FIX}. ${message}`);
+      // the Content Security Policy (Chromium, WebKit: 'unsafe-eval'; Firefox: CSP).
+      if (/Content.Security.Policy|unsafe-eval|\bCSP\b/i.test(message)) throw fail('csp_blocked', `${CSP_FIX}. ${message}`);
       throw fail('sdk_load_failed', `could not load the DropFix wasm from ${url}: ${message}`);
     }
   }
@@ -266,7 +265,9 @@ export function createDropFix({ loadWasm, defaultWasm, defaultEndpoint }) {
   async function unreachable(url, err, signal) {
     // The browser hides why a CORS request failed. A no-cors request (no preflight, unreadable
     // answer) tells the two cases apart: if it gets an answer, the verifier is up and refused this
-    // page's origin (the preflight got 403), and retrying cannot help.
+    // page's origin (the preflight got 403), and retrying cannot help. (A connection dropped
+    // mid-call by a verifier that is up again by the time of the check reads as a refusal too;
+    // that race is rarer than the misconfiguration, which otherwise costs four blind tries.)
     const origin = globalThis.location?.origin;
     if (origin) {
       try {
@@ -363,7 +364,8 @@ export function createDropFix({ loadWasm, defaultWasm, defaultEndpoint }) {
         endpoint: String(opts.endpoint ?? defaultEndpoint()).replace(/\/+$/, ''),
         debug: Boolean(opts.debug),
         maxRetries: Number.isInteger(opts.maxRetries) ? opts.maxRetries : 3,
-        timeoutMs: opts.timeoutMs > 0 ? opts.timeoutMs : DEFAULT_TIMEOUT_MS,
+        // setTimeout fires at once past 2^31 - 1 ms.
+        timeoutMs: opts.timeoutMs > 0 ? Math.min(opts.timeoutMs, 2 ** 31 - 1) : DEFAULT_TIMEOUT_MS,
         wasm: opts.wasm,
         fetch: opts.fetch,
       };
@@ -387,8 +389,8 @@ export function createDropFix({ loadWasm, defaultWasm, defaultEndpoint }) {
         if (!config.fetch) {
           throw fail(
             'not_in_browser',
-            'DropFix.identify() runs in the browser; this is server-side code (no window). Call ' +
-              'it after login in the browser (e.g. in a useEffect).',
+            'identify() runs in the browser, not in server-side code: call it after login in the ' +
+              'page (e.g. in a useEffect)',
           );
         }
         const mine = session;

@@ -283,3 +283,9 @@ test('a failed wasm load rejects with sdk_load_failed; init() again loads at onc
   assert.equal((await fresh.DropFix.identify('u')).verified, true);
   assert.ok(Date.now() - started < 500, 'no backoff wait after init()');
 });
+
+test('timeoutMs beyond what setTimeout holds does not fire at once', async () => {
+  const { fetch } = stubFetch([ok('u')]);
+  init(fetch, { timeoutMs: Infinity });
+  assert.equal((await DropFix.identify('u')).verified, true);
+});
