@@ -43,6 +43,17 @@ function serve() {
       const headers = { 'Content-Type': 'text/html' };
       if (url.searchParams.has('csp')) headers['Content-Security-Policy'] = url.searchParams.get('csp');
       res.writeHead(200, headers).end('<!doctype html><script type="module" src="/app.js"></script>');
+    } else if (url.pathname === '/tag') {
+      // The script-tag build: the loader stub inline (allowed by a nonce), the SDK async.
+      const nonce = 'dropfix-test-nonce';
+      const csp = url.searchParams.get('csp').replace("'self'", `'self' 'nonce-${nonce}'`);
+      const loader = readFileSync(join(root, 'js/loader.js'), 'utf8');
+      res.writeHead(200, { 'Content-Type': 'text/html', 'Content-Security-Policy': csp }).end(
+        `<!doctype html><script nonce="${nonce}">${loader}</script>
+         <script nonce="${nonce}">DropFix.init(${url.searchParams.get('init')});
+           window.result = DropFix.identify('tag-user', ${url.searchParams.get('traits')}).then((r) => r, (e) => ({ code: e.code, message: e.message }));</script>
+         <script async src="/dist/dropfix.global.js"></script>`,
+      );
     } else if (url.pathname === '/app.js') {
       res.writeHead(200, { 'Content-Type': 'text/javascript' }).end(APP_JS);
     } else if (url.pathname.startsWith('/dist/') && !url.pathname.includes('..')) {
@@ -249,4 +260,20 @@ test('a tampered signed-claims token is rejected with a message about tokens, no
   assert.equal(result.error.code, 'signature_mismatch');
   assert.match(result.error.message, /token/);
   assert.doesNotMatch(result.error.message, /hex digest/);
+});
+
+test('the script-tag build under the documented CSP (loader inline with a nonce): calls queued before load are verified', async (t) => {
+  const page = await browser.newPage();
+  t.after(() => page.close());
+  const violations = [];
+  page.on('console', (m) => /Content Security Policy|Refused/.test(m.text()) && violations.push(m.text()));
+  const query = new URLSearchParams({
+    csp: documentedCsp(verifier.url),
+    init: JSON.stringify({ appId: verifier.appId, endpoint: verifier.url }),
+    traits: JSON.stringify(signed('tag-user')),
+  });
+  await page.goto(`${site.url}/tag?${query}`);
+  const result = await page.evaluate(() => window.result);
+  assert.deepEqual(result, { verified: true, userId: 'tag-user', method: 'seed_hmac' }, violations.join('\n'));
+  assert.deepEqual(violations, []);
 });
