@@ -265,9 +265,10 @@ export function createDropFix({ loadWasm, defaultWasm, defaultEndpoint }) {
   async function unreachable(url, err, signal) {
     // The browser hides why a CORS request failed. A no-cors request (no preflight, unreadable
     // answer) tells the two cases apart: if it gets an answer, the verifier is up and refused this
-    // page's origin (the preflight got 403), and retrying cannot help. (A connection dropped
-    // mid-call by a verifier that is up again by the time of the check reads as a refusal too;
-    // that race is rarer than the misconfiguration, which otherwise costs four blind tries.)
+    // page's origin (the preflight got 403), and retrying cannot help. (A proxy's error page
+    // without CORS headers, or a connection dropped mid-call by a verifier that is up again by
+    // the time of the check, reads as a refusal too: the message says "most likely", and these
+    // are rarer than the misconfiguration, which otherwise costs four blind tries.)
     const origin = globalThis.location?.origin;
     if (origin) {
       try {
@@ -280,7 +281,7 @@ export function createDropFix({ loadWasm, defaultWasm, defaultEndpoint }) {
             `\`dropfix-server workspace set ${app} --allowed-origin ${origin}\` (repeat ` +
             "--allowed-origin for each origin to keep) or the console's Settings -> Security.",
         );
-      } catch (e) {
+      } catch {
         if (signal.aborted) return resetError();
       }
     }
