@@ -4,6 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { DropFix, DropFixError } from 'dropfix';
 
 const wasm = readFileSync(new URL('../../dist/dropfix_wasm_bg.wasm', import.meta.url));
@@ -288,4 +289,32 @@ test('timeoutMs beyond what setTimeout holds does not fire at once', async () =>
   const { fetch } = stubFetch([ok('u')]);
   init(fetch, { timeoutMs: Infinity });
   assert.equal((await DropFix.identify('u')).verified, true);
+});
+
+test('a failed wasm download is retried by a later call, with backoff, and then succeeds', async (t) => {
+  let requests = 0;
+  let up = false;
+  const server = createServer((req, res) => {
+    requests++;
+    if (!up) return res.writeHead(404).end();
+    res.writeHead(200, { 'Content-Type': 'application/wasm' }).end(wasm);
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  t.after(() => server.close());
+  const fresh = await import(`../../dist/dropfix.mjs?backoff=${Date.now()}`);
+  const { fetch } = stubFetch([ok('u')]);
+  const url = `http://127.0.0.1:${server.address().port}/dropfix_wasm_bg.wasm`;
+  fresh.DropFix.init({ appId: 'app_test', endpoint: 'http://verifier.test', wasm: url, fetch, timeoutMs: 500 });
+  const isLoadFailure = (e) => e instanceof fresh.DropFixError && e.code === 'sdk_load_failed' && e.status === 404;
+  await assert.rejects(fresh.DropFix.identify('u'), isLoadFailure);
+  // The next try is 1 s after the failure, longer than this call's timeout: it fails at once
+  // without a download.
+  const started = Date.now();
+  await assert.rejects(fresh.DropFix.identify('u'), isLoadFailure);
+  assert.ok(Date.now() - started < 200);
+  assert.equal(requests, 1);
+  up = true;
+  await new Promise((r) => setTimeout(r, 1100));
+  assert.equal((await fresh.DropFix.identify('u')).verified, true);
+  assert.equal(requests, 2);
 });
