@@ -1,3 +1,6 @@
+// Types of the ESM entry `dropfix`. `window.DropFix` is declared only by `dropfix/global`
+// (global.d.ts), for pages that load the script-tag build: an ESM app has no such global.
+
 /** Options of `DropFix.init`. */
 export interface InitOptions {
   /** The workspace's public app id (`app_...`). Never the secret key. */
@@ -6,32 +9,55 @@ export interface InitOptions {
   endpoint?: string;
   /** Explain likely integration mistakes in the console. */
   debug?: boolean;
-  /** Retries on network errors, 5xx and 429 (default 3; none on other 4xx). */
+  /** Retries on network errors, 5xx and 429 (default 3; none on other 4xx, timeouts or a CORS refusal). */
   maxRetries?: number;
+  /** Milliseconds one request (the call, or the wasm download) may take before it is aborted and the call rejects with `timeout` (default 10000). */
+  timeoutMs?: number;
   /** Where to load the SDK's wasm from (URL, bytes or a compiled module). Default: next to the SDK file. */
   wasm?: string | URL | BufferSource | WebAssembly.Module | Response;
-  /** A fetch implementation (default: the global fetch). */
+  /** A fetch implementation for the verifier calls (default: the global fetch). Outside a browser, passing one opts in to running there (tests, other runtimes); without it identify() rejects with `not_in_browser`. */
   fetch?: typeof fetch;
 }
 
-/** The second argument of `DropFix.identify`, as in Step 2 of "Secure your identify() call". */
-export interface Traits {
+/** The traits of `DropFix.identify` other than the signature fields. */
+export interface BaseTraits {
   name?: string;
   email?: string;
   plan?: string;
   mrr?: number;
   signup_date?: string;
-  /** `dropfix_hash` from your backend, or a signed-claims token. */
-  signature?: string;
-  /** Alias of `signature`. */
-  hash?: string;
-  /** `dropfix_signed_at` from your backend: Unix seconds. */
-  signedAt?: number;
-  /** Alias of `signedAt`. */
-  signed_at?: number;
   /** Custom traits: kept as unverified data. */
   [custom: string]: unknown;
 }
+
+/** `signature` or its alias `hash`, not both (the verifier refuses two different values). */
+export type SignatureField =
+  | {
+      /** A signed-claims token (recommended), or `dropfix_hash` from your backend. */
+      signature?: string;
+      hash?: never;
+    }
+  | {
+      /** Alias of `signature`. */
+      hash?: string;
+      signature?: never;
+    };
+
+/** `signedAt` or its alias `signed_at`, not both. Not needed with a signed-claims token. */
+export type SignedAtField =
+  | {
+      /** `dropfix_signed_at` from your backend: Unix seconds. */
+      signedAt?: number;
+      signed_at?: never;
+    }
+  | {
+      /** Alias of `signedAt`. */
+      signed_at?: number;
+      signedAt?: never;
+    };
+
+/** The second argument of `DropFix.identify`, as in Step 2 of "Secure your identify() call". */
+export type Traits = BaseTraits & SignatureField & SignedAtField;
 
 export interface IdentifyResult {
   /** True when the verifier checked the signature (200); false for an unsigned call (202). */
@@ -40,12 +66,71 @@ export interface IdentifyResult {
   method: 'seed_hmac' | 'signed_claims' | null;
 }
 
-/** Why an identify call failed. `status` is the HTTP status, or 0 when nothing was sent. */
+/** Codes the SDK gives itself, with `status` 0 (no answer could be read). */
+export type DropFixClientErrorCode =
+  /** identify() before init(). */
+  | 'not_initialized'
+  /** init() without a usable appId. */
+  | 'invalid_config'
+  /** identify() outside a browser (server-side rendering). */
+  | 'not_in_browser'
+  /** The wasm file could not be fetched or compiled (`status` is the HTTP status of a failed download); a later call tries again. */
+  | 'sdk_load_failed'
+  /** The page's Content-Security-Policy blocks WebAssembly: script-src needs 'wasm-unsafe-eval'. */
+  | 'csp_blocked'
+  /** The verifier could not be reached (after the retries). */
+  | 'network_error'
+  /** No answer within `timeoutMs`. */
+  | 'timeout'
+  /** DropFix.reset() was called while the call was pending. */
+  | 'reset'
+  /** The call could not be built (an internal error of the SDK). */
+  | 'invalid_call';
+
+/** Codes of the verifier's answers; the validation codes also come from the SDK, before sending. */
+export type DropFixServerErrorCode =
+  | 'signature_required'
+  | 'signed_claims_required'
+  | 'signature_mismatch'
+  | 'signature_expired'
+  | 'signed_at_in_future'
+  | 'signed_at_missing'
+  | 'signed_at_not_seconds'
+  | 'signature_malformed'
+  | 'claims_mismatch'
+  | 'unknown_app'
+  /** With status 0: the browser refused the answer (CORS), most likely because this page's origin is not allowed. */
+  | 'origin_not_allowed'
+  | 'rate_limited'
+  | 'store_unavailable'
+  | 'body_too_large'
+  | 'body_timeout'
+  | 'body_unreadable'
+  | 'unsupported_media_type'
+  | 'method_not_allowed'
+  | 'invalid_json'
+  | 'invalid_type'
+  | 'invalid_value'
+  | 'missing_field'
+  | 'empty_value'
+  | 'too_long'
+  | 'too_many_traits'
+  | 'invalid_characters'
+  | 'invalid_trait_name'
+  | 'reserved_trait'
+  | 'unknown_field'
+  | 'conflicting_fields'
+  | 'secret_not_allowed';
+
+/** Every `DropFixError.code`; `http_<status>` when an error answer carried no code (a proxy's page). */
+export type DropFixErrorCode = DropFixClientErrorCode | DropFixServerErrorCode | `http_${number}`;
+
+/** Why an identify call failed. `status` is the HTTP status, or 0 when no answer could be read. */
 export declare class DropFixError extends Error {
   readonly name: 'DropFixError';
   readonly status: number;
-  /** Stable machine code: `signature_mismatch`, `signature_expired`, `invalid_type`, `network_error`, ... */
-  readonly code: string;
+  /** Stable machine code. */
+  readonly code: DropFixErrorCode;
   /** The offending field, for validation errors (`userId`, `traits.mrr`, ...). */
   readonly field?: string;
 }
@@ -53,16 +138,9 @@ export declare class DropFixError extends Error {
 export interface DropFixApi {
   init(options: InitOptions): void;
   identify(userId: string | number, traits?: Traits): Promise<IdentifyResult>;
-  /** Call on logout or user switch: pending retries are dropped. */
+  /** Call on logout or user switch: aborts the calls in flight and queued (they reject with `reset`). */
   reset(): void;
 }
 
 export declare const DropFix: DropFixApi;
 export default DropFix;
-
-declare global {
-  interface Window {
-    /** Defined by the script-tag build (`dropfix/global`) or the loader stub. */
-    DropFix: DropFixApi & { DropFixError?: typeof DropFixError };
-  }
-}

@@ -3,6 +3,7 @@
 // window.DropFix whose calls are queued (identify() still returns a Promise) and replayed in
 // order by dropfix.global.js once it has loaded. (No closing script tag may appear in this
 // file: it is meant to be inlined.)
+// Outside a browser (an SSR import of dropfix/loader) it does nothing.
 (function (w) {
   if (w.DropFix) return;
   var q = [];
@@ -19,4 +20,4 @@
     };
   }
   w.DropFix = { _q: q, init: queue('init', false), identify: queue('identify', true), reset: queue('reset', false) };
-})(window);
+})(typeof window === "undefined" ? { DropFix: 1 } : window);

@@ -18,4 +18,3 @@ pending.then(
   (e: unknown) => e instanceof DropFixError && e.status === 401 && e.code === 'signature_mismatch',
 );
 void token;
-window.DropFix.reset();

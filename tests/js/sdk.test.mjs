@@ -4,6 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { DropFix, DropFixError } from 'dropfix';
 
 const wasm = readFileSync(new URL('../../dist/dropfix_wasm_bg.wasm', import.meta.url));
@@ -171,13 +172,14 @@ test('debug mode explains milliseconds, stale signatures and a signature reused 
     const { fetch } = stubFetch([ok('a'), ok('a'), ok('b'), ok('c'), ok('d')]);
     init(fetch, { debug: true });
     const sig = 'c'.repeat(64);
+    const now = Math.floor(Date.now() / 1000);
     await DropFix.identify('a', { hash: sig, signedAt: Date.now() });
-    await DropFix.identify('a', { hash: sig, signedAt: Math.floor(Date.now() / 1000) - 900 });
-    await DropFix.identify('b', { hash: sig, signedAt: Math.floor(Date.now() / 1000) });
+    await DropFix.identify('a', { hash: sig, signedAt: now - 900 });
+    await DropFix.identify('b', { hash: sig, signedAt: now });
     await DropFix.identify('c');
     assert.doesNotMatch(warnings.join('\n'), /earlier session/);
-    DropFix.reset(); // logout; the next login's page sends the old signature again
-    await DropFix.identify('d', { hash: sig, signedAt: Math.floor(Date.now() / 1000) });
+    DropFix.reset(); // logout; the next login's page sends the old signature and signedAt again
+    await DropFix.identify('d', { hash: sig, signedAt: now });
   } finally {
     console.warn = original;
   }
@@ -186,7 +188,7 @@ test('debug mode explains milliseconds, stale signatures and a signature reused 
   assert.match(text, /900 s old/);
   assert.match(text, /same signature was sent for user "a" and "b"/);
   assert.match(text, /without a signature/);
-  assert.match(text, /already sent before DropFix.reset\(\) \(an earlier session\)/);
+  assert.match(text, /already sent before DropFix.reset\(\) \(an earlier/);
 });
 
 test('identify before init rejects clearly', async () => {
@@ -206,4 +208,113 @@ test('identify calls are sent one at a time, in call order', async () => {
   init(fetch);
   await Promise.all([DropFix.identify('first'), DropFix.identify('second')]);
   assert.deepEqual(events, ['start first', 'end first', 'start second', 'end second']);
+});
+
+test('debug mode: the same user logging in again (seed form: same hash, fresh signedAt) is not called cached', async () => {
+  const warnings = [];
+  const original = console.warn;
+  console.warn = (...args) => warnings.push(args.join(' '));
+  try {
+    const { fetch } = stubFetch([ok('ada'), ok('ada'), ok('ada')]);
+    init(fetch, { debug: true });
+    const hash = 'd'.repeat(64); // the seed form's hash depends on the user id only
+    const now = Math.floor(Date.now() / 1000);
+    await DropFix.identify('ada', { hash, signedAt: now - 20 });
+    DropFix.reset(); // logout, then the same user logs in again and the backend signs afresh
+    await DropFix.identify('ada', { hash, signedAt: now });
+    assert.doesNotMatch(warnings.join('\n'), /earlier/);
+    DropFix.reset(); // a page that replays the very same values is another matter
+    await DropFix.identify('ada', { hash, signedAt: now });
+    assert.match(warnings.join('\n'), /already sent before DropFix.reset\(\)/);
+  } finally {
+    console.warn = original;
+  }
+});
+
+test('reset() aborts the request in flight and the next user does not wait behind it', async () => {
+  const signals = [];
+  const fetch = (url, init) => {
+    const user = JSON.parse(init.body).user_id;
+    signals.push(init.signal);
+    // The old user's request hangs and, like some custom fetches, ignores its signal.
+    if (user === 'old') return new Promise(() => {});
+    return Promise.resolve(new Response(JSON.stringify({ verified: false, user_id: user, method: null }), { status: 202 }));
+  };
+  init(fetch);
+  const old = DropFix.identify('old');
+  const queuedOld = DropFix.identify('old-2');
+  await new Promise((r) => setTimeout(r, 20));
+  DropFix.reset();
+  const started = Date.now();
+  assert.deepEqual(await DropFix.identify('new'), { verified: false, userId: 'new', method: null });
+  assert.ok(Date.now() - started < 500);
+  await assert.rejects(old, (e) => e instanceof DropFixError && e.code === 'reset');
+  await assert.rejects(queuedOld, (e) => e.code === 'reset');
+  assert.equal(signals[0].aborted, true, 'the hung request was aborted');
+  assert.equal(signals.length, 2, "old-2 was never sent");
+});
+
+test('a request with no answer rejects with timeout after timeoutMs, not retried', async () => {
+  let calls = 0;
+  const fetch = () => {
+    calls++;
+    return new Promise(() => {});
+  };
+  init(fetch, { timeoutMs: 300 });
+  const started = Date.now();
+  await assert.rejects(DropFix.identify('u'), (e) => e instanceof DropFixError && e.code === 'timeout' && e.status === 0);
+  const took = Date.now() - started;
+  assert.ok(took >= 280 && took < 1500, `${took} ms`);
+  assert.equal(calls, 1);
+});
+
+test('a body that never finishes is under the same timeout', async () => {
+  const fetch = async () => ({ ok: true, status: 200, headers: new Headers(), json: () => new Promise(() => {}) });
+  init(fetch, { timeoutMs: 300 });
+  await assert.rejects(DropFix.identify('u'), (e) => e.code === 'timeout');
+});
+
+test('a failed wasm load rejects with sdk_load_failed; init() again loads at once', async () => {
+  const fresh = await import(`../../dist/dropfix.mjs?load=${Date.now()}`);
+  const { fetch } = stubFetch([ok('u')]);
+  fresh.DropFix.init({ appId: 'app_test', endpoint: 'http://verifier.test', wasm: new Uint8Array([0, 97, 115, 109]), fetch });
+  await assert.rejects(fresh.DropFix.identify('u'), (e) => e instanceof fresh.DropFixError && e.code === 'sdk_load_failed' && /wasm/.test(e.message));
+  fresh.DropFix.init({ appId: 'app_test', endpoint: 'http://verifier.test', wasm, fetch });
+  const started = Date.now();
+  assert.equal((await fresh.DropFix.identify('u')).verified, true);
+  assert.ok(Date.now() - started < 500, 'no backoff wait after init()');
+});
+
+test('timeoutMs beyond what setTimeout holds does not fire at once', async () => {
+  const { fetch } = stubFetch([ok('u')]);
+  init(fetch, { timeoutMs: Infinity });
+  assert.equal((await DropFix.identify('u')).verified, true);
+});
+
+test('a failed wasm download is retried by a later call, with backoff, and then succeeds', async (t) => {
+  let requests = 0;
+  let up = false;
+  const server = createServer((req, res) => {
+    requests++;
+    if (!up) return res.writeHead(404).end();
+    res.writeHead(200, { 'Content-Type': 'application/wasm' }).end(wasm);
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  t.after(() => server.close());
+  const fresh = await import(`../../dist/dropfix.mjs?backoff=${Date.now()}`);
+  const { fetch } = stubFetch([ok('u')]);
+  const url = `http://127.0.0.1:${server.address().port}/dropfix_wasm_bg.wasm`;
+  fresh.DropFix.init({ appId: 'app_test', endpoint: 'http://verifier.test', wasm: url, fetch, timeoutMs: 500 });
+  const isLoadFailure = (e) => e instanceof fresh.DropFixError && e.code === 'sdk_load_failed' && e.status === 404;
+  await assert.rejects(fresh.DropFix.identify('u'), isLoadFailure);
+  // The next try is 1 s after the failure, longer than this call's timeout: it fails at once
+  // without a download.
+  const started = Date.now();
+  await assert.rejects(fresh.DropFix.identify('u'), isLoadFailure);
+  assert.ok(Date.now() - started < 200);
+  assert.equal(requests, 1);
+  up = true;
+  await new Promise((r) => setTimeout(r, 1100));
+  assert.equal((await fresh.DropFix.identify('u')).verified, true);
+  assert.equal(requests, 2);
 });
