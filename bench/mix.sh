@@ -1,21 +1,30 @@
-# Sourced by bench/load.sh and bench/profile.sh: `mix APP SECRET` prints the wrk Lua script of
-# the load mix (a quarter each of valid seed signatures, unsigned calls, wrong signatures and
-# expired ones, over 1000 users).
+# Sourced by the load benchmarks: `mix APP SECRET [IDS] [VALID UNSIGNED WRONG EXPIRED]` prints the
+# wrk Lua script of a load mix over IDS distinct user ids (default 1000), weighted per kind
+# (default a quarter each): valid seed signatures (200), unsigned calls (202), wrong signatures
+# (401) and expired ones (401). Ids are `user-<n>` with n spread over ID_SPACE (default IDS), so
+# a mix can address a sample of a large stored population. The requests cycle through the
+# bodies in a fixed interleaved order, so every window of the run has the same mix.
 # Signatures are made when it runs, so they stay fresh for the run.
-mix() { # APP SECRET
-  node - "$1" "$2" <<'JS'
+mix() { # APP SECRET [IDS] [VALID UNSIGNED WRONG EXPIRED]
+  node - "$1" "$2" "${3:-1000}" "${4:-1}" "${5:-1}" "${6:-1}" "${7:-1}" "${ID_SPACE:-${3:-1000}}" <<'JS'
 const { createHmac } = require('node:crypto');
-const [app, secret] = process.argv.slice(2);
+const [app, secret, idsArg, ...rest] = process.argv.slice(2);
+const [valid, unsigned, wrong, expired, space] = rest.map(Number);
+const ids = Number(idsArg);
 const now = Math.floor(Date.now() / 1000);
+const kinds = [...Array(valid).fill('valid'), ...Array(unsigned).fill('unsigned'),
+               ...Array(wrong).fill('wrong'), ...Array(expired).fill('expired')];
+const step = Math.max(1, Math.floor(space / ids));
 const bodies = [];
-for (let i = 0; i < 1000; i++) {
-  const id = `user-${i}`;
+for (let i = 0; i < ids; i++) {
+  const id = `user-${i * step}`;
   const sig = createHmac('sha256', secret).update(id).digest('hex');
   const traits = { plan: 'pro', mrr: 49, email: `u${i}@example.com` };
-  bodies.push({ app_id: app, user_id: id, traits, hash: sig, signedAt: now });
-  bodies.push({ app_id: app, user_id: `anon-${i}`, traits });
-  bodies.push({ app_id: app, user_id: id, traits, hash: sig.replace(/^./, (c) => (c === 'a' ? 'b' : 'a')), signedAt: now });
-  bodies.push({ app_id: app, user_id: id, traits, hash: sig, signedAt: now - 3600 });
+  const kind = kinds[i % kinds.length];
+  if (kind === 'valid') bodies.push({ app_id: app, user_id: id, traits, hash: sig, signedAt: now });
+  else if (kind === 'unsigned') bodies.push({ app_id: app, user_id: `anon-${i * step}`, traits });
+  else if (kind === 'wrong') bodies.push({ app_id: app, user_id: id, traits, hash: sig.replace(/^./, (c) => (c === 'a' ? 'b' : 'a')), signedAt: now });
+  else bodies.push({ app_id: app, user_id: id, traits, hash: sig, signedAt: now - 3600 });
 }
 console.log('local bodies = {');
 for (const b of bodies) console.log(`  [==[${JSON.stringify(b)}]==],`);

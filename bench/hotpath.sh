@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# The hot-path benchmark (issue: "the durable hot path near the stack's floor"), loopback only,
+# bounded in time (about ROUNDS x 4 x SECONDS_PER_RUN):
+#   dropfix-durable   dropfix-server, release, embedded SQLite (2xx only after commit), rate limits
+#                     configured but not hit (per IP / per app far above the offered load),
+#                     metrics on;
+#   floor             bench/floor: hyper + serde_json + keyed HMAC verify, stores nothing;
+#   node-memory       bench/node-reference.mjs: node:http + crypto, users in a Map;
+#   node-sqlite       bench/node-sqlite.mjs: node:http + crypto + better-sqlite3, one commit per
+#                     call (2xx only after commit).
+# Driven alternately by wrk (-t1 -c64) with one mix: 70% valid seed signatures, 10% unsigned,
+# 10% wrong, 10% expired, over IDS distinct users. Reports req/s, p99 and the server's own CPU
+# per request (user + system time from /proc, so wrk's share of the cores does not count), the
+# ratios dropfix / floor, and FAILS (exit 1) when any server's share of non-2xx answers is not
+# the mix's 20% (+-1 point): a limiter or an error path can never pass as speed.
+# Knobs: ROUNDS (3), SECONDS_PER_RUN (5), CONNECTIONS (64), IDS (2000), PREFILL (0: users stored
+# in dropfix's database before the run, for the growth table), TARGETS (all four).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS="${ROUNDS:-3}"; SECS="${SECONDS_PER_RUN:-5}"; CONN="${CONNECTIONS:-64}"; IDS="${IDS:-2000}"
+PREFILL="${PREFILL:-0}"; TARGETS="${TARGETS:-dropfix-durable floor node-memory node-sqlite}"
+sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+command -v wrk >/dev/null || sudo_ apt-get install -y -qq wrk >/dev/null
+[ -d bench/node_modules/better-sqlite3 ] || (cd bench && npm install --no-audit --no-fund --loglevel=error)
+cargo build --quiet --release -p dropfix-server -p dropfix-bench-floor
+BIN="${CARGO_TARGET_DIR:-target}/release/dropfix-server"
+FLOOR="${CARGO_TARGET_DIR:-target}/release/dropfix-bench-floor"
+WORK="$(mktemp -d)"; chmod 700 "$WORK"
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+wait_line() { # FILE PATTERN
+  for _ in $(seq 1 600); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
+  echo "timed out waiting for '$2' in $1" >&2; cat "$1" >&2; exit 1
+}
+declare -A PID_OF
+mkdir -m 700 "$WORK/data"
+# Rate limits on and configured (1e6/s per IP, 1e7/s per app), never reached by this load.
+"$BIN" serve --listen 127.0.0.1:0 --data-dir "$WORK/data" --admin-token bench \
+  --rate-limit-per-ip 1000000 --rate-limit-per-app 10000000 >"$WORK/durable.out" 2>"$WORK/durable.err" &
+PIDS+=($!); PID_OF[dropfix-durable]=$!
+wait_line "$WORK/durable.out" "listening on"
+APP="$(grep -o 'app_id=[^ ]*' "$WORK/durable.out" | cut -d= -f2)"
+SECRET="$(grep -o 'secret=[^ ]*' "$WORK/durable.out" | cut -d= -f2)"
+if [ "$PREFILL" -gt 0 ]; then
+  # Stored users before the run: written straight into the database (the server is stopped
+  # for it), ids user-0 .. user-(PREFILL-1), half of them verified.
+  kill "${PID_OF[dropfix-durable]}"; wait "${PID_OF[dropfix-durable]}" 2>/dev/null || true
+  python3 - "$WORK/data/dropfix.sqlite3" "$APP" "$PREFILL" <<'PY'
+import sqlite3, sys, time
+db, app, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+c = sqlite3.connect(db); now = int(time.time())
+c.execute("PRAGMA journal_mode=WAL")
+rows = ((app, f"user-{i}", i % 2, "seed_hmac" if i % 2 else None, now, "pro", 49.0, f"u{i}@example.com", now, now) for i in range(n))
+c.executemany("INSERT INTO users (app_id, user_id, verified, method, verified_at, plan, mrr, email, first_seen, last_seen) VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+c.commit(); c.close()
+PY
+  "$BIN" serve --listen 127.0.0.1:0 --data-dir "$WORK/data" --admin-token bench \
+    --rate-limit-per-ip 1000000 --rate-limit-per-app 10000000 >"$WORK/durable.out" 2>"$WORK/durable.err" &
+  PIDS+=($!); PID_OF[dropfix-durable]=$!
+  wait_line "$WORK/durable.out" "listening on"
+fi
+"$FLOOR" "$APP" "$SECRET" >"$WORK/floor.out" 2>&1 &
+PIDS+=($!); PID_OF[floor]=$!
+node bench/node-reference.mjs "$APP" "$SECRET" >"$WORK/node-memory.out" 2>&1 &
+PIDS+=($!); PID_OF[node-memory]=$!
+node bench/node-sqlite.mjs "$APP" "$SECRET" "$WORK/node.sqlite3" >"$WORK/node-sqlite.out" 2>&1 &
+PIDS+=($!); PID_OF[node-sqlite]=$!
+for t in floor node-memory node-sqlite; do wait_line "$WORK/$t.out" "listening on"; done
+url() { local f="$WORK/$1.out"; [ "$1" = dropfix-durable ] && f="$WORK/durable.out"; grep -o 'http://[^ ]*' "$f" | head -1; }
+
+source bench/mix.sh
+ID_SPACE="$(( PREFILL > IDS ? PREFILL : IDS ))" mix "$APP" "$SECRET" "$IDS" 7 1 1 1 >"$WORK/mix.lua"
+
+to_ms() { awk '{ v=$1; if (v ~ /us$/) { sub(/us$/,"",v); print v/1000 } else if (v ~ /ms$/) { sub(/ms$/,"",v); print v } else if (v ~ /s$/) { sub(/s$/,"",v); print v*1000 } }'; }
+cpu_secs() { awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$1/stat"; }
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+RESULTS="$WORK/results.tsv"
+run() { # TARGET
+  local out="$WORK/wrk-$1.txt" pid="${PID_OF[$1]}" cpu0 cpu1
+  cpu0="$(cpu_secs "$pid")"
+  wrk -t1 -c"$CONN" -d"${SECS}s" --latency -s "$WORK/mix.lua" "$(url "$1")" >"$out"
+  cpu1="$(cpu_secs "$pid")"
+  local rps p99 total non2xx us share
+  rps="$(awk '/^Requests\/sec/ {print $2}' "$out")"
+  p99="$(awk '$1=="99%" {print $2}' "$out" | to_ms)"
+  total="$(awk '/requests in/ {print $1}' "$out")"
+  non2xx="$(awk '/Non-2xx or 3xx responses/ {print $NF}' "$out")"; non2xx="${non2xx:-0}"
+  us="$(awk -v n="$total" -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.2f", (b - a) * 1e6 / n }')"
+  share="$(awk -v n="$total" -v e="$non2xx" 'BEGIN { printf "%.2f", 100 * e / n }')"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$rps" "$p99" "$us" "$share" "$(rss_kb "$pid")" >>"$RESULTS"
+  printf '  %-16s %9.0f req/s   p99 %6.2f ms   %6.2f us CPU/request   non-2xx %5.2f %%\n' "$1" "$rps" "$p99" "$us" "$share"
+}
+echo "machine: $(nproc) cores; wrk -t1 -c$CONN, ${SECS}s per run, $ROUNDS rounds; mix 70/10/10/10 over $IDS ids; $PREFILL users stored before the run"
+for r in $(seq 1 "$ROUNDS"); do
+  echo "round $r"
+  for t in $TARGETS; do run "$t"; done
+done
+if [ "$PREFILL" -gt 0 ]; then
+  # Store bytes per user and the admin list page at this size.
+  db_bytes="$(du -cb "$WORK"/data/dropfix.sqlite3* | tail -1 | cut -f1)"
+  t0="$(date +%s%N)"
+  curl -s -o /dev/null -H 'Authorization: Bearer bench' "$(url dropfix-durable)/v1/admin/workspaces/$APP/users?limit=100&after=user-500000"
+  t1="$(date +%s%N)"
+  echo "store: $db_bytes bytes for $PREFILL+ users ($(( db_bytes / PREFILL )) B/user); admin list page (100 users, mid-table cursor): $(( (t1 - t0) / 1000000 )) ms; server RSS $(rss_kb "${PID_OF[dropfix-durable]}") kB"
+fi
+python3 - "$RESULTS" <<'PY'
+import statistics, sys
+rows = [l.split('\t') for l in open(sys.argv[1]).read().split('\n') if l]
+by = {}
+for name, rps, p99, us, share, rss in rows:
+    by.setdefault(name, []).append((float(rps), float(p99), float(us), float(share), int(rss or 0)))
+med = lambda name, i: statistics.median(r[i] for r in by[name])
+print("\nmedians over rounds")
+for name in by:
+    print(f"  {name:16} {med(name,0):9.0f} req/s   p99 {med(name,1):6.2f} ms   {med(name,2):6.2f} us CPU/request   RSS {max(r[4] for r in by[name])/1024:6.1f} MB")
+if 'dropfix-durable' in by and 'floor' in by:
+    print("\nratios (medians)")
+    print(f"  dropfix CPU per request / floor  {med('dropfix-durable',2)/med('floor',2):.2f}x   (goal <= 1.4x)")
+    print(f"  dropfix req/s / floor            {med('dropfix-durable',0)/med('floor',0):.2f}    (goal >= 0.75)")
+    print(f"  dropfix p99                      {med('dropfix-durable',1):.2f} ms (goal < 5 ms)")
+for peer in ('node-memory', 'node-sqlite'):
+    if peer in by and 'dropfix-durable' in by:
+        print(f"  dropfix req/s / {peer:12}     {med('dropfix-durable',0)/med(peer,0):.2f}x   CPU per request {med(peer,2)/med('dropfix-durable',2):.2f}x less")
+bad = [(n, r[3]) for n, runs in by.items() for r in runs if abs(r[3] - 20.0) > 1.0]
+if bad:
+    print(f"\nFAIL: non-2xx share differs from the mix's 20%: {bad}")
+    sys.exit(1)
+print("\nnon-2xx share is the mix's 20% on every run")
+PY
