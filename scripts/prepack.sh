@@ -3,9 +3,11 @@
 # (the browser bundles and both wasm builds), which is never committed. `prepack` covers
 # `npm pack` and `npm publish`; an install from git packs the clone without running `prepack`
 # (npm runs only `prepare` there), hence `prepare` too, which npm also runs after a plain
-# `npm install` in this checkout and for `npm install /path/to/this/checkout`. Builds with scripts/build-npm.sh only when dist/ is missing or older than what
-# it is built from, so packing right after `npm run build` (scripts/test.sh, the packed-tarball
-# test) costs nothing. An install from git needs what the build needs: Rust with the wasm32
+# `npm install` in this checkout and for `npm install /path/to/this/checkout`.
+#
+# Builds with scripts/build-npm.sh only when dist/ is missing or older than what it is built
+# from, so packing right after `npm run build` (scripts/test.sh, the packed-tarball test) costs
+# nothing. An install from git needs what the build needs: Rust with the wasm32
 # target (build-npm.sh installs the pinned wasm-bindgen CLI and the npm dev tools itself).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -5,8 +5,8 @@
 // test takes seconds instead of a wasm build.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -79,8 +79,10 @@ test('packing again with an up-to-date dist/ does not rebuild; a changed source 
     assert.equal(builds(dir), 1);
     pack(dir);
     assert.equal(builds(dir), 1, 'dist/ was fresh: no rebuild');
-    const later = new Date(Date.now() + 5_000);
-    utimesSync(join(dir, 'js/sdk.js'), later, later);
+    // An edit after the build (not in the future: npm pack runs both prepack and prepare, and a
+    // future mtime would look newer than the rebuild too).
+    const now = new Date();
+    utimesSync(join(dir, 'js/sdk.js'), now, now);
     pack(dir);
     assert.equal(builds(dir), 2, 'js/sdk.js changed after the build: rebuild');
     rmSync(join(dir, 'dist/dropfix_wasm_bg.wasm'));
@@ -88,6 +90,27 @@ test('packing again with an up-to-date dist/ does not rebuild; a changed source 
     assert.equal(builds(dir), 3, 'a missing output: rebuild');
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('an install from git ships dist/ (npm runs only `prepare` there, not `prepack`)', () => {
+  const repo = fakeTree();
+  const consumer = mkdtempSync(join(tmpdir(), 'dropfix-git-consumer-'));
+  try {
+    const git = (...args) => execFileSync('git', ['-c', 'user.email=test@dropfix.test', '-c', 'user.name=test', '-c', 'init.defaultBranch=main', ...args], { cwd: repo, stdio: 'ignore' });
+    git('init', '-q');
+    git('add', '-A');
+    git('commit', '-q', '-m', 'fixture');
+    writeFileSync(join(consumer, 'package.json'), JSON.stringify({ name: 'consumer', private: true }));
+    const r = spawnSync('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error', `git+file://${repo}`], { cwd: consumer, encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    const installed = join(consumer, 'node_modules/dropfix');
+    for (const f of ['dist/dropfix.mjs', 'dist/dropfix_wasm_bg.wasm', 'dist/node/dropfix_wasm.js']) {
+      assert.ok(existsSync(join(installed, f)), `${f} missing from the git install`);
+    }
+  } finally {
+    rmSync(repo, { recursive: true, force: true });
+    rmSync(consumer, { recursive: true, force: true });
   }
 });
 
