@@ -12,8 +12,13 @@ root="$PWD"
 for tool in jq openssl; do
   command -v "$tool" >/dev/null || { echo "$tool is missing: scripts/setup.sh --test installs it" >&2; exit 1; }
 done
-cargo build --quiet -p dropfix-server
-bin="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug/dropfix-server"
+# DROPFIX_SERVER_BIN checks another build (e.g. a release binary) instead of this checkout's.
+if [ -n "${DROPFIX_SERVER_BIN:-}" ]; then
+  bin="$(realpath "$DROPFIX_SERVER_BIN")"
+else
+  cargo build --quiet -p dropfix-server
+  bin="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug/dropfix-server"
+fi
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/dropfix-readme.XXXXXX")"
 trap 'rm -rf "$work"' EXIT

@@ -15,8 +15,13 @@ ST="${DROPFIX_SCHEMATHESIS:-$PWD/.venv/bin/schemathesis}"
 EXAMPLES="${DROPFIX_SCHEMATHESIS_EXAMPLES:-25}"
 SEED="${DROPFIX_SCHEMATHESIS_SEED:-20261125}"
 
-cargo build --quiet -p dropfix-server
-BIN="${CARGO_TARGET_DIR:-target}/debug/dropfix-server"
+# DROPFIX_SERVER_BIN tests another build (e.g. a release binary) instead of this checkout's.
+if [ -n "${DROPFIX_SERVER_BIN:-}" ]; then
+  BIN="$DROPFIX_SERVER_BIN"
+else
+  cargo build --quiet -p dropfix-server
+  BIN="${CARGO_TARGET_DIR:-target}/debug/dropfix-server"
+fi
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/dropfix-openapi.XXXXXX")"
 server_pid=""
