@@ -64,7 +64,7 @@ status=0
   --url "$url" \
   --header "Authorization: Bearer $admin_token" \
   --checks not_a_server_error,response_schema_conformance,status_code_conformance \
-  --phases examples,coverage,fuzzing \
+  --phases examples,coverage,fuzzing,stateful \
   --max-examples "$EXAMPLES" \
   --seed "$SEED" \
   --workers 1 \
