@@ -6,6 +6,7 @@
 // DROPFIX_ADMIN_TOKEN (optional: lets the page show what DropFix stored), PORT (default 3000,
 // 0 = any free port), HOST (default 127.0.0.1).
 import { createServer } from 'node:http';
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -43,9 +44,52 @@ const USERS = {
 
 const escape = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
+// Sessions. The cookie carries only a random session id (256 bits from the CSPRNG); which user it
+// belongs to is known to this server alone, in `sessions`. A cookie holding the user id itself
+// would let anyone become any user by editing it, and this demo is what customers copy.
+const SESSION_COOKIE = 'acme_session';
+// 32 bytes in base64url are 43 characters; anything else is not one of ours.
+const SESSION_ID_IN_COOKIE = new RegExp(String.raw`(?:^|;\s*)${SESSION_COOKIE}=([A-Za-z0-9_-]{43})(?:;|$)`);
+const SESSION_TTL_MS = 8 * 60 * 60 * 1000;
+// A cap so that a client looping on POST /login cannot grow the map without bound; the oldest
+// session goes first (a Map iterates in insertion order).
+const MAX_SESSIONS = 10_000;
+/** session id -> { userId, expires } */
+const sessions = new Map();
+
+function createSession(userId) {
+  while (sessions.size >= MAX_SESSIONS) sessions.delete(sessions.keys().next().value);
+  const id = randomBytes(32).toString('base64url');
+  sessions.set(id, { userId, expires: Date.now() + SESSION_TTL_MS });
+  return id;
+}
+
+function sessionId(req) {
+  const m = SESSION_ID_IN_COOKIE.exec(req.headers.cookie ?? '');
+  return m?.[1];
+}
+
+/** The logged-in user, or undefined (no cookie, an unknown or expired session id). */
 function sessionUser(req) {
-  const m = /(?:^|;\s*)acme_session=(\d+)/.exec(req.headers.cookie ?? '');
-  return m ? USERS[m[1]] : undefined;
+  const id = sessionId(req);
+  const session = id && sessions.get(id);
+  if (!session) return undefined;
+  if (session.expires <= Date.now()) {
+    sessions.delete(id);
+    return undefined;
+  }
+  return USERS[session.userId];
+}
+
+// HttpOnly: page scripts (or an XSS) cannot read it. SameSite=Lax: other sites' forms cannot
+// post with it, while a link to the app still arrives logged in. Behind HTTPS, add `Secure`.
+const sessionCookie = (id, maxAgeSecs) =>
+  `${SESSION_COOKIE}=${id}; Path=/; HttpOnly; SameSite=Lax; Max-Age=${maxAgeSecs}`;
+
+/** A state-changing POST must come from this app's own pages (login CSRF, forced logout). */
+function sameOrigin(req) {
+  const origin = req.headers.origin;
+  return origin === undefined || origin === `http://${req.headers.host}` || origin === `https://${req.headers.host}`;
 }
 
 /** Step 1, on the backend: both signature forms for the logged-in user. */
@@ -91,6 +135,10 @@ function appPage(user, url) {
     .replace('{{NAME}}', escape(user.name));
 }
 
+// The tab icon, served without a session: a browser asks for it on every page, the login page
+// included, and a 401/404 for it is a console error.
+const FAVICON = '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" fill="#2a9d4b"/><path d="M4 8.5l2.5 2.5L12 5" stroke="#fff" stroke-width="2" fill="none"/></svg>';
+
 const SDK_FILES = {
   '/sdk/dropfix.global.js': ['dist/dropfix.global.js', 'text/javascript'],
   '/sdk/dropfix_wasm_bg.wasm': ['dist/dropfix_wasm_bg.wasm', 'application/wasm'],
@@ -112,17 +160,28 @@ async function handle(req, res) {
     if (user) return send(res, 302, 'text/plain', '', { Location: '/app' });
     return send(res, 200, 'text/html', loginPage());
   }
+  if (req.method === 'POST' && (url.pathname === '/login' || url.pathname === '/logout') && !sameOrigin(req)) {
+    return send(res, 403, 'text/plain', 'cross-site request refused');
+  }
   if (req.method === 'POST' && url.pathname === '/login') {
     const id = new URLSearchParams(await readBody(req)).get('user');
-    if (!USERS[id]) return send(res, 400, 'text/plain', 'unknown user');
-    return send(res, 303, 'text/plain', '', { Location: '/app', 'Set-Cookie': `acme_session=${id}; Path=/; HttpOnly; SameSite=Lax` });
+    if (!Object.hasOwn(USERS, id ?? '')) return send(res, 400, 'text/plain', 'unknown user');
+    // A new id on every login (never reuse one the browser already had: session fixation).
+    const old = sessionId(req);
+    if (old) sessions.delete(old);
+    return send(res, 303, 'text/plain', '', { Location: '/app', 'Set-Cookie': sessionCookie(createSession(id), SESSION_TTL_MS / 1000) });
   }
   if (req.method === 'POST' && url.pathname === '/logout') {
-    return send(res, 303, 'text/plain', '', { Location: '/', 'Set-Cookie': 'acme_session=; Path=/; Max-Age=0' });
+    const id = sessionId(req);
+    if (id) sessions.delete(id);
+    return send(res, 303, 'text/plain', '', { Location: '/', 'Set-Cookie': sessionCookie('', 0) });
   }
   if (req.method === 'GET' && url.pathname === '/app') {
     if (!user) return send(res, 302, 'text/plain', '', { Location: '/' });
     return send(res, 200, 'text/html', appPage(user, url));
+  }
+  if (req.method === 'GET' && (url.pathname === '/favicon.svg' || url.pathname === '/favicon.ico')) {
+    return send(res, 200, 'image/svg+xml', FAVICON, { 'Cache-Control': 'max-age=86400' });
   }
   if (req.method === 'GET' && url.pathname === '/app.js') {
     return send(res, 200, 'text/javascript', readFileSync(join(here, 'public/app.js')));
@@ -140,11 +199,12 @@ async function handle(req, res) {
     const stale = url.searchParams.get('stale') === '1';
     return json(res, 200, signFor(user, stale ? Math.floor(Date.now() / 1000) - 600 : undefined));
   }
-  // What DropFix stored for a user id (through the verifier's admin API), to show on the page.
+  // What DropFix stored for the logged-in user, and only that user: the record comes through the
+  // verifier's admin API, which can read every user, so the id is the session's, never the
+  // request's (no `?user=`).
   if (req.method === 'GET' && url.pathname === '/api/stored') {
     if (!config.adminToken) return json(res, 404, { error: 'DROPFIX_ADMIN_TOKEN not set' });
-    const id = url.searchParams.get('user') ?? user.id;
-    const r = await fetch(`${config.endpoint}/v1/admin/workspaces/${encodeURIComponent(config.appId)}/users/${encodeURIComponent(id)}`, {
+    const r = await fetch(`${config.endpoint}/v1/admin/workspaces/${encodeURIComponent(config.appId)}/users/${encodeURIComponent(user.id)}`, {
       headers: { Authorization: `Bearer ${config.adminToken}` },
     });
     return json(res, r.status, await r.json());

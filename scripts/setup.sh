@@ -16,12 +16,34 @@ if [ "$mode" = "--test" ]; then
   ruby -e 'require "jwt"' >/dev/null 2>&1 || missing+=(ruby-jwt)
   [ -x /usr/bin/chromium ] || missing+=(chromium)
   [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
+  command -v python3 >/dev/null || missing+=(python3)
+  # tests/docs/readme-commands.sh runs the README's operator commands, which use both.
+  command -v jq >/dev/null || missing+=(jq)
+  command -v openssl >/dev/null || missing+=(openssl)
+  # Debian splits ensurepip (which `python3 -m venv` needs) into python3-venv.
+  python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
   if [ "${#missing[@]}" -gt 0 ]; then
     log "apt-get install ${missing[*]}"
     sudo_if_needed apt-get update -qq
     sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
-  python3 -c 'import jwt' >/dev/null 2>&1 || { log "pip install pyjwt"; python3 -m pip install -q pyjwt; }
+fi
+
+# --- Python: PyJWT and schemathesis in a virtual environment (.venv, git-ignored), never in the
+# system Python (as root that would change what every other program on the machine imports).
+# scripts/test.sh points the tests at .venv/bin/python with DROPFIX_PYTHON.
+if [ "$mode" = "--test" ]; then
+  reqs=scripts/requirements-test.txt
+  if [ ! -x .venv/bin/python ]; then
+    log "python3 -m venv .venv"
+    python3 -m venv .venv
+  fi
+  # Reinstall only when the pinned list changed since the last install.
+  if ! cmp -s "$reqs" .venv/.dropfix-requirements; then
+    log "pip install -r $reqs (into .venv)"
+    .venv/bin/python -m pip install -q --disable-pip-version-check -r "$reqs"
+    cp "$reqs" .venv/.dropfix-requirements
+  fi
 fi
 
 # --- Rust: the wasm target and the wasm-bindgen CLI pinned to the version in Cargo.lock.

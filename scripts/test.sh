@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 scripts/setup.sh --test || { echo "setup failed" >&2; exit 1; }
+# The Python programs (PyJWT interop, the seed snippet) run in the venv setup.sh filled.
+export DROPFIX_PYTHON="${DROPFIX_PYTHON:-$PWD/.venv/bin/python}"
 
 results=()
 failed=0
@@ -32,11 +34,14 @@ step "clippy (dropfix-wasm for wasm32, browser and node-signing builds, -D warni
 step "dropfix-core builds for wasm32-unknown-unknown" \
   cargo build -p dropfix-core --target wasm32-unknown-unknown
 step "cargo test (core, server, cross-language)" cargo test --workspace
+step "OpenAPI: schemathesis against a live server (docs/openapi.yaml)" tests/openapi/schemathesis.sh
+step "README: the operator commands run as written" tests/docs/readme-commands.sh
 step "wasm bridge tests (wasm-bindgen-test, Node)" \
   env CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
   cargo test -p dropfix-wasm --target wasm32-unknown-unknown --features node-signing
 step "build the npm package (wasm, bindings, bundles)" npm run build
 step "npm package tests (SDK, no-signing inspection, packed tarball in Chromium)" npm test
+step "npm prepack: a pack ships dist/, building it only when missing or stale" node --test tests/npm/
 step "demo end-to-end tests (headless Chromium)" npm run test:e2e
 
 printf '\n==> Summary\n'

@@ -22,7 +22,15 @@ pub fn tests_dir() -> PathBuf {
 /// Runs `program args...` with extra environment variables and returns its stdout, panicking
 /// with stderr when it fails. A missing interpreter is a failure, not a skip: `scripts/test.sh`
 /// installs Node, Python and Ruby, and a skipped cross-language test proves nothing.
+///
+/// `python3` means the Python that has the test's packages: see [`python`].
 pub fn run(program: &str, args: &[&str], env: &[(&str, &str)]) -> String {
+    let program = if program == "python3" {
+        python()
+    } else {
+        program.to_owned()
+    };
+    let program = program.as_str();
     let mut cmd = Command::new(program);
     cmd.args(args).current_dir(tests_dir());
     for (k, v) in env {
@@ -38,6 +46,16 @@ pub fn run(program: &str, args: &[&str], env: &[(&str, &str)]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+/// The Python interpreter for the Python programs: `DROPFIX_PYTHON` when set (scripts/test.sh
+/// sets it to `.venv/bin/python`, where scripts/setup.sh installs PyJWT, so that nothing is
+/// installed into the system Python), else `python3` from `PATH`.
+pub fn python() -> String {
+    std::env::var("DROPFIX_PYTHON")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "python3".to_owned())
 }
 
 /// The current Unix time, for tests that verify what a real program just signed.

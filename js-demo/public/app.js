@@ -28,10 +28,32 @@ function show(state, text, note = '') {
   $('note').textContent = note;
 }
 
-async function showStored(userId) {
-  if (!demo.canShowStored) return;
-  const r = await fetch(`/api/stored?user=${encodeURIComponent(userId)}`);
-  $('stored').textContent = r.status === 404 ? `nothing stored for user ${userId}` : JSON.stringify(await r.json(), null, 2);
+/** Shows and returns what DropFix stored for the logged-in user (null: nothing, or unknown). */
+async function showStored() {
+  if (!demo.canShowStored) return null;
+  // The demo's backend answers for the session's user only; there is no way to ask for another.
+  const r = await fetch('/api/stored');
+  const record = r.ok ? await r.json() : null;
+  $('stored').textContent = r.status === 404 ? `nothing stored for user ${demo.user.id}` : JSON.stringify(record ?? (await r.text()), null, 2);
+  return record;
+}
+
+/**
+ * What a 202 (accepted, not verified) did to the record. A user verified earlier stays verified:
+ * DropFix keeps the trusted values and puts what this unsigned call claimed aside.
+ */
+function unverifiedText(userId, record) {
+  if (record?.verified) {
+    return [
+      `⚠ 202 accepted as unverified: this call had no signature, so DropFix did not trust it. User ${userId} stays verified (${record.method}).`,
+      'The verified record and its trusted plan and MRR were kept; the unsigned values were stored aside in unverified_claims.',
+    ];
+  }
+  if (record) return [`⚠ 202 accepted but NOT verified: user ${userId} is stored as unverified (no signature).`, ''];
+  return [
+    `⚠ 202 accepted but NOT verified (no signature) for user ${userId}.`,
+    'If this user was verified before, DropFix keeps that record and its trusted values and stores these claims aside as unverified_claims; otherwise the user is stored as unverified.',
+  ];
 }
 
 async function freshSignatures(stale = false) {
@@ -69,13 +91,16 @@ async function identify({ userId = demo.user.id, how = 'seed', signed = demo, ta
           : '';
       show('verified', `✔ 200 verified (${r.method}) for user ${r.userId}`, note);
     } else {
-      show('unverified', `⚠ 202 accepted but NOT verified: user ${r.userId} is stored as unverified (no signature)`);
+      // The record is only ours to read when the call was for the logged-in user.
+      const record = r.userId === demo.user.id ? await showStored() : null;
+      show('unverified', ...unverifiedText(r.userId, record));
+      return;
     }
   } catch (e) {
     const state = e.status === 401 ? 'rejected' : 'error';
     show(state, `✖ ${e.status || 'not sent'} ${e.code}: ${e.message}`, FIXES[e.code] ?? '');
   }
-  await showStored(userId);
+  await showStored();
 }
 
 $('send').onclick = async () => identify({ signed: { ...demo, ...(await freshSignatures()) } });
