@@ -129,11 +129,15 @@ impl DataDir {
                 let path = sealing::default_key_file(data_dir);
                 let (ring, created) = Keyring::load_or_create(&path)?;
                 if created {
-                    announce(&format!(
-                        "master key file created: {} (it seals the stored secrets: back it up \
+                    // stderr: stdout of a `--json` command is the JSON alone.
+                    eprintln!(
+                        "{}",
+                        format_args!(
+                            "master key file created: {} (it seals the stored secrets: back it up \
                          apart from the database, which is useless without it)",
-                        path.display()
-                    ));
+                            path.display()
+                        )
+                    );
                 }
                 Ok(ring)
             }

@@ -62,7 +62,10 @@ async fn handle(
         return Ok(reply(StatusCode::BAD_REQUEST, r#"{"error":"json"}"#));
     };
     if call.app_id != floor.app_id {
-        return Ok(reply(StatusCode::UNAUTHORIZED, r#"{"error":"unknown_app"}"#));
+        return Ok(reply(
+            StatusCode::UNAUTHORIZED,
+            r#"{"error":"unknown_app"}"#,
+        ));
     }
     let Some(sig) = call.hash else {
         return Ok(reply(StatusCode::ACCEPTED, r#"{"verified":false}"#));
