@@ -22,9 +22,9 @@ use serde_json::{Map, Value as Json, json};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::{AppState, limits};
 use crate::store::{Claimed, IdentifyWrite, StoreError, Verification, get_user, list_users};
 use crate::workspace::{self, NewWorkspace, WorkspacePatch};
+use crate::{AppState, limits};
 
 pub type Body = Full<Bytes>;
 

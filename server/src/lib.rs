@@ -30,8 +30,8 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
 use ipnet::IpNet;
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::limits::{ConnectionCaps, Limits};

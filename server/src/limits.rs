@@ -306,7 +306,9 @@ mod tests {
             assert!(limits.check_ip(ip(&a)).is_ok(), "{a}");
         }
         assert!(
-            limits.check_ip(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")).is_err(),
+            limits
+                .check_ip(ip("2001:db8:1:2:ffff:ffff:ffff:ffff"))
+                .is_err(),
             "an eleventh address in the same /64 is limited"
         );
         // ...while the neighbouring /64 has its own.
@@ -350,7 +352,10 @@ mod tests {
         let a = caps.try_open(ip("10.0.0.1")).unwrap();
         let b = caps.try_open(ip("10.0.0.1")).unwrap();
         assert!(caps.try_open(ip("10.0.0.1")).is_none());
-        assert!(caps.try_open(ip("::ffff:10.0.0.1")).is_none(), "mapped = same");
+        assert!(
+            caps.try_open(ip("::ffff:10.0.0.1")).is_none(),
+            "mapped = same"
+        );
         let other = caps.try_open(ip("10.0.0.2")).unwrap();
         // One /64 is one client.
         let v6a = caps.try_open(ip("2001:db8::1")).unwrap();
@@ -361,7 +366,11 @@ mod tests {
         assert_eq!(caps.open_from(ip("10.0.0.1")), 1);
         let _c = caps.try_open(ip("10.0.0.1")).unwrap();
         drop((b, other, v6a, v6b));
-        assert_eq!(caps.open.lock().unwrap().len(), 1, "closed clients are forgotten");
+        assert_eq!(
+            caps.open.lock().unwrap().len(),
+            1,
+            "closed clients are forgotten"
+        );
         let unlimited = ConnectionCaps::new(0);
         let held: Vec<_> = (0..1000)
             .map(|_| unlimited.try_open(ip("10.0.0.1")).unwrap())
