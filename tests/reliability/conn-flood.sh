@@ -30,7 +30,7 @@ trap cleanup EXIT
 
 # shellcheck disable=SC2086 # SERVER_ARGS is a list of flags
 "$BIN" serve --listen 127.0.0.1:0 --ephemeral --admin-token dfadm_flood_admin_token \
-  --header-timeout-secs 60 --max-connections 20000 ${SERVER_ARGS:-} \
+  --header-timeout-secs 60 ${SERVER_ARGS:-} \
   >"$WORK/server.out" 2>"$WORK/server.err" &
 SERVER_PID=$!
 for _ in $(seq 1 600); do
