@@ -252,9 +252,13 @@ fn origin_forbidden(
             ),
         }
     }
+    // The answer names no other allowed origin (they may be internal hosts); the log does.
     let message = match ws {
-        Some(_) => format!(
-            "this page's origin is not in the workspace's allowed origins; add it with `{fix}`"
+        Some(ws) => format!(
+            "this page's origin is not in the workspace's allowed origins; add it with \
+             `dropfix-server workspace set {} --allowed-origin {shown}` (repeat \
+             --allowed-origin for every origin to keep: the list is replaced)",
+            ws.app_id
         ),
         None => "this page's origin is not in the workspace's allowed origins; add it with \
                  `dropfix-server workspace set APP_ID --allowed-origin ORIGIN` (repeat \

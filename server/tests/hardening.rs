@@ -383,8 +383,12 @@ fn a_refused_origin_is_logged_with_the_fix_and_counted_by_app() {
     assert_eq!(r.json()["error"]["code"], "origin_not_allowed");
     let message = r.json()["error"]["message"].as_str().unwrap().to_string();
     assert!(
-        message.contains(&format!("workspace set {app}")) && message.contains(evil),
+        message.contains(&format!("workspace set {app} --allowed-origin {evil}")),
         "{message}"
+    );
+    assert!(
+        !message.contains("localhost"),
+        "the answer does not list the origins the workspace allows: {message}"
     );
     let r = server.request(
         "OPTIONS",
