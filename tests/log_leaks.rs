@@ -318,7 +318,8 @@ fn exercise(server: &Server, dev_app: &str, dev_secret: &str) -> Secrets {
         None,
     );
     assert_eq!(s, 200);
-    let _ = server.request("GET", "/metrics", &[], b"");
+    let r = server.admin("GET", "/metrics", None);
+    assert_eq!(r.status, 200, "/metrics with the admin token");
     secrets
 }
 

@@ -180,6 +180,19 @@ struct ServeArgs {
     /// Open connections at most.
     #[arg(long, env = "DROPFIX_MAX_CONNECTIONS", default_value_t = Config::default().max_connections)]
     max_connections: usize,
+    /// Open connections at most per client address (IPv6: per /64); 0 = no cap. Connections over
+    /// the cap are closed at once. Trusted proxies are exempt.
+    #[arg(long, env = "DROPFIX_MAX_CONNECTIONS_PER_IP", default_value_t = Config::default().max_connections_per_ip)]
+    max_connections_per_ip: usize,
+    /// A load balancer or reverse proxy (CIDR or address, repeatable; env: comma-separated)
+    /// whose X-Forwarded-For / Forwarded header names the client for rate limits. Headers from
+    /// any other peer are ignored.
+    #[arg(long = "trusted-proxy", env = "DROPFIX_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_ip_net)]
+    trusted_proxies: Vec<ipnet::IpNet>,
+    /// Also serve GET /metrics without a token on this address, for Prometheus on a private
+    /// interface (on the main address /metrics needs the admin token).
+    #[arg(long, env = "DROPFIX_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
     /// Worker threads (default: one per CPU).
     #[arg(long, env = "DROPFIX_WORKERS")]
     workers: Option<usize>,
@@ -317,6 +330,15 @@ fn parse_strict(s: &str) -> Result<StrictMode, String> {
     StrictMode::parse(s).ok_or_else(|| "expected off, report_only or on".to_string())
 }
 
+/// `10.0.0.0/8`, `fd00::/8`, or one address (`10.0.0.2` = `10.0.0.2/32`).
+fn parse_ip_net(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map(|net| net.trunc())
+        .map_err(|_| format!("{s:?} is not an IP address or CIDR block (e.g. 10.0.0.0/8)"))
+}
+
 fn parse_origin(s: &str) -> Result<String, String> {
     workspace::validate_origin_pattern(s).map(|()| s.to_string())
 }
@@ -376,8 +398,13 @@ fn init_logging(json: bool) {
         .and_then(|f| EnvFilter::try_new(f).ok())
         .or_else(|| EnvFilter::try_from_default_env().ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
+    // Colour codes only for a person at a terminal: in a file, journald or a log collector they
+    // are noise that breaks grep. NO_COLOR (no-color.org) turns them off at a terminal too.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();
@@ -400,8 +427,11 @@ fn serve(args: ServeArgs) -> CliResult {
         body_timeout: Duration::from_secs(args.body_timeout_secs.max(1)),
         shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
         max_connections: args.max_connections.max(1),
+        max_connections_per_ip: args.max_connections_per_ip,
         rate_per_ip: args.rate_limit_per_ip,
         rate_per_app: args.rate_limit_per_app,
+        trusted_proxies: args.trusted_proxies,
+        metrics_listen: args.metrics_listen,
     };
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();

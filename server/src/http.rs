@@ -20,10 +20,11 @@ use hyper::{Method as HttpMethod, Request, Response, StatusCode};
 use serde::Serialize;
 use serde_json::{Map, Value as Json, json};
 
-use crate::AppState;
+use crate::admin::admin_authorized;
 use crate::store::StoreError;
 use crate::users::{Claimed, IdentifyWrite, Verification};
 use crate::workspace;
+use crate::{AppState, limits};
 
 pub type Body = Full<Bytes>;
 
@@ -89,9 +90,17 @@ pub async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_string();
     let res = match path.as_str() {
+        "/v1/identify" if req.method() == HttpMethod::OPTIONS => {
+            // A preflight is the browser asking, not an identify call: counted on its own.
+            let res = preflight(&state, &req, origin_of(req.headers()).as_deref());
+            state.metrics.preflight(res.status().is_success());
+            res
+        }
         "/v1/identify" => {
             let started = Instant::now();
-            let (res, outcome) = identify_route(&state, peer, req).await;
+            // Rate limits follow the client, which behind a trusted proxy is not the peer.
+            let client = limits::client_ip(peer, req.headers(), &state.config.trusted_proxies);
+            let (res, outcome) = identify_route(&state, client, req).await;
             state.metrics.outcome(outcome);
             state
                 .metrics
@@ -99,15 +108,23 @@ pub async fn handle(
             res
         }
         "/healthz" if req.method() == HttpMethod::GET => health(&state).await,
+        // The counts name workspaces and show an attack's progress: admin token here, or the
+        // token-free `--metrics-listen` address on a private interface.
         "/metrics" if req.method() == HttpMethod::GET => {
-            let mut res = Response::new(Full::new(Bytes::from(state.metrics.render())));
-            res.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                ),
-            );
-            res
+            if admin_authorized(req.headers(), &state.admin_token_sha256) {
+                state.metrics.response()
+            } else {
+                let mut res = error(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "/metrics needs `Authorization: Bearer <admin token>` here, or serve it \
+                     without a token on a private address with --metrics-listen",
+                    None,
+                );
+                res.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                res
+            }
         }
         "/healthz" | "/metrics" => method_not_allowed("GET"),
         p if p.starts_with("/v1/admin/") => crate::admin::handle(&state, req).await,
@@ -172,28 +189,85 @@ fn allow_origin(res: &mut Response<Body>, origin: &str) {
     }
 }
 
-fn origin_forbidden() -> Response<Body> {
-    error(
-        StatusCode::FORBIDDEN,
-        "origin_not_allowed",
-        "this page's origin is not in the workspace's allowed origins; add it with \
-         `dropfix-server workspace set APP_ID --allowed-origin ORIGIN`",
-        None,
-    )
+/// Longest origin written to a log line: the header is the client's text.
+const MAX_LOGGED_ORIGIN: usize = 200;
+
+/// The command that adds `origin` to a workspace's allowed origins. `workspace set
+/// --allowed-origin` replaces the list, so the command repeats the origins already allowed.
+fn allow_origin_command(ws: Option<&workspace::Workspace>, origin: &str) -> String {
+    let mut cmd = format!(
+        "dropfix-server workspace set {}",
+        ws.map_or("APP_ID", |w| w.app_id.as_str())
+    );
+    for o in ws.map(|w| w.allowed_origins.as_slice()).unwrap_or_default() {
+        cmd.push_str(" --allowed-origin ");
+        cmd.push_str(o);
+    }
+    cmd.push_str(" --allowed-origin ");
+    cmd.push_str(origin);
+    cmd
+}
+
+/// The 403 for a refused origin, counted per workspace (`"unknown"` when `app` names none, so
+/// the label set stays bounded) and logged with the fix where the operator looks. The browser
+/// hides this answer from the page, so the log and the metric are what make it diagnosable.
+fn origin_forbidden(
+    state: &AppState,
+    ws: Option<&workspace::Workspace>,
+    app: Option<&str>,
+    origin: &str,
+    preflight: bool,
+) -> Response<Body> {
+    state
+        .metrics
+        .origin_refused(ws.map_or(crate::metrics::UNKNOWN_APP, |w| w.app_id.as_str()));
+    let shown: String = origin.chars().take(MAX_LOGGED_ORIGIN).collect();
+    let fix = allow_origin_command(ws, &shown);
+    // info, not warn, and at most a few lines a second: any page can send these at will.
+    if state.limits.may_log() {
+        match ws {
+            Some(ws) => tracing::info!(
+                app_id = %ws.app_id,
+                origin = ?shown,
+                preflight,
+                fix = %format!("add {shown} to the workspace's allowed origins: {fix}"),
+                "identify refused: the page's origin is not allowed by the workspace",
+            ),
+            None => tracing::info!(
+                app_id = ?app.map(|a| a.chars().take(MAX_LOGGED_ORIGIN).collect::<String>()),
+                origin = ?shown,
+                preflight,
+                fix = "check the app id the page sends; if it is right, add the page's origin \
+                       to that workspace's allowed origins",
+                "identify refused: no workspace with this app id allows the page's origin",
+            ),
+        }
+    }
+    // The answer names no other allowed origin (they may be internal hosts); the log does.
+    let message = match ws {
+        Some(ws) => format!(
+            "this page's origin is not in the workspace's allowed origins; add it with \
+             `dropfix-server workspace set {} --allowed-origin {shown}` (repeat \
+             --allowed-origin for every origin to keep: the list is replaced)",
+            ws.app_id
+        ),
+        None => "this page's origin is not in the workspace's allowed origins; add it with \
+                 `dropfix-server workspace set APP_ID --allowed-origin ORIGIN` (repeat \
+                 --allowed-origin for every origin to keep: the list is replaced)"
+            .to_string(),
+    };
+    error(StatusCode::FORBIDDEN, "origin_not_allowed", &message, None)
 }
 
 /// `/v1/identify`: the CORS wrapper around [`identify`]. Returns the response and its outcome
 /// label for the metrics.
 async fn identify_route(
     state: &AppState,
-    peer: IpAddr,
+    client: IpAddr,
     req: Request<Incoming>,
 ) -> (Response<Body>, &'static str) {
     let origin = origin_of(req.headers());
-    if req.method() == HttpMethod::OPTIONS {
-        return (preflight(state, &req, origin.as_deref()), "preflight");
-    }
-    let (mut res, outcome, app) = identify(state, peer, req, origin.as_deref()).await;
+    let (mut res, outcome, app) = identify(state, client, req, origin.as_deref()).await;
     if let Some(origin) = &origin {
         // Errors carry CORS headers too, so the SDK can read the code and the message.
         let allowed = match &app {
@@ -224,13 +298,14 @@ fn preflight(state: &AppState, req: &Request<Incoming>, origin: Option<&str>) ->
             .find(|(k, _)| k == "app_id")
             .map(|(_, v)| v.into_owned())
     });
-    let allowed = match app.as_deref().map(|a| state.registry.get(a)) {
-        Some(Some(ws)) => ws.allows_origin(origin),
-        Some(None) => false,
-        None => state.registry.any_allows_origin(origin),
+    let ws = app.as_deref().and_then(|a| state.registry.get(a));
+    let allowed = match (&app, &ws) {
+        (Some(_), Some(ws)) => ws.allows_origin(origin),
+        (Some(_), None) => false,
+        (None, _) => state.registry.any_allows_origin(origin),
     };
     if !allowed {
-        return origin_forbidden();
+        return origin_forbidden(state, ws.as_deref(), app.as_deref(), origin, true);
     }
     let mut res = Response::new(Full::new(Bytes::new()));
     *res.status_mut() = StatusCode::NO_CONTENT;
@@ -304,7 +379,7 @@ pub(crate) async fn read_body(
 /// The decision table of PROTOCOL.md, over HTTP.
 async fn identify(
     state: &AppState,
-    peer: IpAddr,
+    client: IpAddr,
     req: Request<Incoming>,
     origin: Option<&str>,
 ) -> (
@@ -320,7 +395,8 @@ async fn identify(
     if req.method() != HttpMethod::POST {
         bail!(method_not_allowed("POST"), "method_not_allowed");
     }
-    if let Err(wait) = state.limits.check_ip(peer) {
+    // Per client and before parsing: this limit guards the parser and the MAC.
+    if let Err(wait) = state.limits.check_ip(client) {
         bail!(too_many(wait), "rate_limited");
     }
     if !is_json_content_type(req.headers()) {
@@ -370,11 +446,8 @@ async fn identify(
     if let Some(origin) = origin
         && !ws.allows_origin(origin)
     {
-        tracing::info!(app_id = %ws.app_id, origin, "identify from an origin the workspace does not allow");
-        return (origin_forbidden(), "origin_not_allowed", Some(ws));
-    }
-    if let Err(wait) = state.limits.check_app(&ws.app_id) {
-        return (too_many(wait), "rate_limited", Some(ws));
+        let res = origin_forbidden(state, Some(&ws), Some(&ws.app_id), origin, false);
+        return (res, "origin_not_allowed", Some(ws));
     }
 
     let now = now();
@@ -423,6 +496,11 @@ async fn identify(
             (Some(verification), trusted, "verified")
         }
     };
+    // The workspace's quota is spent by accepted calls only, so forged or malformed calls (which
+    // cost a MAC at most, and are limited per client above) cannot starve an honest workspace.
+    if let Err(wait) = state.limits.check_app(&ws.app_id) {
+        return (too_many(wait), "rate_limited", Some(ws));
+    }
     // Only an accepted call gets this far: what the browser claimed moves into the write.
     let Identify {
         user_id, traits, ..

@@ -27,6 +27,7 @@ pub mod users;
 pub mod workspace;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,13 +35,24 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use ipnet::IpNet;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::limits::Limits;
+use crate::limits::{ConnectionCaps, Limits};
 use crate::metrics::Metrics;
 use crate::store::{Backend, Hooks, Store};
 use crate::workspace::Registry;
+
+/// The most a request head (request line and headers) may take. A browser's identify call
+/// sends well under 2 KiB; this leaves room for long cookies or proxy headers.
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+
+/// hyper's per-connection read buffer bound: a whole valid identify request (head and the
+/// largest body) fits, nothing more is buffered. hyper's default (~400 KiB) let every connection
+/// that sent an unfinished head hold that much memory; past this bound the head is refused with
+/// 431 and the connection closed. (hyper requires at least 8192.)
+pub const MAX_BUF_BYTES: usize = MAX_HEAD_BYTES + dropfix_core::MAX_BODY_BYTES;
 
 /// Tunables of a running server (from flags and environment variables, see [`cli`]).
 #[derive(Debug, Clone)]
@@ -54,10 +66,23 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Open connections at most; further clients wait in the kernel's accept queue.
     pub max_connections: usize,
-    /// Identify calls per second per client IP (0 = unlimited), with a burst of twice that.
+    /// Open connections at most per client (TCP peer; IPv6 per /64), 0 = no cap. A connection
+    /// over the cap is closed as soon as it is accepted, and never takes one of the
+    /// `max_connections` slots, so one client cannot keep everyone else waiting. Trusted proxies
+    /// are exempt: they carry many clients' connections.
+    pub max_connections_per_ip: usize,
+    /// Identify calls per second per client IP (IPv6: per /64; 0 = unlimited), with a burst of
+    /// twice that.
     pub rate_per_ip: u32,
-    /// Identify calls per second per workspace (0 = unlimited), with a burst of twice that.
+    /// Accepted identify calls per second per workspace (0 = unlimited), with a burst of twice
+    /// that. Rejected calls do not count: a forger cannot spend an honest workspace's quota.
     pub rate_per_app: u32,
+    /// Peers whose `X-Forwarded-For` / `Forwarded` header names the client (load balancers,
+    /// reverse proxies). From anyone else the headers are ignored.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Also serve `GET /metrics` without a token on this address (a private interface for
+    /// Prometheus). On the main port `/metrics` needs the admin token.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -67,8 +92,11 @@ impl Default for Config {
             body_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
             max_connections: 10_000,
+            max_connections_per_ip: 256,
             rate_per_ip: 1_000,
             rate_per_app: 10_000,
+            trusted_proxies: Vec::new(),
+            metrics_listen: None,
         }
     }
 }
@@ -123,15 +151,42 @@ impl AppState {
     }
 }
 
+/// The HTTP/1.1 settings every connection gets: a head must arrive within the header timeout
+/// and fit in [`MAX_BUF_BYTES`].
+fn http1_builder(config: &Config) -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_timeout)
+        .max_buf_size(MAX_BUF_BYTES);
+    builder
+}
+
 /// Serves HTTP/1.1 on `listener` until `shutdown` completes, then stops accepting, lets
-/// in-flight requests finish (up to `config.shutdown_grace`) and returns.
+/// in-flight requests finish (up to `config.shutdown_grace`) and returns. With
+/// `config.metrics_listen`, also serves [`run_metrics`] there for as long.
 pub async fn run(
     listener: TcpListener,
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    let metrics_task = match state.config.metrics_listen {
+        Some(addr) => {
+            let metrics_listener = TcpListener::bind(addr).await?;
+            tracing::info!(addr = %metrics_listener.local_addr()?, "metrics listening (no token: keep this address private)");
+            let metrics_state = Arc::clone(&state);
+            Some(tokio::spawn(run_metrics(
+                metrics_listener,
+                metrics_state,
+                std::future::pending(),
+            )))
+        }
+        None => None,
+    };
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(state.config.max_connections));
+    let caps = ConnectionCaps::new(state.config.max_connections_per_ip);
+    let builder = http1_builder(&state.config);
     let limits_state = Arc::clone(&state);
     let pruner = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
@@ -141,10 +196,16 @@ pub async fn run(
         }
     });
     tokio::pin!(shutdown);
+    // A permit is taken before accepting (when all are taken, new clients wait in the kernel's
+    // queue) and kept across connections refused by the per-client cap, so those never hold one.
+    let mut permit = None;
     loop {
-        let permit = tokio::select! {
-            p = Arc::clone(&permits).acquire_owned() => p.expect("semaphore is never closed"),
-            () = &mut shutdown => break,
+        let held = match permit.take() {
+            Some(p) => p,
+            None => tokio::select! {
+                p = Arc::clone(&permits).acquire_owned() => p.expect("semaphore is never closed"),
+                () = &mut shutdown => break,
+            },
         };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -152,36 +213,118 @@ pub async fn run(
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
                     tracing::warn!(error = %e, "accept failed");
+                    permit = Some(held);
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             },
             () = &mut shutdown => break,
         };
-        let _ = stream.set_nodelay(true);
         let ip = peer.ip();
+        let slot = if limits::is_trusted(ip, &state.config.trusted_proxies) {
+            None
+        } else {
+            match caps.try_open(ip) {
+                Some(slot) => Some(slot),
+                None => {
+                    // Closed without a word: an answer would cost what the cap saves. debug, not
+                    // warn: a client can repeat this at will; the count is in the metrics.
+                    tracing::debug!(%ip, "connection refused: client at its connection cap");
+                    state.metrics.connection_refused();
+                    drop(stream);
+                    permit = Some(held);
+                    continue;
+                }
+            }
+        };
+        let _ = stream.set_nodelay(true);
         let handler_state = Arc::clone(&state);
         let service = service_fn(move |req| http::handle(Arc::clone(&handler_state), ip, req));
-        let conn = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(state.config.header_timeout)
-            .serve_connection(TokioIo::new(stream), service);
+        let conn = builder.serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
-            drop(permit);
+            drop(slot);
+            drop(held);
         });
     }
     drop(listener);
     pruner.abort();
+    if let Some(task) = metrics_task {
+        task.abort();
+    }
     tracing::info!("shutting down: finishing in-flight requests");
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(state.config.shutdown_grace) => {
             tracing::warn!("shutdown grace period over; closing remaining connections");
         }
+    }
+    Ok(())
+}
+
+/// Most connections the metrics listener serves at once (Prometheus needs one or two).
+const METRICS_MAX_CONNECTIONS: usize = 16;
+
+/// Serves `GET /metrics`, without a token, on `listener` until `shutdown` completes; any other
+/// request gets 404. For a private address only (see [`Config::metrics_listen`]). Dropping or
+/// aborting this future closes its connections too.
+pub async fn run_metrics(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let builder = http1_builder(&state.config);
+    let permits = Arc::new(Semaphore::new(METRICS_MAX_CONNECTIONS));
+    // Connections live in this set, so they end with this future.
+    let mut connections = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            p = Arc::clone(&permits).acquire_owned() => p.expect("semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let metrics = Arc::clone(&state.metrics);
+        let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+            let res = if req.uri().path() != "/metrics" {
+                http::error(
+                    hyper::StatusCode::NOT_FOUND,
+                    "not_found",
+                    "this address serves GET /metrics only",
+                    None,
+                )
+            } else if req.method() != hyper::Method::GET {
+                http::error(
+                    hyper::StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    "this endpoint accepts GET only",
+                    None,
+                )
+            } else {
+                metrics.response()
+            };
+            std::future::ready(Ok::<_, std::convert::Infallible>(res))
+        });
+        let conn = builder.serve_connection(TokioIo::new(stream), service);
+        connections.spawn(async move {
+            let _ = conn.await;
+            drop(permit);
+        });
+        // Reap finished connections so the set does not grow.
+        while connections.try_join_next().is_some() {}
     }
     Ok(())
 }

@@ -1,16 +1,47 @@
-//! Rate limits per client IP and per workspace (GCRA through `governor`), answered with 429 and
-//! `Retry-After`.
+//! Limits that keep one client from taking what others need:
+//!
+//! - rate limits per client and per workspace (GCRA through `governor`), answered with 429 and
+//!   `Retry-After`;
+//! - a cap on open connections per client ([`ConnectionCaps`]), enforced in the accept loop;
+//! - which address a call comes from ([`client_ip`]): the TCP peer, or, when the peer is a
+//!   trusted proxy, the address that proxy forwarded.
+//!
+//! Every per-client key goes through [`client_key`]: an IPv6 client is one /64, because a single
+//! subscriber or server is routinely given a whole /64 and could otherwise rotate through
+//! millions of addresses, each with a fresh bucket.
 
-use std::net::IpAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use hyper::header::{HeaderMap, HeaderName};
+use ipnet::IpNet;
+
+/// The key a client is counted under: an IPv4 address as is (an IPv4-mapped IPv6 address is
+/// the IPv4 address it carries), an IPv6 address reduced to its /64.
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(Ipv6Addr::from(prefix))
+            }
+        },
+    }
+}
 
 pub struct Limits {
     per_ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
     per_app: Option<DefaultKeyedRateLimiter<String>>,
+    /// Lets a few lines a second through for events a client can repeat at will (a refused
+    /// origin), so a flood of them cannot flood the log; the metrics still count every one.
+    log_gate: DefaultDirectRateLimiter,
     clock: DefaultClock,
 }
 
@@ -19,7 +50,7 @@ impl std::fmt::Debug for Limits {
         f.debug_struct("Limits")
             .field("per_ip", &self.per_ip.is_some())
             .field("per_app", &self.per_app.is_some())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -30,20 +61,27 @@ fn quota(per_second: u32) -> Option<Quota> {
     Some(Quota::per_second(rate).allow_burst(burst))
 }
 
+/// Log lines per second for repeatable events, with a burst of 20.
+const LOG_LINES_PER_SECOND: NonZeroU32 = NonZeroU32::new(5).unwrap();
+const LOG_BURST: NonZeroU32 = NonZeroU32::new(20).unwrap();
+
 impl Limits {
     pub fn new(per_ip: u32, per_app: u32) -> Limits {
         Limits {
             per_ip: quota(per_ip).map(RateLimiter::keyed),
             per_app: quota(per_app).map(RateLimiter::keyed),
+            log_gate: RateLimiter::direct(
+                Quota::per_second(LOG_LINES_PER_SECOND).allow_burst(LOG_BURST),
+            ),
             clock: DefaultClock::default(),
         }
     }
 
-    /// `Err(wait)` when `ip` is over its limit.
+    /// `Err(wait)` when the client at `ip` is over its limit (IPv6: its /64).
     pub fn check_ip(&self, ip: IpAddr) -> Result<(), Duration> {
         match &self.per_ip {
             Some(l) => l
-                .check_key(&ip)
+                .check_key(&client_key(ip))
                 .map_err(|not_until| not_until.wait_time_from(self.clock.now())),
             None => Ok(()),
         }
@@ -59,6 +97,11 @@ impl Limits {
         }
     }
 
+    /// Whether a rate-limited log line may be written now.
+    pub fn may_log(&self) -> bool {
+        self.log_gate.check().is_ok()
+    }
+
     /// Forgets keys whose limit has fully recovered, so memory follows active clients only.
     pub fn prune(&self) {
         if let Some(l) = &self.per_ip {
@@ -68,11 +111,177 @@ impl Limits {
             l.retain_recent();
         }
     }
+
+    /// Clients with a rate-limit bucket (tests: memory follows /64s, not addresses).
+    pub fn tracked_clients(&self) -> usize {
+        self.per_ip.as_ref().map_or(0, |l| l.len())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Open connections per client
+
+/// Open connections per client key ([`client_key`]), capped. A slot is held by the
+/// [`ConnectionSlot`] it returns and given back when that is dropped (the connection ended).
+#[derive(Debug, Clone)]
+pub struct ConnectionCaps {
+    /// 0 = no cap.
+    max_per_client: usize,
+    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+/// One open connection of one client; dropping it frees the slot.
+#[derive(Debug)]
+pub struct ConnectionSlot {
+    key: IpAddr,
+    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl ConnectionCaps {
+    pub fn new(max_per_client: usize) -> ConnectionCaps {
+        ConnectionCaps {
+            max_per_client,
+            open: Arc::default(),
+        }
+    }
+
+    /// A slot for a new connection from `peer`, or `None` when that client already has the
+    /// most it may have open. (A std `Mutex` is fine: held for one hash map update, never across
+    /// an await.)
+    pub fn try_open(&self, peer: IpAddr) -> Option<ConnectionSlot> {
+        let key = client_key(peer);
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(key).or_insert(0);
+        if self.max_per_client != 0 && *n >= self.max_per_client {
+            return None;
+        }
+        *n += 1;
+        Some(ConnectionSlot {
+            key,
+            open: Arc::clone(&self.open),
+        })
+    }
+
+    /// Connections open from `peer`'s client key.
+    pub fn open_from(&self, peer: IpAddr) -> usize {
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.get(&client_key(peer)).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                // Memory follows open connections only.
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The client's address behind trusted proxies
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+
+/// Whether `ip` is one of the trusted proxies (an IPv4-mapped IPv6 address counts as its IPv4).
+pub fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        IpAddr::V4(_) => ip,
+    };
+    trusted.iter().any(|net| net.contains(&ip))
+}
+
+/// The address a request comes from.
+///
+/// The TCP `peer` unless it is a trusted proxy. Behind trusted proxies, the forwarded chain
+/// (`X-Forwarded-For`, or `Forwarded: for=` when there is no `X-Forwarded-For`) is read from the
+/// right, where the nearest proxy appended what it saw, and the first address that is not itself
+/// a trusted proxy is the client: anything to its left was written by that client and proves
+/// nothing. A chain made only of trusted proxies gives its left-most address. Whatever cannot be
+/// read (no header, an entry that is not an IP address such as `unknown` or an obfuscated
+/// identifier) gives the peer: a header is never half-trusted.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    if trusted.is_empty() || !is_trusted(peer, trusted) {
+        return peer;
+    }
+    let chain = if headers.contains_key(X_FORWARDED_FOR) {
+        forwarded_chain(headers, &X_FORWARDED_FOR, xff_entries)
+    } else {
+        forwarded_chain(headers, &FORWARDED, forwarded_entries)
+    };
+    let Some(chain) = chain else {
+        return peer;
+    };
+    let mut leftmost = None;
+    for entry in chain.iter().rev() {
+        let Some(ip) = entry else {
+            return peer;
+        };
+        if !is_trusted(*ip, trusted) {
+            return *ip;
+        }
+        leftmost = Some(*ip);
+    }
+    leftmost.unwrap_or(peer)
+}
+
+/// Every entry of every `name` header, left to right (several header lines form one list, in
+/// order); an entry that is not an address is `None`. `None` when the header is absent or not
+/// text.
+fn forwarded_chain(
+    headers: &HeaderMap,
+    name: &HeaderName,
+    entries: fn(&str, &mut Vec<Option<IpAddr>>),
+) -> Option<Vec<Option<IpAddr>>> {
+    let mut chain = Vec::new();
+    for value in headers.get_all(name) {
+        entries(value.to_str().ok()?, &mut chain);
+    }
+    (!chain.is_empty()).then_some(chain)
+}
+
+fn xff_entries(value: &str, out: &mut Vec<Option<IpAddr>>) {
+    out.extend(value.split(',').map(|e| parse_node(e.trim())));
+}
+
+/// RFC 7239: `Forwarded: for=192.0.2.60;proto=http, for="[2001:db8::1]:4711"`.
+fn forwarded_entries(value: &str, out: &mut Vec<Option<IpAddr>>) {
+    for element in value.split(',') {
+        let node = element.split(';').find_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            k.trim().eq_ignore_ascii_case("for").then_some(v.trim())
+        });
+        // An element without `for=` says nothing about the client: unreadable.
+        out.push(node.and_then(|n| parse_node(n.trim_matches('"'))));
+    }
+}
+
+/// `192.0.2.1`, `192.0.2.1:8080`, `2001:db8::1`, `[2001:db8::1]`, `[2001:db8::1]:8080`.
+fn parse_node(s: &str) -> Option<IpAddr> {
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if let Ok(sa) = s.parse::<std::net::SocketAddr>() {
+        return Some(sa.ip());
+    }
+    let inner = s.strip_prefix('[')?.strip_suffix(']')?;
+    inner.parse::<Ipv6Addr>().ok().map(IpAddr::V6)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hyper::header::HeaderValue;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
 
     #[test]
     fn burst_then_limited_with_a_wait() {
@@ -86,5 +295,168 @@ mod tests {
         let other: IpAddr = [127, 0, 0, 2].into();
         assert!(limits.check_ip(other).is_ok(), "limits are per IP");
         assert!(limits.check_app("app_x").is_ok(), "0 means unlimited");
+    }
+
+    #[test]
+    fn ipv6_clients_share_a_bucket_per_64() {
+        let limits = Limits::new(5, 0);
+        // Ten different addresses of one /64 spend one bucket of 10 (burst)...
+        for i in 0..10u16 {
+            let a = format!("2001:db8:1:2:{i:x}::{:x}", i * 7 + 1);
+            assert!(limits.check_ip(ip(&a)).is_ok(), "{a}");
+        }
+        assert!(
+            limits
+                .check_ip(ip("2001:db8:1:2:ffff:ffff:ffff:ffff"))
+                .is_err(),
+            "an eleventh address in the same /64 is limited"
+        );
+        // ...while the neighbouring /64 has its own.
+        assert!(limits.check_ip(ip("2001:db8:1:3::1")).is_ok());
+        assert_eq!(limits.tracked_clients(), 2, "memory follows /64s");
+        // IPv4 stays per address, also when it arrives IPv4-mapped.
+        for _ in 0..10 {
+            assert!(limits.check_ip(ip("192.0.2.1")).is_ok());
+        }
+        assert!(limits.check_ip(ip("::ffff:192.0.2.1")).is_err());
+        assert!(limits.check_ip(ip("192.0.2.2")).is_ok());
+    }
+
+    #[test]
+    fn client_key_masks_ipv6_to_its_64() {
+        assert_eq!(
+            client_key(ip("2001:db8:aa:bb:1:2:3:4")),
+            ip("2001:db8:aa:bb::")
+        );
+        assert_eq!(client_key(ip("203.0.113.9")), ip("203.0.113.9"));
+        assert_eq!(client_key(ip("::ffff:203.0.113.9")), ip("203.0.113.9"));
+    }
+
+    #[test]
+    fn prune_forgets_recovered_clients() {
+        let limits = Limits::new(1000, 0);
+        for i in 0..100u16 {
+            let a = format!("2001:db8:{i:x}::1");
+            limits.check_ip(ip(&a)).unwrap();
+        }
+        assert_eq!(limits.tracked_clients(), 100);
+        // One call out of a burst of 2000 recovers within 1 ms.
+        std::thread::sleep(Duration::from_millis(20));
+        limits.prune();
+        assert_eq!(limits.tracked_clients(), 0);
+    }
+
+    #[test]
+    fn connection_caps_count_per_client_and_free_on_drop() {
+        let caps = ConnectionCaps::new(2);
+        let a = caps.try_open(ip("10.0.0.1")).unwrap();
+        let b = caps.try_open(ip("10.0.0.1")).unwrap();
+        assert!(caps.try_open(ip("10.0.0.1")).is_none());
+        assert!(
+            caps.try_open(ip("::ffff:10.0.0.1")).is_none(),
+            "mapped = same"
+        );
+        let other = caps.try_open(ip("10.0.0.2")).unwrap();
+        // One /64 is one client.
+        let v6a = caps.try_open(ip("2001:db8::1")).unwrap();
+        let v6b = caps.try_open(ip("2001:db8::2")).unwrap();
+        assert!(caps.try_open(ip("2001:db8::3")).is_none());
+        assert!(caps.try_open(ip("2001:db8:0:1::1")).is_some());
+        drop(a);
+        assert_eq!(caps.open_from(ip("10.0.0.1")), 1);
+        let _c = caps.try_open(ip("10.0.0.1")).unwrap();
+        drop((b, other, v6a, v6b));
+        assert_eq!(
+            caps.open.lock().unwrap().len(),
+            1,
+            "closed clients are forgotten"
+        );
+        let unlimited = ConnectionCaps::new(0);
+        let held: Vec<_> = (0..1000)
+            .map(|_| unlimited.try_open(ip("10.0.0.1")).unwrap())
+            .collect();
+        assert_eq!(unlimited.open_from(ip("10.0.0.1")), held.len());
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    fn nets(list: &[&str]) -> Vec<IpNet> {
+        list.iter().map(|n| n.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn forwarded_headers_from_an_untrusted_peer_are_ignored() {
+        let h = headers(&[
+            ("x-forwarded-for", "198.51.100.7"),
+            ("forwarded", "for=198.51.100.8"),
+        ]);
+        let peer = ip("203.0.113.5");
+        assert_eq!(client_ip(peer, &h, &[]), peer, "no trusted proxies");
+        assert_eq!(client_ip(peer, &h, &nets(&["10.0.0.0/8"])), peer);
+    }
+
+    #[test]
+    fn behind_trusted_proxies_the_rightmost_untrusted_address_wins() {
+        let trusted = nets(&["10.0.0.0/8", "fd00::/8"]);
+        let lb = ip("10.0.0.2");
+        // The client put a fake address first; the balancer appended what it saw.
+        let h = headers(&[("x-forwarded-for", "1.1.1.1, 198.51.100.7")]);
+        assert_eq!(client_ip(lb, &h, &trusted), ip("198.51.100.7"));
+        // Two proxies: the inner one (10.1.2.3) appended the outer one's address.
+        let h = headers(&[("x-forwarded-for", "1.1.1.1, 198.51.100.7, 10.1.2.3")]);
+        assert_eq!(client_ip(lb, &h, &trusted), ip("198.51.100.7"));
+        // Several header lines are one list, in order.
+        let h = headers(&[
+            ("x-forwarded-for", "1.1.1.1"),
+            ("x-forwarded-for", "198.51.100.7:5555, 10.1.2.3"),
+        ]);
+        assert_eq!(client_ip(lb, &h, &trusted), ip("198.51.100.7"));
+        // A chain of trusted addresses only: the client is inside; take the left-most.
+        let h = headers(&[("x-forwarded-for", "10.9.9.9, 10.1.2.3")]);
+        assert_eq!(client_ip(lb, &h, &trusted), ip("10.9.9.9"));
+        // IPv6 entries, bracketed or not, and a trusted IPv6 peer.
+        let h = headers(&[("x-forwarded-for", "[2001:db8::7]:443, fd00::1")]);
+        assert_eq!(client_ip(ip("fd00::2"), &h, &trusted), ip("2001:db8::7"));
+        // Forwarded (RFC 7239) when there is no X-Forwarded-For.
+        let h = headers(&[(
+            "forwarded",
+            r#"for=1.1.1.1, for="[2001:db8::9]:4711";proto=https, For=10.1.2.3;by=10.0.0.2"#,
+        )]);
+        assert_eq!(client_ip(lb, &h, &trusted), ip("2001:db8::9"));
+        // No header at all: the peer.
+        assert_eq!(client_ip(lb, &HeaderMap::new(), &trusted), lb);
+    }
+
+    #[test]
+    fn a_malformed_chain_gives_the_peer() {
+        let trusted = nets(&["10.0.0.0/8"]);
+        let lb = ip("10.0.0.2");
+        for bad in ["not-an-ip", "198.51.100.7, garbage, 10.1.2.3", "", " , "] {
+            let h = headers(&[("x-forwarded-for", bad)]);
+            assert_eq!(client_ip(lb, &h, &trusted), lb, "{bad:?}");
+        }
+        for bad in ["for=unknown", "for=_hidden", "proto=https", "for=\"[::1\""] {
+            let h = headers(&[("forwarded", bad)]);
+            assert_eq!(client_ip(lb, &h, &trusted), lb, "{bad:?}");
+        }
+        // Garbage left of the nearest untrusted hop is the client's own text: not read.
+        let h = headers(&[("x-forwarded-for", "garbage, 198.51.100.7")]);
+        assert_eq!(client_ip(lb, &h, &trusted), ip("198.51.100.7"));
+        // A header that is not text.
+        let mut h = HeaderMap::new();
+        h.insert(
+            X_FORWARDED_FOR,
+            HeaderValue::from_bytes(b"198.51.100.\xff").unwrap(),
+        );
+        assert_eq!(client_ip(lb, &h, &trusted), lb);
     }
 }

@@ -1,6 +1,15 @@
-//! Prometheus metrics (`GET /metrics`, OpenMetrics text): identify outcomes by code, identify
-//! latency, store commit batch sizes, and strict report-only would-be rejections per workspace.
+//! Prometheus metrics (OpenMetrics text): identify outcomes by code, identify latency, store
+//! commit batch sizes, strict report-only would-be rejections and refused origins per workspace,
+//! CORS preflights, and connections refused by the per-client cap.
+//!
+//! Served behind the admin token on the main port (`GET /metrics`) and, when configured, without
+//! a token on a listener of its own (`--metrics-listen`, see [`crate::run_metrics`]): the counts
+//! name workspaces and show an attack's progress, so they are not for the public.
 
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::Response;
+use hyper::header::{self, HeaderValue};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -18,10 +27,23 @@ struct AppLabels {
     app_id: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PreflightLabels {
+    /// `allowed` or `refused`.
+    result: &'static str,
+}
+
+/// The `app_id` label for a call whose workspace does not exist: the label set stays bounded
+/// by the workspaces there are, whatever ids clients send.
+pub const UNKNOWN_APP: &str = "unknown";
+
 pub struct Metrics {
     registry: Registry,
     outcomes: Family<OutcomeLabels, Counter>,
     would_reject: Family<AppLabels, Counter>,
+    origin_refused: Family<AppLabels, Counter>,
+    preflights: Family<PreflightLabels, Counter>,
+    connections_refused: Counter,
     latency: Histogram,
     batch: Histogram,
 }
@@ -47,6 +69,25 @@ impl Default for Metrics {
             "Unsigned calls accepted in strict report-only mode that enforcement would reject",
             would_reject.clone(),
         );
+        let origin_refused = Family::<AppLabels, Counter>::default();
+        registry.register(
+            "identify_origin_refused",
+            "Identify calls and preflights refused because the page's origin is not in the \
+             workspace's allowed origins (app_id \"unknown\" when no such workspace exists)",
+            origin_refused.clone(),
+        );
+        let preflights = Family::<PreflightLabels, Counter>::default();
+        registry.register(
+            "identify_preflights",
+            "CORS preflights (OPTIONS /v1/identify) by result; not identify calls",
+            preflights.clone(),
+        );
+        let connections_refused = Counter::default();
+        registry.register(
+            "connections_refused_per_client_cap",
+            "Connections closed on accept because their client already had the most open",
+            connections_refused.clone(),
+        );
         // 50 µs .. ~1.6 s
         let latency = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
         registry.register(
@@ -64,6 +105,9 @@ impl Default for Metrics {
             registry,
             outcomes,
             would_reject,
+            origin_refused,
+            preflights,
+            connections_refused,
             latency,
             batch,
         }
@@ -87,6 +131,26 @@ impl Metrics {
             .inc();
     }
 
+    /// `app_id` must be a workspace that exists, or [`UNKNOWN_APP`].
+    pub fn origin_refused(&self, app_id: &str) {
+        self.origin_refused
+            .get_or_create(&AppLabels {
+                app_id: app_id.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn preflight(&self, allowed: bool) {
+        let result = if allowed { "allowed" } else { "refused" };
+        self.preflights
+            .get_or_create(&PreflightLabels { result })
+            .inc();
+    }
+
+    pub fn connection_refused(&self) {
+        self.connections_refused.inc();
+    }
+
     pub fn observe_latency(&self, seconds: f64) {
         self.latency.observe(seconds);
     }
@@ -100,5 +164,17 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+
+    /// The rendered metrics as an HTTP 200.
+    pub fn response(&self) -> Response<Full<Bytes>> {
+        let mut res = Response::new(Full::new(Bytes::from(self.render())));
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        );
+        res.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        res
     }
 }

@@ -489,7 +489,7 @@ fn decision_table_rows_over_http() {
     assert_eq!(s.user_count(), before);
 
     // Metrics count outcomes by code.
-    let m = s.request("GET", "/metrics", &[], b"").text();
+    let m = s.admin("GET", "/metrics", None).text();
     assert!(
         m.contains(r#"dropfix_identify_requests_total{outcome="signature_mismatch"} 4"#),
         "{m}"
@@ -549,7 +549,7 @@ fn report_only_strict_mode_stores_and_counts() {
     let r = s.identify(json!({"app_id": s.app, "user_id": "r1"}));
     assert_eq!(r.status, 202, "{}", r.text());
     assert_eq!(s.user("r1").unwrap()["verified"], false);
-    let m = s.request("GET", "/metrics", &[], b"").text();
+    let m = s.admin("GET", "/metrics", None).text();
     let line = format!(
         r#"dropfix_strict_would_reject_total{{app_id="{}"}} 1"#,
         s.app
