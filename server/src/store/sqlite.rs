@@ -725,8 +725,19 @@ fn seal_legacy_secrets(conn: &mut Connection, ring: &Keyring) -> Result<(), Stor
 // ---------------------------------------------------------------------------------------------
 // Users
 
-const USER_COLUMNS: &str = "user_id, verified, method, verified_at, signed_at, name, email, plan, \
-     mrr, signup_date, custom, unverified_claims, first_seen, last_seen, key_id";
+/// The user columns in [`user_from_row`]'s order, as a macro so statements are `&'static str`
+/// built at compile time (no `format!` on the identify path).
+macro_rules! user_columns {
+    () => {
+        "user_id, verified, method, verified_at, signed_at, name, email, plan, mrr, signup_date, \
+         custom, unverified_claims, first_seen, last_seen, key_id"
+    };
+}
+const SELECT_USER: &str = concat!(
+    "SELECT ",
+    user_columns!(),
+    " FROM users WHERE app_id = ?1 AND user_id = ?2"
+);
 
 fn user_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRecord> {
     let json_col = |i: usize| -> rusqlite::Result<Option<Json>> {
@@ -757,9 +768,8 @@ fn get_user(
     app_id: &str,
     user_id: &str,
 ) -> Result<Option<UserRecord>, StoreError> {
-    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE app_id = ?1 AND user_id = ?2");
     Ok(conn
-        .prepare_cached(&sql)?
+        .prepare_cached(SELECT_USER)?
         .query_row([app_id, user_id], user_from_row)
         .optional()?)
 }
@@ -783,12 +793,14 @@ fn list_users(
     app_id: &str,
     q: &UserQuery,
 ) -> Result<Vec<UserRecord>, StoreError> {
-    let sql = format!(
-        "SELECT {USER_COLUMNS} FROM users WHERE app_id = ?1 AND (?2 IS NULL OR verified = ?2)
+    const SQL: &str = concat!(
+        "SELECT ",
+        user_columns!(),
+        " FROM users WHERE app_id = ?1 AND (?2 IS NULL OR verified = ?2)
          AND user_id > ?3 AND (?4 IS NULL OR user_id LIKE ?4 ESCAPE '\\')
          ORDER BY user_id LIMIT ?5"
     );
-    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut stmt = conn.prepare_cached(SQL)?;
     let rows = stmt.query_map(
         params![
             app_id,
@@ -831,8 +843,7 @@ fn delete_user(
 /// Applies one accepted identify call under the stored-data rules ([`merge`]).
 fn apply_identify(tx: &Transaction<'_>, w: &IdentifyWrite) -> rusqlite::Result<()> {
     let existing = {
-        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE app_id = ?1 AND user_id = ?2");
-        tx.prepare_cached(&sql)?
+        tx.prepare_cached(SELECT_USER)?
             .query_row([&w.app_id, &w.user_id], user_from_row)
             .optional()?
     };
