@@ -16,6 +16,7 @@
 
 pub mod admin;
 pub mod cli;
+pub mod console;
 pub mod diagnose;
 pub mod http;
 pub mod limits;
@@ -56,6 +57,8 @@ pub struct Config {
     pub rate_per_ip: u32,
     /// Identify calls per second per workspace (0 = unlimited), with a burst of twice that.
     pub rate_per_app: u32,
+    /// The web console under `/console`.
+    pub console: console::ConsoleConfig,
 }
 
 impl Default for Config {
@@ -67,6 +70,7 @@ impl Default for Config {
             max_connections: 10_000,
             rate_per_ip: 1_000,
             rate_per_app: 10_000,
+            console: console::ConsoleConfig::default(),
         }
     }
 }
@@ -81,6 +85,8 @@ pub struct AppState {
     pub limits: Limits,
     /// SHA-256 of the admin token (the token itself is not kept).
     pub admin_token_sha256: [u8; 32],
+    /// The console's live counts (flushed to the store by a task) and login limits.
+    pub console: Arc<console::ConsoleState>,
 }
 
 impl AppState {
@@ -103,7 +109,8 @@ impl AppState {
         ))
     }
 
-    /// The shared state over a store that is already open with these `hooks`.
+    /// The shared state over a store that is already open with these `hooks`. Starts the task
+    /// that flushes the console's counts, so it needs a tokio runtime.
     pub fn with_store(
         config: Config,
         store: Store,
@@ -111,14 +118,18 @@ impl AppState {
         admin_token_sha256: [u8; 32],
     ) -> Arc<AppState> {
         let limits = Limits::new(config.rate_per_ip, config.rate_per_app);
-        Arc::new(AppState {
+        let flush_every = config.console.stats_flush;
+        let state = Arc::new(AppState {
             admin_token_sha256,
             config,
             store,
             registry: hooks.registry,
             metrics: hooks.metrics,
             limits,
-        })
+            console: Arc::default(),
+        });
+        console::stats::spawn_flusher(Arc::downgrade(&state), flush_every);
+        state
     }
 }
 
@@ -137,6 +148,7 @@ pub async fn run(
         loop {
             tick.tick().await;
             limits_state.limits.prune();
+            limits_state.console.login_limits.prune();
         }
     });
     tokio::pin!(shutdown);
@@ -175,6 +187,10 @@ pub async fn run(
     }
     drop(listener);
     pruner.abort();
+    // Counts of calls answered since the last flush, so a restart loses none.
+    if let Err(e) = state.console.stats.flush(&state.store).await {
+        tracing::warn!(error = %e, "final flush of console counts failed");
+    }
     tracing::info!("shutting down: finishing in-flight requests");
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),
