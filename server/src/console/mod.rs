@@ -654,12 +654,9 @@ fn strict_label(mode: StrictMode) -> &'static str {
     }
 }
 
+/// `part` as a rounded percentage of `whole` (0 when there is nothing).
 fn pct(part: u64, whole: u64) -> u64 {
-    if whole == 0 {
-        0
-    } else {
-        (part * 100 + whole / 2) / whole
-    }
+    (part * 100 + whole / 2).checked_div(whole).unwrap_or(0)
 }
 
 async fn security_page(
@@ -1337,20 +1334,18 @@ async fn user_page(ctx: &Ctx<'_>, user_id: &str) -> Response<Body> {
         Ok(None) => return not_found(Some(ctx.account)),
         Err(e) => return unavailable(&e, Some(ctx.account)),
     };
-    let claims = u
-        .unverified_claims
-        .clone()
-        .unwrap_or(serde_json::Value::Null);
-    let trusted = serde_json::to_value(&u).unwrap_or_default();
+    // A verified user's columns hold trusted values and its later claims sit aside; a
+    // never-verified user's columns hold only what browsers claimed.
+    let columns = serde_json::to_value(&u).unwrap_or_default();
+    let aside = u.unverified_claims.clone().unwrap_or_default();
     let traits = ["name", "email", "plan", "mrr", "signup_date"]
         .into_iter()
         .map(|t| {
-            let value = if u.verified {
-                json_field(&trusted, t)
+            if u.verified {
+                (t, json_field(&columns, t), json_field(&aside, t))
             } else {
-                "-".into()
-            };
-            (t, value, json_field(&claims, t))
+                (t, "-".to_string(), json_field(&columns, t))
+            }
         })
         .collect();
     render(
