@@ -209,9 +209,16 @@ fn security_url(app_id: &str) -> String {
     format!("/console/w/{}/security", enc(app_id))
 }
 
+/// What a URL path segment may hold unencoded: RFC 3986's unreserved characters.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// A path segment, percent-encoded.
 fn enc(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()
 }
 
 fn form(body: &[u8]) -> HashMap<String, String> {
