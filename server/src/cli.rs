@@ -111,7 +111,7 @@ enum UserCommand {
         #[arg(long, conflicts_with = "password")]
         password_stdin: bool,
         /// The password (visible to other users in `ps`; prefer --password-stdin).
-        #[arg(long, env = "DROPFIX_CONSOLE_PASSWORD", hide_env_values = true)]
+        #[arg(long)]
         password: Option<String>,
         /// The workspace (app id) the account belongs to.
         #[arg(long)]
