@@ -240,6 +240,18 @@ test('users: list, one user, export', async () => {
   assert.match(await csv.text(), /"user-signed-1"/);
 });
 
+test('confirmation and error pages pass the scan too', async () => {
+  await page.goto(`${url}/console/w/${appId}/keys/${newKey}/retire`);
+  assert.match(await page.locator('main').innerText(), /stops it verifying now/);
+  await scan('retire-confirm');
+  await shot('16-retire-confirm');
+  await page.goto(`${url}/console/w/${appId}/users/user-signed-1/delete`);
+  await scan('delete-user-confirm');
+  await page.goto(`${url}/console/w/app_not_mine/security`);
+  assert.match(await page.locator('h1').innerText(), /Not found/);
+  await scan('not-found');
+});
+
 test('every change is in the audit log', async () => {
   await page.goto(`${url}/console/w/${appId}/audit`);
   const text = await page.locator('main').innerText();
@@ -247,7 +259,7 @@ test('every change is in the audit log', async () => {
   assert.ok(text.includes(EMAIL));
   for (const s of [firstSecret, newSecret, rolledSecret]) assert.ok(!text.includes(s), 'a secret in the audit log');
   await scan('audit');
-  await shot('16-audit-log');
+  await shot('17-audit-log');
 });
 
 test('log out: the session no longer works', async () => {
@@ -255,5 +267,5 @@ test('log out: the session no longer works', async () => {
   await Promise.all([page.waitForURL(/\/console\/login$/), page.click('button:text("Log out")')]);
   await page.goto(security());
   assert.match(page.url(), /\/console\/login$/);
-  await shot('17-logged-out');
+  await shot('18-logged-out');
 });

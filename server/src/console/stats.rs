@@ -6,7 +6,7 @@
 //! instances on one PostgreSQL the console shows totals across all of them. A rejected call still
 //! stores no user: the rejections go to their own bounded log.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, Weak};
 use std::time::Duration;
 
@@ -32,7 +32,7 @@ const MAX_QUEUED_REJECTIONS: usize = 10 * MAX_RECENT_REJECTIONS;
 #[derive(Debug, Default)]
 struct Pending {
     counts: HashMap<String, HashMap<i64, CallCounts>>,
-    rejections: Vec<RejectionEntry>,
+    rejections: VecDeque<RejectionEntry>,
 }
 
 /// This instance's not-yet-flushed counts and rejections.
@@ -78,9 +78,9 @@ impl Stats {
     fn queue(&self, entry: RejectionEntry) {
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         if p.rejections.len() >= MAX_QUEUED_REJECTIONS {
-            p.rejections.remove(0);
+            p.rejections.pop_front();
         }
-        p.rejections.push(entry);
+        p.rejections.push_back(entry);
     }
 
     fn take(&self) -> (Vec<CountsDelta>, Vec<RejectionEntry>) {
@@ -99,7 +99,7 @@ impl Stats {
                     })
             })
             .collect();
-        (counts, p.rejections)
+        (counts, p.rejections.into())
     }
 
     /// Puts back what a failed flush took, so the next flush adds it (nothing is counted twice:
@@ -109,7 +109,7 @@ impl Stats {
             self.counts_at(&d.app_id, d.minute * 60, |c| c.add(&d.counts));
         }
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        let newer = std::mem::replace(&mut p.rejections, rejections);
+        let newer = std::mem::replace(&mut p.rejections, rejections.into());
         p.rejections.extend(newer);
         let excess = p.rejections.len().saturating_sub(MAX_QUEUED_REJECTIONS);
         p.rejections.drain(..excess);
@@ -254,6 +254,28 @@ mod tests {
         let (c, _) = s.take();
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].counts.unverified, 2);
+    }
+
+    #[test]
+    fn the_rejection_queue_keeps_the_newest() {
+        let s = Stats::default();
+        for i in 0..(MAX_QUEUED_REJECTIONS as i64 + 5) {
+            s.reject(rejection(
+                "a",
+                i,
+                "signature_mismatch",
+                true,
+                None,
+                "u",
+                None,
+            ));
+        }
+        let (counts, rej) = s.take();
+        assert_eq!(rej.len(), MAX_QUEUED_REJECTIONS);
+        assert_eq!(rej[0].at, 5);
+        // Counts are never dropped.
+        let total: u64 = counts.iter().map(|d| d.counts.rejected).sum();
+        assert_eq!(total, MAX_QUEUED_REJECTIONS as u64 + 5);
     }
 
     #[test]
