@@ -375,16 +375,8 @@ async fn identify(
         && !ws.allows_origin(origin)
     {
         tracing::info!(app_id = %ws.app_id, origin, "identify from an origin the workspace does not allow");
-        let entry = stats::rejection(
-            &ws.app_id,
-            now(),
-            "origin_not_allowed",
-            true,
-            Some(origin),
-            &call.user_id,
-            None,
-        );
-        state.console.stats.reject(entry);
+        let code = "origin_not_allowed";
+        (state.console.stats).refused(&ws.app_id, now(), code, Some(origin), &call.user_id, None);
         return (origin_forbidden(), "origin_not_allowed", Some(ws));
     }
     if let Err(wait) = state.limits.check_app(&ws.app_id) {
@@ -405,22 +397,9 @@ async fn identify(
             // debug, not info: under a forging attack every request is a 401, and the counts are in
             // /metrics (dropfix_identify_requests_total{outcome="signature_mismatch"}).
             tracing::debug!(app_id = %ws.app_id, code = r.code(), "identify rejected");
-            let key = stats::signing_key(
-                r.code(),
-                &secrets,
-                &key_ids,
-                &call.user_id,
-                call.signature.as_deref(),
-            );
-            state.console.stats.reject(stats::rejection(
-                &ws.app_id,
-                now,
-                r.code(),
-                true,
-                origin,
-                &call.user_id,
-                key,
-            ));
+            let (user, sig) = (&call.user_id, call.signature.as_deref());
+            let key = stats::signing_key(r.code(), &secrets, &key_ids, user, sig);
+            (state.console.stats).refused(&ws.app_id, now, r.code(), origin, user, key);
             let res = error(StatusCode::UNAUTHORIZED, r.code(), r.message(), None);
             return (res, r.code(), Some(ws));
         }
@@ -428,15 +407,13 @@ async fn identify(
             if let Some(r) = would_reject {
                 state.metrics.would_reject(&ws.app_id);
                 stat = stats::Outcome::WouldReject;
-                state.console.stats.note(stats::rejection(
+                (state.console.stats).would_refuse(
                     &ws.app_id,
                     now,
                     r.code(),
-                    false,
                     origin,
                     &call.user_id,
-                    None,
-                ));
+                );
                 tracing::info!(
                     app_id = %ws.app_id,
                     code = r.code(),

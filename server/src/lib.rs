@@ -187,16 +187,16 @@ pub async fn run(
     }
     drop(listener);
     pruner.abort();
-    // Counts of calls answered since the last flush, so a restart loses none.
-    if let Err(e) = state.console.stats.flush(&state.store).await {
-        tracing::warn!(error = %e, "final flush of console counts failed");
-    }
     tracing::info!("shutting down: finishing in-flight requests");
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(state.config.shutdown_grace) => {
             tracing::warn!("shutdown grace period over; closing remaining connections");
         }
+    }
+    // The console's counts of calls answered since the last flush, so a restart loses none.
+    if let Err(e) = state.console.stats.flush(&state.store).await {
+        tracing::warn!(error = %e, "final flush of console counts failed");
     }
     Ok(())
 }

@@ -69,10 +69,30 @@ impl Stats {
         self.queue(entry);
     }
 
+    /// [`Stats::reject`] for an identify call refused with `code`.
+    pub fn refused(
+        &self,
+        app_id: &str,
+        at: i64,
+        code: &str,
+        origin: Option<&str>,
+        user_id: &str,
+        key_id: Option<i64>,
+    ) {
+        self.reject(rejection(app_id, at, code, true, origin, user_id, key_id));
+    }
+
     /// Queues a report-only would-be rejection for the log (its count comes with [`Stats::count`]
     /// once the call is stored).
-    pub fn note(&self, entry: RejectionEntry) {
-        self.queue(entry);
+    pub fn would_refuse(
+        &self,
+        app_id: &str,
+        at: i64,
+        code: &str,
+        origin: Option<&str>,
+        user_id: &str,
+    ) {
+        self.queue(rejection(app_id, at, code, false, origin, user_id, None));
     }
 
     fn queue(&self, entry: RejectionEntry) {
