@@ -231,14 +231,21 @@ impl Console {
     }
 }
 
-impl Drop for Console {
-    fn drop(&mut self) {
+impl Console {
+    /// Graceful shutdown, as on SIGTERM; the data dir stays for inspection.
+    fn stop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -855,4 +862,24 @@ fn stored_counts_add_up_across_flushes_and_rejections_stay_bounded() {
         assert_eq!(a.last().unwrap().at, 50);
         assert_eq!(s.recent_rejections("app_b").await.unwrap().len(), 1);
     });
+}
+
+#[test]
+fn counts_not_yet_flushed_are_written_at_shutdown() {
+    let mut c = Console::start(ConsoleConfig {
+        stats_flush: Duration::from_secs(3600),
+        ..ConsoleConfig::default()
+    });
+    assert_eq!(c.signed_call(&c.secret.clone(), "s1").status, 200);
+    let r = c.identify(json!({"app_id": c.app, "user_id": "anon"}), None);
+    assert_eq!(r.status, 202);
+    c.stop();
+    let rows = with_store(c.dir.path(), async |s| {
+        s.call_counts(&c.app, 0).await.unwrap()
+    });
+    let mut total = CallCounts::default();
+    for (_, n) in &rows {
+        total.add(n);
+    }
+    assert_eq!((total.verified_seed, total.would_reject), (1, 1));
 }
