@@ -9,6 +9,7 @@ mod support;
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use dropfix_core::{SecretKey, StrictMode, seed};
@@ -57,7 +58,7 @@ struct Console {
     secret: SecretKey,
     /// A workspace only OTHER belongs to.
     other_app: String,
-    dir: tempfile::TempDir,
+    dir: Arc<tempfile::TempDir>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -69,6 +70,38 @@ fn new_ws(name: &str, strict: StrictMode) -> NewWorkspace {
         require_signed_claims: false,
         allowed_origins: vec!["http://localhost:*".into()],
     }
+}
+
+type Stop = tokio::sync::oneshot::Sender<()>;
+
+/// Starts `dropfix_server::run` on `127.0.0.1:0` over the store in `dir`.
+fn serve(dir: &Path, console: ConsoleConfig) -> (SocketAddr, Stop, std::thread::JoinHandle<()>) {
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let path = dir.to_path_buf();
+    let config = Config {
+        console,
+        ..Config::default()
+    };
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let backend = Backend::Sqlite { data_dir: path };
+            let state = AppState::new(config, &backend, [0; 32]).await.unwrap();
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            addr_tx.send(listener.local_addr().unwrap()).unwrap();
+            dropfix_server::run(listener, state, async {
+                let _ = stop_rx.await;
+            })
+            .await
+            .unwrap();
+        });
+    });
+    (addr_rx.recv().unwrap(), stop_tx, thread)
 }
 
 impl Console {
@@ -101,38 +134,28 @@ impl Console {
             }
             (app, k.secret, other)
         });
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let path = dir.path().to_path_buf();
-        let config = Config {
-            console,
-            ..Config::default()
-        };
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let backend = Backend::Sqlite { data_dir: path };
-                let state = AppState::new(config, &backend, [0; 32]).await.unwrap();
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                addr_tx.send(listener.local_addr().unwrap()).unwrap();
-                dropfix_server::run(listener, state, async {
-                    let _ = stop_rx.await;
-                })
-                .await
-                .unwrap();
-            });
-        });
+        let (addr, shutdown, thread) = serve(dir.path(), console);
         Console {
-            addr: addr_rx.recv().unwrap(),
+            addr,
             app,
             secret,
             other_app,
-            dir,
-            shutdown: Some(stop_tx),
+            dir: Arc::new(dir),
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        }
+    }
+
+    /// A second verifier instance on the same store (as several instances share one database).
+    fn another_instance(&self, console: ConsoleConfig) -> Console {
+        let (addr, shutdown, thread) = serve(self.dir.path(), console);
+        Console {
+            addr,
+            app: self.app.clone(),
+            secret: self.secret.clone(),
+            other_app: self.other_app.clone(),
+            dir: Arc::clone(&self.dir),
+            shutdown: Some(shutdown),
             thread: Some(thread),
         }
     }
@@ -882,4 +905,115 @@ fn counts_not_yet_flushed_are_written_at_shutdown() {
         total.add(n);
     }
     assert_eq!((total.verified_seed, total.would_reject), (1, 1));
+}
+
+#[test]
+fn any_instance_serves_a_session_and_counts_are_totals_across_instances() {
+    let a = Console::fast();
+    let b = a.another_instance(ConsoleConfig {
+        stats_flush: Duration::from_millis(100),
+        ..ConsoleConfig::default()
+    });
+    // Logged in on A, used on B; logged out on B, refused on A.
+    let cookie = a.login(OWNER);
+    assert_eq!(b.get(&cookie, &b.ws("security")).status, 200);
+    // Two calls through A, three through B: the console on either shows five.
+    for (i, instance) in [&a, &a, &b, &b, &b].into_iter().enumerate() {
+        let r = instance.identify(json!({"app_id": a.app, "user_id": format!("u{i}")}), None);
+        assert_eq!(r.status, 202);
+    }
+    for instance in [&a, &b] {
+        eventually("both instances' counts in the store", || {
+            let t = instance.get(&cookie, &instance.ws("security")).text();
+            t.contains("data-count=\"would_reject-1h\">5<")
+                .then_some(())
+        });
+    }
+    let r = b.post(&cookie, "/console/logout", &[]);
+    assert_redirect_to_login(&r);
+    assert_redirect_to_login(&a.get(&cookie, &a.ws("security")));
+}
+
+#[test]
+fn the_user_cli_makes_argon2id_accounts_and_refuses_mistakes() {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    support::owner_only(dir.path());
+    let bin = support::server_binary();
+    let run = |args: &[&str], stdin: &str| {
+        let mut child = Command::new(&bin)
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+    let (ok, out) = run(&["workspace", "create", "--name", "cli", "--json"], "");
+    assert!(ok, "{out}");
+    let app = serde_json::from_str::<Json>(&out).unwrap()["app_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let create = |email: &str, ws: &str, password: &str| {
+        run(
+            &[
+                "user",
+                "create",
+                "--email",
+                email,
+                "--password-stdin",
+                "--workspace",
+                ws,
+            ],
+            &format!("{password}\n"),
+        )
+    };
+    let (ok, out) = create("ada@example.com", &app, "short");
+    assert!(!ok && out.contains("at least 12"), "{out}");
+    let (ok, out) = create("ada@example.com", "app_nope", PASSWORD);
+    assert!(!ok && out.contains("no workspace"), "{out}");
+    let (ok, out) = create("not-an-email", &app, PASSWORD);
+    assert!(!ok, "{out}");
+    let (ok, out) = create("Ada@Example.com", &app, PASSWORD);
+    assert!(ok, "{out}");
+    let (ok, out) = create("ada@example.com", &app, PASSWORD);
+    assert!(!ok && out.contains("exists"), "{out}");
+    let add = [
+        "user",
+        "add-to-workspace",
+        "--email",
+        "bob@example.com",
+        "--workspace",
+        &app,
+    ];
+    let (ok, out) = run(&add, "");
+    assert!(!ok && out.contains("no console account"), "{out}");
+    let (ok, out) = run(&["user", "list", "--json"], "");
+    assert!(ok, "{out}");
+    let list: Json = serde_json::from_str(&out).unwrap();
+    assert_eq!(list["accounts"][0]["email"], "ada@example.com");
+    assert_eq!(list["accounts"][0]["workspaces"][0]["role"], "owner");
+    let phc = with_store(dir.path(), async |s| {
+        s.account_login("ada@example.com")
+            .await
+            .unwrap()
+            .unwrap()
+            .password_phc
+    });
+    assert!(phc.starts_with("$argon2id$"), "{phc}");
+    assert!(!phc.contains(PASSWORD));
 }
