@@ -940,9 +940,10 @@ fn the_user_cli_makes_argon2id_accounts_and_refuses_mistakes() {
     use std::process::{Command, Stdio};
     let dir = tempfile::tempdir().unwrap();
     support::owner_only(dir.path());
-    let bin = support::server_binary();
+    // Cargo builds the binary for integration tests and names its path here.
+    let bin = env!("CARGO_BIN_EXE_dropfix-server");
     let run = |args: &[&str], stdin: &str| {
-        let mut child = Command::new(&bin)
+        let mut child = Command::new(bin)
             .args(args)
             .arg("--data-dir")
             .arg(dir.path())
@@ -1016,4 +1017,25 @@ fn the_user_cli_makes_argon2id_accounts_and_refuses_mistakes() {
     });
     assert!(phc.starts_with("$argon2id$"), "{phc}");
     assert!(!phc.contains(PASSWORD));
+}
+
+#[test]
+fn ended_sessions_are_forgotten_at_the_next_login() {
+    let c = Console::start(ConsoleConfig {
+        session_idle: Duration::from_secs(1),
+        ..ConsoleConfig::default()
+    });
+    let _abandoned = c.login(OWNER);
+    std::thread::sleep(Duration::from_millis(2100));
+    let _fresh = c.login(VIEWER);
+    let rows: i64 = {
+        let conn = rusqlite_conn(c.dir.path());
+        conn.query_row("SELECT count(*) FROM console_sessions", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(rows, 1, "only the fresh session is kept");
+}
+
+fn rusqlite_conn(dir: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(dir.join("dropfix.sqlite3")).unwrap()
 }

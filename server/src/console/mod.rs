@@ -66,6 +66,17 @@ impl Default for ConsoleConfig {
     }
 }
 
+fn session_rules(cfg: &ConsoleConfig) -> SessionRules {
+    SessionRules {
+        idle_secs: cfg.session_idle.as_secs().try_into().unwrap_or(i64::MAX),
+        absolute_secs: cfg
+            .session_absolute
+            .as_secs()
+            .try_into()
+            .unwrap_or(i64::MAX),
+    }
+}
+
 /// The console's in-memory state on one instance.
 #[derive(Debug, Default)]
 pub struct ConsoleState {
@@ -294,15 +305,11 @@ pub async fn handle(state: &Arc<AppState>, peer: IpAddr, req: Request<Incoming>)
     let token = session::token_from(req.headers());
     let account = match token {
         Some(t) => {
-            let rules = SessionRules {
-                idle_secs: cfg.session_idle.as_secs().try_into().unwrap_or(i64::MAX),
-                absolute_secs: cfg
-                    .session_absolute
-                    .as_secs()
-                    .try_into()
-                    .unwrap_or(i64::MAX),
-            };
-            match state.store.resume_session(t, rules, now()).await {
+            match state
+                .store
+                .resume_session(t, session_rules(cfg), now())
+                .await
+            {
                 Ok(a) => a,
                 Err(e) => return unavailable(&e, None),
             }
@@ -512,7 +519,12 @@ async fn login(state: &Arc<AppState>, peer: IpAddr, req: Request<Incoming>) -> R
         );
     };
     let (token, digest) = session::new_token();
-    if let Err(e) = state.store.create_session(digest, account_id, now()).await {
+    let rules = session_rules(&state.config.console);
+    if let Err(e) = state
+        .store
+        .create_session(digest, account_id, rules, now())
+        .await
+    {
         return unavailable(&e, None);
     }
     let mut res = redirect("/console/workspaces");

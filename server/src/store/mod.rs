@@ -436,14 +436,16 @@ impl Store {
         dispatch!(self.account_login(email))
     }
 
-    /// Stores a new session (only the token's SHA-256).
+    /// Stores a new session (only the token's SHA-256), and forgets every session that has
+    /// ended under `rules` (so sessions nobody presents again do not pile up).
     pub async fn create_session(
         &self,
         token_sha256: [u8; 32],
         account_id: i64,
+        rules: SessionRules,
         now: i64,
     ) -> Result<(), StoreError> {
-        dispatch!(self.create_session(token_sha256, account_id, now))
+        dispatch!(self.create_session(token_sha256, account_id, rules, now))
     }
 
     /// The account of a live session, marking it used at `now`; an expired session is deleted

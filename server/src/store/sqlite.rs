@@ -1409,14 +1409,24 @@ impl SqliteStore {
         &self,
         token_sha256: [u8; 32],
         account_id: i64,
+        rules: SessionRules,
         now: i64,
     ) -> Result<(), StoreError> {
         self.call(move |c| {
-            c.execute(
+            let tx = write_tx(c)?;
+            tx.execute(
+                "DELETE FROM console_sessions WHERE last_seen <= ?1 OR created_at <= ?2",
+                params![
+                    now.saturating_sub(rules.idle_secs),
+                    now.saturating_sub(rules.absolute_secs)
+                ],
+            )?;
+            tx.execute(
                 "INSERT INTO console_sessions (token_sha256, account_id, created_at, last_seen)
                  VALUES (?1, ?2, ?3, ?3)",
                 params![&token_sha256[..], account_id, now],
             )?;
+            tx.commit()?;
             Ok(())
         })
         .await
