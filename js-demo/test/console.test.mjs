@@ -2,7 +2,8 @@
 // against a real dropfix-server on its embedded store. The account and workspace are made with
 // the CLI, as an operator would; identify calls are signed here with Node's HMAC, as a
 // customer's backend would. Every console page gets an axe-core scan (no serious or critical
-// findings) and a screenshot in test-output/console/.
+// findings) and a screenshot in test-output/console/. DROPFIX_SERVER_BIN picks the server binary
+// (default: the debug build in the target dir, built if missing).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
