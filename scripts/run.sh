@@ -5,6 +5,7 @@
 #
 # The demo's workspace is created once; its app id and secret (shown only at creation) and the
 # admin token are kept in ./dropfix-data/demo.env, as a customer keeps them in their own env.
+# A console account for the demo workspace is made the same way; its login is printed too.
 # Knobs: DROPFIX_LISTEN (default 127.0.0.1:8787), DEMO_PORT (default 3000), DROPFIX_DATA_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,6 +47,22 @@ set -a
 # shellcheck disable=SC1090
 . "$ENV_FILE"
 set +a
+# A console account (owner of the demo workspace) for Settings -> Security, made once with the
+# CLI as an operator would; its password is generated and kept in demo.env beside the secret.
+if [ -z "${DROPFIX_CONSOLE_PASSWORD:-}" ]; then
+  console_email="demo@acme.example"
+  console_password="$(node -e 'console.log(require("crypto").randomBytes(12).toString("hex"))')"
+  if printf '%s\n' "$console_password" | "$BIN" user create --email "$console_email" --password-stdin \
+    --workspace "$DROPFIX_APP_ID" --role owner --data-dir "$DATA" >/dev/null; then
+    (umask 077 && printf 'DROPFIX_CONSOLE_EMAIL=%s\nDROPFIX_CONSOLE_PASSWORD=%s\n' \
+      "$console_email" "$console_password" >>"$ENV_FILE")
+    DROPFIX_CONSOLE_EMAIL="$console_email"
+    DROPFIX_CONSOLE_PASSWORD="$console_password"
+  else
+    echo "could not create the console account $console_email (see above); create one with" \
+      "\`$BIN user create --data-dir $DATA ...\`" >&2
+  fi
+fi
 
 wait_for() { # FILE PATTERN PID LOG: until FILE has PATTERN; fail with LOG if PID exits first
   for _ in $(seq 1 100); do
@@ -84,6 +101,8 @@ cat <<INFO
   DropFix verifier   $ENDPOINT   (store: $DATA/dropfix.sqlite3, log: $LOG)
   workspace          app_id=$DROPFIX_APP_ID   (secret and admin token in $ENV_FILE)
   demo app           $DEMO_URL   <- open this
+  console            $ENDPOINT/console   (Settings -> Security)
+                     login: ${DROPFIX_CONSOLE_EMAIL:-none} / ${DROPFIX_CONSOLE_PASSWORD:-none}
 
   What DropFix stored (admin API):
     (. $ENV_FILE; curl -s -H "Authorization: Bearer \$DROPFIX_ADMIN_TOKEN" $ENDPOINT/v1/admin/workspaces/\$DROPFIX_APP_ID/users)

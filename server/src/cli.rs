@@ -13,7 +13,7 @@ use serde_json::json;
 use sha2::Digest;
 
 use crate::sealing::{self, Keyring, MasterKey};
-use crate::store::{Backend, Hooks, Store};
+use crate::store::{Backend, Hooks, Role, Store};
 use crate::workspace::{self, NewKey, NewWorkspace, Workspace, WorkspacePatch};
 use crate::{AppState, Config, diagnose, http::now};
 
@@ -40,6 +40,9 @@ enum Command {
     /// The master keys that seal stored secrets: status, add, activate, rewrap, drop.
     #[command(subcommand)]
     MasterKey(MasterKeyCommand),
+    /// Console accounts: create them and give them a role in workspaces.
+    #[command(subcommand)]
+    User(UserCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -196,6 +199,51 @@ struct ServeArgs {
     /// Worker threads (default: one per CPU).
     #[arg(long, env = "DROPFIX_WORKERS")]
     workers: Option<usize>,
+    /// The console is served over https by a TLS proxy: mark its session cookie Secure and
+    /// expect https:// origins on its forms.
+    #[arg(long, env = "DROPFIX_CONSOLE_SECURE_COOKIES")]
+    console_secure_cookies: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create a console account and give it a role in a workspace.
+    Create {
+        #[arg(long)]
+        email: String,
+        /// Read the password from the first line of standard input (keeps it out of `ps`).
+        #[arg(long, conflicts_with = "password")]
+        password_stdin: bool,
+        /// The password (visible to other users in `ps`; prefer --password-stdin).
+        #[arg(long)]
+        password: Option<String>,
+        /// The workspace (app id) the account belongs to.
+        #[arg(long)]
+        workspace: String,
+        /// owner (may change settings) or viewer (may only look).
+        #[arg(long, default_value = "owner", value_parser = parse_role)]
+        role: Role,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Give an existing account a role in another workspace (or change its role there).
+    AddToWorkspace {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        workspace: String,
+        #[arg(long, default_value = "viewer", value_parser = parse_role)]
+        role: Role,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// List console accounts and their workspaces.
+    List {
+        #[command(flatten)]
+        data: DataDir,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -339,6 +387,10 @@ fn parse_ip_net(s: &str) -> Result<ipnet::IpNet, String> {
         .map_err(|_| format!("{s:?} is not an IP address or CIDR block (e.g. 10.0.0.0/8)"))
 }
 
+fn parse_role(s: &str) -> Result<Role, String> {
+    Role::parse(s).ok_or_else(|| "expected owner or viewer".to_string())
+}
+
 fn parse_origin(s: &str) -> Result<String, String> {
     workspace::validate_origin_pattern(s).map(|()| s.to_string())
 }
@@ -379,6 +431,7 @@ pub fn main() -> ExitCode {
         Command::Workspace(cmd) => workspace_command(cmd),
         Command::DebugSignature(args) => return debug_signature(args),
         Command::MasterKey(cmd) => master_key_command(cmd),
+        Command::User(cmd) => user_command(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -432,6 +485,10 @@ fn serve(args: ServeArgs) -> CliResult {
         rate_per_app: args.rate_limit_per_app,
         trusted_proxies: args.trusted_proxies,
         metrics_listen: args.metrics_listen,
+        console: crate::console::ConsoleConfig {
+            secure_cookies: args.console_secure_cookies,
+            ..Default::default()
+        },
     };
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();
@@ -857,6 +914,114 @@ fn master_key_command(cmd: MasterKeyCommand) -> CliResult {
             println!("master key {id} removed from {}", path.display());
             Ok(())
         }
+    }
+}
+
+fn read_password(stdin: bool, flag: Option<String>) -> Result<String, Box<dyn std::error::Error>> {
+    let password = match (stdin, flag) {
+        (true, _) => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            line.trim_end_matches(['\r', '\n']).to_string()
+        }
+        (false, Some(p)) => p,
+        (false, None) => return Err("give the password with --password-stdin or --password".into()),
+    };
+    if password.chars().count() < crate::console::session::MIN_PASSWORD_CHARS {
+        return Err(format!(
+            "the password must be at least {} characters",
+            crate::console::session::MIN_PASSWORD_CHARS
+        )
+        .into());
+    }
+    Ok(password)
+}
+
+fn user_command(cmd: UserCommand) -> CliResult {
+    match cmd {
+        UserCommand::Create {
+            email,
+            password_stdin,
+            password,
+            workspace,
+            role,
+            data,
+        } => {
+            let email = email.trim().to_lowercase();
+            if !email.contains('@') || email.chars().any(char::is_whitespace) {
+                return Err(format!("{email:?} is not an email address").into());
+            }
+            let password = read_password(password_stdin, password)?;
+            let phc = crate::console::session::hash_password(&password)?;
+            with_store(&data, |store| async move {
+                if !store
+                    .workspaces()
+                    .await?
+                    .iter()
+                    .any(|w| w.app_id == workspace)
+                {
+                    return Err(format!("no workspace has app id {workspace}").into());
+                }
+                if store.create_account(&email, &phc, now()).await?.is_none() {
+                    return Err(format!(
+                        "an account with email {email} exists; use `user add-to-workspace`"
+                    )
+                    .into());
+                }
+                store
+                    .add_member(&email, &workspace, role, CLI_ACTOR, now())
+                    .await?;
+                println!(
+                    "created console account {email} ({} of {workspace})",
+                    role.as_str()
+                );
+                Ok(())
+            })
+        }
+        UserCommand::AddToWorkspace {
+            email,
+            workspace,
+            role,
+            data,
+        } => with_store(&data, |store| async move {
+            if !store
+                .add_member(&email, &workspace, role, CLI_ACTOR, now())
+                .await?
+            {
+                return Err(format!("no console account has email {email}").into());
+            }
+            println!("{email} is now {} of {workspace}", role.as_str());
+            Ok(())
+        }),
+        UserCommand::List { data, json } => with_store(&data, |store| async move {
+            let accounts = store.list_accounts().await?;
+            if json {
+                let v: Vec<_> = accounts
+                    .iter()
+                    .map(|a| {
+                        json!({"email": a.email, "created_at": a.created_at,
+                            "workspaces": a.memberships.iter()
+                                .map(|m| json!({"app_id": m.app_id, "role": m.role.as_str()}))
+                                .collect::<Vec<_>>()})
+                    })
+                    .collect();
+                println!("{}", json!({ "accounts": v }));
+            } else {
+                let rows: Vec<(String, String)> = accounts
+                    .iter()
+                    .map(|a| {
+                        let ws: Vec<String> = a
+                            .memberships
+                            .iter()
+                            .map(|m| format!("{} ({})", m.app_id, m.role.as_str()))
+                            .collect();
+                        (a.email.clone(), ws.join(", "))
+                    })
+                    .collect();
+                print_rows(&rows);
+            }
+            Ok(())
+        }),
     }
 }
 

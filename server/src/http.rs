@@ -21,6 +21,7 @@ use serde::Serialize;
 use serde_json::{Map, Value as Json, json};
 
 use crate::admin::admin_authorized;
+use crate::console::stats;
 use crate::store::StoreError;
 use crate::users::{Claimed, IdentifyWrite, Verification};
 use crate::workspace;
@@ -128,6 +129,9 @@ pub async fn handle(
         }
         "/healthz" | "/metrics" => method_not_allowed("GET"),
         p if p.starts_with("/v1/admin/") => crate::admin::handle(&state, req).await,
+        p if p == "/console" || p.starts_with("/console/") => {
+            crate::console::handle(&state, peer, req).await
+        }
         _ => error(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -446,6 +450,8 @@ async fn identify(
     if let Some(origin) = origin
         && !ws.allows_origin(origin)
     {
+        let code = "origin_not_allowed";
+        (state.console.stats).refused(&ws.app_id, now(), code, Some(origin), &call.user_id, None);
         let res = origin_forbidden(state, Some(&ws), Some(&ws.app_id), origin, false);
         return (res, "origin_not_allowed", Some(ws));
     }
@@ -458,17 +464,29 @@ async fn identify(
         require_signed_claims: ws.require_signed_claims,
     };
     let decision = dropfix_core::decide(&policy, &call, now);
+    let mut stat = stats::Outcome::Unverified;
     let (verification, trusted, outcome) = match decision {
         Decision::Rejected(r) => {
             // debug, not info: under a forging attack every request is a 401, and the counts are in
             // /metrics (dropfix_identify_requests_total{outcome="signature_mismatch"}).
             tracing::debug!(app_id = %ws.app_id, code = r.code(), "identify rejected");
+            let (user, sig) = (&call.user_id, call.signature.as_deref());
+            let key = stats::signing_key(r.code(), &secrets, &key_ids, user, sig);
+            (state.console.stats).refused(&ws.app_id, now, r.code(), origin, user, key);
             let res = error(StatusCode::UNAUTHORIZED, r.code(), r.message(), None);
             return (res, r.code(), Some(ws));
         }
         Decision::Unverified { would_reject } => {
             if let Some(r) = would_reject {
                 state.metrics.would_reject(&ws.app_id);
+                stat = stats::Outcome::WouldReject;
+                (state.console.stats).would_refuse(
+                    &ws.app_id,
+                    now,
+                    r.code(),
+                    origin,
+                    &call.user_id,
+                );
                 tracing::info!(
                     app_id = %ws.app_id,
                     code = r.code(),
@@ -492,6 +510,10 @@ async fn identify(
                 method: v.method.as_str(),
                 key_id: key_ids.get(v.key_index).copied().unwrap_or_default(),
                 signed_at: v.signed_at,
+            };
+            stat = match v.method {
+                Method::SeedHmac => stats::Outcome::VerifiedSeed,
+                Method::SignedClaims => stats::Outcome::VerifiedClaims,
             };
             (Some(verification), trusted, "verified")
         }
@@ -530,6 +552,7 @@ async fn identify(
     if let Err(e) = state.store.identify(write).await {
         return (store_unavailable(&e), "store_unavailable", Some(ws));
     }
+    state.console.stats.count(&ws.app_id, now, stat);
     tracing::debug!(app_id = %ws.app_id, outcome, "identify stored");
     let status = if method.is_some() {
         StatusCode::OK

@@ -17,6 +17,7 @@
 
 pub mod admin;
 pub mod cli;
+pub mod console;
 pub mod diagnose;
 pub mod http;
 pub mod limits;
@@ -83,6 +84,8 @@ pub struct Config {
     /// Also serve `GET /metrics` without a token on this address (a private interface for
     /// Prometheus). On the main port `/metrics` needs the admin token.
     pub metrics_listen: Option<SocketAddr>,
+    /// The web console under `/console`.
+    pub console: console::ConsoleConfig,
 }
 
 impl Default for Config {
@@ -97,6 +100,7 @@ impl Default for Config {
             rate_per_app: 10_000,
             trusted_proxies: Vec::new(),
             metrics_listen: None,
+            console: console::ConsoleConfig::default(),
         }
     }
 }
@@ -111,6 +115,8 @@ pub struct AppState {
     pub limits: Limits,
     /// SHA-256 of the admin token (the token itself is not kept).
     pub admin_token_sha256: [u8; 32],
+    /// The console's live counts (flushed to the store by a task) and login limits.
+    pub console: Arc<console::ConsoleState>,
 }
 
 impl AppState {
@@ -132,7 +138,8 @@ impl AppState {
         ))
     }
 
-    /// The shared state over a store that is already open with these `hooks`.
+    /// The shared state over a store that is already open with these `hooks`. Starts the task
+    /// that flushes the console's counts, so it needs a tokio runtime.
     pub fn with_store(
         config: Config,
         store: Store,
@@ -140,14 +147,18 @@ impl AppState {
         admin_token_sha256: [u8; 32],
     ) -> Arc<AppState> {
         let limits = Limits::new(config.rate_per_ip, config.rate_per_app);
-        Arc::new(AppState {
+        let flush_every = config.console.stats_flush;
+        let state = Arc::new(AppState {
             admin_token_sha256,
             config,
             store,
             registry: hooks.registry,
             metrics: hooks.metrics,
             limits,
-        })
+            console: Arc::default(),
+        });
+        console::stats::spawn_flusher(Arc::downgrade(&state), flush_every);
+        state
     }
 }
 
@@ -193,6 +204,7 @@ pub async fn run(
         loop {
             tick.tick().await;
             limits_state.limits.prune();
+            limits_state.console.login_limits.prune();
         }
     });
     tokio::pin!(shutdown);
@@ -261,6 +273,10 @@ pub async fn run(
         () = tokio::time::sleep(state.config.shutdown_grace) => {
             tracing::warn!("shutdown grace period over; closing remaining connections");
         }
+    }
+    // The console's counts of calls answered since the last flush, so a restart loses none.
+    if let Err(e) = state.console.stats.flush(&state.store).await {
+        tracing::warn!(error = %e, "final flush of console counts failed");
     }
     Ok(())
 }

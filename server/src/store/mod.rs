@@ -159,6 +159,127 @@ pub struct AuditEntry {
     pub detail: serde_json::Value,
 }
 
+/// A console account's role in one workspace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Role {
+    /// May change settings and keys.
+    Owner,
+    /// May only look.
+    Viewer,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Viewer => "viewer",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "owner" => Some(Role::Owner),
+            "viewer" => Some(Role::Viewer),
+            _ => None,
+        }
+    }
+}
+
+/// One workspace a console account belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    pub app_id: String,
+    pub role: Role,
+}
+
+/// A console account with its memberships (no password hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: i64,
+    /// Stored lower-cased.
+    pub email: String,
+    pub created_at: i64,
+    pub memberships: Vec<Membership>,
+}
+
+/// What a login needs: the account and its argon2id PHC string.
+#[derive(Debug, Clone)]
+pub struct AccountLogin {
+    pub id: i64,
+    pub password_phc: String,
+}
+
+/// How a console session is checked: `token_sha256` is the SHA-256 of the cookie's token (the
+/// token itself is never stored); it is valid while both limits hold.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionRules {
+    /// Ends after this many seconds without a request.
+    pub idle_secs: i64,
+    /// Ends this many seconds after login, however active.
+    pub absolute_secs: i64,
+}
+
+/// Identify outcomes counted per workspace and minute (the console's live counts). Each call
+/// counts once, in exactly one of these.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CallCounts {
+    pub verified_seed: u64,
+    pub verified_claims: u64,
+    /// Accepted unverified, and strict mode would accept it too (off, nothing to report).
+    pub unverified: u64,
+    /// Accepted unverified in report-only mode; strict mode `on` would have refused it.
+    pub would_reject: u64,
+    pub rejected: u64,
+}
+
+impl CallCounts {
+    pub fn add(&mut self, o: &CallCounts) {
+        self.verified_seed += o.verified_seed;
+        self.verified_claims += o.verified_claims;
+        self.unverified += o.unverified;
+        self.would_reject += o.would_reject;
+        self.rejected += o.rejected;
+    }
+
+    pub fn verified(&self) -> u64 {
+        self.verified_seed + self.verified_claims
+    }
+
+    pub fn total(&self) -> u64 {
+        self.verified() + self.unverified + self.would_reject + self.rejected
+    }
+
+    pub fn is_zero(&self) -> bool {
+        self.total() == 0
+    }
+}
+
+/// Counts to add to one workspace's minute bucket (`minute` = Unix seconds / 60).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CountsDelta {
+    pub app_id: String,
+    pub minute: i64,
+    pub counts: CallCounts,
+}
+
+/// Most recent rejections kept per workspace.
+pub const MAX_RECENT_REJECTIONS: usize = 100;
+
+/// One refused (or, in report-only mode, would-be-refused) identify call, as the console shows
+/// it. Never traits, signatures or tokens.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RejectionEntry {
+    pub app_id: String,
+    pub at: i64,
+    /// The 401 (or 403 `origin_not_allowed`) code.
+    pub code: String,
+    /// `false` for a report-only call that was accepted unverified.
+    pub enforced: bool,
+    pub key_id: Option<i64>,
+    pub origin: Option<String>,
+    pub user_id: Option<String>,
+}
+
 /// A handle to the store. Cheap to clone.
 #[derive(Debug, Clone)]
 pub enum Store {
@@ -331,5 +452,106 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<AuditEntry>, StoreError> {
         dispatch!(self.audit_log(app_id, limit))
+    }
+    // -----------------------------------------------------------------------------------------
+    // Console: accounts, memberships, sessions, call counts, recent rejections
+
+    /// Creates a console account; `None` when the email is taken.
+    pub async fn create_account(
+        &self,
+        email: &str,
+        password_phc: &str,
+        now: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        dispatch!(self.create_account(email, password_phc, now))
+    }
+
+    /// Gives an account a role in a workspace (replacing its role there); `false` when no
+    /// account has this email.
+    pub async fn add_member(
+        &self,
+        email: &str,
+        app_id: &str,
+        role: Role,
+        actor: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self.add_member(email, app_id, role, actor, now))
+    }
+
+    /// Every console account with its memberships, by email.
+    pub async fn list_accounts(&self) -> Result<Vec<Account>, StoreError> {
+        dispatch!(self.list_accounts())
+    }
+
+    /// The account a login names (by email, case-insensitively).
+    pub async fn account_login(&self, email: &str) -> Result<Option<AccountLogin>, StoreError> {
+        dispatch!(self.account_login(email))
+    }
+
+    /// Stores a new session (only the token's SHA-256), and forgets every session that has
+    /// ended under `rules` (so sessions nobody presents again do not pile up).
+    pub async fn create_session(
+        &self,
+        token_sha256: [u8; 32],
+        account_id: i64,
+        rules: SessionRules,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        dispatch!(self.create_session(token_sha256, account_id, rules, now))
+    }
+
+    /// The account of a live session, marking it used at `now`; an expired session is deleted
+    /// and gives `None`.
+    pub async fn resume_session(
+        &self,
+        token_sha256: [u8; 32],
+        rules: SessionRules,
+        now: i64,
+    ) -> Result<Option<Account>, StoreError> {
+        dispatch!(self.resume_session(token_sha256, rules, now))
+    }
+
+    /// Ends a session (logout).
+    pub async fn delete_session(&self, token_sha256: [u8; 32]) -> Result<(), StoreError> {
+        dispatch!(self.delete_session(token_sha256))
+    }
+
+    /// Adds (never overwrites) per-minute call counts and appends recent rejections, keeping the
+    /// newest [`MAX_RECENT_REJECTIONS`] per workspace. Several instances flush into the same
+    /// rows, so the stored counts are totals across instances.
+    pub async fn add_call_stats(
+        &self,
+        counts: Vec<CountsDelta>,
+        rejections: Vec<RejectionEntry>,
+    ) -> Result<(), StoreError> {
+        dispatch!(self.add_call_stats(counts, rejections))
+    }
+
+    /// A workspace's per-minute counts from `since_minute` on, oldest first.
+    pub async fn call_counts(
+        &self,
+        app_id: &str,
+        since_minute: i64,
+    ) -> Result<Vec<(i64, CallCounts)>, StoreError> {
+        dispatch!(self.call_counts(app_id, since_minute))
+    }
+
+    /// A workspace's recent rejections, newest first.
+    pub async fn recent_rejections(&self, app_id: &str) -> Result<Vec<RejectionEntry>, StoreError> {
+        dispatch!(self.recent_rejections(app_id))
+    }
+
+    /// Adds an audit entry for an action that changes nothing else in the store (a console
+    /// export, a membership change).
+    pub async fn append_audit(
+        &self,
+        app_id: &str,
+        actor: &str,
+        action: &str,
+        detail: serde_json::Value,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        dispatch!(self.append_audit(app_id, actor, action, detail, now))
     }
 }

@@ -21,7 +21,11 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 use serde_json::{Value as Json, json};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{AuditEntry, Hooks, SealCounts, StoreError, open_secret, seal_secret};
+use super::{
+    Account, AccountLogin, AuditEntry, CallCounts, CountsDelta, Hooks, MAX_RECENT_REJECTIONS,
+    Membership, RejectionEntry, Role, SealCounts, SessionRules, StoreError, open_secret,
+    seal_secret,
+};
 use crate::sealing::{Keyring, sealed_key_id};
 use crate::users::{IdentifyWrite, UserQuery, UserRecord, merge};
 use crate::workspace::{
@@ -91,6 +95,48 @@ const MIGRATIONS: &[&str] = &[
          detail TEXT NOT NULL DEFAULT '{}'
      );
      CREATE INDEX audit_app ON audit_log(app_id, id);",
+    // 3: the console: accounts (argon2id PHC strings), their workspaces and roles, sessions
+    // (SHA-256 of the token only), identify outcomes per workspace and minute (added to by
+    // every instance), and the last rejections per workspace (a bounded log, trimmed on insert).
+    "CREATE TABLE console_accounts (
+         id INTEGER PRIMARY KEY AUTOINCREMENT,
+         email TEXT NOT NULL UNIQUE,
+         password_phc TEXT NOT NULL,
+         created_at INTEGER NOT NULL
+     );
+     CREATE TABLE console_members (
+         account_id INTEGER NOT NULL REFERENCES console_accounts(id) ON DELETE CASCADE,
+         app_id TEXT NOT NULL REFERENCES workspaces(app_id) ON DELETE CASCADE,
+         role TEXT NOT NULL,
+         PRIMARY KEY (account_id, app_id)
+     ) WITHOUT ROWID;
+     CREATE TABLE console_sessions (
+         token_sha256 BLOB PRIMARY KEY,
+         account_id INTEGER NOT NULL REFERENCES console_accounts(id) ON DELETE CASCADE,
+         created_at INTEGER NOT NULL,
+         last_seen INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE call_counts (
+         app_id TEXT NOT NULL,
+         minute INTEGER NOT NULL,
+         verified_seed INTEGER NOT NULL DEFAULT 0,
+         verified_claims INTEGER NOT NULL DEFAULT 0,
+         unverified INTEGER NOT NULL DEFAULT 0,
+         would_reject INTEGER NOT NULL DEFAULT 0,
+         rejected INTEGER NOT NULL DEFAULT 0,
+         PRIMARY KEY (app_id, minute)
+     ) WITHOUT ROWID;
+     CREATE TABLE recent_rejections (
+         id INTEGER PRIMARY KEY AUTOINCREMENT,
+         app_id TEXT NOT NULL,
+         at INTEGER NOT NULL,
+         code TEXT NOT NULL,
+         enforced INTEGER NOT NULL,
+         key_id INTEGER,
+         origin TEXT,
+         user_id TEXT
+     );
+     CREATE INDEX recent_rejections_app ON recent_rejections(app_id, id);",
 ];
 
 /// Opens (creating if needed) the database file in `data_dir` and brings its schema up to date.
@@ -909,6 +955,277 @@ fn touch_keys(tx: &Transaction<'_>, batch: &[Pending]) -> rusqlite::Result<()> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Console: accounts, sessions, call counts, recent rejections
+
+/// Per-minute counts older than this are deleted when new ones are flushed (the console shows
+/// at most 7 days).
+const COUNTS_KEEP_MINUTES: i64 = 8 * 24 * 60;
+
+fn create_account(
+    conn: &mut Connection,
+    email: &str,
+    password_phc: &str,
+    now: i64,
+) -> Result<Option<i64>, StoreError> {
+    let tx = write_tx(conn)?;
+    let n = tx.execute(
+        "INSERT INTO console_accounts (email, password_phc, created_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (email) DO NOTHING",
+        params![email.to_lowercase(), password_phc, now],
+    )?;
+    let id = (n == 1).then(|| tx.last_insert_rowid());
+    tx.commit()?;
+    Ok(id)
+}
+
+fn add_member(
+    conn: &mut Connection,
+    email: &str,
+    app_id: &str,
+    role: Role,
+    actor: &str,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let tx = write_tx(conn)?;
+    require_workspace(&tx, app_id)?;
+    let email = email.to_lowercase();
+    let Some(account_id) = tx
+        .query_row(
+            "SELECT id FROM console_accounts WHERE email = ?1",
+            [&email],
+            |r| r.get::<_, i64>(0),
+        )
+        .optional()?
+    else {
+        return Ok(false);
+    };
+    tx.execute(
+        "INSERT INTO console_members (account_id, app_id, role) VALUES (?1, ?2, ?3)
+         ON CONFLICT (account_id, app_id) DO UPDATE SET role = excluded.role",
+        params![account_id, app_id, role.as_str()],
+    )?;
+    audit(
+        &tx,
+        app_id,
+        actor,
+        "member.set",
+        json!({"email": email, "role": role.as_str()}),
+        now,
+    )?;
+    tx.commit()?;
+    Ok(true)
+}
+
+fn memberships(conn: &Connection, account_id: i64) -> rusqlite::Result<Vec<Membership>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT app_id, role FROM console_members WHERE account_id = ?1 ORDER BY app_id",
+    )?;
+    let rows = stmt.query_map([account_id], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (app_id, role) = row?;
+        // An unreadable role fails closed: look only.
+        let role = Role::parse(&role).unwrap_or(Role::Viewer);
+        out.push(Membership { app_id, role });
+    }
+    Ok(out)
+}
+
+fn account(conn: &Connection, id: i64) -> rusqlite::Result<Option<Account>> {
+    let row = conn
+        .query_row(
+            "SELECT email, created_at FROM console_accounts WHERE id = ?1",
+            [id],
+            |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
+        )
+        .optional()?;
+    let Some((email, created_at)) = row else {
+        return Ok(None);
+    };
+    Ok(Some(Account {
+        id,
+        email,
+        created_at,
+        memberships: memberships(conn, id)?,
+    }))
+}
+
+fn list_accounts(conn: &Connection) -> Result<Vec<Account>, StoreError> {
+    let ids: Vec<i64> = conn
+        .prepare_cached("SELECT id FROM console_accounts ORDER BY email")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(a) = account(conn, id)? {
+            out.push(a);
+        }
+    }
+    Ok(out)
+}
+
+fn account_login(conn: &Connection, email: &str) -> Result<Option<AccountLogin>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT id, password_phc FROM console_accounts WHERE email = ?1",
+            [email.to_lowercase()],
+            |r| {
+                Ok(AccountLogin {
+                    id: r.get(0)?,
+                    password_phc: r.get(1)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+fn resume_session(
+    conn: &mut Connection,
+    token: [u8; 32],
+    rules: SessionRules,
+    now: i64,
+) -> Result<Option<Account>, StoreError> {
+    let tx = write_tx(conn)?;
+    let row = tx
+        .query_row(
+            "SELECT account_id, created_at, last_seen FROM console_sessions WHERE token_sha256 = ?1",
+            [&token[..]],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)),
+        )
+        .optional()?;
+    let Some((account_id, created_at, last_seen)) = row else {
+        return Ok(None);
+    };
+    let idle_over = now.saturating_sub(last_seen) >= rules.idle_secs;
+    let absolute_over = now.saturating_sub(created_at) >= rules.absolute_secs;
+    if idle_over || absolute_over {
+        tx.execute(
+            "DELETE FROM console_sessions WHERE token_sha256 = ?1",
+            [&token[..]],
+        )?;
+        tx.commit()?;
+        return Ok(None);
+    }
+    if now > last_seen {
+        tx.execute(
+            "UPDATE console_sessions SET last_seen = ?2 WHERE token_sha256 = ?1",
+            params![&token[..], now],
+        )?;
+    }
+    let account = account(&tx, account_id)?;
+    tx.commit()?;
+    Ok(account)
+}
+
+fn add_call_stats(
+    conn: &mut Connection,
+    counts: &[CountsDelta],
+    rejections: &[RejectionEntry],
+) -> Result<(), StoreError> {
+    let tx = write_tx(conn)?;
+    {
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO call_counts (app_id, minute, verified_seed, verified_claims, unverified,
+                 would_reject, rejected)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (app_id, minute) DO UPDATE SET
+                 verified_seed = verified_seed + excluded.verified_seed,
+                 verified_claims = verified_claims + excluded.verified_claims,
+                 unverified = unverified + excluded.unverified,
+                 would_reject = would_reject + excluded.would_reject,
+                 rejected = rejected + excluded.rejected",
+        )?;
+        let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        for d in counts {
+            let c = &d.counts;
+            stmt.execute(params![
+                d.app_id,
+                d.minute,
+                n(c.verified_seed),
+                n(c.verified_claims),
+                n(c.unverified),
+                n(c.would_reject),
+                n(c.rejected)
+            ])?;
+        }
+        if let Some(newest) = counts.iter().map(|d| d.minute).max() {
+            tx.execute(
+                "DELETE FROM call_counts WHERE minute < ?1",
+                [newest - COUNTS_KEEP_MINUTES],
+            )?;
+        }
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO recent_rejections (app_id, at, code, enforced, key_id, origin, user_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        for r in rejections {
+            stmt.execute(params![
+                r.app_id, r.at, r.code, r.enforced, r.key_id, r.origin, r.user_id
+            ])?;
+        }
+        let mut apps: Vec<&str> = rejections.iter().map(|r| r.app_id.as_str()).collect();
+        apps.sort_unstable();
+        apps.dedup();
+        let mut trim = tx.prepare_cached(
+            "DELETE FROM recent_rejections WHERE app_id = ?1 AND id <= (
+                 SELECT id FROM recent_rejections WHERE app_id = ?1
+                 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+        )?;
+        for app in apps {
+            trim.execute(params![app, MAX_RECENT_REJECTIONS as i64])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn call_counts(
+    conn: &Connection,
+    app_id: &str,
+    since_minute: i64,
+) -> Result<Vec<(i64, CallCounts)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT minute, verified_seed, verified_claims, unverified, would_reject, rejected
+         FROM call_counts WHERE app_id = ?1 AND minute >= ?2 ORDER BY minute",
+    )?;
+    let n = |v: i64| u64::try_from(v).unwrap_or(0);
+    let rows = stmt.query_map(params![app_id, since_minute], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            CallCounts {
+                verified_seed: n(r.get(1)?),
+                verified_claims: n(r.get(2)?),
+                unverified: n(r.get(3)?),
+                would_reject: n(r.get(4)?),
+                rejected: n(r.get(5)?),
+            },
+        ))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn recent_rejections(conn: &Connection, app_id: &str) -> Result<Vec<RejectionEntry>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT at, code, enforced, key_id, origin, user_id FROM recent_rejections
+         WHERE app_id = ?1 ORDER BY id DESC LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![app_id, MAX_RECENT_REJECTIONS as i64], |r| {
+        Ok(RejectionEntry {
+            app_id: app_id.to_string(),
+            at: r.get(0)?,
+            code: r.get(1)?,
+            enforced: r.get(2)?,
+            key_id: r.get(3)?,
+            origin: r.get(4)?,
+            user_id: r.get(5)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+// ---------------------------------------------------------------------------------------------
 // The store thread
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
@@ -1171,6 +1488,127 @@ impl SqliteStore {
     ) -> Result<Vec<AuditEntry>, StoreError> {
         let app = app_id.to_string();
         self.call(move |c| audit_log(c, &app, limit)).await
+    }
+    pub async fn create_account(
+        &self,
+        email: &str,
+        password_phc: &str,
+        now: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let (email, phc) = (email.to_string(), password_phc.to_string());
+        self.call(move |c| create_account(c, &email, &phc, now))
+            .await
+    }
+
+    pub async fn add_member(
+        &self,
+        email: &str,
+        app_id: &str,
+        role: Role,
+        actor: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let (email, app, actor) = (email.to_string(), app_id.to_string(), actor.to_string());
+        self.call(move |c| add_member(c, &email, &app, role, &actor, now))
+            .await
+    }
+
+    pub async fn list_accounts(&self) -> Result<Vec<Account>, StoreError> {
+        self.call(|c| list_accounts(c)).await
+    }
+
+    pub async fn account_login(&self, email: &str) -> Result<Option<AccountLogin>, StoreError> {
+        let email = email.to_string();
+        self.call(move |c| account_login(c, &email)).await
+    }
+
+    pub async fn create_session(
+        &self,
+        token_sha256: [u8; 32],
+        account_id: i64,
+        rules: SessionRules,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.call(move |c| {
+            let tx = write_tx(c)?;
+            tx.execute(
+                "DELETE FROM console_sessions WHERE last_seen <= ?1 OR created_at <= ?2",
+                params![
+                    now.saturating_sub(rules.idle_secs),
+                    now.saturating_sub(rules.absolute_secs)
+                ],
+            )?;
+            tx.execute(
+                "INSERT INTO console_sessions (token_sha256, account_id, created_at, last_seen)
+                 VALUES (?1, ?2, ?3, ?3)",
+                params![&token_sha256[..], account_id, now],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn resume_session(
+        &self,
+        token_sha256: [u8; 32],
+        rules: SessionRules,
+        now: i64,
+    ) -> Result<Option<Account>, StoreError> {
+        self.call(move |c| resume_session(c, token_sha256, rules, now))
+            .await
+    }
+
+    pub async fn delete_session(&self, token_sha256: [u8; 32]) -> Result<(), StoreError> {
+        self.call(move |c| {
+            c.execute(
+                "DELETE FROM console_sessions WHERE token_sha256 = ?1",
+                [&token_sha256[..]],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn add_call_stats(
+        &self,
+        counts: Vec<CountsDelta>,
+        rejections: Vec<RejectionEntry>,
+    ) -> Result<(), StoreError> {
+        self.call(move |c| add_call_stats(c, &counts, &rejections))
+            .await
+    }
+
+    pub async fn call_counts(
+        &self,
+        app_id: &str,
+        since_minute: i64,
+    ) -> Result<Vec<(i64, CallCounts)>, StoreError> {
+        let app = app_id.to_string();
+        self.call(move |c| call_counts(c, &app, since_minute)).await
+    }
+
+    pub async fn recent_rejections(&self, app_id: &str) -> Result<Vec<RejectionEntry>, StoreError> {
+        let app = app_id.to_string();
+        self.call(move |c| recent_rejections(c, &app)).await
+    }
+
+    pub async fn append_audit(
+        &self,
+        app_id: &str,
+        actor: &str,
+        action: &str,
+        detail: Json,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let (app, actor, action) = (app_id.to_string(), actor.to_string(), action.to_string());
+        self.call(move |c| {
+            let tx = write_tx(c)?;
+            audit(&tx, &app, &actor, &action, detail, now)?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
     }
 }
 

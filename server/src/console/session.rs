@@ -1,0 +1,183 @@
+//! Who is asking: passwords (argon2id PHC strings), session tokens and their cookie, and the
+//! login rate limits.
+//!
+//! A session token is 256 random bits sent only in an `HttpOnly; SameSite=Strict` cookie; the
+//! store keeps its SHA-256, so a copy of the database does not log anyone in and any verifier
+//! instance can check any session.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use argon2::Argon2;
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use hyper::header::{self, HeaderMap};
+use sha2::{Digest, Sha256};
+
+/// The session cookie. Not `__Host-`: that prefix requires `Path=/`, and the cookie is scoped to
+/// `/console` so identify calls never carry it.
+pub const COOKIE: &str = "dropfix_console";
+
+/// Shortest password `user create` accepts.
+pub const MIN_PASSWORD_CHARS: usize = 12;
+
+/// An argon2id PHC string (`$argon2id$v=19$m=19456,t=2,p=1$...`) with a fresh random salt.
+pub fn hash_password(password: &str) -> Result<String, String> {
+    Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| format!("hashing the password failed: {e}"))
+}
+
+/// Whether `password` matches the PHC string. Slow on purpose (argon2id).
+pub fn verify_password(password: &str, phc: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return false;
+    };
+    Argon2::default()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok()
+}
+
+/// A login for an email no account has still runs argon2 once against this hash, so the answer
+/// takes as long as for a real account with a wrong password.
+pub fn verify_unknown_account(password: &str) {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    let phc = DUMMY.get_or_init(|| {
+        hash_password("not any account's password").expect("argon2 with default parameters")
+    });
+    let _ = verify_password(password, phc);
+}
+
+/// A new session token (the cookie value) and its SHA-256 (what the store keeps).
+pub fn new_token() -> (String, [u8; 32]) {
+    let token = crate::workspace::random_token("", 32);
+    let digest = Sha256::digest(token.as_bytes()).into();
+    (token, digest)
+}
+
+/// The SHA-256 of the session token in the request's cookie, if it has one.
+pub fn token_from(headers: &HeaderMap) -> Option<[u8; 32]> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.trim())
+        // Tokens are 64 hex digits; anything else is not ours and is not worth a store lookup.
+        .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(|v| Sha256::digest(v.as_bytes()).into())
+}
+
+/// `Set-Cookie` for a new session (no `Max-Age`: the server ends sessions, and a browser
+/// session cookie also ends when the browser closes).
+pub fn set_cookie(token: &str, secure: bool) -> String {
+    format!(
+        "{COOKIE}={token}; Path=/console; HttpOnly; SameSite=Strict{}",
+        if secure { "; Secure" } else { "" }
+    )
+}
+
+/// `Set-Cookie` that removes the session cookie.
+pub fn clear_cookie(secure: bool) -> String {
+    format!(
+        "{COOKIE}=; Path=/console; HttpOnly; SameSite=Strict; Max-Age=0{}",
+        if secure { "; Secure" } else { "" }
+    )
+}
+
+/// Login attempts per email and per client IP. Kept in memory per verifier instance: with N
+/// instances behind a balancer an attacker gets at most N times the budget, which argon2's cost
+/// and the per-IP limit still keep small.
+pub struct LoginLimits {
+    per_email: DefaultKeyedRateLimiter<String>,
+    per_ip: DefaultKeyedRateLimiter<IpAddr>,
+}
+
+impl std::fmt::Debug for LoginLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LoginLimits")
+    }
+}
+
+/// Attempts per email: 5 at once, then one a minute.
+const EMAIL_BURST: u32 = 5;
+const EMAIL_EVERY: Duration = Duration::from_secs(60);
+/// Attempts per client IP: 20 at once, then one every 6 seconds (an office behind one NAT).
+const IP_BURST: u32 = 20;
+const IP_EVERY: Duration = Duration::from_secs(6);
+
+fn quota(burst: u32, every: Duration) -> Quota {
+    Quota::with_period(every)
+        .expect("a non-zero period")
+        .allow_burst(NonZeroU32::new(burst).expect("a non-zero burst"))
+}
+
+impl Default for LoginLimits {
+    fn default() -> Self {
+        LoginLimits {
+            per_email: RateLimiter::keyed(quota(EMAIL_BURST, EMAIL_EVERY)),
+            per_ip: RateLimiter::keyed(quota(IP_BURST, IP_EVERY)),
+        }
+    }
+}
+
+impl LoginLimits {
+    /// `false` when this attempt is over either limit (it is then not even checked).
+    pub fn allow(&self, email: &str, ip: IpAddr) -> bool {
+        // Both are charged: guessing one account from many IPs, or many accounts from one IP.
+        let ip_ok = self.per_ip.check_key(&ip).is_ok();
+        let email_ok = self.per_email.check_key(&email.to_lowercase()).is_ok();
+        ip_ok && email_ok
+    }
+
+    pub fn prune(&self) {
+        self.per_email.retain_recent();
+        self.per_ip.retain_recent();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_round_trip_is_argon2id() {
+        let phc = hash_password("correct horse battery").unwrap();
+        assert!(phc.starts_with("$argon2id$"), "{phc}");
+        assert!(verify_password("correct horse battery", &phc));
+        assert!(!verify_password("correct horse batterY", &phc));
+        assert!(!verify_password("x", "not a phc string"));
+    }
+
+    #[test]
+    fn cookie_is_found_among_others_and_malformed_ones_are_ignored() {
+        let (token, digest) = new_token();
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            format!("a=b; {COOKIE}={token}; c=d").parse().unwrap(),
+        );
+        assert_eq!(token_from(&h), Some(digest));
+        h.insert(header::COOKIE, format!("{COOKIE}=short").parse().unwrap());
+        assert_eq!(token_from(&h), None);
+        assert!(set_cookie(&token, true).ends_with("; Secure"));
+        assert!(!set_cookie(&token, false).contains("Secure"));
+    }
+
+    #[test]
+    fn sixth_attempt_for_one_email_is_refused() {
+        let l = LoginLimits::default();
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        for _ in 0..EMAIL_BURST {
+            assert!(l.allow("A@example.com", ip));
+        }
+        assert!(!l.allow("a@example.com", ip));
+        assert!(l.allow("b@example.com", ip));
+    }
+}

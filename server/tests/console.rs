@@ -1,0 +1,1051 @@
+//! The console over real HTTP, in-process: `dropfix_server::run` on `127.0.0.1:0` with a
+//! temporary data dir, accounts made through the store as `dropfix-server user create` makes
+//! them. Each test attacks one promise: escaping of what browsers and integrations control,
+//! the cross-site rule, viewer and workspace isolation, session expiry and logout, a secret
+//! shown once, login limits, and counts/rejections that reach the store from the identify path.
+
+#[path = "../../tests/support/mod.rs"]
+mod support;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dropfix_core::{SecretKey, StrictMode, seed};
+use dropfix_server::console::{ConsoleConfig, session};
+use dropfix_server::store::{
+    Backend, CallCounts, CountsDelta, Hooks, MAX_RECENT_REJECTIONS, RejectionEntry, Role, Store,
+};
+use dropfix_server::workspace::NewWorkspace;
+use dropfix_server::{AppState, Config};
+use serde_json::{Value as Json, json};
+use support::{Response, build_request, eventually, raw_request};
+
+const PASSWORD: &str = "correct horse battery staple";
+const OWNER: &str = "owner@example.com";
+const VIEWER: &str = "viewer@example.com";
+const OTHER: &str = "other@example.com";
+/// The Host header `support::build_request` sends, so the console's own origin.
+const SELF_ORIGIN: &str = "http://127.0.0.1";
+
+fn now() -> i64 {
+    dropfix_server::http::now()
+}
+
+/// The embedded store's master keys (`DATA_DIR/master.keys`, created on first use).
+fn keyring(dir: &Path) -> dropfix_server::sealing::Keyring {
+    let file = dropfix_server::sealing::default_key_file(dir);
+    dropfix_server::sealing::Keyring::load_or_create(&file)
+        .unwrap()
+        .0
+}
+
+fn with_store<T>(dir: &Path, f: impl AsyncFnOnce(&Store) -> T) -> T {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let hooks = Hooks::new(keyring(dir));
+        let backend = Backend::Sqlite {
+            data_dir: dir.to_path_buf(),
+        };
+        let store = Store::open(&backend, hooks).await.unwrap();
+        f(&store).await
+    })
+}
+
+struct Console {
+    addr: SocketAddr,
+    /// The workspace OWNER owns and VIEWER views.
+    app: String,
+    secret: SecretKey,
+    /// A workspace only OTHER belongs to.
+    other_app: String,
+    dir: Arc<tempfile::TempDir>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+fn new_ws(name: &str, strict: StrictMode) -> NewWorkspace {
+    NewWorkspace {
+        name: name.into(),
+        strict,
+        require_signed_claims: false,
+        allowed_origins: vec!["http://localhost:*".into()],
+    }
+}
+
+type Stop = tokio::sync::oneshot::Sender<()>;
+
+/// Starts `dropfix_server::run` on `127.0.0.1:0` over the store in `dir`.
+fn serve(dir: &Path, console: ConsoleConfig) -> (SocketAddr, Stop, std::thread::JoinHandle<()>) {
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let path = dir.to_path_buf();
+    let config = Config {
+        console,
+        ..Config::default()
+    };
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let ring = keyring(&path);
+            let backend = Backend::Sqlite { data_dir: path };
+            let state = AppState::new(config, &backend, ring, [0; 32])
+                .await
+                .unwrap();
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            addr_tx.send(listener.local_addr().unwrap()).unwrap();
+            dropfix_server::run(listener, state, async {
+                let _ = stop_rx.await;
+            })
+            .await
+            .unwrap();
+        });
+    });
+    (addr_rx.recv().unwrap(), stop_tx, thread)
+}
+
+impl Console {
+    fn start(console: ConsoleConfig) -> Console {
+        let dir = tempfile::tempdir().unwrap();
+        support::owner_only(dir.path());
+        let phc = session::hash_password(PASSWORD).unwrap();
+        let (app, secret, other_app) = with_store(dir.path(), async |store| {
+            let k = store
+                .create_workspace(&new_ws("Acme", StrictMode::ReportOnly), "test", now())
+                .await
+                .unwrap();
+            let o = store
+                .create_workspace(&new_ws("Globex", StrictMode::Off), "test", now())
+                .await
+                .unwrap();
+            let (app, other) = (k.workspace.app_id.clone(), o.workspace.app_id.clone());
+            for (email, ws, role) in [
+                (OWNER, &app, Role::Owner),
+                (VIEWER, &app, Role::Viewer),
+                (OTHER, &other, Role::Owner),
+            ] {
+                store.create_account(email, &phc, now()).await.unwrap();
+                assert!(
+                    store
+                        .add_member(email, ws, role, "test", now())
+                        .await
+                        .unwrap()
+                );
+            }
+            (app, k.secret, other)
+        });
+        let (addr, shutdown, thread) = serve(dir.path(), console);
+        Console {
+            addr,
+            app,
+            secret,
+            other_app,
+            dir: Arc::new(dir),
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        }
+    }
+
+    /// A second verifier instance on the same store (as several instances share one database).
+    fn another_instance(&self, console: ConsoleConfig) -> Console {
+        let (addr, shutdown, thread) = serve(self.dir.path(), console);
+        Console {
+            addr,
+            app: self.app.clone(),
+            secret: self.secret.clone(),
+            other_app: self.other_app.clone(),
+            dir: Arc::clone(&self.dir),
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        }
+    }
+
+    fn fast() -> Console {
+        Console::start(ConsoleConfig {
+            stats_flush: Duration::from_millis(100),
+            ..ConsoleConfig::default()
+        })
+    }
+
+    fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+        raw_request(self.addr, &build_request(method, path, headers, body))
+    }
+
+    fn get(&self, cookie: &str, path: &str) -> Response {
+        self.request("GET", path, &[("Cookie", cookie)], b"")
+    }
+
+    /// A same-origin form POST, as the console's own pages send it.
+    fn post(&self, cookie: &str, path: &str, form: &[(&str, &str)]) -> Response {
+        self.post_with(cookie, path, form, &[("Origin", SELF_ORIGIN)])
+    }
+
+    fn post_with(
+        &self,
+        cookie: &str,
+        path: &str,
+        form: &[(&str, &str)],
+        extra: &[(&str, &str)],
+    ) -> Response {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let mut headers = vec![
+            ("Cookie", cookie),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ];
+        headers.extend_from_slice(extra);
+        self.request("POST", path, &headers, body.as_bytes())
+    }
+
+    fn try_login(&self, email: &str, password: &str) -> Response {
+        self.post(
+            "",
+            "/console/login",
+            &[("email", email), ("password", password)],
+        )
+    }
+
+    /// Logs in; returns the `Cookie` header value.
+    fn login(&self, email: &str) -> String {
+        let r = self.try_login(email, PASSWORD);
+        assert_eq!(r.status, 303, "{}", r.text());
+        let set = r
+            .header("set-cookie")
+            .expect("a session cookie")
+            .to_string();
+        set.split(';').next().unwrap().to_string()
+    }
+
+    fn ws(&self, tail: &str) -> String {
+        format!("/console/w/{}/{tail}", self.app)
+    }
+
+    fn identify(&self, body: Json, origin: Option<&str>) -> Response {
+        let mut headers = vec![("Content-Type", "application/json")];
+        if let Some(o) = origin {
+            headers.push(("Origin", o));
+        }
+        self.request(
+            "POST",
+            "/v1/identify",
+            &headers,
+            body.to_string().as_bytes(),
+        )
+    }
+
+    fn signed_call(&self, secret: &SecretKey, user: &str) -> Response {
+        self.identify(
+            json!({"app_id": self.app, "user_id": user,
+                   "signature": seed::sign(secret, user), "signedAt": now()}),
+            None,
+        )
+    }
+
+    fn workspace(&self) -> dropfix_server::workspace::Workspace {
+        with_store(self.dir.path(), async |s| {
+            s.workspaces()
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|w| w.app_id == self.app)
+                .unwrap()
+        })
+    }
+}
+
+impl Console {
+    /// Graceful shutdown, as on SIGTERM; the data dir stays for inspection.
+    fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn assert_redirect_to_login(r: &Response) {
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert_eq!(r.header("location"), Some("/console/login"));
+}
+
+#[test]
+fn login_cookie_is_httponly_strict_and_a_wrong_login_says_nothing_specific() {
+    let c = Console::fast();
+    let r = c.try_login(OWNER, PASSWORD);
+    assert_eq!(r.status, 303);
+    let cookie = r.header("set-cookie").unwrap();
+    for part in ["HttpOnly", "SameSite=Strict", "Path=/console"] {
+        assert!(cookie.contains(part), "{cookie}");
+    }
+    assert!(
+        !cookie.contains("Secure"),
+        "plain http without the flag: {cookie}"
+    );
+    let wrong = c.try_login(OWNER, "not the password");
+    let unknown = c.try_login("nobody@example.com", PASSWORD);
+    assert_eq!((wrong.status, unknown.status), (401, 401));
+    let msg = |r: &Response| {
+        let t = r.text();
+        let i = t.find("role=\"alert\"").unwrap();
+        t[i..i + 60].to_string()
+    };
+    assert_eq!(msg(&wrong), msg(&unknown));
+    assert!(wrong.text().contains("Wrong email or password."));
+    assert!(wrong.header("set-cookie").is_none());
+    // Email case does not matter.
+    assert_eq!(c.try_login("OWNER@Example.COM", PASSWORD).status, 303);
+}
+
+#[test]
+fn secure_cookie_flag_marks_the_cookie_and_expects_https_origins() {
+    let c = Console::start(ConsoleConfig {
+        secure_cookies: true,
+        ..ConsoleConfig::default()
+    });
+    // An http:// origin is not this console's origin when it is served over https.
+    assert_eq!(c.try_login(OWNER, PASSWORD).status, 403);
+    let r = c.post_with(
+        "",
+        "/console/login",
+        &[("email", OWNER), ("password", PASSWORD)],
+        &[("Origin", "https://127.0.0.1")],
+    );
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert!(r.header("set-cookie").unwrap().ends_with("; Secure"));
+}
+
+#[test]
+fn login_attempts_are_rate_limited_per_email() {
+    let c = Console::fast();
+    for _ in 0..5 {
+        assert_eq!(c.try_login(OWNER, "wrong password!").status, 401);
+    }
+    // Over the limit even the right password is not checked.
+    let r = c.try_login(OWNER, PASSWORD);
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert_eq!(r.header("retry-after"), Some("60"));
+    // Another account is not locked out by it.
+    assert_eq!(c.try_login(VIEWER, PASSWORD).status, 303);
+}
+
+#[test]
+fn every_page_needs_a_session() {
+    let c = Console::fast();
+    for path in [
+        "/console".to_string(),
+        "/console/workspaces".into(),
+        c.ws("security"),
+        c.ws("users"),
+        c.ws("audit"),
+        c.ws("users/export.csv"),
+    ] {
+        assert_redirect_to_login(&c.get("", &path));
+        assert_redirect_to_login(&c.get("dropfix_console=forged", &path));
+    }
+    let r = c.post("", &c.ws("strict"), &[("mode", "off")]);
+    assert_redirect_to_login(&r);
+    assert_eq!(c.workspace().strict, StrictMode::ReportOnly);
+}
+
+#[test]
+fn cross_site_posts_are_refused_and_change_nothing() {
+    let c = Console::fast();
+    let cookie = c.login(OWNER);
+    let form = [("mode", "off")];
+    for headers in [
+        vec![("Origin", "https://evil.example")],
+        vec![("Sec-Fetch-Site", "cross-site")],
+        vec![("Sec-Fetch-Site", "same-site")],
+        // A same-origin Origin does not outvote the browser's own cross-site verdict.
+        vec![("Sec-Fetch-Site", "cross-site"), ("Origin", SELF_ORIGIN)],
+        vec![("Origin", "null")],
+        // Neither header: not a browser form post from this console.
+        vec![],
+    ] {
+        let r = c.post_with(&cookie, &c.ws("strict"), &form, &headers);
+        assert_eq!(r.status, 403, "{headers:?}: {}", r.text());
+        assert!(r.text().contains("Cross-site request refused"));
+    }
+    // Logging in from another site is refused too (login CSRF).
+    let r = c.post_with(
+        "",
+        "/console/login",
+        &[("email", OWNER), ("password", PASSWORD)],
+        &[("Origin", "https://evil.example")],
+    );
+    assert_eq!(r.status, 403);
+    assert_eq!(c.workspace().strict, StrictMode::ReportOnly);
+    // The same POST from the console itself works.
+    let r = c.post_with(
+        &cookie,
+        &c.ws("strict"),
+        &form,
+        &[("Sec-Fetch-Site", "same-origin")],
+    );
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert_eq!(c.workspace().strict, StrictMode::Off);
+}
+
+#[test]
+fn a_viewer_sees_no_change_controls_and_every_change_is_403() {
+    let c = Console::fast();
+    let cookie = c.login(VIEWER);
+    let page = c.get(&cookie, &c.ws("security"));
+    assert_eq!(page.status, 200);
+    let html = page.text();
+    for control in [
+        "Create key",
+        "/roll\"",
+        "/retire\"",
+        "Save strict mode",
+        "Save allowed origins",
+        "Require signed claims</button>",
+    ] {
+        assert!(!html.contains(control), "viewer sees {control:?}");
+    }
+    let key = c.workspace().keys[0].id;
+    let before = c.workspace();
+    for (path, form) in [
+        (c.ws("keys"), vec![("label", "x")]),
+        (c.ws(&format!("keys/{key}/roll")), vec![("grace", "now")]),
+        (c.ws(&format!("keys/{key}/retire")), vec![]),
+        (c.ws("strict"), vec![("mode", "on"), ("confirm", "yes")]),
+        (c.ws("claims"), vec![("required", "on"), ("confirm", "yes")]),
+        (c.ws("origins"), vec![("origins", "*")]),
+        (c.ws("users/u1/delete"), vec![]),
+    ] {
+        let r = c.post(&cookie, &path, &form);
+        assert_eq!(r.status, 403, "{path}: {}", r.text());
+    }
+    for path in [
+        c.ws(&format!("keys/{key}/roll")),
+        c.ws(&format!("keys/{key}/retire")),
+    ] {
+        assert_eq!(c.get(&cookie, &path).status, 403, "{path}");
+    }
+    let after = c.workspace();
+    assert_eq!(after.strict, before.strict);
+    assert_eq!(after.allowed_origins, before.allowed_origins);
+    assert_eq!(after.require_signed_claims, before.require_signed_claims);
+    assert_eq!(after.keys.len(), before.keys.len());
+    // Looking is allowed: the other pages, the signature check and the export.
+    for path in ["rejections", "check", "users", "audit", "users/export.csv"] {
+        assert_eq!(c.get(&cookie, &c.ws(path)).status, 200, "{path}");
+    }
+    let r = c.post(
+        &cookie,
+        &c.ws("check"),
+        &[("user_id", "1"), ("signature", "00"), ("signed_at", "")],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+#[test]
+fn another_workspace_is_not_found_by_page_or_by_guessing_urls() {
+    let c = Console::fast();
+    // A user in the other workspace, whose page we will guess.
+    let other_app = c.other_app.clone();
+    let r = c.identify(json!({"app_id": other_app, "user_id": "globex-user"}), None);
+    assert_eq!(r.status, 202, "{}", r.text());
+    let cookie = c.login(OWNER);
+    let chooser = c.get(&cookie, "/console/workspaces").text();
+    assert!(chooser.contains(&c.app) && !chooser.contains(&other_app));
+    let nowhere = c.get(&cookie, "/console/w/app_doesnotexist/security");
+    assert_eq!(nowhere.status, 404);
+    let other_key = c.workspace().keys[0].id + 1;
+    for tail in [
+        "".to_string(),
+        "security".into(),
+        "users".into(),
+        "users/globex-user".into(),
+        "users/export.csv".into(),
+        "audit".into(),
+        "rejections".into(),
+        "check".into(),
+        format!("keys/{other_key}/roll"),
+    ] {
+        let r = c.get(&cookie, &format!("/console/w/{other_app}/{tail}"));
+        assert_eq!(r.status, 404, "{tail}");
+        // The same page as for a workspace that does not exist: nothing tells them apart.
+        assert_eq!(r.text(), nowhere.text(), "{tail}");
+    }
+    for (tail, form) in [
+        ("strict", vec![("mode", "on"), ("confirm", "yes")]),
+        ("keys", vec![("label", "mine now")]),
+        ("users/globex-user/delete", vec![]),
+        ("origins", vec![("origins", "*")]),
+    ] {
+        let r = c.post(&cookie, &format!("/console/w/{other_app}/{tail}"), &form);
+        assert_eq!(r.status, 404, "{tail}");
+    }
+    // A key id of the other workspace under our own workspace is not found either.
+    let r = c.get(&cookie, &c.ws(&format!("keys/{other_key}/retire")));
+    assert_eq!(r.status, 404);
+    let globex = with_store(c.dir.path(), async |s| {
+        let ws = s.workspaces().await.unwrap();
+        let g = ws.into_iter().find(|w| w.app_id == other_app).unwrap();
+        (
+            g.strict,
+            g.keys.len(),
+            s.get_user(&other_app, "globex-user")
+                .await
+                .unwrap()
+                .is_some(),
+        )
+    });
+    assert_eq!(globex, (StrictMode::Off, 1, true));
+}
+
+#[test]
+fn sessions_end_when_idle_and_on_logout() {
+    let c = Console::start(ConsoleConfig {
+        session_idle: Duration::from_secs(3),
+        ..ConsoleConfig::default()
+    });
+    let cookie = c.login(OWNER);
+    assert_eq!(c.get(&cookie, &c.ws("security")).status, 200);
+    // Activity keeps it alive (times are whole seconds: 1 s apart is at most 2 s idle)...
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(1000));
+        assert_eq!(c.get(&cookie, &c.ws("security")).status, 200);
+    }
+    // ...idleness ends it.
+    std::thread::sleep(Duration::from_millis(4100));
+    assert_redirect_to_login(&c.get(&cookie, &c.ws("security")));
+    // Logout ends it on the server, not only in the browser.
+    let cookie = c.login(OWNER);
+    let r = c.post(&cookie, "/console/logout", &[]);
+    assert_redirect_to_login(&r);
+    assert!(r.header("set-cookie").unwrap().contains("Max-Age=0"));
+    assert_redirect_to_login(&c.get(&cookie, &c.ws("security")));
+}
+
+#[test]
+fn sessions_end_at_the_absolute_limit_however_active() {
+    let c = Console::start(ConsoleConfig {
+        session_absolute: Duration::from_secs(2),
+        ..ConsoleConfig::default()
+    });
+    let cookie = c.login(OWNER);
+    for _ in 0..2 {
+        assert_eq!(c.get(&cookie, &c.ws("security")).status, 200);
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_redirect_to_login(&c.get(&cookie, &c.ws("security")));
+}
+
+fn secret_in(html: &str) -> Option<String> {
+    let i = html.find("dfsk_")?;
+    let end = html[i..].find('"')?;
+    Some(html[i..i + end].to_string())
+}
+
+#[test]
+fn a_new_secret_is_shown_once_verifies_and_never_reaches_the_audit_log() {
+    let c = Console::fast();
+    let cookie = c.login(OWNER);
+    let r = c.post(
+        &cookie,
+        &c.ws("keys"),
+        &[("label", "api-prod"), ("expires", "never")],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    let secret = secret_in(&r.text()).expect("the secret on the page");
+    let secret = SecretKey::new(secret);
+    let page = c.get(&cookie, &c.ws("security")).text();
+    assert!(secret_in(&page).is_none(), "a secret on the security page");
+    assert!(!page.contains(secret.expose_secret()));
+    assert!(page.contains("api-prod"));
+    // It is a real key: a call signed with it verifies, and its key is the new one.
+    let r = c.signed_call(&secret, "u-new-key");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let audit = c.get(&cookie, &c.ws("audit")).text();
+    assert!(audit.contains("key.create") && audit.contains(OWNER));
+    assert!(!audit.contains(secret.expose_secret()));
+    assert!(!audit.contains(c.secret.expose_secret()));
+}
+
+#[test]
+fn roll_with_an_hour_of_grace_keeps_both_keys_verifying_and_retire_stops_one() {
+    let c = Console::fast();
+    let cookie = c.login(OWNER);
+    let old = c.workspace().keys[0].id;
+    let confirm = c.get(&cookie, &c.ws(&format!("keys/{old}/roll"))).text();
+    assert!(confirm.contains(&format!("calls signed with key {old} stop verifying at")));
+    assert!(confirm.contains(&format!("calls signed with key {old} stop verifying now")));
+    let r = c.post(
+        &cookie,
+        &c.ws(&format!("keys/{old}/roll")),
+        &[("grace", "1h")],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let new_secret = SecretKey::new(secret_in(&r.text()).unwrap());
+    assert_eq!(c.signed_call(&c.secret, "old-key-user").status, 200);
+    assert_eq!(c.signed_call(&new_secret, "new-key-user").status, 200);
+    let ws = c.workspace();
+    let old_key = ws.key(old).unwrap();
+    let until = old_key.expires_at.unwrap();
+    assert!(
+        (until - now() - 3600).abs() < 10,
+        "old key expires in about an hour"
+    );
+    // An unknown grace is refused, not defaulted.
+    let new_id = ws.keys[0].id;
+    let r = c.post(
+        &cookie,
+        &c.ws(&format!("keys/{new_id}/roll")),
+        &[("grace", "forever")],
+    );
+    assert_eq!(r.status, 400);
+    // Retire the old key: it stops verifying at once.
+    let r = c.post(&cookie, &c.ws(&format!("keys/{old}/retire")), &[]);
+    assert_eq!(r.status, 303, "{}", r.text());
+    let r = c.signed_call(&c.secret, "old-key-user-2");
+    assert_eq!(r.status, 401, "{}", r.text());
+    // The last live key cannot be retired: the confirmation says so and offers no button.
+    let page = c
+        .get(&cookie, &c.ws(&format!("keys/{new_id}/retire")))
+        .text();
+    assert!(page.contains("only live key") && !page.contains("type=\"submit\" class=\"danger\""));
+    let r = c.post(&cookie, &c.ws(&format!("keys/{new_id}/retire")), &[]);
+    assert_eq!(r.status, 409);
+    let audit = c.get(&cookie, &c.ws("audit")).text();
+    assert!(audit.contains("key.roll") && audit.contains("key.retire"));
+}
+
+#[test]
+fn user_controlled_strings_are_escaped_everywhere() {
+    let c = Console::fast();
+    let cookie = c.login(OWNER);
+    let evil_user = "<script>alert(\"u\")</script>'";
+    let evil_origin = "https://x\"><img src=x onerror=alert(1)>";
+    let evil_label = "<script>alert('label')</script>";
+    // An origin pattern without a slash passes validation, so it can be stored and shown.
+    let r = c.post(
+        &cookie,
+        &c.ws("origins"),
+        &[("origins", &format!("http://localhost:*\n{evil_origin}"))],
+    );
+    assert_eq!(r.status, 303, "{}", r.text());
+    let r = c.post(&cookie, &c.ws("keys"), &[("label", evil_label)]);
+    assert_eq!(r.status, 200);
+    assert!(!r.text().contains(evil_label));
+    // A stored (report-only, unsigned) user and a refused call from an evil page.
+    let r = c.identify(
+        json!({"app_id": c.app, "user_id": evil_user, "traits": {"name": "<b>n</b>"}}),
+        Some("http://localhost:3000"),
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+    let r = c.identify(
+        json!({"app_id": c.app, "user_id": evil_user}),
+        Some("https://evil.example\"><script>x()</script>"),
+    );
+    assert_eq!(r.status, 403);
+    let user_path = format!(
+        "users/{}",
+        percent_encoding::utf8_percent_encode(evil_user, percent_encoding::NON_ALPHANUMERIC)
+    );
+    eventually("the rejection to be flushed", || {
+        let t = c.get(&cookie, &c.ws("rejections")).text();
+        t.contains("origin_not_allowed").then_some(())
+    });
+    for path in [
+        "security",
+        "users",
+        user_path.as_str(),
+        "rejections",
+        "audit",
+    ] {
+        let r = c.get(&cookie, &c.ws(path));
+        assert_eq!(r.status, 200, "{path}");
+        let t = r.text();
+        for raw in ["<script>", "<img", "<b>n</b>"] {
+            assert!(!t.contains(raw), "{path} contains {raw}");
+        }
+    }
+    let users = c.get(&cookie, &c.ws("users")).text();
+    assert!(
+        users.contains("&#60;script&#62;alert(&#34;u&#34;)&#60;/script&#62;&#39;"),
+        "{users}"
+    );
+    let user = c.get(&cookie, &c.ws(&user_path)).text();
+    assert!(user.contains("&#60;b&#62;n&#60;/b&#62;"));
+    assert!(
+        c.get(&cookie, &c.ws("security"))
+            .text()
+            .contains("onerror=alert(1)&#62;")
+    );
+}
+
+#[test]
+fn strict_on_goes_through_a_confirmation_that_counts_what_it_would_refuse() {
+    let c = Console::fast();
+    let cookie = c.login(OWNER);
+    for i in 0..3 {
+        let r = c.identify(
+            json!({"app_id": c.app, "user_id": format!("anon-{i}")}),
+            None,
+        );
+        assert_eq!(r.status, 202);
+    }
+    assert_eq!(c.signed_call(&c.secret, "signed").status, 200);
+    let page = eventually("counts to reach the store", || {
+        let t = c.get(&cookie, &c.ws("security")).text();
+        t.contains("data-count=\"would_reject-1h\">3<").then_some(t)
+    });
+    assert!(page.contains("data-count=\"verified-24h\">1<"), "{page}");
+    let r = c.post(&cookie, &c.ws("strict"), &[("mode", "on")]);
+    assert_eq!(r.status, 200);
+    assert!(
+        r.text()
+            .contains("In the last 24 hours 3 calls were accepted without a valid signature"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(
+        c.workspace().strict,
+        StrictMode::ReportOnly,
+        "not applied before confirming"
+    );
+    let r = c.post(
+        &cookie,
+        &c.ws("strict"),
+        &[("mode", "on"), ("confirm", "yes")],
+    );
+    assert_eq!(r.status, 303);
+    assert_eq!(c.workspace().strict, StrictMode::Enforce);
+    let r = c.identify(json!({"app_id": c.app, "user_id": "anon-late"}), None);
+    assert_eq!(r.status, 401);
+    let r = c.post(&cookie, &c.ws("strict"), &[("mode", "sometimes")]);
+    assert_eq!(r.status, 400);
+}
+
+#[test]
+fn a_forged_call_shows_in_recent_rejections_with_its_fix_and_no_signature() {
+    let c = Console::fast();
+    let cookie = c.login(OWNER);
+    let forged = seed::sign(
+        &SecretKey::new("dfsk_not_this_workspace_secret_000000"),
+        "mallory",
+    );
+    let r = c.identify(
+        json!({"app_id": c.app, "user_id": "mallory", "signature": forged, "signedAt": now(),
+               "traits": {"plan": "enterprise-secret-plan"}}),
+        Some("http://localhost:5173"),
+    );
+    assert_eq!(r.status, 401);
+    let page = eventually("the rejection to be flushed", || {
+        let t = c.get(&cookie, &c.ws("rejections")).text();
+        t.contains("signature_mismatch").then_some(t)
+    });
+    assert!(page.contains("mallory") && page.contains("http://localhost:5173"));
+    assert!(page.contains("sign the exact user id string"), "the fix");
+    assert!(!page.contains(&forged) && !page.contains("enterprise-secret-plan"));
+    // Still no stored user for a rejected call.
+    let stored = with_store(c.dir.path(), async |s| {
+        s.get_user(&c.app, "mallory").await.unwrap()
+    });
+    assert!(stored.is_none());
+}
+
+#[test]
+fn check_a_signature_explains_without_showing_the_expected_one() {
+    let c = Console::fast();
+    let cookie = c.login(OWNER);
+    let good = seed::sign(&c.secret, "42");
+    let t = now().to_string();
+    let r = c.post(
+        &cookie,
+        &c.ws("check"),
+        &[("user_id", "42"), ("signature", &good), ("signed_at", &t)],
+    );
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("verifies"), "{}", r.text());
+    // Signed the email instead of the id: named, and the right digest is not on the page.
+    let r = c.post(
+        &cookie,
+        &c.ws("check"),
+        &[("user_id", "43"), ("signature", &good), ("signed_at", &t)],
+    );
+    let text = r.text();
+    assert!(text.contains("signature_mismatch"), "{text}");
+    assert!(!text.contains(&seed::sign(&c.secret, "43")));
+    let r = c.post(
+        &cookie,
+        &c.ws("check"),
+        &[
+            ("user_id", "42"),
+            ("signature", &good),
+            ("signed_at", "soon"),
+        ],
+    );
+    assert_eq!(r.status, 422);
+}
+
+#[test]
+fn users_list_filters_pages_exports_and_deletes() {
+    let c = Console::fast();
+    let cookie = c.login(OWNER);
+    assert_eq!(
+        c.signed_call(&c.secret, "=HYPERLINK(\"http://x\")").status,
+        200
+    );
+    assert_eq!(c.signed_call(&c.secret, "ver-1").status, 200);
+    for i in 0..3 {
+        let r = c.identify(
+            json!({"app_id": c.app, "user_id": format!("anon-{i}")}),
+            None,
+        );
+        assert_eq!(r.status, 202);
+    }
+    let v = c.get(&cookie, &c.ws("users?show=verified")).text();
+    assert!(v.contains("ver-1") && !v.contains("anon-0"));
+    let u = c
+        .get(&cookie, &c.ws("users?show=unverified&q=anon-1"))
+        .text();
+    assert!(u.contains("anon-1") && !u.contains("anon-0") && !u.contains("ver-1"));
+    let csv = c.get(&cookie, &c.ws("users/export.csv"));
+    assert_eq!(csv.status, 200);
+    assert!(csv.header("content-type").unwrap().starts_with("text/csv"));
+    let body = csv.text();
+    assert!(body.contains("\"'=HYPERLINK(\"\"http://x\"\")\""), "{body}");
+    assert!(body.contains("\"ver-1\"") && !body.contains("anon-"));
+    let r = c.post(&cookie, &c.ws("users/ver-1/delete"), &[]);
+    assert_eq!(r.status, 303);
+    assert_eq!(c.get(&cookie, &c.ws("users/ver-1")).status, 404);
+    let audit = c.get(&cookie, &c.ws("audit")).text();
+    assert!(audit.contains("user.delete") && audit.contains("users.export"));
+}
+
+#[test]
+fn invalid_origins_are_refused_with_the_reason_and_nothing_changes() {
+    let c = Console::fast();
+    let cookie = c.login(OWNER);
+    let r = c.post(
+        &cookie,
+        &c.ws("origins"),
+        &[("origins", "https://ok.example\nhttps://bad.example/path")],
+    );
+    assert_eq!(r.status, 422);
+    assert!(r.text().contains("no path"), "{}", r.text());
+    assert_eq!(
+        c.workspace().allowed_origins,
+        vec!["http://localhost:*".to_string()]
+    );
+}
+
+#[test]
+fn stored_counts_add_up_across_flushes_and_rejections_stay_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    support::owner_only(dir.path());
+    with_store(dir.path(), async |s| {
+        let delta = |n: u64| CountsDelta {
+            app_id: "app_a".into(),
+            minute: 1000,
+            counts: CallCounts {
+                verified_seed: n,
+                rejected: 1,
+                ..CallCounts::default()
+            },
+        };
+        // Two instances flushing into the same minute: totals, never the last writer's value.
+        s.add_call_stats(vec![delta(2)], vec![]).await.unwrap();
+        s.add_call_stats(vec![delta(3)], vec![]).await.unwrap();
+        let rows = s.call_counts("app_a", 0).await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!((rows[0].1.verified_seed, rows[0].1.rejected), (5, 2));
+        let entry = |i: i64, app: &str| RejectionEntry {
+            app_id: app.into(),
+            at: i,
+            code: "signature_mismatch".into(),
+            enforced: true,
+            key_id: None,
+            origin: None,
+            user_id: Some(format!("u{i}")),
+        };
+        let many: Vec<_> = (0..150).map(|i| entry(i, "app_a")).collect();
+        s.add_call_stats(vec![], many).await.unwrap();
+        s.add_call_stats(vec![], vec![entry(7, "app_b")])
+            .await
+            .unwrap();
+        let a = s.recent_rejections("app_a").await.unwrap();
+        assert_eq!(a.len(), MAX_RECENT_REJECTIONS);
+        assert_eq!(a[0].at, 149, "newest first");
+        assert_eq!(a.last().unwrap().at, 50);
+        assert_eq!(s.recent_rejections("app_b").await.unwrap().len(), 1);
+    });
+}
+
+#[test]
+fn counts_not_yet_flushed_are_written_at_shutdown() {
+    let mut c = Console::start(ConsoleConfig {
+        stats_flush: Duration::from_secs(3600),
+        ..ConsoleConfig::default()
+    });
+    assert_eq!(c.signed_call(&c.secret.clone(), "s1").status, 200);
+    let r = c.identify(json!({"app_id": c.app, "user_id": "anon"}), None);
+    assert_eq!(r.status, 202);
+    c.stop();
+    let rows = with_store(c.dir.path(), async |s| {
+        s.call_counts(&c.app, 0).await.unwrap()
+    });
+    let mut total = CallCounts::default();
+    for (_, n) in &rows {
+        total.add(n);
+    }
+    assert_eq!((total.verified_seed, total.would_reject), (1, 1));
+}
+
+#[test]
+fn any_instance_serves_a_session_and_counts_are_totals_across_instances() {
+    let a = Console::fast();
+    let b = a.another_instance(ConsoleConfig {
+        stats_flush: Duration::from_millis(100),
+        ..ConsoleConfig::default()
+    });
+    // Logged in on A, used on B; logged out on B, refused on A.
+    let cookie = a.login(OWNER);
+    assert_eq!(b.get(&cookie, &b.ws("security")).status, 200);
+    // Two calls through A, three through B: the console on either shows five.
+    for (i, instance) in [&a, &a, &b, &b, &b].into_iter().enumerate() {
+        let r = instance.identify(json!({"app_id": a.app, "user_id": format!("u{i}")}), None);
+        assert_eq!(r.status, 202);
+    }
+    for instance in [&a, &b] {
+        eventually("both instances' counts in the store", || {
+            let t = instance.get(&cookie, &instance.ws("security")).text();
+            t.contains("data-count=\"would_reject-1h\">5<")
+                .then_some(())
+        });
+    }
+    let r = b.post(&cookie, "/console/logout", &[]);
+    assert_redirect_to_login(&r);
+    assert_redirect_to_login(&a.get(&cookie, &a.ws("security")));
+}
+
+#[test]
+fn the_user_cli_makes_argon2id_accounts_and_refuses_mistakes() {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    support::owner_only(dir.path());
+    // Cargo builds the binary for integration tests and names its path here.
+    let bin = env!("CARGO_BIN_EXE_dropfix-server");
+    let run = |args: &[&str], stdin: &str| {
+        let mut child = Command::new(bin)
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+    let (ok, out) = run(&["workspace", "create", "--name", "cli", "--json"], "");
+    assert!(ok, "{out}");
+    // stdout's JSON line (stderr may carry the master-key-file notice of a first start).
+    let json_line = out.lines().find(|l| l.starts_with('{')).unwrap();
+    let app = serde_json::from_str::<Json>(json_line).unwrap()["app_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let create = |email: &str, ws: &str, password: &str| {
+        run(
+            &[
+                "user",
+                "create",
+                "--email",
+                email,
+                "--password-stdin",
+                "--workspace",
+                ws,
+            ],
+            &format!("{password}\n"),
+        )
+    };
+    let (ok, out) = create("ada@example.com", &app, "short");
+    assert!(!ok && out.contains("at least 12"), "{out}");
+    let (ok, out) = create("ada@example.com", "app_nope", PASSWORD);
+    assert!(!ok && out.contains("no workspace"), "{out}");
+    let (ok, out) = create("not-an-email", &app, PASSWORD);
+    assert!(!ok, "{out}");
+    let (ok, out) = create("Ada@Example.com", &app, PASSWORD);
+    assert!(ok, "{out}");
+    let (ok, out) = create("ada@example.com", &app, PASSWORD);
+    assert!(!ok && out.contains("exists"), "{out}");
+    let add = [
+        "user",
+        "add-to-workspace",
+        "--email",
+        "bob@example.com",
+        "--workspace",
+        &app,
+    ];
+    let (ok, out) = run(&add, "");
+    assert!(!ok && out.contains("no console account"), "{out}");
+    let (ok, out) = run(&["user", "list", "--json"], "");
+    assert!(ok, "{out}");
+    let list: Json = serde_json::from_str(&out).unwrap();
+    assert_eq!(list["accounts"][0]["email"], "ada@example.com");
+    assert_eq!(list["accounts"][0]["workspaces"][0]["role"], "owner");
+    let phc = with_store(dir.path(), async |s| {
+        s.account_login("ada@example.com")
+            .await
+            .unwrap()
+            .unwrap()
+            .password_phc
+    });
+    assert!(phc.starts_with("$argon2id$"), "{phc}");
+    assert!(!phc.contains(PASSWORD));
+}
+
+#[test]
+fn ended_sessions_are_forgotten_at_the_next_login() {
+    let c = Console::start(ConsoleConfig {
+        session_idle: Duration::from_secs(1),
+        ..ConsoleConfig::default()
+    });
+    let _abandoned = c.login(OWNER);
+    std::thread::sleep(Duration::from_millis(2100));
+    let _fresh = c.login(VIEWER);
+    let rows: i64 = {
+        let conn = rusqlite_conn(c.dir.path());
+        conn.query_row("SELECT count(*) FROM console_sessions", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(rows, 1, "only the fresh session is kept");
+}
+
+fn rusqlite_conn(dir: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(dir.join("dropfix.sqlite3")).unwrap()
+}
