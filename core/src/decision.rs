@@ -7,6 +7,7 @@
 //! (the actionable message for a cached signature) while a wrong one is reported as a mismatch.
 
 use alloc::string::String;
+use alloc::vec::Vec;
 
 use crate::claims::{self, Claims};
 use crate::payload::{Identify, Traits};
@@ -14,6 +15,7 @@ use crate::rejection::Rejection;
 use crate::secret::SecretKey;
 use crate::seed::{self, SeedCheck};
 use crate::timestamp::{self, MILLISECONDS_THRESHOLD};
+use crate::value::Value;
 
 /// What strict mode does with unsigned calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -82,6 +84,10 @@ pub struct TrustedTraits {
     pub email: Option<String>,
     pub plan: Option<String>,
     pub mrr: Option<f64>,
+    pub signup_date: Option<String>,
+    /// Custom traits a signed-claims token signs (empty for the seed form, whose custom traits
+    /// are stored as sent, like every browser-sent custom trait).
+    pub custom: Vec<(String, Value)>,
 }
 
 /// A verified call.
@@ -159,6 +165,8 @@ fn decide_signed(
                 email: t.email.clone(),
                 plan: t.plan.clone(),
                 mrr: t.mrr,
+                signup_date: t.signup_date.clone(),
+                custom: Vec::new(),
             },
         }));
     }
@@ -174,24 +182,45 @@ fn decide_signed(
                 email: claims.email,
                 plan: claims.plan,
                 mrr: claims.mrr,
+                signup_date: claims.signup_date,
+                custom: claims.custom,
             },
         }));
     }
     Err(Rejection::SignatureMalformed)
 }
 
-/// Browser-sent values that contradict the token mean tampering.
+/// Browser-sent values that contradict the token mean tampering. A trait the token does not cover
+/// (or the browser does not send, or sends as `null`) contradicts nothing.
 fn check_consistent(claims: &Claims, user_id: &str, traits: &Traits) -> Result<(), Rejection> {
     fn differs<T: PartialEq>(signed: &Option<T>, sent: &Option<T>) -> bool {
         matches!((signed, sent), (Some(a), Some(b)) if a != b)
     }
+    let custom_differs = claims.custom.iter().any(|(key, signed)| {
+        traits
+            .custom
+            .iter()
+            .find(|(k, _)| k == key)
+            .is_some_and(|(_, sent)| *sent != Value::Null && !same_value(signed, sent))
+    });
     if claims.sub != user_id
         || differs(&claims.plan, &traits.plan)
         || differs(&claims.mrr, &traits.mrr)
         || differs(&claims.email, &traits.email)
         || differs(&claims.name, &traits.name)
+        || differs(&claims.signup_date, &traits.signup_date)
+        || custom_differs
     {
         return Err(Rejection::ClaimsMismatch);
     }
     Ok(())
+}
+
+/// JSON equality with numbers compared by value: `5` from one JSON encoder is `5.0` from another
+/// (Python's `json.dumps(5.0)`, for instance), and both mean the same trait value.
+fn same_value(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Int(i), Value::Float(f)) | (Value::Float(f), Value::Int(i)) => *i as f64 == *f,
+        _ => a == b,
+    }
 }
