@@ -247,6 +247,7 @@ pub fn verify(secrets: &[SecretKey], token: &str, now: i64) -> Result<(Claims, u
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::payload::MAX_TRAIT_STRING_BYTES;
 
     const NOW: i64 = 1_732_406_400;
 
@@ -371,5 +372,100 @@ mod tests {
             verify(&[key], &parts.join("."), NOW),
             Err(Rejection::SignatureMismatch)
         );
+    }
+
+    fn payload(extra: &str) -> String {
+        alloc::format!(r#"{{"sub":"42","iat":1732406400{extra}}}"#)
+    }
+
+    fn check(extra: &str) -> Result<Claims, Rejection> {
+        let token = forge(r#"{"alg":"HS256"}"#, &payload(extra), "k");
+        verify(&[SecretKey::new("k")], &token, NOW).map(|(c, _)| c)
+    }
+
+    #[test]
+    fn every_trait_can_be_signed() {
+        let c = check(
+            r#","name":"Ada","email":"a@b","plan":"pro","mrr":49,"signup_date":"2024-03-01","team":"core","seats":5,"beta":true,"ratio":0.5,"gone":null,"iss":"x","aud":"y","jti":"z","nbf":1732406400"#,
+        )
+        .unwrap();
+        assert_eq!(c.name.as_deref(), Some("Ada"));
+        assert_eq!(c.email.as_deref(), Some("a@b"));
+        assert_eq!(c.signup_date.as_deref(), Some("2024-03-01"));
+        assert_eq!(
+            c.custom,
+            [
+                ("team".into(), Value::Str("core".into())),
+                ("seats".into(), Value::Int(5)),
+                ("beta".into(), Value::Bool(true)),
+                ("ratio".into(), Value::Float(0.5)),
+            ]
+        );
+        // sign() writes what verify() reads back.
+        let key = SecretKey::new("k");
+        assert_eq!(verify(&[key.clone()], &sign(&key, &c), NOW), Ok((c, 0)));
+    }
+
+    #[test]
+    fn custom_traits_follow_the_payload_rules() {
+        for extra in [
+            r#","verified":true"#,
+            r#","Verified_At":1"#,
+            r#","dropfix_plan":"x""#,
+            r#","signature_ok":1"#,
+            r#","api_secret":"x""#,
+            r#","team":{"a":1}"#,
+            r#","team":[1]"#,
+            r#","team":"dfsk_leaked""#,
+            r#","signup_date":5"#,
+            r#","email":false"#,
+            r#","mrr":-1"#,
+            r#","mrr":1e13"#,
+            r#","mrr":"49""#,
+        ] {
+            assert_eq!(check(extra), Err(Rejection::SignatureMalformed), "{extra}");
+        }
+        let long_value = alloc::format!(r#","team":"{}""#, "x".repeat(MAX_TRAIT_STRING_BYTES));
+        assert!(check(&long_value).is_ok());
+        let too_long = alloc::format!(r#","team":"{}""#, "x".repeat(MAX_TRAIT_STRING_BYTES + 1));
+        assert_eq!(check(&too_long), Err(Rejection::SignatureMalformed));
+        let long_name = alloc::format!(r#","{}":1"#, "k".repeat(64));
+        assert!(check(&long_name).is_ok());
+        let too_long_name = alloc::format!(r#","{}":1"#, "k".repeat(65));
+        assert_eq!(check(&too_long_name), Err(Rejection::SignatureMalformed));
+    }
+
+    #[test]
+    fn custom_trait_count_limit() {
+        let traits = |n: usize| {
+            let mut s = String::new();
+            for i in 0..n {
+                s.push_str(&alloc::format!(r#","k{i}":{i}"#));
+            }
+            s
+        };
+        assert_eq!(check(&traits(MAX_CUSTOM_TRAITS)).unwrap().custom.len(), 32);
+        assert_eq!(
+            check(&traits(MAX_CUSTOM_TRAITS + 1)),
+            Err(Rejection::SignatureMalformed)
+        );
+        // null values are not covered, so they do not count.
+        let with_nulls = alloc::format!(r#"{},"n1":null,"n2":null"#, traits(MAX_CUSTOM_TRAITS));
+        assert_eq!(check(&with_nulls).unwrap().custom.len(), 32);
+    }
+
+    #[test]
+    fn from_traits_drops_nulls() {
+        let traits = Traits {
+            plan: Some("pro".into()),
+            signup_date: Some("2024-03-01".into()),
+            custom: alloc::vec![("a".into(), Value::Null), ("b".into(), Value::Int(1))],
+            ..Traits::default()
+        };
+        let c = Claims::from_traits("42", NOW, Some(NOW + 1), traits);
+        assert_eq!((c.sub.as_str(), c.iat, c.exp), ("42", NOW, Some(NOW + 1)));
+        assert_eq!(c.plan.as_deref(), Some("pro"));
+        assert_eq!(c.signup_date.as_deref(), Some("2024-03-01"));
+        assert_eq!(c.custom, [("b".into(), Value::Int(1))]);
     }
 }

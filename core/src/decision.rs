@@ -224,3 +224,176 @@ fn same_value(a: &Value, b: &Value) -> bool {
         _ => a == b,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    const NOW: i64 = 1_732_406_400;
+
+    fn full_claims() -> Claims {
+        Claims {
+            sub: "42".into(),
+            iat: NOW,
+            exp: None,
+            name: Some("Ada".into()),
+            email: Some("ada@example.com".into()),
+            plan: Some("pro".into()),
+            mrr: Some(49.0),
+            signup_date: Some("2024-03-01".into()),
+            custom: vec![
+                ("team".into(), Value::Str("core".into())),
+                ("seats".into(), Value::Int(5)),
+            ],
+        }
+    }
+
+    fn full_traits() -> Traits {
+        Traits {
+            name: Some("Ada".into()),
+            email: Some("ada@example.com".into()),
+            plan: Some("pro".into()),
+            mrr: Some(49.0),
+            signup_date: Some("2024-03-01".into()),
+            custom: vec![
+                ("team".into(), Value::Str("core".into())),
+                ("seats".into(), Value::Float(5.0)),
+            ],
+        }
+    }
+
+    /// Exactly one contradicting trait is enough (a core that refused only when every trait
+    /// differs would pass a test that changes them all).
+    #[test]
+    fn one_contradicting_trait_is_a_mismatch() {
+        let c = full_claims();
+        assert_eq!(check_consistent(&c, "42", &full_traits()), Ok(()));
+        assert_eq!(check_consistent(&c, "42", &Traits::default()), Ok(()));
+        assert_eq!(
+            check_consistent(&c, "43", &full_traits()),
+            Err(Rejection::ClaimsMismatch)
+        );
+        let edits: [fn(&mut Traits); 7] = [
+            |t| t.name = Some("Eve".into()),
+            |t| t.email = Some("eve@example.com".into()),
+            |t| t.plan = Some("enterprise".into()),
+            |t| t.mrr = Some(49.5),
+            |t| t.signup_date = Some("2020-01-01".into()),
+            |t| t.custom[0].1 = Value::Str("other".into()),
+            |t| t.custom[1].1 = Value::Int(6),
+        ];
+        for (i, edit) in edits.iter().enumerate() {
+            let mut t = full_traits();
+            edit(&mut t);
+            assert_eq!(
+                check_consistent(&c, "42", &t),
+                Err(Rejection::ClaimsMismatch),
+                "edit {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn what_the_token_or_the_browser_leaves_out_contradicts_nothing() {
+        // Browser sends a custom trait the token does not cover, or null for one it does.
+        let mut t = full_traits();
+        t.custom.push(("extra".into(), Value::Bool(true)));
+        t.custom[0].1 = Value::Null;
+        assert_eq!(check_consistent(&full_claims(), "42", &t), Ok(()));
+        // Token covers nothing beyond sub.
+        let bare = Claims {
+            sub: "42".into(),
+            iat: NOW,
+            ..Claims::default()
+        };
+        assert_eq!(check_consistent(&bare, "42", &full_traits()), Ok(()));
+    }
+
+    #[test]
+    fn numbers_compare_by_value() {
+        assert!(same_value(&Value::Int(5), &Value::Float(5.0)));
+        assert!(same_value(&Value::Float(5.0), &Value::Int(5)));
+        assert!(!same_value(&Value::Int(5), &Value::Float(5.5)));
+        assert!(!same_value(&Value::Float(5.5), &Value::Int(5)));
+        assert!(same_value(&Value::Int(5), &Value::Int(5)));
+        assert!(!same_value(&Value::Int(5), &Value::Int(6)));
+        assert!(!same_value(&Value::Str("5".into()), &Value::Int(5)));
+        assert!(!same_value(&Value::Bool(true), &Value::Int(1)));
+    }
+
+    #[test]
+    fn verified_carries_the_signed_traits() {
+        let secrets = [SecretKey::new("k")];
+        let token = claims::sign(&secrets[0], &full_claims());
+        let call = Identify {
+            app_id: "a".into(),
+            user_id: "42".into(),
+            traits: full_traits(),
+            signature: Some(token),
+            signed_at: None,
+        };
+        let policy = Policy {
+            secrets: &secrets,
+            strict: StrictMode::Enforce,
+            require_signed_claims: true,
+        };
+        let Decision::Verified(v) = decide(&policy, &call, NOW) else {
+            panic!("not verified");
+        };
+        assert_eq!(v.method, Method::SignedClaims);
+        assert_eq!(v.signed_at, NOW);
+        let c = full_claims();
+        assert_eq!(
+            v.trusted,
+            TrustedTraits {
+                name: c.name,
+                email: c.email,
+                plan: c.plan,
+                mrr: c.mrr,
+                signup_date: c.signup_date,
+                custom: c.custom,
+            }
+        );
+        // The seed form trusts the call's standard traits, signup_date included; no custom.
+        let seed_call = Identify {
+            signature: Some(seed::sign(&secrets[0], "42")),
+            signed_at: Some(NOW),
+            ..call
+        };
+        let policy = Policy {
+            require_signed_claims: false,
+            ..policy
+        };
+        let Decision::Verified(v) = decide(&policy, &seed_call, NOW) else {
+            panic!("not verified");
+        };
+        assert_eq!(v.method, Method::SeedHmac);
+        assert_eq!(v.trusted.signup_date.as_deref(), Some("2024-03-01"));
+        assert_eq!(v.trusted.plan.as_deref(), Some("pro"));
+        assert!(v.trusted.custom.is_empty());
+    }
+
+    #[test]
+    fn strict_mode_names_and_method_names() {
+        for (mode, name) in [
+            (StrictMode::Off, "off"),
+            (StrictMode::ReportOnly, "report_only"),
+            (StrictMode::Enforce, "on"),
+        ] {
+            assert_eq!(mode.as_str(), name);
+            assert_eq!(StrictMode::parse(name), Some(mode));
+        }
+        assert_eq!(StrictMode::parse("false"), Some(StrictMode::Off));
+        assert_eq!(
+            StrictMode::parse("report-only"),
+            Some(StrictMode::ReportOnly)
+        );
+        assert_eq!(StrictMode::parse("true"), Some(StrictMode::Enforce));
+        assert_eq!(StrictMode::parse("enforce"), Some(StrictMode::Enforce));
+        assert_eq!(StrictMode::parse("On"), None);
+        assert_eq!(StrictMode::default(), StrictMode::Off);
+        assert_eq!(Method::SeedHmac.as_str(), "seed_hmac");
+        assert_eq!(Method::SignedClaims.as_str(), "signed_claims");
+    }
+}

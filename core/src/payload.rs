@@ -328,7 +328,11 @@ fn signature(field: &str, v: Option<&Value>) -> Result<Option<String>, Validatio
                 return Err(ValidationError::new(
                     "too_long",
                     field,
-                    &["is too long (the limit is 2048 bytes)"],
+                    &[
+                        "is too long (the limit is ",
+                        limit_text(MAX_SIGNATURE_BYTES),
+                        " bytes)",
+                    ],
                 ));
             }
             Ok(Some(s.clone()))
@@ -742,6 +746,87 @@ mod tests {
     fn int_to_string_edges() {
         for i in [0, 7, -1, 42, i64::MAX, i64::MIN] {
             assert_eq!(int_to_string(i), alloc::format!("{i}"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod reserved_tests {
+    use super::*;
+    use alloc::format;
+
+    fn custom(key: &str) -> Result<Identify, ValidationError> {
+        let mut traits = alloc::vec::Vec::new();
+        traits.push((key.into(), Value::Int(1)));
+        let body = Value::Object(alloc::vec![
+            ("app_id".into(), Value::Str("a".into())),
+            ("user_id".into(), Value::Str("1".into())),
+            ("traits".into(), Value::Object(traits)),
+        ]);
+        Identify::from_wire(&body)
+    }
+
+    /// Issue 15 item 7: `verified_at`, `key_id`, `method`, `first_seen` were accepted as custom
+    /// traits while `Verified` was refused. Every name and prefix of the one list is refused in
+    /// any case, on the wire and in the SDK's arguments, and the message names the whole list.
+    #[test]
+    fn every_reserved_name_is_refused_in_any_case() {
+        let mut names: Vec<String> = RESERVED_TRAIT_NAMES.iter().map(|n| (*n).into()).collect();
+        for p in RESERVED_TRAIT_PREFIXES {
+            names.push(p.into());
+            names.push(format!("{p}_x"));
+            names.push(format!("{p}Status"));
+        }
+        for name in names {
+            for key in [name.clone(), name.to_ascii_uppercase(), {
+                let mut c = name.clone();
+                c[..1].make_ascii_uppercase();
+                c
+            }] {
+                let e = custom(&key).unwrap_err();
+                assert_eq!(e.code, "reserved_trait", "{key}");
+                assert_eq!(e.field, format!("traits.{key}"));
+                assert!(is_reserved_trait(&key), "{key}");
+                let sdk = Identify::from_sdk(
+                    "a",
+                    &Value::Int(1),
+                    &Value::Object(alloc::vec![(key.clone(), Value::Bool(true))]),
+                );
+                // The SDK consumes its option keys (signature, hash, signedAt, signed_at) first.
+                if !SDK_OPTION_KEYS.contains(&key.as_str()) {
+                    assert_eq!(sdk.unwrap_err().code, "reserved_trait", "sdk {key}");
+                }
+            }
+        }
+        let message = custom("verified").unwrap_err().message;
+        for name in RESERVED_TRAIT_NAMES {
+            let shown = if name == "signedat" { "signedAt" } else { name };
+            assert!(message.contains(shown), "{name} not in {message}");
+        }
+        for p in RESERVED_TRAIT_PREFIXES {
+            assert!(message.contains(&format!("{p}*")), "{p} not in {message}");
+        }
+    }
+
+    #[test]
+    fn ordinary_names_are_not_reserved() {
+        for key in [
+            "team_size",
+            "plan_tier",
+            "verify",
+            "hashtag",
+            "my_dropfix",
+            "signup",
+            "methods",
+            "key",
+            "user",
+            "ids",
+        ] {
+            assert!(!is_reserved_trait(key), "{key}");
+            assert_eq!(
+                custom(key).unwrap().traits.custom,
+                [(key.into(), Value::Int(1))]
+            );
         }
     }
 }
