@@ -756,8 +756,7 @@ mod reserved_tests {
     use alloc::format;
 
     fn custom(key: &str) -> Result<Identify, ValidationError> {
-        let mut traits = alloc::vec::Vec::new();
-        traits.push((key.into(), Value::Int(1)));
+        let traits = alloc::vec![(key.into(), Value::Int(1))];
         let body = Value::Object(alloc::vec![
             ("app_id".into(), Value::Str("a".into())),
             ("user_id".into(), Value::Str("1".into())),
