@@ -77,7 +77,7 @@ fn seed_shape() {
     assert!(!seed::is_seed_form(""));
     let key = SecretKey::new("k");
     assert_eq!(
-        seed::verify(&[key.clone()], "u", &"a".repeat(65)),
+        seed::verify(std::slice::from_ref(&key), "u", &"a".repeat(65)),
         SeedCheck::Malformed
     );
     assert_eq!(
