@@ -471,4 +471,18 @@ mod tests {
         assert_eq!(c.signup_date.as_deref(), Some("2024-03-01"));
         assert_eq!(c.custom, [("b".into(), Value::Int(1))]);
     }
+
+    /// JSON cannot carry a non-finite number (serde_json refuses 1e400), so this guard is only
+    /// reachable from a `Value` built in code; it must still refuse rather than saturate.
+    #[test]
+    fn non_finite_times_are_malformed() {
+        for f in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let entries = alloc::vec![("iat".to_owned(), Value::Float(f))];
+            assert_eq!(opt_time(&entries, "iat"), Err(Rejection::SignatureMalformed));
+        }
+        let entries = alloc::vec![("iat".to_owned(), Value::Float(-1.5))];
+        assert_eq!(opt_time(&entries, "iat"), Ok(Some(-1)));
+        assert_eq!(opt_time(&entries, "exp"), Ok(None));
+        assert!(serde_json::from_str::<Value>("1e400").is_err());
+    }
 }
