@@ -237,8 +237,10 @@ def decision_cases():
              rejected("signature_malformed")),
     ]
     for name in ["verified_at", "key_id", "method", "first_seen", "last_seen", "unverified_claims",
-                 "User_Id", "app_id", "SIGNATURE", "Hash", "signed_at", "signedAt", "dropfix_x",
+                 "User_Id", "app_id", "SIGNATURE", "Hash", "Signed_At", "SignedAt", "dropfix_x",
                  "signature_v2"]:
+        # (`signature`, `hash`, `signedAt`, `signed_at` themselves are the SDK's options when
+        # passed in its traits argument, so these cases use other spellings of them.)
         c.append(case(f"reserved custom trait {name!r}", {"user_id": "42", "traits": {name: 1}},
                       invalid("reserved_trait", "traits." + name)))
     return c
