@@ -478,7 +478,10 @@ mod tests {
     fn non_finite_times_are_malformed() {
         for f in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
             let entries = alloc::vec![("iat".to_owned(), Value::Float(f))];
-            assert_eq!(opt_time(&entries, "iat"), Err(Rejection::SignatureMalformed));
+            assert_eq!(
+                opt_time(&entries, "iat"),
+                Err(Rejection::SignatureMalformed)
+            );
         }
         let entries = alloc::vec![("iat".to_owned(), Value::Float(-1.5))];
         assert_eq!(opt_time(&entries, "iat"), Ok(Some(-1)));

@@ -414,8 +414,12 @@ fn wire_fields_and_types() {
         message.starts_with("extra is not a field of identify"),
         "{message}"
     );
-    let (code, field, _) = err(json!({"app_id": 5, "user_id": "1"}));
+    // app_id takes no integers: its message does not offer them.
+    let (code, field, message) = err(json!({"app_id": 5, "user_id": "1"}));
     assert_eq!((code.as_str(), field.as_str()), ("invalid_type", "app_id"));
+    assert_eq!(message, "app_id must be a string, got a number");
+    let (_, _, message) = err(json!({"app_id": true, "user_id": "1"}));
+    assert_eq!(message, "app_id must be a string, got a boolean");
     let (code, field, message) = err(json!({"app_id": "a", "user_id": true}));
     assert_eq!((code.as_str(), field.as_str()), ("invalid_type", "user_id"));
     assert_eq!(
