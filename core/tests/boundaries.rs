@@ -736,3 +736,17 @@ fn decide_policy_rows() {
         Decision::Rejected(Rejection::SignatureMalformed)
     );
 }
+
+/// Deserializers other than JSON (serde-wasm-bindgen in the Node signing build, for one) can offer
+/// kinds an identify payload never holds, such as bytes from a `Uint8Array`: refused, saying
+/// what was expected.
+#[test]
+fn non_json_kinds_are_refused_with_what_was_expected() {
+    use serde::Deserialize as _;
+    use serde::de::value::{BytesDeserializer, Error};
+    let e = Value::deserialize(BytesDeserializer::<Error>::new(b"\x01\x02")).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "invalid type: byte array, expected a JSON value"
+    );
+}
