@@ -1,6 +1,12 @@
 // `dropfix/server`: signing on the customer's Node backend, with the same Rust core as the
 // verifier (compiled to wasm with the `node-signing` feature). Step 1 of "Secure your identify()
 // call": after login, sign the user and hand the result to your frontend.
+//
+// Which key signs what: the seed form (`signUser`) is an HMAC keyed with the workspace secret
+// (DROPFIX_SECRET_KEY). Signed-claims tokens are keyed with the workspace's claims key
+// (`dfck_...`), which is derived from the secret; `signClaims` takes the secret and derives it,
+// and `claimsKey(secret)` returns it for backends that sign with their own JWT library. Keeping
+// the two keys apart is what stops a seed hash from ever passing as a token.
 import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
@@ -39,13 +45,23 @@ export function signUser(userId, options = {}) {
 }
 
 /**
- * Signed claims: an HS256 token over the user id, the time and the trusted traits, to pass as
- * `signature`. Expires after `ttlSeconds` (default 300).
+ * The workspace's claims key (`dfck_` + 64 hex digits), derived from the secret: the HS256 key for
+ * signing tokens with an ordinary JWT library, e.g.
+ * `jwt.sign({ sub, plan }, claimsKey(), { algorithm: 'HS256', expiresIn: 300 })`.
+ * It is a secret like the workspace secret: keep it on the server.
+ */
+export function claimsKey(secret) {
+  return core.claimsKey(secretFrom(secret === undefined ? {} : { secret }));
+}
+
+/**
+ * Signed claims: an HS256 token over the user id, the time and the trusted traits (any of them,
+ * standard or custom), to pass as `signature`. Takes the workspace secret and signs with the
+ * claims key derived from it. Expires after `ttlSeconds` (default 300).
  */
 export function signClaims(userId, claims = {}, options = {}) {
   const id = userIdString(userId);
   const iat = nowSeconds(options);
   const ttl = options.ttlSeconds ?? DEFAULT_TTL_SECONDS;
-  const { plan, mrr, email, name } = claims ?? {};
-  return core.signClaims(secretFrom(options), id, iat, iat + ttl, { plan, mrr, email, name });
+  return core.signClaims(secretFrom(options), id, iat, iat + ttl, claims ?? {});
 }

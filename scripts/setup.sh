@@ -50,6 +50,9 @@ fi
 rustup target list --installed | grep -qx wasm32-unknown-unknown \
   || { log "rustup target add wasm32-unknown-unknown"; rustup target add wasm32-unknown-unknown; }
 if [ "$mode" = "--test" ]; then
+  # Mutation testing of dropfix-core (scripts/test.sh); the version the figures were measured with.
+  cargo mutants --version >/dev/null 2>&1 \
+    || { log "cargo install cargo-mutants"; cargo install cargo-mutants --version 27.1.0 --locked; }
   rustup component list --installed | grep -q '^clippy' || rustup component add clippy
   rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
 fi

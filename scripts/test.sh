@@ -36,6 +36,11 @@ step "dropfix-core builds for wasm32-unknown-unknown" \
 step "cargo test (core, server, cross-language)" cargo test --workspace
 step "OpenAPI: schemathesis against a live server (docs/openapi.yaml)" tests/openapi/schemathesis.sh
 step "README: the operator commands run as written" tests/docs/readme-commands.sh
+# Every mutant of dropfix-core must be caught by the core's own tests (cargo-mutants exits non-zero
+# on any missed mutant or timeout; exclusions live in .cargo/mutants.toml with a reason each). It
+# builds in its own copy of the tree, so a CARGO_TARGET_DIR shared with other builds is not used.
+step "mutation testing: every mutant of dropfix-core caught (cargo mutants)" \
+  env -u CARGO_TARGET_DIR cargo mutants -p dropfix-core
 step "wasm bridge tests (wasm-bindgen-test, Node)" \
   env CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
   cargo test -p dropfix-wasm --target wasm32-unknown-unknown --features node-signing

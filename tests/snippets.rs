@@ -117,3 +117,48 @@ fn what_the_snippets_print_is_accepted_and_tampering_is_not() {
         }
     }
 }
+
+/// Issue 17, finding 1, end to end with the page's real snippets: an attacker registers a user id
+/// equal to a token's signing input, the customer's backend signs it with the snippet at login, and
+/// the attacker sends `signing_input "." base64url(hex-decoded hash)` as a signed-claims token for
+/// user 1001. Tokens are keyed with the claims key, so this is a mismatch (it verified, with the
+/// attacker's plan and MRR, when both forms shared the secret).
+#[test]
+fn a_snippet_hash_of_a_registered_signing_input_is_not_a_token() {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let secret = "dfsk_snippet_test_secret";
+    let payload = format!(
+        r#"{{"sub":"1001","iat":{},"plan":"enterprise","mrr":99999}}"#,
+        now()
+    );
+    let signing_input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256"}"#),
+        URL_SAFE_NO_PAD.encode(payload)
+    );
+    for (program, script) in SNIPPETS {
+        let (hash, _) = sign_with(program, script, secret, &signing_input);
+        let raw: Vec<u8> = (0..hash.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hash[i..i + 2], 16).unwrap())
+            .collect();
+        let forged = format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(raw));
+        let body: Value = serde_json::from_value(serde_json::json!({
+            "app_id": "app_snippets", "user_id": "1001", "signature": forged,
+        }))
+        .unwrap();
+        let call = Identify::from_wire(&body).unwrap();
+        let secrets = [SecretKey::new(secret)];
+        let policy = Policy {
+            secrets: &secrets,
+            strict: StrictMode::Enforce,
+            require_signed_claims: true,
+        };
+        assert_eq!(
+            dropfix_core::decide(&policy, &call, now()),
+            Decision::Rejected(Rejection::SignatureMismatch),
+            "{program}"
+        );
+    }
+}

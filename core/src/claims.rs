@@ -1,8 +1,13 @@
-//! Signed claims: a compact JWS (JWT) with HS256, keyed with the workspace secret.
+//! Signed claims: a compact JWS (JWT) with HS256, keyed with the workspace's **claims key**
+//! (`dfck_...`, derived from the secret with HKDF; see [`crate::SecretKey`]), never with the
+//! secret itself, so that no seed-form signature can ever be a valid token or the reverse.
 //!
 //! The seed form signs only the user id, so `signedAt`, plan and MRR travel outside the MAC. A
-//! token puts them under it: `sub` (user id), `iat` (signing time), optional `exp`, and optional
-//! trusted traits `plan`, `mrr`, `email`, `name`. Any ordinary JWT library produces one.
+//! token puts them under it: `sub` (user id), `iat` (signing time), optional `exp`/`nbf`, and
+//! optional trusted traits: the standard `name`, `email`, `plan`, `mrr`, `signup_date`, and any
+//! custom trait (same name and value rules as in the identify payload). The other registered JWT
+//! claims (`iss`, `aud`, `jti`) are allowed and ignored. Any ordinary JWT library produces one,
+//! given the claims key string as its HS256 secret.
 //!
 //! Header handling is strict: `alg` must be exactly `HS256` (so `none` and RS/ES algorithm
 //! confusion are refused before any key is used), `crit` is refused, and every segment must be
@@ -16,6 +21,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::Mac;
 
+use crate::payload::{self, MAX_CUSTOM_TRAITS, STANDARD_TRAITS, Traits, check_custom_trait};
 use crate::rejection::Rejection;
 use crate::secret::SecretKey;
 use crate::timestamp;
@@ -34,6 +40,34 @@ pub struct Claims {
     pub email: Option<String>,
     pub plan: Option<String>,
     pub mrr: Option<f64>,
+    pub signup_date: Option<String>,
+    /// Custom traits the token signs, in token order (`null` values are left out: not covered).
+    pub custom: Vec<(String, Value)>,
+}
+
+/// JWT registered claims: read (`sub`, `iat`, `exp`, `nbf`) or ignored (`iss`, `aud`, `jti`),
+/// never taken as traits.
+pub const REGISTERED_CLAIMS: [&str; 7] = ["sub", "iat", "exp", "nbf", "iss", "aud", "jti"];
+
+impl Claims {
+    /// Claims for `sub` at `iat` covering these (already validated) traits.
+    pub fn from_traits(sub: impl Into<String>, iat: i64, exp: Option<i64>, traits: Traits) -> Self {
+        Claims {
+            sub: sub.into(),
+            iat,
+            exp,
+            name: traits.name,
+            email: traits.email,
+            plan: traits.plan,
+            mrr: traits.mrr,
+            signup_date: traits.signup_date,
+            custom: traits
+                .custom
+                .into_iter()
+                .filter(|(_, v)| *v != Value::Null)
+                .collect(),
+        }
+    }
 }
 
 /// Whether `s` has the shape of a compact JWS: three base64url segments joined by dots.
@@ -54,7 +88,8 @@ pub fn is_jws_form(s: &str) -> bool {
 
 const HEADER_B64: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"; // {"alg":"HS256","typ":"JWT"}
 
-/// Issues a token for these claims (customer-backend helpers; never in the browser build).
+/// Issues a token for these claims, keyed with the secret's claims key (customer-backend
+/// helpers; never in the browser build).
 pub fn sign(secret: &SecretKey, claims: &Claims) -> String {
     let mut entries = alloc::vec![
         ("sub".to_owned(), Value::Str(claims.sub.clone())),
@@ -75,12 +110,16 @@ pub fn sign(secret: &SecretKey, claims: &Claims) -> String {
     if let Some(mrr) = claims.mrr {
         entries.push(("mrr".to_owned(), Value::Float(mrr)));
     }
+    if let Some(d) = &claims.signup_date {
+        entries.push(("signup_date".to_owned(), Value::Str(d.clone())));
+    }
+    entries.extend(claims.custom.iter().cloned());
     let payload = serde_json::to_vec(&Value::Object(entries)).expect("claims serialize");
     let mut token = String::with_capacity(256);
     token.push_str(HEADER_B64);
     token.push('.');
     URL_SAFE_NO_PAD.encode_string(payload, &mut token);
-    let mut mac = secret.mac();
+    let mut mac = secret.claims_key().mac();
     mac.update(token.as_bytes());
     let tag = mac.finalize().into_bytes();
     token.push('.');
@@ -120,8 +159,28 @@ fn opt_time(entries: &[(String, Value)], key: &str) -> Result<Option<i64>, Rejec
     }
 }
 
-/// Verifies a token against the active secrets and the clock reading `now` (Unix seconds).
-/// Returns the claims and the index of the secret that verified it.
+/// Custom traits of a token payload: every key that is neither a registered claim nor a standard
+/// trait, under the payload's rules (name, reserved names, scalar values, sizes, count).
+fn custom_traits(payload: &[(String, Value)]) -> Result<Vec<(String, Value)>, Rejection> {
+    let mut custom = Vec::new();
+    for (key, value) in payload {
+        if REGISTERED_CLAIMS.contains(&key.as_str()) || STANDARD_TRAITS.contains(&key.as_str()) {
+            continue;
+        }
+        check_custom_trait(key, key, value).map_err(|_| Rejection::SignatureMalformed)?;
+        if *value == Value::Null {
+            continue;
+        }
+        if custom.len() == MAX_CUSTOM_TRAITS {
+            return Err(Rejection::SignatureMalformed);
+        }
+        custom.push((key.clone(), value.clone()));
+    }
+    Ok(custom)
+}
+
+/// Verifies a token against the claims keys of the active secrets and the clock reading `now`
+/// (Unix seconds). Returns the claims and the index of the secret that verified it.
 pub fn verify(secrets: &[SecretKey], token: &str, now: i64) -> Result<(Claims, usize), Rejection> {
     if !is_jws_form(token) {
         return Err(Rejection::SignatureMalformed);
@@ -147,7 +206,7 @@ pub fn verify(secrets: &[SecretKey], token: &str, now: i64) -> Result<(Claims, u
     let key_index = secrets
         .iter()
         .position(|secret| {
-            let mut mac = secret.mac();
+            let mut mac = secret.claims_key().mac();
             mac.update(signing_input.as_bytes());
             mac.verify_slice(&tag).is_ok()
         })
@@ -167,12 +226,10 @@ pub fn verify(secrets: &[SecretKey], token: &str, now: i64) -> Result<(Claims, u
     if opt_time(&payload, "nbf")?.is_some_and(|nbf| nbf > now + timestamp::MAX_FUTURE_SKEW_SECS) {
         return Err(Rejection::SignedAtInFuture);
     }
-    let mrr = match find(&payload, "mrr") {
-        None | Some(Value::Null) => None,
-        Some(Value::Int(i)) => Some(*i as f64),
-        Some(Value::Float(f)) if f.is_finite() => Some(*f),
-        Some(_) => return Err(Rejection::SignatureMalformed),
-    };
+    // The payload's MRR rule (a finite number in 0..=1e12), so a token cannot store what a
+    // browser-sent call could not.
+    let mrr =
+        payload::mrr("mrr", find(&payload, "mrr")).map_err(|_| Rejection::SignatureMalformed)?;
     let claims = Claims {
         sub,
         iat,
@@ -181,6 +238,8 @@ pub fn verify(secrets: &[SecretKey], token: &str, now: i64) -> Result<(Claims, u
         email: opt_str(&payload, "email")?,
         plan: opt_str(&payload, "plan")?,
         mrr,
+        signup_date: opt_str(&payload, "signup_date")?,
+        custom: custom_traits(&payload)?,
     };
     Ok((claims, key_index))
 }
@@ -188,6 +247,7 @@ pub fn verify(secrets: &[SecretKey], token: &str, now: i64) -> Result<(Claims, u
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::payload::MAX_TRAIT_STRING_BYTES;
 
     const NOW: i64 = 1_732_406_400;
 
@@ -205,7 +265,7 @@ mod tests {
         let mut t = URL_SAFE_NO_PAD.encode(header);
         t.push('.');
         t.push_str(&URL_SAFE_NO_PAD.encode(payload));
-        let mut mac = SecretKey::new(key).mac();
+        let mut mac = SecretKey::new(key).claims_key().mac();
         mac.update(t.as_bytes());
         t.push('.');
         t.push_str(&URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()));
@@ -312,5 +372,120 @@ mod tests {
             verify(&[key], &parts.join("."), NOW),
             Err(Rejection::SignatureMismatch)
         );
+    }
+
+    fn payload(extra: &str) -> String {
+        alloc::format!(r#"{{"sub":"42","iat":1732406400{extra}}}"#)
+    }
+
+    fn check(extra: &str) -> Result<Claims, Rejection> {
+        let token = forge(r#"{"alg":"HS256"}"#, &payload(extra), "k");
+        verify(&[SecretKey::new("k")], &token, NOW).map(|(c, _)| c)
+    }
+
+    #[test]
+    fn every_trait_can_be_signed() {
+        let c = check(
+            r#","name":"Ada","email":"a@b","plan":"pro","mrr":49,"signup_date":"2024-03-01","team":"core","seats":5,"beta":true,"ratio":0.5,"gone":null,"iss":"x","aud":"y","jti":"z","nbf":1732406400"#,
+        )
+        .unwrap();
+        assert_eq!(c.name.as_deref(), Some("Ada"));
+        assert_eq!(c.email.as_deref(), Some("a@b"));
+        assert_eq!(c.signup_date.as_deref(), Some("2024-03-01"));
+        assert_eq!(
+            c.custom,
+            [
+                ("team".into(), Value::Str("core".into())),
+                ("seats".into(), Value::Int(5)),
+                ("beta".into(), Value::Bool(true)),
+                ("ratio".into(), Value::Float(0.5)),
+            ]
+        );
+        // sign() writes what verify() reads back.
+        let key = SecretKey::new("k");
+        assert_eq!(
+            verify(core::slice::from_ref(&key), &sign(&key, &c), NOW),
+            Ok((c, 0))
+        );
+    }
+
+    #[test]
+    fn custom_traits_follow_the_payload_rules() {
+        for extra in [
+            r#","verified":true"#,
+            r#","Verified_At":1"#,
+            r#","dropfix_plan":"x""#,
+            r#","signature_ok":1"#,
+            r#","api_secret":"x""#,
+            r#","team":{"a":1}"#,
+            r#","team":[1]"#,
+            r#","team":"dfsk_leaked""#,
+            r#","signup_date":5"#,
+            r#","email":false"#,
+            r#","mrr":-1"#,
+            r#","mrr":1e13"#,
+            r#","mrr":"49""#,
+        ] {
+            assert_eq!(check(extra), Err(Rejection::SignatureMalformed), "{extra}");
+        }
+        let long_value = alloc::format!(r#","team":"{}""#, "x".repeat(MAX_TRAIT_STRING_BYTES));
+        assert!(check(&long_value).is_ok());
+        let too_long = alloc::format!(r#","team":"{}""#, "x".repeat(MAX_TRAIT_STRING_BYTES + 1));
+        assert_eq!(check(&too_long), Err(Rejection::SignatureMalformed));
+        let long_name = alloc::format!(r#","{}":1"#, "k".repeat(64));
+        assert!(check(&long_name).is_ok());
+        let too_long_name = alloc::format!(r#","{}":1"#, "k".repeat(65));
+        assert_eq!(check(&too_long_name), Err(Rejection::SignatureMalformed));
+    }
+
+    #[test]
+    fn custom_trait_count_limit() {
+        let traits = |n: usize| {
+            let mut s = String::new();
+            for i in 0..n {
+                s.push_str(&alloc::format!(r#","k{i}":{i}"#));
+            }
+            s
+        };
+        assert_eq!(check(&traits(MAX_CUSTOM_TRAITS)).unwrap().custom.len(), 32);
+        assert_eq!(
+            check(&traits(MAX_CUSTOM_TRAITS + 1)),
+            Err(Rejection::SignatureMalformed)
+        );
+        // null values are not covered, so they do not count.
+        let with_nulls = alloc::format!(r#"{},"n1":null,"n2":null"#, traits(MAX_CUSTOM_TRAITS));
+        assert_eq!(check(&with_nulls).unwrap().custom.len(), 32);
+    }
+
+    #[test]
+    fn from_traits_drops_nulls() {
+        let traits = Traits {
+            plan: Some("pro".into()),
+            signup_date: Some("2024-03-01".into()),
+            custom: alloc::vec![("a".into(), Value::Null), ("b".into(), Value::Int(1))],
+            ..Traits::default()
+        };
+        let c = Claims::from_traits("42", NOW, Some(NOW + 1), traits);
+        assert_eq!((c.sub.as_str(), c.iat, c.exp), ("42", NOW, Some(NOW + 1)));
+        assert_eq!(c.plan.as_deref(), Some("pro"));
+        assert_eq!(c.signup_date.as_deref(), Some("2024-03-01"));
+        assert_eq!(c.custom, [("b".into(), Value::Int(1))]);
+    }
+
+    /// JSON cannot carry a non-finite number (serde_json refuses 1e400), so this guard is only
+    /// reachable from a `Value` built in code; it must still refuse rather than saturate.
+    #[test]
+    fn non_finite_times_are_malformed() {
+        for f in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let entries = alloc::vec![("iat".to_owned(), Value::Float(f))];
+            assert_eq!(
+                opt_time(&entries, "iat"),
+                Err(Rejection::SignatureMalformed)
+            );
+        }
+        let entries = alloc::vec![("iat".to_owned(), Value::Float(-1.5))];
+        assert_eq!(opt_time(&entries, "iat"), Ok(Some(-1)));
+        assert_eq!(opt_time(&entries, "exp"), Ok(None));
+        assert!(serde_json::from_str::<Value>("1e400").is_err());
     }
 }

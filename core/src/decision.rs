@@ -7,6 +7,7 @@
 //! (the actionable message for a cached signature) while a wrong one is reported as a mismatch.
 
 use alloc::string::String;
+use alloc::vec::Vec;
 
 use crate::claims::{self, Claims};
 use crate::payload::{Identify, Traits};
@@ -14,6 +15,7 @@ use crate::rejection::Rejection;
 use crate::secret::SecretKey;
 use crate::seed::{self, SeedCheck};
 use crate::timestamp::{self, MILLISECONDS_THRESHOLD};
+use crate::value::Value;
 
 /// What strict mode does with unsigned calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -82,6 +84,10 @@ pub struct TrustedTraits {
     pub email: Option<String>,
     pub plan: Option<String>,
     pub mrr: Option<f64>,
+    pub signup_date: Option<String>,
+    /// Custom traits a signed-claims token signs (empty for the seed form, whose custom traits
+    /// are stored as sent, like every browser-sent custom trait).
+    pub custom: Vec<(String, Value)>,
 }
 
 /// A verified call.
@@ -159,6 +165,8 @@ fn decide_signed(
                 email: t.email.clone(),
                 plan: t.plan.clone(),
                 mrr: t.mrr,
+                signup_date: t.signup_date.clone(),
+                custom: Vec::new(),
             },
         }));
     }
@@ -174,24 +182,218 @@ fn decide_signed(
                 email: claims.email,
                 plan: claims.plan,
                 mrr: claims.mrr,
+                signup_date: claims.signup_date,
+                custom: claims.custom,
             },
         }));
     }
     Err(Rejection::SignatureMalformed)
 }
 
-/// Browser-sent values that contradict the token mean tampering.
+/// Browser-sent values that contradict the token mean tampering. A trait the token does not cover
+/// (or the browser does not send, or sends as `null`) contradicts nothing.
 fn check_consistent(claims: &Claims, user_id: &str, traits: &Traits) -> Result<(), Rejection> {
     fn differs<T: PartialEq>(signed: &Option<T>, sent: &Option<T>) -> bool {
         matches!((signed, sent), (Some(a), Some(b)) if a != b)
     }
+    let custom_differs = claims.custom.iter().any(|(key, signed)| {
+        traits
+            .custom
+            .iter()
+            .find(|(k, _)| k == key)
+            .is_some_and(|(_, sent)| *sent != Value::Null && !same_value(signed, sent))
+    });
     if claims.sub != user_id
         || differs(&claims.plan, &traits.plan)
         || differs(&claims.mrr, &traits.mrr)
         || differs(&claims.email, &traits.email)
         || differs(&claims.name, &traits.name)
+        || differs(&claims.signup_date, &traits.signup_date)
+        || custom_differs
     {
         return Err(Rejection::ClaimsMismatch);
     }
     Ok(())
+}
+
+/// JSON equality with numbers compared by value: `5` from one JSON encoder is `5.0` from another
+/// (Python's `json.dumps(5.0)`, for instance), and both mean the same trait value.
+fn same_value(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Int(i), Value::Float(f)) | (Value::Float(f), Value::Int(i)) => *i as f64 == *f,
+        _ => a == b,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    const NOW: i64 = 1_732_406_400;
+
+    fn full_claims() -> Claims {
+        Claims {
+            sub: "42".into(),
+            iat: NOW,
+            exp: None,
+            name: Some("Ada".into()),
+            email: Some("ada@example.com".into()),
+            plan: Some("pro".into()),
+            mrr: Some(49.0),
+            signup_date: Some("2024-03-01".into()),
+            custom: vec![
+                ("team".into(), Value::Str("core".into())),
+                ("seats".into(), Value::Int(5)),
+            ],
+        }
+    }
+
+    fn full_traits() -> Traits {
+        Traits {
+            name: Some("Ada".into()),
+            email: Some("ada@example.com".into()),
+            plan: Some("pro".into()),
+            mrr: Some(49.0),
+            signup_date: Some("2024-03-01".into()),
+            custom: vec![
+                ("team".into(), Value::Str("core".into())),
+                ("seats".into(), Value::Float(5.0)),
+            ],
+        }
+    }
+
+    /// Exactly one contradicting trait is enough (a core that refused only when every trait
+    /// differs would pass a test that changes them all).
+    #[test]
+    fn one_contradicting_trait_is_a_mismatch() {
+        let c = full_claims();
+        assert_eq!(check_consistent(&c, "42", &full_traits()), Ok(()));
+        assert_eq!(check_consistent(&c, "42", &Traits::default()), Ok(()));
+        assert_eq!(
+            check_consistent(&c, "43", &full_traits()),
+            Err(Rejection::ClaimsMismatch)
+        );
+        let edits: [fn(&mut Traits); 7] = [
+            |t| t.name = Some("Eve".into()),
+            |t| t.email = Some("eve@example.com".into()),
+            |t| t.plan = Some("enterprise".into()),
+            |t| t.mrr = Some(49.5),
+            |t| t.signup_date = Some("2020-01-01".into()),
+            |t| t.custom[0].1 = Value::Str("other".into()),
+            |t| t.custom[1].1 = Value::Int(6),
+        ];
+        for (i, edit) in edits.iter().enumerate() {
+            let mut t = full_traits();
+            edit(&mut t);
+            assert_eq!(
+                check_consistent(&c, "42", &t),
+                Err(Rejection::ClaimsMismatch),
+                "edit {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn what_the_token_or_the_browser_leaves_out_contradicts_nothing() {
+        // Browser sends a custom trait the token does not cover, or null for one it does.
+        let mut t = full_traits();
+        t.custom.push(("extra".into(), Value::Bool(true)));
+        t.custom[0].1 = Value::Null;
+        assert_eq!(check_consistent(&full_claims(), "42", &t), Ok(()));
+        // Token covers nothing beyond sub.
+        let bare = Claims {
+            sub: "42".into(),
+            iat: NOW,
+            ..Claims::default()
+        };
+        assert_eq!(check_consistent(&bare, "42", &full_traits()), Ok(()));
+    }
+
+    #[test]
+    fn numbers_compare_by_value() {
+        assert!(same_value(&Value::Int(5), &Value::Float(5.0)));
+        assert!(same_value(&Value::Float(5.0), &Value::Int(5)));
+        assert!(!same_value(&Value::Int(5), &Value::Float(5.5)));
+        assert!(!same_value(&Value::Float(5.5), &Value::Int(5)));
+        assert!(same_value(&Value::Int(5), &Value::Int(5)));
+        assert!(!same_value(&Value::Int(5), &Value::Int(6)));
+        assert!(!same_value(&Value::Str("5".into()), &Value::Int(5)));
+        assert!(!same_value(&Value::Bool(true), &Value::Int(1)));
+    }
+
+    #[test]
+    fn verified_carries_the_signed_traits() {
+        let secrets = [SecretKey::new("k")];
+        let token = claims::sign(&secrets[0], &full_claims());
+        let call = Identify {
+            app_id: "a".into(),
+            user_id: "42".into(),
+            traits: full_traits(),
+            signature: Some(token),
+            signed_at: None,
+        };
+        let policy = Policy {
+            secrets: &secrets,
+            strict: StrictMode::Enforce,
+            require_signed_claims: true,
+        };
+        let Decision::Verified(v) = decide(&policy, &call, NOW) else {
+            panic!("not verified");
+        };
+        assert_eq!(v.method, Method::SignedClaims);
+        assert_eq!(v.signed_at, NOW);
+        let c = full_claims();
+        assert_eq!(
+            v.trusted,
+            TrustedTraits {
+                name: c.name,
+                email: c.email,
+                plan: c.plan,
+                mrr: c.mrr,
+                signup_date: c.signup_date,
+                custom: c.custom,
+            }
+        );
+        // The seed form trusts the call's standard traits, signup_date included; no custom.
+        let seed_call = Identify {
+            signature: Some(seed::sign(&secrets[0], "42")),
+            signed_at: Some(NOW),
+            ..call
+        };
+        let policy = Policy {
+            require_signed_claims: false,
+            ..policy
+        };
+        let Decision::Verified(v) = decide(&policy, &seed_call, NOW) else {
+            panic!("not verified");
+        };
+        assert_eq!(v.method, Method::SeedHmac);
+        assert_eq!(v.trusted.signup_date.as_deref(), Some("2024-03-01"));
+        assert_eq!(v.trusted.plan.as_deref(), Some("pro"));
+        assert!(v.trusted.custom.is_empty());
+    }
+
+    #[test]
+    fn strict_mode_names_and_method_names() {
+        for (mode, name) in [
+            (StrictMode::Off, "off"),
+            (StrictMode::ReportOnly, "report_only"),
+            (StrictMode::Enforce, "on"),
+        ] {
+            assert_eq!(mode.as_str(), name);
+            assert_eq!(StrictMode::parse(name), Some(mode));
+        }
+        assert_eq!(StrictMode::parse("false"), Some(StrictMode::Off));
+        assert_eq!(
+            StrictMode::parse("report-only"),
+            Some(StrictMode::ReportOnly)
+        );
+        assert_eq!(StrictMode::parse("true"), Some(StrictMode::Enforce));
+        assert_eq!(StrictMode::parse("enforce"), Some(StrictMode::Enforce));
+        assert_eq!(StrictMode::parse("On"), None);
+        assert_eq!(StrictMode::default(), StrictMode::Off);
+        assert_eq!(Method::SeedHmac.as_str(), "seed_hmac");
+        assert_eq!(Method::SignedClaims.as_str(), "signed_claims");
+    }
 }

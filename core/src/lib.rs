@@ -36,8 +36,12 @@ mod value;
 pub use decision::{Decision, Method, Policy, StrictMode, TrustedTraits, Verified, decide};
 pub use payload::{
     Identify, MAX_BODY_BYTES, MAX_CUSTOM_TRAITS, MAX_SIGNATURE_BYTES, MAX_TRAIT_STRING_BYTES,
-    MAX_USER_ID_BYTES, Traits, ValidationError,
+    MAX_USER_ID_BYTES, RESERVED_TRAIT_NAMES, RESERVED_TRAIT_PREFIXES, Traits, ValidationError,
+    is_reserved_trait,
 };
 pub use rejection::Rejection;
-pub use secret::{SECRET_ENTROPY_BYTES, SECRET_PREFIX, SecretKey, looks_like_secret};
+pub use secret::{
+    CLAIMS_KEY_INFO, CLAIMS_KEY_PREFIX, CLAIMS_KEY_SALT, ClaimsKey, SECRET_ENTROPY_BYTES,
+    SECRET_PREFIX, SecretKey, looks_like_secret,
+};
 pub use value::{MAX_DEPTH, Value};

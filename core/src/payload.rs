@@ -116,19 +116,43 @@ impl fmt::Display for ValidationError {
 }
 
 /// Standard trait names, in the order the page lists them.
-const STANDARD_TRAITS: [&str; 5] = ["name", "email", "plan", "mrr", "signup_date"];
+pub(crate) const STANDARD_TRAITS: [&str; 5] = ["name", "email", "plan", "mrr", "signup_date"];
 
-/// A key that only DropFix may set: client-sent fields can never mark anything verified.
-fn is_reserved_trait(key: &str) -> bool {
+/// Names only DropFix sets (compared case-insensitively): the verification fields and the other
+/// fields of a stored user record, and the signature options. A client-sent trait so named could
+/// pass for a verification field downstream, so the payload and signed-claims tokens refuse it.
+/// This is the one list; the docs and every adapter read it from here.
+pub const RESERVED_TRAIT_NAMES: [&str; 13] = [
+    "verified",
+    "verified_at",
+    "key_id",
+    "method",
+    "first_seen",
+    "last_seen",
+    "unverified_claims",
+    "user_id",
+    "app_id",
+    "signature",
+    "hash",
+    "signed_at",
+    "signedat",
+];
+
+/// Prefixes only DropFix uses (compared case-insensitively): `dropfix_*`, `signature_*` and
+/// `verification_*` (also without the underscore, e.g. `signatures`, `verificationStatus`).
+pub const RESERVED_TRAIT_PREFIXES: [&str; 3] = ["dropfix", "signature", "verification"];
+
+/// Whether a trait name is reserved ([`RESERVED_TRAIT_NAMES`], [`RESERVED_TRAIT_PREFIXES`]).
+pub fn is_reserved_trait(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
-    k == "verified"
-        || k == "hash"
-        || k == "signedat"
-        || k == "signed_at"
-        || k.starts_with("dropfix")
-        || k.starts_with("signature")
-        || k.starts_with("verification")
+    RESERVED_TRAIT_NAMES.contains(&k.as_str())
+        || RESERVED_TRAIT_PREFIXES.iter().any(|p| k.starts_with(p))
 }
+
+const RESERVED_MESSAGE: &str = "is reserved: only DropFix sets these fields (verified, \
+     verified_at, key_id, method, first_seen, last_seen, unverified_claims, user_id, app_id, \
+     signature, hash, signed_at, signedAt, and dropfix*, signature*, verification*, in \
+     any case); pass signature and signedAt as identify() options";
 
 fn is_secret_name(key: &str) -> bool {
     key.to_ascii_lowercase().contains("secret")
@@ -139,8 +163,8 @@ fn secret_error(field: &str) -> ValidationError {
         "secret_not_allowed",
         field,
         &[
-            "looks like a DropFix secret key: the secret must stay on your server; \
-             send only the signature it produces",
+            "looks like a DropFix secret key or claims key: keys must stay on your server; \
+             send only the signature they produce",
         ],
     )
 }
@@ -261,7 +285,7 @@ fn int_to_string(i: i64) -> String {
     s
 }
 
-fn mrr(field: &str, v: Option<&Value>) -> Result<Option<f64>, ValidationError> {
+pub(crate) fn mrr(field: &str, v: Option<&Value>) -> Result<Option<f64>, ValidationError> {
     let n = match v {
         None | Some(Value::Null) => return Ok(None),
         Some(Value::Int(i)) => *i as f64,
@@ -304,7 +328,11 @@ fn signature(field: &str, v: Option<&Value>) -> Result<Option<String>, Validatio
                 return Err(ValidationError::new(
                     "too_long",
                     field,
-                    &["is too long (the limit is 2048 bytes)"],
+                    &[
+                        "is too long (the limit is ",
+                        limit_text(MAX_SIGNATURE_BYTES),
+                        " bytes)",
+                    ],
                 ));
             }
             Ok(Some(s.clone()))
@@ -338,7 +366,59 @@ fn aliased<'v>(
     }
 }
 
+/// Checks one custom trait, its name and its value (the payload's rules, also applied to the
+/// custom traits of a signed-claims token). `path` names it in messages.
+pub(crate) fn check_custom_trait(
+    path: &str,
+    key: &str,
+    value: &Value,
+) -> Result<(), ValidationError> {
+    if key.is_empty() || key.len() > MAX_TRAIT_KEY_BYTES || key.chars().any(char::is_control) {
+        return Err(ValidationError::new(
+            "invalid_trait_name",
+            path,
+            &["is not a valid trait name (1 to 64 bytes, no control characters)"],
+        ));
+    }
+    if is_secret_name(key) {
+        return Err(secret_error(path));
+    }
+    if is_reserved_trait(key) {
+        return Err(ValidationError::new(
+            "reserved_trait",
+            path,
+            &[RESERVED_MESSAGE],
+        ));
+    }
+    match value {
+        Value::Null | Value::Bool(_) | Value::Int(_) => {}
+        Value::Float(f) if f.is_finite() => {}
+        Value::Float(_) => {
+            return Err(ValidationError::new(
+                "invalid_value",
+                path,
+                &["must be a finite number"],
+            ));
+        }
+        Value::Str(s) => check_string(path, s, MAX_TRAIT_STRING_BYTES)?,
+        other => {
+            return Err(ValidationError::wrong_type(
+                path,
+                "a string, number, boolean or null",
+                other,
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl Traits {
+    /// Validates a traits object with the payload's rules (for instance the claims a backend is
+    /// about to sign). `prefix` is the path used in messages, e.g. `claims.`.
+    pub fn from_value(prefix: &str, v: &Value) -> Result<Traits, ValidationError> {
+        Self::parse(prefix, Some(v), &[])
+    }
+
     /// Validates a traits object. `prefix` is the path used in messages (`traits.`);
     /// `skip` lists keys the caller has already consumed (the SDK's signature fields).
     fn parse(prefix: &str, v: Option<&Value>, skip: &[&str]) -> Result<Traits, ValidationError> {
@@ -377,49 +457,7 @@ impl Traits {
                 continue;
             }
             let path = field_path(prefix, key);
-            if key.is_empty()
-                || key.len() > MAX_TRAIT_KEY_BYTES
-                || key.chars().any(char::is_control)
-            {
-                return Err(ValidationError::new(
-                    "invalid_trait_name",
-                    &path,
-                    &["is not a valid trait name (1 to 64 bytes, no control characters)"],
-                ));
-            }
-            if is_secret_name(key) {
-                return Err(secret_error(&path));
-            }
-            if is_reserved_trait(key) {
-                return Err(ValidationError::new(
-                    "reserved_trait",
-                    &path,
-                    &[
-                        "is reserved: only DropFix sets verification fields (verified, \
-                         dropfix_*, signature_*); pass signature and signedAt as identify() \
-                         options",
-                    ],
-                ));
-            }
-            match value {
-                Value::Null | Value::Bool(_) | Value::Int(_) => {}
-                Value::Float(f) if f.is_finite() => {}
-                Value::Float(_) => {
-                    return Err(ValidationError::new(
-                        "invalid_value",
-                        &path,
-                        &["must be a finite number"],
-                    ));
-                }
-                Value::Str(s) => check_string(&path, s, MAX_TRAIT_STRING_BYTES)?,
-                other => {
-                    return Err(ValidationError::wrong_type(
-                        &path,
-                        "a string, number, boolean or null",
-                        other,
-                    ));
-                }
-            }
+            check_custom_trait(&path, key, value)?;
             if traits.custom.len() == MAX_CUSTOM_TRAITS {
                 return Err(ValidationError::new(
                     "too_many_traits",
@@ -708,6 +746,86 @@ mod tests {
     fn int_to_string_edges() {
         for i in [0, 7, -1, 42, i64::MAX, i64::MIN] {
             assert_eq!(int_to_string(i), alloc::format!("{i}"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod reserved_tests {
+    use super::*;
+    use alloc::format;
+
+    fn custom(key: &str) -> Result<Identify, ValidationError> {
+        let traits = alloc::vec![(key.into(), Value::Int(1))];
+        let body = Value::Object(alloc::vec![
+            ("app_id".into(), Value::Str("a".into())),
+            ("user_id".into(), Value::Str("1".into())),
+            ("traits".into(), Value::Object(traits)),
+        ]);
+        Identify::from_wire(&body)
+    }
+
+    /// Issue 15 item 7: `verified_at`, `key_id`, `method`, `first_seen` were accepted as custom
+    /// traits while `Verified` was refused. Every name and prefix of the one list is refused in
+    /// any case, on the wire and in the SDK's arguments, and the message names the whole list.
+    #[test]
+    fn every_reserved_name_is_refused_in_any_case() {
+        let mut names: Vec<String> = RESERVED_TRAIT_NAMES.iter().map(|n| (*n).into()).collect();
+        for p in RESERVED_TRAIT_PREFIXES {
+            names.push(p.into());
+            names.push(format!("{p}_x"));
+            names.push(format!("{p}Status"));
+        }
+        for name in names {
+            for key in [name.clone(), name.to_ascii_uppercase(), {
+                let mut c = name.clone();
+                c[..1].make_ascii_uppercase();
+                c
+            }] {
+                let e = custom(&key).unwrap_err();
+                assert_eq!(e.code, "reserved_trait", "{key}");
+                assert_eq!(e.field, format!("traits.{key}"));
+                assert!(is_reserved_trait(&key), "{key}");
+                let sdk = Identify::from_sdk(
+                    "a",
+                    &Value::Int(1),
+                    &Value::Object(alloc::vec![(key.clone(), Value::Bool(true))]),
+                );
+                // The SDK consumes its option keys (signature, hash, signedAt, signed_at) first.
+                if !SDK_OPTION_KEYS.contains(&key.as_str()) {
+                    assert_eq!(sdk.unwrap_err().code, "reserved_trait", "sdk {key}");
+                }
+            }
+        }
+        let message = custom("verified").unwrap_err().message;
+        for name in RESERVED_TRAIT_NAMES {
+            let shown = if name == "signedat" { "signedAt" } else { name };
+            assert!(message.contains(shown), "{name} not in {message}");
+        }
+        for p in RESERVED_TRAIT_PREFIXES {
+            assert!(message.contains(&format!("{p}*")), "{p} not in {message}");
+        }
+    }
+
+    #[test]
+    fn ordinary_names_are_not_reserved() {
+        for key in [
+            "team_size",
+            "plan_tier",
+            "verify",
+            "hashtag",
+            "my_dropfix",
+            "signup",
+            "methods",
+            "key",
+            "user",
+            "ids",
+        ] {
+            assert!(!is_reserved_trait(key), "{key}");
+            assert_eq!(
+                custom(key).unwrap().traits.custom,
+                [(key.into(), Value::Int(1))]
+            );
         }
     }
 }

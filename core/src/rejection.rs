@@ -67,7 +67,8 @@ impl Rejection {
             }
             Rejection::SignedClaimsRequired => {
                 "this workspace requires signed claims: pass a HS256 token signed with your \
-                 secret key as `signature`; the plain user-id HMAC is not accepted"
+                 workspace's claims key (dfck_..., derived from the secret key) as `signature`; \
+                 the plain user-id HMAC is not accepted"
             }
             Rejection::SignatureMismatch => {
                 "the signature does not match this user id for any active secret key of this \

@@ -70,7 +70,9 @@ fn token(data: &[u8]) -> bool {
     let verified = std::str::from_utf8(data).is_ok_and(|t| check_token(&secrets, t));
     let mut token = String::from("eyJhbGciOiJIUzI1NiJ9."); // {"alg":"HS256"}
     URL_SAFE_NO_PAD.encode_string(data, &mut token);
-    let mut mac = Hmac::<Sha256>::new_from_slice(KEYS[0].as_bytes()).unwrap();
+    // Keyed like a backend's JWT library: with the claims key string of the first secret.
+    let claims_key = SecretKey::new(KEYS[0]).expose_claims_key().to_owned();
+    let mut mac = Hmac::<Sha256>::new_from_slice(claims_key.as_bytes()).unwrap();
     mac.update(token.as_bytes());
     token.push('.');
     URL_SAFE_NO_PAD.encode_string(mac.finalize().into_bytes(), &mut token);

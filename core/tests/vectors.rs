@@ -47,13 +47,26 @@ pub fn decision_json(decision: &Decision) -> Json {
         Decision::Verified(v) => {
             let mut trusted = serde_json::Map::new();
             let t = &v.trusted;
-            for (k, val) in [("name", &t.name), ("email", &t.email), ("plan", &t.plan)] {
+            for (k, val) in [
+                ("name", &t.name),
+                ("email", &t.email),
+                ("plan", &t.plan),
+                ("signup_date", &t.signup_date),
+            ] {
                 if let Some(val) = val {
                     trusted.insert(k.into(), val.clone().into());
                 }
             }
             if let Some(mrr) = t.mrr {
                 trusted.insert("mrr".into(), mrr.into());
+            }
+            if !t.custom.is_empty() {
+                let custom: serde_json::Map<String, Json> = t
+                    .custom
+                    .iter()
+                    .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap()))
+                    .collect();
+                trusted.insert("custom".into(), custom.into());
             }
             serde_json::json!({"outcome": "verified", "method": v.method.as_str(),
                                "key_index": v.key_index, "trusted": trusted})
@@ -115,6 +128,38 @@ fn hmac_cases() {
             seed::SeedCheck::Valid { key_index: 0 }
         );
     }
+}
+
+/// The claims key of each secret, computed by generate.py with plain `hmac`/`hashlib` (HKDF written
+/// out), and a token it signed: the core derives the same key and verifies the token.
+#[test]
+fn claims_keys() {
+    let v = vectors();
+    let keys = v["claims_keys"].as_array().unwrap();
+    assert!(keys.len() >= 4);
+    for case in keys {
+        let secret = SecretKey::new(case["secret"].as_str().unwrap());
+        assert_eq!(
+            secret.expose_claims_key(),
+            case["claims_key"].as_str().unwrap(),
+            "{case}"
+        );
+    }
+    let t = &v["claims_token"];
+    let secret = SecretKey::new(t["secret"].as_str().unwrap());
+    assert_eq!(
+        secret.expose_claims_key(),
+        t["claims_key"].as_str().unwrap()
+    );
+    let (claims, key_index) = dropfix_core::claims::verify(
+        std::slice::from_ref(&secret),
+        t["token"].as_str().unwrap(),
+        t["now"].as_i64().unwrap(),
+    )
+    .unwrap();
+    assert_eq!((claims.sub.as_str(), key_index), ("42", 0));
+    assert_eq!(claims.plan.as_deref(), Some("pro"));
+    assert_eq!(claims.mrr, Some(49.0));
 }
 
 #[test]

@@ -245,6 +245,8 @@ fn new_key_body(k: &NewKey) -> Json {
     let mut body = serde_json::to_value(k.workspace.summary()).unwrap_or_default();
     body["key_id"] = k.key_id.into();
     body["secret"] = k.secret.expose_secret().into();
+    // Signed-claims tokens are HS256 with this key, never with the secret itself.
+    body["claims_key"] = k.secret.expose_claims_key().into();
     if let Some(t) = k.old_key_expires_at {
         body["old_key_expires_at"] = t.into();
     }

@@ -611,6 +611,7 @@ fn print_workspace(ws: &Workspace, new_key: Option<&NewKey>, json_out: bool) {
         if let Some(k) = new_key {
             v["key_id"] = k.key_id.into();
             v["secret"] = k.secret.expose_secret().into();
+            v["claims_key"] = k.secret.expose_claims_key().into();
             if let Some(t) = k.old_key_expires_at {
                 v["old_key_expires_at"] = t.into();
             }
@@ -651,13 +652,20 @@ fn print_workspace(ws: &Workspace, new_key: Option<&NewKey>, json_out: bool) {
             format!("secret (key {})", k.key_id),
             k.secret.expose_secret().to_string(),
         ));
+        rows.push((
+            format!("claims key (key {})", k.key_id),
+            k.secret.expose_claims_key().to_string(),
+        ));
         if let Some(t) = k.old_key_expires_at {
             rows.push(("old key verifies until".to_string(), rfc3339(t)));
         }
     }
     print_rows(&rows);
     if new_key.is_some() {
-        println!("(the secret is shown once: put it in your backend's DROPFIX_SECRET_KEY)");
+        println!(
+            "(shown once: the secret signs the seed form (DROPFIX_SECRET_KEY); the claims key signs \
+             signed-claims tokens (DROPFIX_CLAIMS_KEY, HS256))"
+        );
     }
 }
 

@@ -4,7 +4,8 @@
 //! It runs on the operator's machine with the secret in hand, so unlike a 401 body it may try
 //! the usual mistakes and name the one that reproduces the signature: a secret with a trailing
 //! newline, a hex- or base64-decoded secret, a base64 digest, the email or a reformatted number
-//! signed instead of the exact id, `signedAt` in milliseconds, a stale or future timestamp.
+//! signed instead of the exact id, `signedAt` in milliseconds, a stale or future timestamp, and a
+//! signed-claims token keyed with the raw secret instead of the workspace's claims key.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -340,6 +341,7 @@ fn diagnose_token(input: &Input, mut findings: Vec<Finding>) -> Report {
         ok: true,
         detail: "a signed-claims token (compact JWS)".into(),
     });
+    let raw_key = raw_secret_token(input);
     match claims::verify(
         std::slice::from_ref(&input.secret),
         input.signature.trim(),
@@ -374,6 +376,29 @@ fn diagnose_token(input: &Input, mut findings: Vec<Finding>) -> Report {
                 fix: None,
             }
         }
+        Err(Rejection::SignatureMismatch) if raw_key.is_some() => {
+            let why = raw_key.unwrap_or_default();
+            findings.push(Finding {
+                check: "token",
+                ok: false,
+                detail: format!(
+                    "the token's HS256 signature was made with {why} instead of the workspace's \
+                     claims key: tokens and seed-form hashes use separate keys"
+                ),
+            });
+            Report {
+                valid: false,
+                code: Some(Rejection::SignatureMismatch.code()),
+                findings,
+                fix: Some(
+                    "sign tokens with the claims key (dfck_...), not the secret key (dfsk_...): \
+                     signClaims() from dropfix/server derives it from the secret, claimsKey() \
+                     returns it for your JWT library (DROPFIX_CLAIMS_KEY); keep the secret for the \
+                     seed-form hash only"
+                        .into(),
+                ),
+            }
+        }
         Err(r) => {
             findings.push(Finding {
                 check: "token",
@@ -388,6 +413,25 @@ fn diagnose_token(input: &Input, mut findings: Vec<Finding>) -> Report {
             }
         }
     }
+}
+
+/// Whether the token's MAC is HMAC-SHA256 keyed with the secret itself (or one of the usual
+/// mangled forms of it) rather than the claims key: the mistake of a backend that hands
+/// `DROPFIX_SECRET_KEY` to its JWT library. Names the key used; never the expected signature.
+fn raw_secret_token(input: &Input) -> Option<String> {
+    let token = input.signature.trim();
+    let (signing_input, tag_b64) = token.rsplit_once('.')?;
+    let tag = URL_SAFE_NO_PAD.decode(tag_b64).ok()?;
+    key_hypotheses(input.secret.expose_secret())
+        .into_iter()
+        .find(|(key, _)| tag == mac(key, signing_input.as_bytes()))
+        .map(|(_, why)| {
+            if why.is_empty() {
+                "the raw secret key".to_string()
+            } else {
+                format!("the raw secret key ({why})")
+            }
+        })
 }
 
 #[cfg(test)]
@@ -507,5 +551,52 @@ mod tests {
         );
         let r = diagnose(&input(token, None));
         assert_eq!(r.code, Some("claims_mismatch"), "{r:?}");
+        let good = claims::sign(
+            &secret,
+            &claims::Claims {
+                sub: "42".into(),
+                iat: NOW,
+                ..Default::default()
+            },
+        );
+        assert!(diagnose(&input(good, None)).valid);
+    }
+
+    /// A token keyed with the secret itself (what a JWT library given DROPFIX_SECRET_KEY makes) is
+    /// named as such, with the fix, and without the expected signature or the claims key.
+    #[test]
+    fn token_signed_with_the_raw_secret() {
+        let signing_input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","typ":"JWT"}"#),
+            URL_SAFE_NO_PAD.encode(format!(r#"{{"sub":"42","iat":{NOW}}}"#))
+        );
+        let secret = SecretKey::new(SECRET);
+        let expected_tag = URL_SAFE_NO_PAD.encode(mac(
+            secret.expose_claims_key().as_bytes(),
+            signing_input.as_bytes(),
+        ));
+        for (key, hint) in [
+            (SECRET.to_string(), "raw secret key"),
+            (format!("{SECRET}\n"), "trailing newline"),
+        ] {
+            let tag = URL_SAFE_NO_PAD.encode(mac(key.as_bytes(), signing_input.as_bytes()));
+            let r = diagnose(&input(format!("{signing_input}.{tag}"), None));
+            assert!(!r.valid);
+            assert_eq!(r.code, Some("signature_mismatch"), "{r:?}");
+            let text = format!("{:?} {:?}", r.fix, r.findings);
+            assert!(text.contains(hint), "{hint:?} not in {text}");
+            assert!(text.contains("claims key"), "{text}");
+            assert!(!text.contains(&expected_tag), "{text}");
+            assert!(!text.contains(&secret.expose_claims_key()[5..]), "{text}");
+        }
+        // A token keyed with an unrelated key is an ordinary mismatch, not this diagnosis.
+        let tag = URL_SAFE_NO_PAD.encode(mac(b"another key", signing_input.as_bytes()));
+        let r = diagnose(&input(format!("{signing_input}.{tag}"), None));
+        assert_eq!(r.code, Some("signature_mismatch"));
+        assert!(
+            !format!("{:?}", r.fix).contains("claims key (dfck_"),
+            "{r:?}"
+        );
     }
 }

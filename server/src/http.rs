@@ -465,6 +465,8 @@ async fn identify(
     };
     let decision = dropfix_core::decide(&policy, &call, now);
     let mut stat = stats::Outcome::Unverified;
+    // Custom traits a signed-claims token signs: stored over what the browser sent.
+    let mut signed_custom = Vec::new();
     let (verification, trusted, outcome) = match decision {
         Decision::Rejected(r) => {
             // debug, not info: under a forging attack every request is a 401, and the counts are in
@@ -501,11 +503,10 @@ async fn identify(
                 email: v.trusted.email,
                 plan: v.trusted.plan,
                 mrr: v.trusted.mrr,
-                signup_date: match v.method {
-                    Method::SeedHmac => call.traits.signup_date.clone(),
-                    Method::SignedClaims => None,
-                },
+                // The seed form trusts the call's signup_date; signed claims only the token's.
+                signup_date: v.trusted.signup_date,
             };
+            signed_custom = v.trusted.custom;
             let verification = Verification {
                 method: v.method.as_str(),
                 key_id: key_ids.get(v.key_index).copied().unwrap_or_default(),
@@ -537,6 +538,7 @@ async fn identify(
     let custom: Map<String, Json> = traits
         .custom
         .into_iter()
+        .chain(signed_custom)
         .map(|(k, v)| (k, serde_json::to_value(v).unwrap_or(Json::Null)))
         .collect();
     let method = verification.map(|v| v.method);

@@ -684,6 +684,10 @@ fn key_rotation_keeps_both_secrets_until_retired() {
     assert_eq!(r.status, 200, "{}", r.text());
     let new = SecretKey::new(r.json()["secret"].as_str().unwrap());
     assert_ne!(new.expose_secret(), old.expose_secret());
+    // The new key's claims key comes with it (shown once), and is not the secret.
+    let claims_key = r.json()["claims_key"].as_str().unwrap().to_string();
+    assert_eq!(claims_key, new.expose_claims_key());
+    assert!(claims_key.starts_with("dfck_") && claims_key != new.expose_secret());
     assert_eq!(
         s.identify(signed(&app, &old, "k-old", now(), json!({})))
             .status,

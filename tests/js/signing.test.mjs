@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { createHmac } from 'node:crypto';
-import { signClaims, signUser } from 'dropfix/server';
+import { claimsKey, signClaims, signUser } from 'dropfix/server';
 
 const vectors = JSON.parse(readFileSync(new URL('../vectors/seed.json', import.meta.url), 'utf8'));
 
@@ -47,6 +47,33 @@ test('signClaims issues an HS256 token over sub, iat, exp and the trusted traits
   assert.equal(claims.exp, vectors.now + 300);
   assert.equal(claims.plan, 'pro');
   assert.equal(claims.mrr, 49);
-  const mac = createHmac('sha256', vectors.secret).update(`${h}.${p}`).digest('base64url');
-  assert.equal(s, mac, 'signature is HMAC-SHA256 over header.payload');
+  // Keyed with the claims key derived from the secret (computed independently in
+  // tests/vectors/generate.py), never with the secret itself.
+  assert.equal(vectors.claims_token.secret, vectors.secret);
+  const mac = createHmac('sha256', vectors.claims_token.claims_key).update(`${h}.${p}`).digest('base64url');
+  assert.equal(s, mac, 'signature is HMAC-SHA256(claims key, header.payload)');
+  assert.notEqual(s, createHmac('sha256', vectors.secret).update(`${h}.${p}`).digest('base64url'));
+});
+
+test('claimsKey derives the claims key of every vector secret', () => {
+  assert.ok(vectors.claims_keys.length >= 4);
+  for (const c of vectors.claims_keys) {
+    if (c.secret.trim() === '') continue; // an empty secret is refused before deriving
+    assert.equal(claimsKey(c.secret), c.claims_key);
+  }
+  process.env.DROPFIX_SECRET_KEY = `${vectors.secret}\n`;
+  try {
+    assert.equal(claimsKey(), vectors.claims_token.claims_key, 'reads and trims DROPFIX_SECRET_KEY');
+  } finally {
+    delete process.env.DROPFIX_SECRET_KEY;
+  }
+});
+
+test('signClaims signs signup_date and custom traits, and refuses reserved names', () => {
+  const token = signClaims('42', { signup_date: '2024-03-01', team_size: 5, beta: true }, { secret: vectors.secret, now: vectors.now });
+  const claims = JSON.parse(Buffer.from(token.split('.')[1], 'base64url'));
+  assert.equal(claims.signup_date, '2024-03-01');
+  assert.equal(claims.team_size, 5);
+  assert.equal(claims.beta, true);
+  assert.throws(() => signClaims('42', { verified: true }, { secret: vectors.secret }), (e) => e.code === 'reserved_trait');
 });

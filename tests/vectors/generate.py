@@ -17,15 +17,34 @@ def seed(secret, user_id):
     return hmac.new(secret.encode(), user_id.encode(), hashlib.sha256).hexdigest()
 
 
+# Signed-claims tokens are keyed with the workspace's claims key, never the secret itself (domain
+# separation: a seed-form hash must never be a valid token). HKDF-SHA256 (RFC 5869) with L = 32 is
+# one Expand block, written out here with plain `hmac` so it is independent of the Rust `hkdf` crate.
+CLAIMS_KEY_SALT = b"dropfix signed-claims"
+CLAIMS_KEY_INFO = b"dropfix/claims-key/v1"
+
+
+def claims_key(secret):
+    prk = hmac.new(CLAIMS_KEY_SALT, secret.encode(), hashlib.sha256).digest()
+    okm = hmac.new(prk, CLAIMS_KEY_INFO + b"\x01", hashlib.sha256).digest()
+    return "dfck_" + okm.hex()
+
+
 def b64url(data):
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def jws(secret, header, claims):
+def jws_raw(key, header, claims):
+    """A token whose HMAC key is the UTF-8 bytes of `key`, used as given."""
     signing_input = b64url(json.dumps(header, separators=(",", ":")).encode()) + "." + \
         b64url(json.dumps(claims, separators=(",", ":")).encode())
-    tag = hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest()
+    tag = hmac.new(key.encode(), signing_input.encode(), hashlib.sha256).digest()
     return signing_input + "." + b64url(tag)
+
+
+def jws(secret, header, claims):
+    """A token as a correct backend issues it: keyed with the claims key of `secret`."""
+    return jws_raw(claims_key(secret), header, claims)
 
 
 USER_IDS = [
@@ -84,7 +103,7 @@ def decision_cases():
               "signup_date": "2024-03-01"}
     c = [
         case("valid seed signature", {"user_id": "42", "traits": traits, "signature": sig, "signed_at": NOW},
-             verified(name="Ada", email="ada@example.com", plan="pro", mrr=49.0)),
+             verified(name="Ada", email="ada@example.com", plan="pro", mrr=49.0, signup_date="2024-03-01")),
         case("uppercase hex accepted", {"user_id": "42", "signature": sig.upper(), "signed_at": NOW}, verified()),
         case("hash and signedAt aliases", {"user_id": "42", "hash": sig, "signedAt": NOW}, verified()),
         case("numeric user id is its decimal string", {"user_id": 42, "signature": sig, "signed_at": NOW}, verified()),
@@ -168,7 +187,62 @@ def decision_cases():
         case("signed claims: padded base64", {"user_id": "42", "signature": tok + "="}, rejected("signature_malformed")),
         case("signed claims required and given", {"user_id": "42", "signature": tok},
              verified(method="signed_claims", plan="pro", mrr=49.0), require_signed_claims=True),
+        case("signed claims: token signed with the raw secret instead of the claims key",
+             {"user_id": "42", "signature": jws_raw(SECRET, hs, good)}, rejected("signature_mismatch")),
+        case("signed claims: rotation, old secret's claims key still verifies",
+             {"user_id": "42", "signature": jws(OLD_SECRET, hs, good)},
+             verified(method="signed_claims", key_index=1, plan="pro", mrr=49.0), secrets=(SECRET, OLD_SECRET)),
     ]
+    # Cross-form forgery (both directions) must fail: a seed-form hash of a user id equal to a
+    # token's signing input, appended as the token's signature, and a token's parts as a seed call.
+    forged_input = b64url(json.dumps({"alg": "HS256"}, separators=(",", ":")).encode()) + "." + \
+        b64url(json.dumps({"sub": "1001", "iat": NOW, "plan": "enterprise", "mrr": 99999},
+                          separators=(",", ":")).encode())
+    forged = forged_input + "." + b64url(bytes.fromhex(seed(SECRET, forged_input)))
+    c += [
+        case("cross-form: seed hash of a signing input as a token", {"user_id": "1001", "signature": forged},
+             rejected("signature_mismatch"), strict="on", require_signed_claims=True),
+        case("cross-form: seed hash of a signing input as a token (not strict)", {"user_id": "1001", "signature": forged},
+             rejected("signature_mismatch")),
+        case("cross-form: a token's signing input and MAC as a seed call",
+             {"user_id": head + "." + payload,
+              "signature": base64.urlsafe_b64decode(tag + "=" * (-len(tag) % 4)).hex(), "signed_at": NOW},
+             rejected("signature_mismatch")),
+    ]
+    # Signed claims covering every trait (signup_date and custom ones too).
+    full = {"sub": "42", "iat": NOW, "name": "Ada", "email": "ada@example.com", "plan": "pro", "mrr": 49,
+            "signup_date": "2024-03-01", "team_size": 5, "beta": True}
+    ftok = jws(SECRET, hs, full)
+    all_traits = {"name": "Ada", "email": "ada@example.com", "plan": "pro", "mrr": 49,
+                  "signup_date": "2024-03-01", "team_size": 5, "beta": True}
+    c += [
+        case("signed claims covering every trait", {"user_id": "42", "traits": all_traits, "signature": ftok},
+             verified(method="signed_claims", name="Ada", email="ada@example.com", plan="pro", mrr=49.0,
+                      signup_date="2024-03-01", custom={"team_size": 5, "beta": True})),
+        case("signed claims: tampered signup_date in browser",
+             {"user_id": "42", "traits": {**all_traits, "signup_date": "2020-01-01"}, "signature": ftok},
+             rejected("claims_mismatch")),
+        case("signed claims: tampered custom trait in browser",
+             {"user_id": "42", "traits": {**all_traits, "team_size": 500}, "signature": ftok},
+             rejected("claims_mismatch")),
+        case("signed claims: custom trait 5.0 in the token equals 5 from the browser",
+             {"user_id": "42", "traits": {"team_size": 5},
+              "signature": jws(SECRET, hs, {"sub": "42", "iat": NOW, "team_size": 5.0})},
+             verified(method="signed_claims", custom={"team_size": 5.0})),
+        case("signed claims: reserved trait name in the token",
+             {"user_id": "42", "signature": jws(SECRET, hs, {"sub": "42", "iat": NOW, "Verified_At": 1})},
+             rejected("signature_malformed")),
+        case("signed claims: negative mrr in the token",
+             {"user_id": "42", "signature": jws(SECRET, hs, {"sub": "42", "iat": NOW, "mrr": -1})},
+             rejected("signature_malformed")),
+    ]
+    for name in ["verified_at", "key_id", "method", "first_seen", "last_seen", "unverified_claims",
+                 "User_Id", "app_id", "SIGNATURE", "Hash", "Signed_At", "SignedAt", "dropfix_x",
+                 "signature_v2"]:
+        # (`signature`, `hash`, `signedAt`, `signed_at` themselves are the SDK's options when
+        # passed in its traits argument, so these cases use other spellings of them.)
+        c.append(case(f"reserved custom trait {name!r}", {"user_id": "42", "traits": {name: 1}},
+                      invalid("reserved_trait", "traits." + name)))
     return c
 
 
@@ -183,6 +257,12 @@ def main():
         "hmac_cases": [{"name": label, "secret": s, "user_id": uid, "signature": seed(s, uid)}
                        for label, uid in USER_IDS
                        for s in (SECRET, "Jefe", "sécret with ünïcode")],
+        "claims_keys": [{"secret": s, "claims_key": claims_key(s)}
+                        for s in (SECRET, OLD_SECRET, "Jefe", "sécret with ünïcode", "")],
+        "claims_token": {"secret": SECRET, "claims_key": claims_key(SECRET), "now": NOW,
+                         "claims": {"sub": "42", "iat": NOW, "plan": "pro", "mrr": 49},
+                         "token": jws(SECRET, {"alg": "HS256", "typ": "JWT"},
+                                      {"sub": "42", "iat": NOW, "plan": "pro", "mrr": 49})},
         "decision_cases": decision_cases(),
     }
     out = pathlib.Path(__file__).with_name("seed.json")

@@ -154,8 +154,19 @@ pub fn sign_user(secret: &str, user_id: &str) -> alloc::string::String {
     dropfix_core::seed::sign(&dropfix_core::SecretKey::new(secret), user_id)
 }
 
-/// A signed-claims token (HS256) for a customer's Node backend. `claims` may carry `plan`,
-/// `mrr`, `email` and `name`; `iat` and `exp` are Unix seconds.
+/// The workspace's claims key (`dfck_...`), derived from the secret, for a customer's Node backend
+/// that signs tokens with its own JWT library (`jwt.sign(claims, claimsKey, {algorithm: 'HS256'})`).
+#[cfg(feature = "node-signing")]
+#[wasm_bindgen(js_name = claimsKey)]
+pub fn claims_key(secret: &str) -> alloc::string::String {
+    dropfix_core::SecretKey::new(secret)
+        .expose_claims_key()
+        .into()
+}
+
+/// A signed-claims token (HS256, keyed with the claims key derived from `secret`) for a customer's
+/// Node backend. `claims` may carry any trait, standard (`plan`, `mrr`, `email`, `name`,
+/// `signup_date`) or custom, under the identify payload's rules; `iat` and `exp` are Unix seconds.
 #[cfg(feature = "node-signing")]
 #[wasm_bindgen(js_name = signClaims)]
 pub fn sign_claims(
@@ -165,6 +176,7 @@ pub fn sign_claims(
     exp: Option<f64>,
     claims: JsValue,
 ) -> Result<alloc::string::String, JsValue> {
+    use dropfix_core::Traits;
     use dropfix_core::claims::{self, Claims};
     let seconds = |v: f64, field: &str| -> Result<i64, JsValue> {
         if v.abs() < 9.0e15 && (v as i64) as f64 == v {
@@ -176,32 +188,18 @@ pub fn sign_claims(
     // serde-wasm-bindgen here: the Node build's size does not matter, the browser build has no
     // such path (see `from_js`).
     let traits: Value = if claims.is_undefined() || claims.is_null() {
-        Value::Null
+        Value::Object(Vec::new())
     } else {
         serde_wasm_bindgen::from_value(claims)
             .map_err(|_| invalid("claims", "must be an object"))?
     };
-    let text = |k: &str| -> Result<Option<alloc::string::String>, JsValue> {
-        match traits.get(k) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Str(s)) => Ok(Some(s.clone())),
-            Some(_) => Err(invalid(k, "must be a string")),
-        }
-    };
-    let mrr = match traits.get("mrr") {
-        None | Some(Value::Null) => None,
-        Some(Value::Int(i)) => Some(*i as f64),
-        Some(Value::Float(f)) if f.is_finite() && *f >= 0.0 => Some(*f),
-        Some(_) => return Err(invalid("mrr", "must be a non-negative number")),
-    };
-    let claims = Claims {
-        sub: sub.into(),
-        iat: seconds(iat, "iat")?,
-        exp: exp.map(|e| seconds(e, "exp")).transpose()?,
-        name: text("name")?,
-        email: text("email")?,
-        plan: text("plan")?,
-        mrr,
-    };
+    // The payload's own rules, so a token never signs what the verifier would refuse.
+    let traits = Traits::from_value("claims.", &traits).map_err(|e| validation_error(&e))?;
+    let claims = Claims::from_traits(
+        sub,
+        seconds(iat, "iat")?,
+        exp.map(|e| seconds(e, "exp")).transpose()?,
+        traits,
+    );
     Ok(claims::sign(&dropfix_core::SecretKey::new(secret), &claims))
 }

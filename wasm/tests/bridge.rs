@@ -118,7 +118,7 @@ fn non_integer_and_huge_numeric_ids_are_refused() {
 #[cfg(feature = "node-signing")]
 mod signing {
     use super::*;
-    use dropfix_wasm::{sign_claims, sign_user};
+    use dropfix_wasm::{claims_key, sign_claims, sign_user};
 
     #[wasm_bindgen_test]
     fn signs_like_the_core() {
@@ -140,5 +140,29 @@ mod signing {
         assert_eq!(claims.plan.as_deref(), Some("pro"));
         assert_eq!(claims.mrr, Some(49.0));
         assert!(sign_claims("dfsk_k", "42", 1.5, None, JsValue::NULL).is_err());
+    }
+
+    #[wasm_bindgen_test]
+    fn claims_key_and_every_trait() {
+        let key = dropfix_core::SecretKey::new("dfsk_k");
+        assert_eq!(claims_key("dfsk_k"), key.expose_claims_key());
+        let token = sign_claims(
+            "dfsk_k",
+            "42",
+            1_732_406_400.0,
+            Some(1_732_406_700.0),
+            obj(r#"{"signup_date":"2024-03-01","team_size":5}"#),
+        )
+        .unwrap();
+        let (claims, _) = dropfix_core::claims::verify(&[key], &token, 1_732_406_410).unwrap();
+        assert_eq!(claims.signup_date.as_deref(), Some("2024-03-01"));
+        assert_eq!(
+            claims.custom,
+            [("team_size".into(), dropfix_core::Value::Int(5))]
+        );
+        // The payload's rules apply: a reserved name is refused before anything is signed.
+        let e = sign_claims("dfsk_k", "42", 1.0, None, obj(r#"{"verified_at":1}"#)).unwrap_err();
+        assert_eq!(get(&e, "code"), "reserved_trait");
+        assert_eq!(get(&e, "field"), "claims.verified_at");
     }
 }

@@ -757,10 +757,9 @@ fn key_error(ctx: &Ctx<'_>, e: StoreError) -> Response<Body> {
     }
 }
 
-fn claims_key_of(_secret: &SecretKey) -> Option<String> {
-    // LEAD: once dropfix_core::SecretKey derives the signed-claims key (HKDF), return
-    // Some(secret.expose_claims_key().to_string()) here; secret.html already shows it once.
-    None
+/// The key that signs signed-claims tokens (derived from the secret; shown with it, once).
+fn claims_key_of(secret: &SecretKey) -> Option<String> {
+    Some(secret.expose_claims_key().to_string())
 }
 
 fn secret_page(
