@@ -14,7 +14,7 @@ use serde_json::json;
 use sha2::Digest;
 
 use crate::metrics::Metrics;
-use crate::store::{Backend, Hooks, Store};
+use crate::store::{Backend, Hooks, Store, postgres};
 use crate::workspace::{self, NewKey, NewWorkspace, Registry, Workspace, WorkspacePatch};
 use crate::{AppState, Config, diagnose, http::now};
 
@@ -46,11 +46,29 @@ struct DataDir {
     /// an existing directory other users can read or write is refused).
     #[arg(long, env = "DROPFIX_DATA_DIR", default_value = "./dropfix-data")]
     data_dir: PathBuf,
+    /// Use this PostgreSQL instead of the embedded store (`postgres://user:pass@host/db`), so
+    /// several verifiers can share one database. The data dir is then not used.
+    #[arg(long, env = "DROPFIX_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// PostgreSQL connections this process keeps at most (plus one for change notifications).
+    #[arg(long, env = "DROPFIX_DB_POOL_SIZE", default_value_t = postgres::DEFAULT_POOL_SIZE,
+          value_parser = parse_pool_size)]
+    db_pool_size: usize,
+    /// Seconds to wait for a PostgreSQL connection before answering 503 (a down database fails
+    /// requests quickly instead of hanging them).
+    #[arg(long, env = "DROPFIX_DB_TIMEOUT_SECS", default_value_t = postgres::DEFAULT_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=300))]
+    db_timeout_secs: u64,
 }
 
 impl DataDir {
     fn backend(&self, ephemeral: bool) -> Backend {
-        Backend::from_flags(self.data_dir.clone(), ephemeral)
+        let postgres = self.database_url.as_ref().map(|url| postgres::PgOptions {
+            url: url.clone(),
+            pool_size: self.db_pool_size,
+            timeout: Duration::from_secs(self.db_timeout_secs),
+        });
+        Backend::from_flags(self.data_dir.clone(), ephemeral, postgres)
     }
 }
 
@@ -69,7 +87,7 @@ struct ServeArgs {
     #[arg(long, env = "DROPFIX_JSON_LOGS")]
     json_logs: bool,
     /// Keep everything in memory: nothing survives a restart (benchmarks, throwaway demos).
-    #[arg(long, env = "DROPFIX_EPHEMERAL")]
+    #[arg(long, env = "DROPFIX_EPHEMERAL", conflicts_with = "database_url")]
     ephemeral: bool,
     /// Identify calls per second per client IP (burst twice that); 0 = unlimited.
     #[arg(long, env = "DROPFIX_RATE_LIMIT_PER_IP", default_value_t = Config::default().rate_per_ip)]
@@ -220,6 +238,13 @@ struct DebugArgs {
     email: Option<String>,
     #[arg(long)]
     json: bool,
+}
+
+fn parse_pool_size(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n @ 1..=1000) => Ok(n),
+        _ => Err("expected a number of connections from 1 to 1000".into()),
+    }
 }
 
 fn parse_strict(s: &str) -> Result<StrictMode, String> {
