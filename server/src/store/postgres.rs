@@ -516,11 +516,8 @@ async fn migrate(pool: &Pool) -> Result<(), StoreError> {
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
         tx.batch_execute(sql).await?;
         let n = i32::try_from(i + 1).unwrap_or(i32::MAX);
-        tx.execute(
-            "INSERT INTO schema_migrations (version) VALUES ($1)",
-            &[&n],
-        )
-        .await?;
+        tx.execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[&n])
+            .await?;
         tracing::info!(version = n, "postgres schema migrated");
     }
     tx.commit().await?;
@@ -563,7 +560,11 @@ async fn reload(
     let workspaces = load_workspaces(&tx, None).await?;
     tx.commit().await?;
     if !force {
-        tracing::info!(workspaces = workspaces.len(), version, "workspaces reloaded");
+        tracing::info!(
+            workspaces = workspaces.len(),
+            version,
+            "workspaces reloaded"
+        );
     }
     hooks.registry.replace(workspaces);
     *seen = Some(version);
@@ -584,10 +585,8 @@ async fn listen(
     let mut backoff = Duration::from_millis(100);
     loop {
         let session = async {
-            let (client, mut conn) = bounded(op_timeout, async {
-                Ok(cfg.connect(NoTls).await?)
-            })
-            .await?;
+            let (client, mut conn) =
+                bounded(op_timeout, async { Ok(cfg.connect(NoTls).await?) }).await?;
             let (notify_tx, mut notify_rx) = mpsc::unbounded_channel::<()>();
             // The connection must be polled for the client to work at all; poll_message is
             // what hands out notifications (a plain `conn.await` would drop them).
@@ -1261,9 +1260,8 @@ impl<'a> Round<'a> {
         };
         self.claims
             .push(claims.to_claims_json(w.now).map(|j| j.to_string()));
-        self.custom.push(
-            (!w.custom.is_empty()).then(|| Json::Object(w.custom.clone()).to_string()),
-        );
+        self.custom
+            .push((!w.custom.is_empty()).then(|| Json::Object(w.custom.clone()).to_string()));
     }
 
     fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 19] {
