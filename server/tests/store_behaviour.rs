@@ -1334,7 +1334,7 @@ async fn postgres_one_bad_record_does_not_fail_its_batch() {
     };
     let store = env.store().await;
     let (app, _) = workspace(&store).await;
-    let writes = vec![
+    let writes = [
         unverified(&app, "good-1", NOW, claimed(Some("ok"), None, None, None)),
         unverified(
             &app,
