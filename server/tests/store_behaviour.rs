@@ -1368,7 +1368,7 @@ async fn postgres_a_stopped_database_gives_errors_quickly_then_recovers() {
     let Env::Postgres(db) = &env else {
         unreachable!()
     };
-    let store = env.store().await;
+    let (store, registry) = env.open().await;
     let (app, _) = workspace(&store).await;
     // Refuse new connections to this database and cut the existing ones.
     let admin = tokio_postgres::connect(&pg_support::server_url(), tokio_postgres::NoTls)
@@ -1438,6 +1438,24 @@ async fn postgres_a_stopped_database_gives_errors_quickly_then_recovers() {
             .unwrap()
             .is_none()
     );
+    // Its listener reconnected: a change made elsewhere reaches its registry again.
+    let (other, _) = env.open().await;
+    let patch = WorkspacePatch {
+        strict: Some(StrictMode::Enforce),
+        ..Default::default()
+    };
+    other
+        .update_workspace(&app, &patch, "test", NOW)
+        .await
+        .unwrap();
+    let start = Instant::now();
+    while registry.get(&app).unwrap().strict != StrictMode::Enforce {
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "a change after the outage did not arrive"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// Instances starting together on an empty database migrate it once (the advisory lock).

@@ -110,7 +110,12 @@ impl From<tokio_postgres::Error> for StoreError {
 fn describe(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => e.to_string(),
+        // "error connecting to server" alone does not say why: add the cause (refused, timed
+        // out, authentication failed). These come from the client and quote no row values.
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
     }
 }
 

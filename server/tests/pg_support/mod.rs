@@ -91,8 +91,9 @@ impl TestDb {
         static N: AtomicU32 = AtomicU32::new(0);
         let server = server_url();
         let client = connect(&server).await.unwrap_or_else(|e| {
+            let cause = std::error::Error::source(&e).map(|c| format!(": {c}")).unwrap_or_default();
             panic!(
-                "PostgreSQL is not reachable at {} ({e}). The PostgreSQL tests need one: run \
+                "PostgreSQL is not reachable at {} ({e}{cause}). The PostgreSQL tests need one: run \
                  `export {URL_ENV}=\"$(scripts/postgres.sh)\"` first (scripts/test.sh does this), \
                  or set {URL_ENV} to a role with CREATEDB. To skip these tests on a local run \
                  only, set {SKIP_ENV}=1.",
