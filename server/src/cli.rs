@@ -40,7 +40,7 @@ enum Command {
     DebugSignature(DebugArgs),
 }
 
-#[derive(Debug, Args)]
+#[derive(Args)]
 struct DataDir {
     /// Where the embedded database lives (created if missing; holds secrets, so owner-only:
     /// an existing directory other users can read or write is refused).
@@ -59,6 +59,21 @@ struct DataDir {
     #[arg(long, env = "DROPFIX_DB_TIMEOUT_SECS", default_value_t = postgres::DEFAULT_TIMEOUT.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..=300))]
     db_timeout_secs: u64,
+}
+
+// The database URL usually holds a password: never print it.
+impl std::fmt::Debug for DataDir {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataDir")
+            .field("data_dir", &self.data_dir)
+            .field(
+                "database_url",
+                &self.database_url.as_ref().map(|_| "<redacted>"),
+            )
+            .field("db_pool_size", &self.db_pool_size)
+            .field("db_timeout_secs", &self.db_timeout_secs)
+            .finish()
+    }
 }
 
 impl DataDir {
@@ -688,5 +703,76 @@ fn debug_signature(args: DebugArgs) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("dropfix-server").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn every_store_command_takes_a_database_url_and_never_prints_it() {
+        let url = "postgres://u:hunter2@db.internal/dropfix";
+        let commands: [&[&str]; 8] = [
+            &["serve"],
+            &["workspace", "create", "--name", "x"],
+            &["workspace", "list"],
+            &["workspace", "set", "app_1", "--strict", "on"],
+            &["workspace", "add-key", "app_1"],
+            &["workspace", "roll", "app_1"],
+            &["workspace", "retire", "app_1", "--key", "1"],
+            &["workspace", "retire-old", "app_1"],
+        ];
+        for cmd in commands {
+            let mut args = cmd.to_vec();
+            args.extend(["--database-url", url, "--db-pool-size", "3"]);
+            let cli = parse(&args).unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+            assert!(!format!("{cli:?}").contains("hunter2"), "{cmd:?}");
+            let data = match cli.command {
+                Command::Serve(a) => a.data,
+                Command::Workspace(
+                    WorkspaceCommand::Create { data, .. }
+                    | WorkspaceCommand::List { data, .. }
+                    | WorkspaceCommand::Set { data, .. }
+                    | WorkspaceCommand::AddKey { data, .. }
+                    | WorkspaceCommand::Roll { data, .. }
+                    | WorkspaceCommand::Retire { data, .. }
+                    | WorkspaceCommand::Rotate { data, .. }
+                    | WorkspaceCommand::RetireOld { data, .. },
+                ) => data,
+                Command::DebugSignature(_) => unreachable!(),
+            };
+            match data.backend(false) {
+                Backend::Postgres(opts) => {
+                    assert_eq!((opts.url.as_str(), opts.pool_size), (url, 3));
+                    assert!(!format!("{opts:?}").contains("hunter2"));
+                }
+                other => panic!("{cmd:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn without_a_url_the_embedded_store_is_used_and_ephemeral_conflicts_with_a_url() {
+        let Command::Serve(a) = parse(&["serve", "--data-dir", "/tmp/d"]).unwrap().command else {
+            panic!()
+        };
+        assert!(matches!(a.data.backend(false), Backend::Sqlite { .. }));
+        assert!(matches!(a.data.backend(true), Backend::SqliteMemory));
+        assert!(parse(&["serve", "--ephemeral", "--database-url", "postgres://h/d"]).is_err());
+        assert!(
+            parse(&[
+                "serve",
+                "--database-url",
+                "postgres://h/d",
+                "--db-pool-size",
+                "0"
+            ])
+            .is_err()
+        );
     }
 }
