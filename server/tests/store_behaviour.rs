@@ -260,6 +260,9 @@ async fn store_each(store: &Store, writes: &[IdentifyWrite]) -> UserRecord {
     store_from(store, writes, 0).await
 }
 
+/// A pending identify call.
+type Call = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>;
+
 /// Polls every future in order until all are done: the first poll of each enqueues its write,
 /// so the store receives them in this order, all before any is answered.
 async fn join_in_order<T>(futures: Vec<Pin<Box<dyn Future<Output = T> + Send + '_>>>) -> Vec<T> {
@@ -540,6 +543,66 @@ async fn many_writes_for_one_user_in_one_batch_equal_the_calls_one_by_one(env: &
         let mine: Vec<&IdentifyWrite> = writes.iter().filter(|w| w.user_id == user).collect();
         let stored = store.get_user(&app, &user).await.unwrap();
         assert_eq!(stored, merge_all(None, mine.iter().copied()), "{user}");
+    }
+}
+
+/// PostgreSQL only: the embedded store has one writer per data dir by design (a second server
+/// on the same SQLite file gets SQLITE_BUSY on its identify batches).
+#[tokio::test]
+async fn postgres_two_instances_writing_the_same_users_at_once_store_every_call() {
+    if let Some(env) = Env::postgres().await {
+        two_instances_writing_the_same_users_at_once_store_every_call(&env).await;
+    }
+}
+
+/// Two instances (two handles, each with its own batches) write the same users at once: every
+/// call is acknowledged (conflicts between their transactions are retried, not reported), and a
+/// user that any verified call reached ends verified with trusted values from a verified call.
+async fn two_instances_writing_the_same_users_at_once_store_every_call(env: &Env) {
+    let (a, _) = env.open().await;
+    let (b, _) = env.open().await;
+    let (app, key) = workspace(&a).await;
+    let write = |i: i64| {
+        let user = format!("shared-{}", i % 5);
+        if i % 2 == 0 {
+            let t = claimed(None, Some(&format!("v{i}@example.com")), Some("pro"), None);
+            verified(&app, &user, NOW + i, key, t.clone(), t)
+        } else {
+            unverified(
+                &app,
+                &user,
+                NOW + i,
+                claimed(Some("x"), Some("evil@example.com"), Some("free"), None),
+            )
+        }
+    };
+    let mut calls: Vec<Call> = Vec::new();
+    for i in 0..200i64 {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let w = write(i);
+        calls.push(Box::pin(async move { store.identify(w).await }));
+    }
+    // Both handles' batches run at the same time: spawn each half as its own task.
+    let (evens, odds): (Vec<_>, Vec<_>) =
+        calls.into_iter().enumerate().partition(|(i, _)| i % 2 == 0);
+    let run = |half: Vec<(usize, Call)>| {
+        tokio::spawn(async move { join_in_order(half.into_iter().map(|(_, f)| f).collect()).await })
+    };
+    let (ra, rb) = tokio::join!(run(evens), run(odds));
+    let results: Vec<_> = ra.unwrap().into_iter().chain(rb.unwrap()).collect();
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    for u in 0..5 {
+        let stored = a
+            .get_user(&app, &format!("shared-{u}"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(stored.verified, "{stored:?}");
+        assert_eq!(stored.plan.as_deref(), Some("pro"));
+        assert!(
+            stored.email.as_deref().is_some_and(|e| e.starts_with('v')),
+            "{stored:?}"
+        );
     }
 }
 
