@@ -266,12 +266,16 @@ fn a_strict_toggle_through_one_instance_is_honoured_by_the_other_within_a_second
         Some(json!({"strict": "on"})),
     );
     assert_eq!(r.status, 200, "{}", r.text());
+    let mut probe = 0;
     let took = within(Duration::from_secs(1), "strict mode on", || {
-        b.identify(&json!({"app_id": app, "user_id": "anon-2"}))
+        probe += 1;
+        b.identify(&json!({"app_id": app, "user_id": format!("probe-{probe}")}))
             .status
             == 401
     });
     eprintln!("B enforced strict mode {took:?} after the change");
+    let r = b.identify(&json!({"app_id": app, "user_id": "anon-2"}));
+    assert_eq!(r.status, 401, "{}", r.text());
     assert_eq!(b.identify(&signed(&app, &secret, "signed")).status, 200);
     // The 401 stored nothing; the signed call is readable through A.
     assert_eq!(
