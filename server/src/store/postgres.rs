@@ -210,6 +210,7 @@ impl PgStore {
         let (queue, rx) = mpsc::channel(QUEUE_DEPTH);
         let (stop, stopped) = watch::channel(());
         tokio::spawn(batcher(rx, pool.clone(), hooks.clone(), op_timeout));
+        let (listening_tx, listening) = oneshot::channel();
         tokio::spawn(listen(
             cfg,
             pool.clone(),
@@ -217,7 +218,17 @@ impl PgStore {
             Arc::clone(&sync),
             op_timeout,
             stopped.clone(),
+            listening_tx,
         ));
+        // Opened means listening: a change committed from now on reaches this instance by
+        // notification. If LISTEN cannot be set up in time, the poll still covers it (and the
+        // listener keeps retrying), so this is not an error.
+        if !matches!(
+            tokio::time::timeout(op_timeout, listening).await,
+            Ok(Ok(()))
+        ) {
+            tracing::warn!("not listening for workspace changes yet; relying on the 1 s poll");
+        }
         tokio::spawn(poll_version(
             pool.clone(),
             hooks.clone(),
@@ -586,7 +597,9 @@ async fn listen(
     sync: Arc<ConfigSync>,
     op_timeout: Duration,
     mut stop: watch::Receiver<()>,
+    ready: oneshot::Sender<()>,
 ) {
+    let mut ready = Some(ready);
     let mut backoff = Duration::from_millis(100);
     loop {
         let session = async {
@@ -627,6 +640,9 @@ async fn listen(
                 return Err(e);
             }
             tracing::debug!("listening for workspace changes");
+            if let Some(tx) = ready.take() {
+                let _ = tx.send(());
+            }
             backoff = Duration::from_millis(100);
             while notify_rx.recv().await.is_some() {
                 // One reload covers every notification already queued.
