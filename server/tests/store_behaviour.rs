@@ -20,7 +20,10 @@ use std::time::{Duration, Instant};
 use dropfix_core::StrictMode;
 use dropfix_server::sealing::{Keyring, MasterKey};
 use dropfix_server::store::postgres::PgOptions;
-use dropfix_server::store::{Backend, Hooks, Store, StoreError};
+use dropfix_server::store::{
+    Backend, CallCounts, CountsDelta, Hooks, MAX_RECENT_REJECTIONS, Membership, RejectionEntry,
+    Role, SessionRules, Store, StoreError,
+};
 use dropfix_server::users::{
     Claimed, IdentifyWrite, UserQuery, UserRecord, Verification, merge_all,
 };
@@ -173,6 +176,16 @@ on_both_backends!(
     meta_values_round_trip,
     a_newer_schema_is_refused,
     a_change_through_one_handle_reaches_another_within_a_second,
+    // Sealing at rest
+    no_secret_is_stored_in_the_clear,
+    secrets_stored_in_the_clear_are_sealed_when_the_store_opens,
+    after_a_rewrap_the_old_master_key_can_be_dropped,
+    // Console storage
+    call_counts_add_up_across_handles,
+    recent_rejections_keep_the_newest_hundred_per_workspace,
+    sessions_resume_until_idle_or_absolute_expiry_and_end_at_logout,
+    accounts_are_found_by_email_case_insensitively,
+    members_have_one_role_per_workspace,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -1557,4 +1570,880 @@ async fn postgres_instances_starting_together_migrate_once() {
     let expected: Vec<i32> =
         (1..=dropfix_server::store::postgres::schema_version_known() as i32).collect();
     assert_eq!(versions, expected);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw access to what a backend stored (what a backup, a dump or a stolen disk would hold)
+
+impl Env {
+    fn sqlite_conn(dir: &tempfile::TempDir) -> rusqlite::Connection {
+        let conn =
+            rusqlite::Connection::open(dir.path().join(dropfix_server::store::sqlite::DB_FILE))
+                .unwrap();
+        conn.busy_timeout(Duration::from_secs(5)).unwrap();
+        conn
+    }
+
+    /// Everything stored, as bytes: on SQLite every byte of every file in the data dir (main
+    /// file, WAL, shared memory); on PostgreSQL every row of every table of the database, each
+    /// read whole as text (what `pg_dump` would print).
+    async fn everything_stored(&self) -> Vec<u8> {
+        match self {
+            Env::Sqlite(dir) => {
+                let mut out = Vec::new();
+                for entry in std::fs::read_dir(dir.path()).unwrap() {
+                    out.extend(std::fs::read(entry.unwrap().path()).unwrap());
+                }
+                out
+            }
+            Env::Postgres(db) => {
+                let client = db.client().await;
+                let tables = client
+                    .query(
+                        "SELECT quote_ident(table_schema) || '.' || quote_ident(table_name)
+                         FROM information_schema.tables
+                         WHERE table_schema NOT IN ('pg_catalog', 'information_schema')
+                           AND table_type = 'BASE TABLE'",
+                        &[],
+                    )
+                    .await
+                    .unwrap();
+                assert!(tables.len() >= 10, "only {} tables found", tables.len());
+                let mut out = Vec::new();
+                for t in &tables {
+                    let table: &str = t.get(0);
+                    let rows = client
+                        .query(&format!("SELECT t::text FROM {table} t"), &[])
+                        .await
+                        .unwrap();
+                    for r in &rows {
+                        out.extend_from_slice(r.get::<_, &str>(0).as_bytes());
+                        out.push(b'\n');
+                    }
+                }
+                out
+            }
+        }
+    }
+
+    /// Every value of every row of every table (what a logical dump holds).
+    async fn every_stored_value(&self) -> Vec<u8> {
+        match self {
+            Env::Sqlite(dir) => {
+                let conn = Env::sqlite_conn(dir);
+                let tables: Vec<String> = conn
+                    .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+                    .unwrap()
+                    .query_map([], |r| r.get(0))
+                    .unwrap()
+                    .collect::<Result<_, _>>()
+                    .unwrap();
+                assert!(tables.len() >= 10, "only {} tables found", tables.len());
+                let mut out = Vec::new();
+                for table in tables {
+                    let mut stmt = conn.prepare(&format!("SELECT * FROM \"{table}\"")).unwrap();
+                    let columns = stmt.column_count();
+                    let mut rows = stmt.query([]).unwrap();
+                    while let Some(row) = rows.next().unwrap() {
+                        for i in 0..columns {
+                            use rusqlite::types::ValueRef;
+                            match row.get_ref(i).unwrap() {
+                                ValueRef::Text(b) | ValueRef::Blob(b) => out.extend_from_slice(b),
+                                ValueRef::Integer(n) => out.extend(n.to_string().bytes()),
+                                ValueRef::Real(x) => out.extend(x.to_string().bytes()),
+                                ValueRef::Null => {}
+                            }
+                            out.push(b'\n');
+                        }
+                    }
+                }
+                out
+            }
+            Env::Postgres(_) => self.everything_stored().await,
+        }
+    }
+
+    /// `(id, app_id, secret column)` of every key row.
+    async fn key_rows(&self) -> Vec<(i64, String, String)> {
+        match self {
+            Env::Sqlite(dir) => {
+                let conn = Env::sqlite_conn(dir);
+                let mut stmt = conn
+                    .prepare("SELECT id, app_id, secret FROM keys ORDER BY id")
+                    .unwrap();
+                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .unwrap()
+                    .collect::<Result<_, _>>()
+                    .unwrap()
+            }
+            Env::Postgres(db) => db
+                .client()
+                .await
+                .query("SELECT id, app_id, secret FROM keys ORDER BY id", &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect(),
+        }
+    }
+
+    /// Writes a key row's secret column as given (a database from before sealing).
+    async fn set_stored_secret(&self, id: i64, value: &str) {
+        match self {
+            Env::Sqlite(dir) => {
+                Env::sqlite_conn(dir)
+                    .execute(
+                        "UPDATE keys SET secret = ?2 WHERE id = ?1",
+                        rusqlite::params![id, value],
+                    )
+                    .unwrap();
+            }
+            Env::Postgres(db) => {
+                db.client()
+                    .await
+                    .execute("UPDATE keys SET secret = $2 WHERE id = $1", &[&id, &value])
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
+    /// Rows of `table` (a constant of the test) for `app_id`, or all of them.
+    async fn count_rows(&self, table: &str, app_id: Option<&str>) -> i64 {
+        let sql = match app_id {
+            Some(_) => format!("SELECT count(*) FROM {table} WHERE app_id = $1"),
+            None => format!("SELECT count(*) FROM {table}"),
+        };
+        match self {
+            Env::Sqlite(dir) => {
+                let conn = Env::sqlite_conn(dir);
+                let sql = sql.replace("$1", "?1");
+                match app_id {
+                    Some(app) => conn.query_row(&sql, [app], |r| r.get(0)),
+                    None => conn.query_row(&sql, [], |r| r.get(0)),
+                }
+                .unwrap()
+            }
+            Env::Postgres(db) => {
+                let client = db.client().await;
+                match app_id {
+                    Some(app) => client.query_one(&sql, &[&app]).await,
+                    None => client.query_one(&sql, &[]).await,
+                }
+                .unwrap()
+                .get(0)
+            }
+        }
+    }
+}
+
+fn secret_of(ws: &Workspace, key_id: i64) -> String {
+    ws.keys
+        .iter()
+        .find(|k| k.id == key_id)
+        .unwrap_or_else(|| panic!("key {key_id} not in {}", ws.app_id))
+        .secret
+        .expose_secret()
+        .to_string()
+}
+
+fn keys_of(mk: &[&MasterKey]) -> Keyring {
+    Keyring::new(mk.iter().map(|k| (*k).clone()).collect()).unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sealing at rest
+
+async fn no_secret_is_stored_in_the_clear(env: &Env) {
+    let (store, registry) = env.open().await;
+    let mut secrets = Vec::new();
+    let mut apps = Vec::new();
+    for name in ["one", "two"] {
+        let k = store
+            .create_workspace(
+                &NewWorkspace {
+                    name: name.into(),
+                    strict: StrictMode::Off,
+                    require_signed_claims: false,
+                    allowed_origins: vec![],
+                },
+                "test",
+                NOW,
+            )
+            .await
+            .unwrap();
+        let app = k.workspace.app_id.clone();
+        secrets.push(k.secret.expose_secret().to_string());
+        let added = store
+            .create_key(&app, "second", None, "test", NOW)
+            .await
+            .unwrap();
+        secrets.push(added.secret.expose_secret().to_string());
+        let rolled = store
+            .roll_key(&app, Some(added.key_id), 3600, "test", NOW)
+            .await
+            .unwrap();
+        secrets.push(rolled.secret.expose_secret().to_string());
+        store
+            .identify(verified(
+                &app,
+                "u1",
+                NOW,
+                k.key_id,
+                claimed(Some("Ann"), None, Some("pro"), None),
+                Claimed::default(),
+            ))
+            .await
+            .unwrap();
+        apps.push(app);
+    }
+    // What is stored opens again to the same secrets (through a fresh handle).
+    let (_other, loaded) = env.open().await;
+    let mut live: Vec<String> = apps
+        .iter()
+        .flat_map(|a| {
+            loaded
+                .get(a)
+                .unwrap()
+                .keys
+                .iter()
+                .map(|k| k.secret.expose_secret().to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    live.sort();
+    let mut expected = secrets.clone();
+    expected.sort();
+    assert_eq!(live, expected);
+    assert_eq!(registry.get(&apps[0]).unwrap().keys.len(), 3);
+    let stored = env.everything_stored().await;
+    assert!(!stored.is_empty());
+    for s in &secrets {
+        for form in [s.clone(), hex::encode(s.as_bytes())] {
+            assert!(
+                !stored.windows(form.len()).any(|w| w == form.as_bytes()),
+                "a secret is stored in the clear"
+            );
+        }
+    }
+    // Every key row holds a value sealed with the active master key, bound to its workspace.
+    let rows = env.key_rows().await;
+    assert_eq!(rows.len(), 6);
+    for (_, _, sealed) in &rows {
+        assert!(sealed.starts_with("dfseal1:mk1:"), "{sealed}");
+    }
+    let counts = store.seal_counts().await.unwrap();
+    assert_eq!(
+        counts.by_key.into_iter().collect::<Vec<_>>(),
+        [("mk1".to_string(), 6)]
+    );
+    // A sealed value copied into another workspace's row does not open there.
+    let (a_row, b_row) = (
+        rows.iter().find(|r| r.1 == apps[0]).unwrap(),
+        rows.iter().find(|r| r.1 == apps[1]).unwrap(),
+    );
+    env.set_stored_secret(b_row.0, &a_row.2).await;
+    match store.workspaces().await {
+        Err(StoreError::Sealing(_)) => {}
+        other => panic!("a value sealed for another workspace opened: {other:?}"),
+    }
+}
+
+async fn secrets_stored_in_the_clear_are_sealed_when_the_store_opens(env: &Env) {
+    let store = env.store().await;
+    let k = store
+        .create_workspace(
+            &NewWorkspace {
+                name: "legacy".into(),
+                strict: StrictMode::Off,
+                require_signed_claims: false,
+                allowed_origins: vec![],
+            },
+            "test",
+            NOW,
+        )
+        .await
+        .unwrap();
+    let app = k.workspace.app_id.clone();
+    let added = store
+        .create_key(&app, "second", None, "test", NOW)
+        .await
+        .unwrap();
+    drop(store);
+    // As an older version stored them: in the clear.
+    let clear = [
+        (k.key_id, k.secret.expose_secret().to_string()),
+        (added.key_id, added.secret.expose_secret().to_string()),
+    ];
+    for (id, secret) in &clear {
+        env.set_stored_secret(*id, secret).await;
+    }
+    assert_eq!(
+        env.store().await.seal_counts().await.unwrap().by_key.len(),
+        1,
+        "opening seals them, so the count is of sealed values only"
+    );
+    let (store, registry) = env.open().await;
+    let rows = env.key_rows().await;
+    for (_, _, stored) in &rows {
+        assert!(stored.starts_with("dfseal1:mk1:"), "{stored}");
+    }
+    // Every value of every row: the clear values are gone. (On SQLite the bytes of the old
+    // values may linger in free pages or the WAL; that is the embedded store's file format,
+    // not what this rule is about.)
+    let stored = env.every_stored_value().await;
+    for (id, secret) in &clear {
+        assert!(
+            !stored.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "a legacy secret is still in the clear"
+        );
+        // And they verify as before.
+        assert_eq!(secret_of(&registry.get(&app).unwrap(), *id), *secret);
+    }
+    assert_eq!(
+        store.seal_counts().await.unwrap().by_key.get("mk1"),
+        Some(&2)
+    );
+}
+
+async fn after_a_rewrap_the_old_master_key_can_be_dropped(env: &Env) {
+    let mk1 = MasterKey::generate("old").unwrap();
+    let mk2 = MasterKey::generate("new").unwrap();
+    let (first, _) = env.open_with(keys_of(&[&mk1])).await;
+    let k = first
+        .create_workspace(
+            &NewWorkspace {
+                name: "rewrap".into(),
+                strict: StrictMode::Off,
+                require_signed_claims: false,
+                allowed_origins: vec![],
+            },
+            "test",
+            NOW,
+        )
+        .await
+        .unwrap();
+    let app = k.workspace.app_id.clone();
+    let added = first
+        .create_key(&app, "second", None, "test", NOW)
+        .await
+        .unwrap();
+    let secrets = [
+        (k.key_id, k.secret.expose_secret().to_string()),
+        (added.key_id, added.secret.expose_secret().to_string()),
+    ];
+    // The new key is added everywhere (still opening the old values), made active, and the
+    // secrets rewrapped through one handle.
+    let (store, registry) = env.open_with(keys_of(&[&mk2, &mk1])).await;
+    let counts = store.seal_counts().await.unwrap().by_key;
+    assert_eq!(counts.get("old"), Some(&2));
+    assert_eq!(store.rewrap_secrets().await.unwrap(), 2);
+    let counts = store.seal_counts().await.unwrap().by_key;
+    assert_eq!(
+        counts.into_iter().collect::<Vec<_>>(),
+        [("new".to_string(), 2)]
+    );
+    // Nothing left to do: a second pass rewrites nothing.
+    assert_eq!(store.rewrap_secrets().await.unwrap(), 0);
+    for (id, secret) in &secrets {
+        assert_eq!(secret_of(&registry.get(&app).unwrap(), *id), *secret);
+    }
+    // A key made now is sealed with the active key.
+    let third = store
+        .create_key(&app, "third", None, "test", NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.seal_counts().await.unwrap().by_key.get("new"),
+        Some(&3)
+    );
+    drop((first, store));
+    // The old key is dropped: the store opens with the new one alone, secrets intact.
+    let (_store, registry) = env.open_with(keys_of(&[&mk2])).await;
+    let ws = registry.get(&app).unwrap();
+    for (id, secret) in &secrets {
+        assert_eq!(secret_of(&ws, *id), *secret);
+    }
+    assert_eq!(
+        secret_of(&ws, third.key_id),
+        third.secret.expose_secret().to_string()
+    );
+    // And the old key alone no longer opens anything: the rewrap really happened.
+    let hooks = Hooks::new(keys_of(&[&mk1]));
+    match Store::open(&env.backend(), hooks).await {
+        Err(StoreError::Sealing(_)) => {}
+        Err(e) => panic!("expected a sealing error, got {e}"),
+        Ok(_) => panic!("the old master key still opens the stored secrets"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Console storage
+
+fn counts(verified_seed: u64, unverified: u64, would_reject: u64, rejected: u64) -> CallCounts {
+    CallCounts {
+        verified_seed,
+        verified_claims: verified_seed * 2,
+        unverified,
+        would_reject,
+        rejected,
+    }
+}
+
+fn delta(app: &str, minute: i64, c: CallCounts) -> CountsDelta {
+    CountsDelta {
+        app_id: app.into(),
+        minute,
+        counts: c,
+    }
+}
+
+async fn call_counts_add_up_across_handles(env: &Env) {
+    let (a, _) = env.open().await;
+    let (b, _) = env.open().await;
+    let (app, _) = workspace(&a).await;
+    let (other, _) = workspace(&a).await;
+    let m = NOW / 60;
+    a.add_call_stats(
+        vec![
+            delta(&app, m, counts(1, 2, 3, 4)),
+            delta(&app, m + 1, counts(1, 0, 0, 0)),
+            delta(&other, m, counts(9, 9, 9, 9)),
+        ],
+        vec![],
+    )
+    .await
+    .unwrap();
+    // Another instance flushes into the same minute, once with two deltas for it in one flush.
+    b.add_call_stats(
+        vec![
+            delta(&app, m, counts(10, 20, 30, 40)),
+            delta(&app, m, counts(100, 0, 0, 0)),
+        ],
+        vec![],
+    )
+    .await
+    .unwrap();
+    // Both flushing at once (each instance's flush task runs on its own).
+    let (r1, r2) = tokio::join!(
+        a.add_call_stats(vec![delta(&app, m + 1, counts(0, 1, 0, 0))], vec![]),
+        b.add_call_stats(vec![delta(&app, m + 1, counts(0, 1, 0, 0))], vec![]),
+    );
+    r1.unwrap();
+    r2.unwrap();
+    let got = a.call_counts(&app, m).await.unwrap();
+    assert_eq!(
+        got,
+        vec![(m, counts(111, 22, 33, 44)), (m + 1, counts(1, 2, 0, 0))]
+    );
+    assert_eq!(
+        b.call_counts(&app, m + 1).await.unwrap(),
+        vec![(m + 1, counts(1, 2, 0, 0))]
+    );
+    assert_eq!(
+        b.call_counts(&other, 0).await.unwrap(),
+        vec![(m, counts(9, 9, 9, 9))]
+    );
+    assert!(a.call_counts("app_none", 0).await.unwrap().is_empty());
+    // Buckets older than eight days go when newer ones are flushed.
+    let later = m + 8 * 24 * 60 + 2;
+    a.add_call_stats(vec![delta(&app, later, counts(0, 0, 0, 1))], vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        a.call_counts(&app, 0).await.unwrap(),
+        vec![(later, counts(0, 0, 0, 1))]
+    );
+}
+
+fn rejection(app: &str, at: i64, n: usize) -> RejectionEntry {
+    RejectionEntry {
+        app_id: app.into(),
+        at,
+        code: "signature_mismatch".into(),
+        enforced: n % 2 == 0,
+        key_id: Some(n as i64),
+        origin: Some("https://app.example".into()),
+        user_id: Some(format!("user-{n}")),
+    }
+}
+
+async fn recent_rejections_keep_the_newest_hundred_per_workspace(env: &Env) {
+    let (a, _) = env.open().await;
+    let (b, _) = env.open().await;
+    let (app, _) = workspace(&a).await;
+    let (other, _) = workspace(&a).await;
+    a.add_call_stats(
+        vec![],
+        (0..60)
+            .map(|n| rejection(&app, NOW + n as i64, n))
+            .chain([rejection(&other, NOW, 0)])
+            .collect(),
+    )
+    .await
+    .unwrap();
+    // Two instances flush at once: the log is still bounded once both commit.
+    let (r1, r2) = tokio::join!(
+        a.add_call_stats(
+            vec![],
+            (60..120)
+                .map(|n| rejection(&app, NOW + n as i64, n))
+                .collect()
+        ),
+        b.add_call_stats(
+            vec![],
+            (120..180)
+                .map(|n| rejection(&app, NOW + n as i64, n))
+                .collect()
+        ),
+    );
+    r1.unwrap();
+    r2.unwrap();
+    assert_eq!(
+        env.count_rows("recent_rejections", Some(&app)).await,
+        MAX_RECENT_REJECTIONS as i64
+    );
+    let got = b.recent_rejections(&app).await.unwrap();
+    assert_eq!(got.len(), MAX_RECENT_REJECTIONS);
+    // The first flush's 60 are the oldest: all of them went, and 20 of the next.
+    assert!(got.iter().all(|r| r.at >= NOW + 60), "{:?}", got.last());
+    // Newest first within a flush.
+    let a_part: Vec<i64> = got
+        .iter()
+        .filter(|r| r.at < NOW + 120)
+        .map(|r| r.at)
+        .collect();
+    assert!(a_part.windows(2).all(|w| w[0] > w[1]), "{a_part:?}");
+    // One more flush: the newest entry is first, and it round-trips field by field.
+    let newest = RejectionEntry {
+        enforced: false,
+        key_id: None,
+        origin: None,
+        user_id: None,
+        ..rejection(&app, NOW + 500, 1)
+    };
+    a.add_call_stats(vec![], vec![newest.clone()])
+        .await
+        .unwrap();
+    let got = a.recent_rejections(&app).await.unwrap();
+    assert_eq!(got.len(), MAX_RECENT_REJECTIONS);
+    assert_eq!(got[0], newest);
+    assert_eq!(
+        got[1].user_id.as_deref().map(|u| u.starts_with("user-")),
+        Some(true)
+    );
+    // The other workspace kept its one entry.
+    assert_eq!(
+        a.recent_rejections(&other).await.unwrap(),
+        vec![rejection(&other, NOW, 0)]
+    );
+}
+
+const RULES: SessionRules = SessionRules {
+    idle_secs: 100,
+    absolute_secs: 1000,
+};
+
+async fn sessions_resume_until_idle_or_absolute_expiry_and_end_at_logout(env: &Env) {
+    let (a, _) = env.open().await;
+    let (b, _) = env.open().await;
+    let (app, _) = workspace(&a).await;
+    let id = a
+        .create_account("owner@example.com", "$argon2id$v=19$test", NOW)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        a.add_member("owner@example.com", &app, Role::Owner, "cli", NOW)
+            .await
+            .unwrap()
+    );
+    let token = [7u8; 32];
+    a.create_session(token, id, RULES, NOW).await.unwrap();
+    // The table holds the SHA-256 the caller gave (never a token), and any instance resumes it.
+    let acct = b
+        .resume_session(token, RULES, NOW + 50)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((acct.id, acct.email.as_str()), (id, "owner@example.com"));
+    assert_eq!(
+        acct.memberships,
+        vec![Membership {
+            app_id: app.clone(),
+            role: Role::Owner
+        }]
+    );
+    // Activity keeps it alive past one idle period from the login...
+    for t in [NOW + 140, NOW + 230, NOW + 320] {
+        assert!(
+            a.resume_session(token, RULES, t).await.unwrap().is_some(),
+            "{t}"
+        );
+    }
+    // ...but not idle for the whole period (from the last use at NOW+320).
+    assert!(
+        b.resume_session(token, RULES, NOW + 420)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // It was deleted: even a request dated earlier no longer finds it.
+    assert!(
+        a.resume_session(token, RULES, NOW + 330)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Absolute expiry: used every 90 s, it still ends 1000 s after login.
+    let token2 = [8u8; 32];
+    a.create_session(token2, id, RULES, NOW).await.unwrap();
+    let mut t = NOW;
+    while t + 90 < NOW + 1000 {
+        t += 90;
+        assert!(
+            b.resume_session(token2, RULES, t).await.unwrap().is_some(),
+            "{t}"
+        );
+    }
+    assert!(
+        a.resume_session(token2, RULES, NOW + 1000)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Logout through one instance ends it on the other.
+    let token3 = [9u8; 32];
+    a.create_session(token3, id, RULES, NOW).await.unwrap();
+    assert!(
+        b.resume_session(token3, RULES, NOW + 1)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    b.delete_session(token3).await.unwrap();
+    assert!(
+        a.resume_session(token3, RULES, NOW + 2)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Deleting an unknown session is not an error.
+    b.delete_session([1u8; 32]).await.unwrap();
+
+    // A login forgets every session that has ended, even ones nobody presents again.
+    let (s1, s2, s3, s4) = ([21u8; 32], [22u8; 32], [23u8; 32], [24u8; 32]);
+    a.create_session(s1, id, RULES, NOW).await.unwrap();
+    a.create_session(s2, id, RULES, NOW + 10).await.unwrap();
+    a.create_session(s3, id, RULES, NOW + 20).await.unwrap();
+    // s1 and s3 stay in use; s2 is never presented again.
+    for t in (1..=11).map(|i| NOW + 90 * i) {
+        assert!(
+            a.resume_session(s1, RULES, t).await.unwrap().is_some(),
+            "{t}"
+        );
+        assert!(
+            b.resume_session(s3, RULES, t).await.unwrap().is_some(),
+            "{t}"
+        );
+    }
+    assert_eq!(env.count_rows("console_sessions", None).await, 3);
+    // At NOW+1005 s1 is past its absolute limit and s2 idle: the next login deletes both.
+    b.create_session(s4, id, RULES, NOW + 1005).await.unwrap();
+    assert_eq!(env.count_rows("console_sessions", None).await, 2);
+    assert!(
+        a.resume_session(s3, RULES, NOW + 1006)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        a.resume_session(s4, RULES, NOW + 1006)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        a.resume_session(s1, RULES, NOW + 999)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn accounts_are_found_by_email_case_insensitively(env: &Env) {
+    let (a, _) = env.open().await;
+    let (b, _) = env.open().await;
+    let id = a
+        .create_account("Ann.Lee@Example.COM", "$argon2id$ann", NOW)
+        .await
+        .unwrap()
+        .expect("a new email makes an account");
+    // The same address in other case is taken, from any instance.
+    assert_eq!(
+        b.create_account("ann.lee@example.com", "$argon2id$other", NOW)
+            .await
+            .unwrap(),
+        None
+    );
+    let bob = b
+        .create_account("bob@example.com", "$argon2id$bob", NOW + 1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(id, bob);
+    let login = b
+        .account_login("ANN.LEE@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (login.id, login.password_phc.as_str()),
+        (id, "$argon2id$ann")
+    );
+    assert!(
+        a.account_login("nobody@example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let accounts = a.list_accounts().await.unwrap();
+    let listed: Vec<(i64, &str, i64)> = accounts
+        .iter()
+        .map(|x| (x.id, x.email.as_str(), x.created_at))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (id, "ann.lee@example.com", NOW),
+            (bob, "bob@example.com", NOW + 1)
+        ]
+    );
+    assert!(accounts.iter().all(|x| x.memberships.is_empty()));
+}
+
+async fn members_have_one_role_per_workspace(env: &Env) {
+    let (a, _) = env.open().await;
+    let (b, _) = env.open().await;
+    let (w1, _) = workspace(&a).await;
+    let (w2, _) = workspace(&a).await;
+    let (first, second) = if w1 < w2 { (w1, w2) } else { (w2, w1) };
+    let id = a
+        .create_account("Viewer@Example.com", "$argon2id$v", NOW)
+        .await
+        .unwrap()
+        .unwrap();
+    // Unknown account: false; unknown workspace: an error (and nothing stored either way).
+    assert!(
+        !a.add_member("nobody@example.com", &first, Role::Owner, "cli", NOW)
+            .await
+            .unwrap()
+    );
+    assert!(matches!(
+        a.add_member("viewer@example.com", "app_missing", Role::Owner, "cli", NOW)
+            .await,
+        Err(StoreError::WorkspaceNotFound)
+    ));
+    assert!(
+        b.add_member("VIEWER@example.com", &second, Role::Viewer, "cli", NOW + 1)
+            .await
+            .unwrap()
+    );
+    assert!(
+        a.add_member(
+            "viewer@example.com",
+            &first,
+            Role::Viewer,
+            "owner@x",
+            NOW + 2
+        )
+        .await
+        .unwrap()
+    );
+    // A second grant replaces the role in that workspace only.
+    assert!(
+        b.add_member(
+            "viewer@example.com",
+            &first,
+            Role::Owner,
+            "owner@x",
+            NOW + 3
+        )
+        .await
+        .unwrap()
+    );
+    let accounts = a.list_accounts().await.unwrap();
+    assert_eq!(accounts.len(), 1);
+    let want = vec![
+        Membership {
+            app_id: first.clone(),
+            role: Role::Owner,
+        },
+        Membership {
+            app_id: second.clone(),
+            role: Role::Viewer,
+        },
+    ];
+    assert_eq!(accounts[0].memberships, want);
+    let token = [3u8; 32];
+    b.create_session(token, id, RULES, NOW).await.unwrap();
+    assert_eq!(
+        a.resume_session(token, RULES, NOW + 1)
+            .await
+            .unwrap()
+            .unwrap()
+            .memberships,
+        want
+    );
+    // Each grant is audited in its workspace, never with a password hash.
+    let log = a.audit_log(&first, 10).await.unwrap();
+    let grants: Vec<(&str, &str, &Json)> = log
+        .iter()
+        .filter(|e| e.action == "member.set")
+        .map(|e| (e.actor.as_str(), e.action.as_str(), &e.detail))
+        .collect();
+    assert_eq!(
+        grants,
+        [
+            (
+                "owner@x",
+                "member.set",
+                &json!({"email": "viewer@example.com", "role": "owner"})
+            ),
+            (
+                "owner@x",
+                "member.set",
+                &json!({"email": "viewer@example.com", "role": "viewer"})
+            ),
+        ]
+    );
+    assert!(!serde_json::to_string(&log).unwrap().contains("argon2id"));
+    // Entries the console appends (an export) land in the same log, newest first.
+    b.append_audit(
+        &second,
+        "viewer@example.com",
+        "users.export",
+        json!({"format": "csv"}),
+        NOW + 9,
+    )
+    .await
+    .unwrap();
+    let log = a.audit_log(&second, 1).await.unwrap();
+    assert_eq!(
+        (
+            log[0].at,
+            log[0].actor.as_str(),
+            log[0].action.as_str(),
+            &log[0].detail
+        ),
+        (
+            NOW + 9,
+            "viewer@example.com",
+            "users.export",
+            &json!({"format": "csv"})
+        )
+    );
 }
