@@ -2447,3 +2447,88 @@ async fn members_have_one_role_per_workspace(env: &Env) {
         )
     );
 }
+
+/// `pg_dump` from the postgresql client package, where the operator's backups come from.
+fn pg_dump_binary() -> std::path::PathBuf {
+    let on_path = std::env::var_os("PATH").into_iter().flat_map(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join("pg_dump"))
+            .collect::<Vec<_>>()
+    });
+    // Debian keeps each version's binaries apart; the newest can dump any older server.
+    let mut versioned: Vec<_> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("bin/pg_dump"))
+        .collect();
+    versioned.sort();
+    on_path
+        .chain(versioned.into_iter().rev())
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "pg_dump not found (PATH or /usr/lib/postgresql/*/bin): install the postgresql \
+                 client package (scripts/postgres.sh installs postgresql)"
+            )
+        })
+}
+
+/// A real backup (`pg_dump` of the whole database, data and schema) holds no workspace secret,
+/// only sealed values.
+#[tokio::test]
+async fn postgres_a_pg_dump_holds_no_secret() {
+    let Some(env) = Env::postgres().await else {
+        return;
+    };
+    let Env::Postgres(db) = &env else {
+        unreachable!()
+    };
+    let store = env.store().await;
+    let mut secrets = Vec::new();
+    let k = store
+        .create_workspace(
+            &NewWorkspace {
+                name: "dumped".into(),
+                strict: StrictMode::Off,
+                require_signed_claims: false,
+                allowed_origins: vec![],
+            },
+            "test",
+            NOW,
+        )
+        .await
+        .unwrap();
+    let app = k.workspace.app_id.clone();
+    secrets.push(k.secret);
+    let added = store
+        .create_key(&app, "second", None, "test", NOW)
+        .await
+        .unwrap();
+    secrets.push(added.secret);
+    let rolled = store
+        .roll_key(&app, Some(added.key_id), 3600, "test", NOW)
+        .await
+        .unwrap();
+    secrets.push(rolled.secret);
+    // Blocking is fine here: the dump connects on its own, the store waits for nothing.
+    let out = std::process::Command::new(pg_dump_binary())
+        .arg("--no-owner")
+        .arg(&db.url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pg_dump failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dump = String::from_utf8(out.stdout).unwrap();
+    // The dump does hold the key rows, sealed.
+    assert_eq!(dump.matches("dfseal1:mk1:").count(), 3, "{dump}");
+    for s in &secrets {
+        assert!(
+            !dump.contains(s.expose_secret()),
+            "a secret is in the pg_dump output"
+        );
+    }
+}
