@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use dropfix_core::{SecretKey, StrictMode, seed};
 use dropfix_server::sealing::{Keyring, MasterKey};
 use dropfix_server::store::postgres::PgOptions;
-use dropfix_server::store::{Backend, Hooks, Store};
+use dropfix_server::store::{Backend, Hooks, Role, Store};
 use dropfix_server::workspace::{self, NewWorkspace};
 use dropfix_server::{AppState, Config};
 use pg_support::TestDb;
@@ -41,6 +41,10 @@ struct Instance {
 impl Instance {
     /// Every instance of a deployment holds the same master keys (`ring`).
     fn start(url: &str, ring: &Keyring) -> Instance {
+        Instance::start_with(url, ring, Config::default())
+    }
+
+    fn start_with(url: &str, ring: &Keyring, config: Config) -> Instance {
         let ring = ring.clone();
         let backend = Backend::Postgres(PgOptions {
             pool_size: 4,
@@ -56,7 +60,7 @@ impl Instance {
                 .unwrap();
             rt.block_on(async move {
                 let state = AppState::new(
-                    Config::default(),
+                    config,
                     &backend,
                     ring,
                     sha2::Sha256::digest(ADMIN.as_bytes()).into(),
@@ -138,6 +142,16 @@ fn within(limit: Duration, what: &str, mut ok: impl FnMut() -> bool) -> Duration
 
 /// A workspace made through the store (as `dropfix-server workspace create` would).
 fn create_workspace(url: &str, ring: &Keyring) -> (String, SecretKey) {
+    create_workspace_with(url, ring, StrictMode::Off, &[])
+}
+
+/// A workspace, and console accounts with a role in it (as `dropfix-server user create`).
+fn create_workspace_with(
+    url: &str,
+    ring: &Keyring,
+    strict: StrictMode,
+    members: &[(&str, &str, Role)],
+) -> (String, SecretKey) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -151,7 +165,7 @@ fn create_workspace(url: &str, ring: &Keyring) -> (String, SecretKey) {
             .create_workspace(
                 &NewWorkspace {
                     name: "two instances".into(),
-                    strict: StrictMode::Off,
+                    strict,
                     require_signed_claims: false,
                     allowed_origins: workspace::DEV_ORIGINS.map(String::from).to_vec(),
                 },
@@ -160,6 +174,16 @@ fn create_workspace(url: &str, ring: &Keyring) -> (String, SecretKey) {
             )
             .await
             .unwrap();
+        for (email, password, role) in members {
+            let phc = dropfix_server::console::session::hash_password(password).unwrap();
+            store.create_account(email, &phc, now()).await.unwrap();
+            assert!(
+                store
+                    .add_member(email, &k.workspace.app_id, *role, "cli", now())
+                    .await
+                    .unwrap()
+            );
+        }
         (k.workspace.app_id, k.secret)
     })
 }
@@ -306,4 +330,83 @@ fn a_strict_toggle_through_one_instance_is_honoured_by_the_other_within_a_second
     );
     let r = b.admin("GET", &format!("/v1/admin/workspaces/{app}"), None);
     assert_eq!(r.json()["strict"], "on", "{}", r.text());
+}
+
+/// The console on PostgreSQL: a session made by logging in on one instance is served by the
+/// other and ended there by logout; the counts each instance flushes add up in the store, so
+/// both consoles show the total.
+#[test]
+fn a_console_session_and_the_counts_are_shared_by_every_instance() {
+    let Some(db) = test_db() else { return };
+    let ring = keyring();
+    let (email, password) = ("Owner@Example.com", "correct horse battery staple");
+    let (app, _) = create_workspace_with(
+        &db.url,
+        &ring,
+        StrictMode::ReportOnly,
+        &[(email, password, Role::Owner)],
+    );
+    let config = || Config {
+        console: dropfix_server::console::ConsoleConfig {
+            stats_flush: Duration::from_millis(100),
+            ..Default::default()
+        },
+        ..Config::default()
+    };
+    let a = Instance::start_with(&db.url, &ring, config());
+    let b = Instance::start_with(&db.url, &ring, config());
+    // The console's own origin is the Host header `build_request` sends.
+    let form = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([("email", "owner@example.COM"), ("password", password)])
+        .finish();
+    let r = a.request(
+        "POST",
+        "/console/login",
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Origin", "http://127.0.0.1"),
+        ],
+        form.as_bytes(),
+    );
+    assert_eq!(r.status, 303, "{}", r.text());
+    let cookie = r
+        .header("set-cookie")
+        .expect("a session cookie")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let page = format!("/console/w/{app}/security");
+    let r = b.request("GET", &page, &[("Cookie", &cookie)], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Two unsigned calls through A, three through B (report-only: accepted, would be refused).
+    for (i, inst) in [&a, &a, &b, &b, &b].into_iter().enumerate() {
+        let r = inst.identify(&json!({"app_id": app, "user_id": format!("u{i}")}));
+        assert_eq!(r.status, 202, "{}", r.text());
+    }
+    for inst in [&a, &b] {
+        support::eventually("both instances' counts in the store", || {
+            let t = inst
+                .request("GET", &page, &[("Cookie", &cookie)], b"")
+                .text();
+            t.contains("data-count=\"would_reject-1h\">5<")
+                .then_some(())
+        });
+    }
+    let r = b.request(
+        "POST",
+        "/console/logout",
+        &[
+            ("Cookie", &cookie),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Origin", "http://127.0.0.1"),
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 303, "{}", r.text());
+    let r = a.request("GET", &page, &[("Cookie", &cookie)], b"");
+    assert_eq!(
+        (r.status, r.header("location")),
+        (303, Some("/console/login"))
+    );
 }
