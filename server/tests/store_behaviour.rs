@@ -2083,7 +2083,9 @@ async fn recent_rejections_keep_the_newest_hundred_per_workspace(env: &Env) {
     )
     .await
     .unwrap();
-    // Two instances flush at once: the log is still bounded once both commit.
+    // Two instances flush at once: the log is still bounded once both commit. (Each handle
+    // holds a connection already, so neither flush waits for a connect and they overlap.)
+    b.recent_rejections(&app).await.unwrap();
     let (r1, r2) = tokio::join!(
         a.add_call_stats(
             vec![],
@@ -2115,6 +2117,30 @@ async fn recent_rejections_keep_the_newest_hundred_per_workspace(env: &Env) {
         .map(|r| r.at)
         .collect();
     assert!(a_part.windows(2).all(|w| w[0] > w[1]), "{a_part:?}");
+    // More rounds of three flushes at once, the log checked after each.
+    let (c, _) = env.open().await;
+    c.recent_rejections(&app).await.unwrap();
+    for round in 0..4usize {
+        let batch = |i: usize| -> Vec<RejectionEntry> {
+            let base = 200 + round * 60 + i * 20;
+            (base..base + 20)
+                .map(|n| rejection(&app, NOW + n as i64, n))
+                .collect()
+        };
+        let (r1, r2, r3) = tokio::join!(
+            a.add_call_stats(vec![], batch(0)),
+            b.add_call_stats(vec![], batch(1)),
+            c.add_call_stats(vec![], batch(2)),
+        );
+        r1.unwrap();
+        r2.unwrap();
+        r3.unwrap();
+        assert_eq!(
+            env.count_rows("recent_rejections", Some(&app)).await,
+            MAX_RECENT_REJECTIONS as i64,
+            "round {round}"
+        );
+    }
     // One more flush: the newest entry is first, and it round-trips field by field.
     let newest = RejectionEntry {
         enforced: false,
