@@ -33,6 +33,8 @@ step "clippy (dropfix-wasm for wasm32, browser and node-signing builds, -D warni
     cargo clippy -p dropfix-wasm --target wasm32-unknown-unknown --all-targets --features node-signing -- -D warnings'
 step "dropfix-core builds for wasm32-unknown-unknown" \
   cargo build -p dropfix-core --target wasm32-unknown-unknown
+# PostgreSQL for the server's PostgreSQL tests (started or installed if needed; they fail without it).
+pg_url="$(scripts/postgres.sh)" && export DROPFIX_TEST_DATABASE_URL="$pg_url" || echo "scripts/postgres.sh failed: the PostgreSQL tests will fail" >&2
 step "cargo test (core, server, cross-language)" cargo test --workspace
 step "OpenAPI: schemathesis against a live server (docs/openapi.yaml)" tests/openapi/schemathesis.sh
 step "README: the operator commands run as written" tests/docs/readme-commands.sh

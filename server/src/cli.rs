@@ -13,7 +13,7 @@ use serde_json::json;
 use sha2::Digest;
 
 use crate::sealing::{self, Keyring, MasterKey};
-use crate::store::{Backend, Hooks, Role, Store};
+use crate::store::{Backend, Hooks, Role, Store, postgres};
 use crate::workspace::{self, NewKey, NewWorkspace, Workspace, WorkspacePatch};
 use crate::{AppState, Config, diagnose, http::now};
 
@@ -90,7 +90,7 @@ enum MasterKeyCommand {
     },
 }
 
-#[derive(Debug, Args)]
+#[derive(Args)]
 struct DataDir {
     /// Where the embedded database lives (created if missing; holds secrets, so owner-only:
     /// an existing directory other users can read or write is refused).
@@ -101,18 +101,60 @@ struct DataDir {
     /// `id:base64` entries, first active) takes precedence over any file.
     #[arg(long, env = "DROPFIX_MASTER_KEY_FILE")]
     master_key_file: Option<PathBuf>,
+    /// Use this PostgreSQL instead of the embedded store (`postgres://user:pass@host/db`), so
+    /// several verifiers can share one database. The data dir is then not used.
+    #[arg(long, env = "DROPFIX_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// PostgreSQL connections this process keeps at most (plus one for change notifications).
+    #[arg(long, env = "DROPFIX_DB_POOL_SIZE", default_value_t = postgres::DEFAULT_POOL_SIZE,
+          value_parser = parse_pool_size)]
+    db_pool_size: usize,
+    /// Seconds to wait for a PostgreSQL connection before answering 503 (a down database fails
+    /// requests quickly instead of hanging them).
+    #[arg(long, env = "DROPFIX_DB_TIMEOUT_SECS", default_value_t = postgres::DEFAULT_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=300))]
+    db_timeout_secs: u64,
+}
+
+// The database URL usually holds a password: never print it.
+impl std::fmt::Debug for DataDir {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataDir")
+            .field("data_dir", &self.data_dir)
+            .field("master_key_file", &self.master_key_file)
+            .field(
+                "database_url",
+                &self.database_url.as_ref().map(|_| "<redacted>"),
+            )
+            .field("db_pool_size", &self.db_pool_size)
+            .field("db_timeout_secs", &self.db_timeout_secs)
+            .finish()
+    }
 }
 
 impl DataDir {
     fn backend(&self, ephemeral: bool) -> Backend {
-        Backend::from_flags(self.data_dir.clone(), ephemeral)
+        let postgres = self.database_url.as_ref().map(|url| postgres::PgOptions {
+            url: url.clone(),
+            pool_size: self.db_pool_size,
+            timeout: Duration::from_secs(self.db_timeout_secs),
+        });
+        Backend::from_flags(self.data_dir.clone(), ephemeral, postgres)
     }
 
-    /// The key file this command edits (`master-key ...`).
-    fn key_file(&self) -> PathBuf {
-        self.master_key_file
-            .clone()
-            .unwrap_or_else(|| sealing::default_key_file(&self.data_dir))
+    /// The key file this command edits (`master-key ...`). On PostgreSQL there is no default:
+    /// the data dir is not used there, and editing a file nobody reads would only mislead.
+    fn key_file(&self) -> Result<PathBuf, Box<dyn std::error::Error>> {
+        match (&self.master_key_file, &self.database_url) {
+            (Some(path), _) => Ok(path.clone()),
+            (None, Some(_)) => Err(format!(
+                "with --database-url, name the key file to edit with --master-key-file (or set \
+                 {} on every instance)",
+                sealing::MASTER_KEYS_ENV
+            )
+            .into()),
+            (None, None) => Ok(sealing::default_key_file(&self.data_dir)),
+        }
     }
 
     /// The master keys, from the environment, the key file, or (embedded store) the default
@@ -144,6 +186,15 @@ impl DataDir {
                 }
                 Ok(ring)
             }
+            // Every instance must open what any other sealed, so the keys cannot be made up
+            // here: a fresh key file on one machine would seal secrets the others cannot read.
+            Backend::Postgres(_) => Err(format!(
+                "with --database-url, give the master keys with {} or --master-key-file (the \
+                 same keys on every instance); generate one with `dropfix-server master-key \
+                 generate --id mk1`",
+                sealing::MASTER_KEYS_ENV
+            )
+            .into()),
         }
     }
 }
@@ -163,7 +214,7 @@ struct ServeArgs {
     #[arg(long, env = "DROPFIX_JSON_LOGS")]
     json_logs: bool,
     /// Keep everything in memory: nothing survives a restart (benchmarks, throwaway demos).
-    #[arg(long, env = "DROPFIX_EPHEMERAL")]
+    #[arg(long, env = "DROPFIX_EPHEMERAL", conflicts_with = "database_url")]
     ephemeral: bool,
     /// Identify calls per second per client IP (burst twice that); 0 = unlimited.
     #[arg(long, env = "DROPFIX_RATE_LIMIT_PER_IP", default_value_t = Config::default().rate_per_ip)]
@@ -372,6 +423,13 @@ struct DebugArgs {
     email: Option<String>,
     #[arg(long)]
     json: bool,
+}
+
+fn parse_pool_size(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n @ 1..=1000) => Ok(n),
+        _ => Err("expected a number of connections from 1 to 1000".into()),
+    }
 }
 
 fn parse_strict(s: &str) -> Result<StrictMode, String> {
@@ -874,7 +932,7 @@ fn master_key_command(cmd: MasterKeyCommand) -> CliResult {
             data,
         } => {
             refuse_env_edit()?;
-            let path = data.key_file();
+            let path = data.key_file()?;
             let ring = Keyring::load_file(&path)?;
             let key = MasterKey::generate(&id.unwrap_or_else(|| ring.next_key_id()))?;
             Keyring::add_key_to_file(&path, &key, !no_activate)?;
@@ -892,7 +950,7 @@ fn master_key_command(cmd: MasterKeyCommand) -> CliResult {
         }
         MasterKeyCommand::Activate { id, data } => {
             refuse_env_edit()?;
-            let path = data.key_file();
+            let path = data.key_file()?;
             Keyring::activate_key_in_file(&path, &id)?;
             println!("master key {id} is now active in {}", path.display());
             Ok(())
@@ -904,7 +962,7 @@ fn master_key_command(cmd: MasterKeyCommand) -> CliResult {
         }),
         MasterKeyCommand::Drop { id, data } => {
             refuse_env_edit()?;
-            let path = data.key_file();
+            let path = data.key_file()?;
             let still =
                 with_store_value(&data, |store| async move { Ok(store.seal_counts().await?) })?
                     .by_key
@@ -1067,5 +1125,147 @@ fn debug_signature(args: DebugArgs) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("dropfix-server").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn every_store_command_takes_a_database_url_and_never_prints_it() {
+        let url = "postgres://u:hunter2@db.internal/dropfix";
+        let commands: [&[&str]; 16] = [
+            &["serve"],
+            &["workspace", "create", "--name", "x"],
+            &["workspace", "list"],
+            &["workspace", "set", "app_1", "--strict", "on"],
+            &["workspace", "add-key", "app_1"],
+            &["workspace", "roll", "app_1"],
+            &["workspace", "retire", "app_1", "--key", "1"],
+            &["workspace", "retire-old", "app_1"],
+            &["master-key", "status"],
+            &["master-key", "add"],
+            &["master-key", "activate", "mk2"],
+            &["master-key", "rewrap"],
+            &["master-key", "drop", "mk1"],
+            &["user", "create", "--email", "a@b.c", "--workspace", "app_1"],
+            &[
+                "user",
+                "add-to-workspace",
+                "--email",
+                "a@b.c",
+                "--workspace",
+                "app_1",
+            ],
+            &["user", "list"],
+        ];
+        for cmd in commands {
+            let mut args = cmd.to_vec();
+            args.extend(["--database-url", url, "--db-pool-size", "3"]);
+            let cli = parse(&args).unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+            assert!(!format!("{cli:?}").contains("hunter2"), "{cmd:?}");
+            let data = match cli.command {
+                Command::Serve(a) => a.data,
+                Command::Workspace(
+                    WorkspaceCommand::Create { data, .. }
+                    | WorkspaceCommand::List { data, .. }
+                    | WorkspaceCommand::Set { data, .. }
+                    | WorkspaceCommand::AddKey { data, .. }
+                    | WorkspaceCommand::Roll { data, .. }
+                    | WorkspaceCommand::Retire { data, .. }
+                    | WorkspaceCommand::Rotate { data, .. }
+                    | WorkspaceCommand::RetireOld { data, .. },
+                ) => data,
+                Command::MasterKey(
+                    MasterKeyCommand::Status { data, .. }
+                    | MasterKeyCommand::Add { data, .. }
+                    | MasterKeyCommand::Activate { data, .. }
+                    | MasterKeyCommand::Rewrap { data }
+                    | MasterKeyCommand::Drop { data, .. },
+                ) => data,
+                Command::User(
+                    UserCommand::Create { data, .. }
+                    | UserCommand::AddToWorkspace { data, .. }
+                    | UserCommand::List { data, .. },
+                ) => data,
+                Command::MasterKey(MasterKeyCommand::Generate { .. })
+                | Command::DebugSignature(_) => unreachable!(),
+            };
+            match data.backend(false) {
+                Backend::Postgres(opts) => {
+                    assert_eq!((opts.url.as_str(), opts.pool_size), (url, 3));
+                    assert!(!format!("{opts:?}").contains("hunter2"));
+                }
+                other => panic!("{cmd:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn on_postgres_master_keys_must_be_given_and_no_key_file_is_made_up() {
+        // Only when the environment does not supply the keys (the test must not depend on it).
+        if keyring_from_env() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        let args = [
+            "workspace",
+            "list",
+            "--database-url",
+            "postgres://h/d",
+            "--data-dir",
+        ];
+        let mut args = args.to_vec();
+        args.push(data_dir.to_str().unwrap());
+        let Command::Workspace(WorkspaceCommand::List { data, .. }) = parse(&args).unwrap().command
+        else {
+            panic!()
+        };
+        let err = data.keyring(&data.backend(false)).unwrap_err().to_string();
+        assert!(err.contains("DROPFIX_MASTER_KEYS"), "{err}");
+        assert!(err.contains("--master-key-file"), "{err}");
+        assert!(
+            !data_dir.exists(),
+            "a key file (or its directory) was created"
+        );
+        // `master-key add/activate/drop` do not edit a default file nobody reads.
+        let err = data.key_file().unwrap_err().to_string();
+        assert!(err.contains("--master-key-file"), "{err}");
+        // A key file given explicitly is used.
+        let file = dir.path().join("keys");
+        Keyring::create_file(&file).unwrap();
+        args.extend(["--master-key-file", file.to_str().unwrap()]);
+        let Command::Workspace(WorkspaceCommand::List { data, .. }) = parse(&args).unwrap().command
+        else {
+            panic!()
+        };
+        assert!(data.keyring(&data.backend(false)).is_ok());
+        assert_eq!(data.key_file().unwrap(), file);
+    }
+
+    #[test]
+    fn without_a_url_the_embedded_store_is_used_and_ephemeral_conflicts_with_a_url() {
+        let Command::Serve(a) = parse(&["serve", "--data-dir", "/tmp/d"]).unwrap().command else {
+            panic!()
+        };
+        assert!(matches!(a.data.backend(false), Backend::Sqlite { .. }));
+        assert!(matches!(a.data.backend(true), Backend::SqliteMemory));
+        assert!(parse(&["serve", "--ephemeral", "--database-url", "postgres://h/d"]).is_err());
+        assert!(
+            parse(&[
+                "serve",
+                "--database-url",
+                "postgres://h/d",
+                "--db-pool-size",
+                "0"
+            ])
+            .is_err()
+        );
     }
 }

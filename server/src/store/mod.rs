@@ -13,6 +13,7 @@
 //! every key change is one transaction that reads what it changes; a schema newer than the build
 //! is refused; workspace changes made anywhere reach this instance's registry within a second.
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::path::PathBuf;
@@ -30,15 +31,22 @@ pub enum Backend {
     Sqlite { data_dir: PathBuf },
     /// The embedded store in memory (`serve --ephemeral`, tests, benchmarks).
     SqliteMemory,
+    /// A shared PostgreSQL (`--database-url`), for several verifier instances.
+    Postgres(postgres::PgOptions),
 }
 
 impl Backend {
-    /// The embedded store in `data_dir`, or in memory when `ephemeral`.
-    pub fn from_flags(data_dir: PathBuf, ephemeral: bool) -> Backend {
-        if ephemeral {
-            Backend::SqliteMemory
-        } else {
-            Backend::Sqlite { data_dir }
+    /// PostgreSQL when a database URL is given, else the embedded store in `data_dir`, or in
+    /// memory when `ephemeral`.
+    pub fn from_flags(
+        data_dir: PathBuf,
+        ephemeral: bool,
+        postgres: Option<postgres::PgOptions>,
+    ) -> Backend {
+        match postgres {
+            Some(opts) => Backend::Postgres(opts),
+            None if ephemeral => Backend::SqliteMemory,
+            None => Backend::Sqlite { data_dir },
         }
     }
 }
@@ -284,6 +292,7 @@ pub struct RejectionEntry {
 #[derive(Debug, Clone)]
 pub enum Store {
     Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PgStore),
 }
 
 /// Calls the same method on whichever backend this is.
@@ -291,6 +300,7 @@ macro_rules! dispatch {
     ($self:ident . $method:ident ( $($arg:expr),* )) => {
         match $self {
             Store::Sqlite(s) => s.$method($($arg),*).await,
+            Store::Postgres(s) => s.$method($($arg),*).await,
         }
     };
 }
@@ -304,12 +314,14 @@ impl Store {
                 Store::Sqlite(sqlite::SqliteStore::open_dir(data_dir, hooks)?)
             }
             Backend::SqliteMemory => Store::Sqlite(sqlite::SqliteStore::open_memory(hooks)?),
+            Backend::Postgres(opts) => Store::Postgres(postgres::PgStore::open(opts, hooks).await?),
         })
     }
 
     pub fn backend_name(&self) -> &'static str {
         match self {
             Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
         }
     }
 

@@ -1,0 +1,164 @@
+//! PostgreSQL for the integration tests: each test gets a database of its own (so tests and
+//! their NOTIFY channels stay apart), dropped when the test ends.
+//!
+//! The server is found through `DROPFIX_TEST_DATABASE_URL` (a role allowed to CREATE DATABASE),
+//! else the role `scripts/postgres.sh` creates on 127.0.0.1:5432. When neither answers, the
+//! PostgreSQL tests FAIL and say how to get one: they never pass silently. Only
+//! `DROPFIX_SKIP_POSTGRES_TESTS=1`, for a local run, skips them (no script sets it).
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// The explicit local opt-out.
+pub const SKIP_ENV: &str = "DROPFIX_SKIP_POSTGRES_TESTS";
+/// Where the tests look for PostgreSQL.
+pub const URL_ENV: &str = "DROPFIX_TEST_DATABASE_URL";
+/// What `scripts/postgres.sh` sets up on the machine's own cluster.
+pub const DEFAULT_URL: &str =
+    "postgres://dropfix_test:dropfix_test_password@127.0.0.1:5432/postgres";
+
+/// Whether the PostgreSQL tests are skipped on purpose (prints why).
+pub fn skipped() -> bool {
+    let skip = std::env::var(SKIP_ENV).is_ok_and(|v| v == "1");
+    if skip {
+        eprintln!("{SKIP_ENV}=1: skipping a PostgreSQL test");
+    }
+    skip
+}
+
+/// The URL of the server's maintenance database (where CREATE DATABASE runs).
+pub fn server_url() -> String {
+    std::env::var(URL_ENV)
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| DEFAULT_URL.to_string())
+}
+
+/// `url` with its database name replaced by `db` (URL form only, which is what the scripts and
+/// CI pass).
+pub fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let authority_end = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
+    let mut out = format!("{}/{db}", &base[..authority_end]);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+fn redacted(url: &str) -> String {
+    // user:password@ -> user:***@
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let userinfo = &url[s + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..s + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+async fn connect(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+/// A database that exists for one test and is dropped (connections and all) with this value.
+#[derive(Debug)]
+pub struct TestDb {
+    pub url: String,
+    pub name: String,
+    server: String,
+}
+
+impl TestDb {
+    /// Creates an empty database; `None` only when the tests are skipped on purpose. Panics
+    /// with instructions when PostgreSQL cannot be reached.
+    pub async fn create() -> Option<TestDb> {
+        if skipped() {
+            return None;
+        }
+        static N: AtomicU32 = AtomicU32::new(0);
+        let server = server_url();
+        let client = connect(&server).await.unwrap_or_else(|e| {
+            let cause = std::error::Error::source(&e).map(|c| format!(": {c}")).unwrap_or_default();
+            panic!(
+                "PostgreSQL is not reachable at {} ({e}{cause}). The PostgreSQL tests need one: run \
+                 `export {URL_ENV}=\"$(scripts/postgres.sh)\"` first (scripts/test.sh does this), \
+                 or set {URL_ENV} to a role with CREATEDB. To skip these tests on a local run \
+                 only, set {SKIP_ENV}=1.",
+                redacted(&server)
+            )
+        });
+        let name = format!(
+            "dropfix_test_{}_{}_{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos()
+        );
+        client
+            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .unwrap_or_else(|e| panic!("CREATE DATABASE {name} failed: {e}"));
+        Some(TestDb {
+            url: with_database(&server, &name),
+            name,
+            server,
+        })
+    }
+
+    /// A plain connection to this database (to look at or tamper with what the store wrote).
+    pub async fn client(&self) -> tokio_postgres::Client {
+        connect(&self.url)
+            .await
+            .expect("connect to the test database")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        // Drop may run inside the test's runtime, so the async work gets a thread of its own.
+        let (server, name) = (self.server.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok(c) = connect(&server).await {
+                    // FORCE: the store's pool and listener may still be connected.
+                    let _ = c
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                        .await;
+                }
+            });
+        });
+        let _ = dropped.join();
+    }
+}
+
+#[test]
+fn database_names_replace_only_the_path() {
+    assert_eq!(
+        with_database("postgres://u:p@h:5432/postgres?sslmode=disable", "x"),
+        "postgres://u:p@h:5432/x?sslmode=disable"
+    );
+    assert_eq!(with_database("postgres://u@h", "x"), "postgres://u@h/x");
+    assert_eq!(
+        redacted("postgres://u:secret@h/db"),
+        "postgres://u:***@h/db"
+    );
+}

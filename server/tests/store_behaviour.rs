@@ -1,0 +1,2560 @@
+//! One behaviour suite for both storage backends: every stored-data rule and key rule is written
+//! once, as an async function over an [`Env`] (a place to open [`Store`] handles), and run
+//! against the embedded SQLite store (a temporary owner-only data dir) and against a real
+//! PostgreSQL (a database of its own per test). Stored users are also compared field by field
+//! with `users::merge_all`, the rules as one pure function, so the PostgreSQL upsert statement
+//! and the SQLite read-merge-write give the same record for the same calls.
+//!
+//! PostgreSQL comes from `DROPFIX_TEST_DATABASE_URL` (see `pg_support`); when none answers the
+//! PostgreSQL half fails with instructions rather than passing.
+
+mod pg_support;
+
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use dropfix_core::StrictMode;
+use dropfix_server::sealing::{Keyring, MasterKey};
+use dropfix_server::store::postgres::PgOptions;
+use dropfix_server::store::{
+    Backend, CallCounts, CountsDelta, Hooks, MAX_RECENT_REJECTIONS, Membership, RejectionEntry,
+    Role, SessionRules, Store, StoreError,
+};
+use dropfix_server::users::{
+    Claimed, IdentifyWrite, UserQuery, UserRecord, Verification, merge_all,
+};
+use dropfix_server::workspace::{
+    self, KeyRuleError, MAX_LIVE_KEYS, NewWorkspace, Registry, Workspace, WorkspacePatch,
+};
+use pg_support::TestDb;
+use serde_json::{Map, Value as Json, json};
+
+const NOW: i64 = 1_900_000_000;
+
+/// The master keys every handle of a test holds unless it says otherwise (a deployment's
+/// instances share one keyring).
+fn ring() -> Keyring {
+    static RING: std::sync::OnceLock<Keyring> = std::sync::OnceLock::new();
+    RING.get_or_init(|| Keyring::new(vec![MasterKey::generate("mk1").unwrap()]).unwrap())
+        .clone()
+}
+
+/// Where a test's stores live.
+enum Env {
+    Sqlite(tempfile::TempDir),
+    Postgres(TestDb),
+}
+
+impl Env {
+    fn sqlite() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        owner_only(dir.path());
+        Env::Sqlite(dir)
+    }
+
+    async fn postgres() -> Option<Env> {
+        TestDb::create().await.map(Env::Postgres)
+    }
+
+    fn backend(&self) -> Backend {
+        match self {
+            Env::Sqlite(dir) => Backend::Sqlite {
+                data_dir: dir.path().to_path_buf(),
+            },
+            Env::Postgres(db) => Backend::Postgres(PgOptions {
+                pool_size: 4,
+                ..PgOptions::new(db.url.clone())
+            }),
+        }
+    }
+
+    /// A new handle on the same data with a registry of its own: another instance (or the CLI)
+    /// as far as the store is concerned.
+    async fn open(&self) -> (Store, Arc<Registry>) {
+        self.open_with(ring()).await
+    }
+
+    /// [`Env::open`] with other master keys (a rewrap, an instance missing a key).
+    async fn open_with(&self, ring: Keyring) -> (Store, Arc<Registry>) {
+        let hooks = Hooks::new(ring);
+        let store = Store::open(&self.backend(), hooks.clone())
+            .await
+            .unwrap_or_else(|e| panic!("opening the store failed: {e}"));
+        (store, hooks.registry)
+    }
+
+    async fn store(&self) -> Store {
+        self.open().await.0
+    }
+
+    /// Marks the database as written by a newer server (schema version `v`).
+    async fn set_schema_version(&self, v: i64) {
+        match self {
+            Env::Sqlite(dir) => {
+                let conn = rusqlite::Connection::open(
+                    dir.path().join(dropfix_server::store::sqlite::DB_FILE),
+                )
+                .unwrap();
+                conn.pragma_update(None, "user_version", v).unwrap();
+            }
+            Env::Postgres(db) => {
+                db.client()
+                    .await
+                    .execute(
+                        "INSERT INTO schema_migrations (version) VALUES ($1)",
+                        &[&i32::try_from(v).unwrap()],
+                    )
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
+    fn known_schema(&self) -> usize {
+        match self {
+            Env::Sqlite(_) => dropfix_server::store::sqlite::schema_version_known(),
+            Env::Postgres(_) => dropfix_server::store::postgres::schema_version_known(),
+        }
+    }
+}
+
+#[cfg(unix)]
+fn owner_only(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+}
+
+#[cfg(not(unix))]
+fn owner_only(_: &Path) {}
+
+/// Runs every rule on both backends: `sqlite::rule` and `postgres::rule`.
+macro_rules! on_both_backends {
+    ($($rule:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $rule() {
+                    super::$rule(&super::Env::sqlite()).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $rule() {
+                    if let Some(env) = super::Env::postgres().await {
+                        super::$rule(&env).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    unverified_calls_never_overwrite_or_downgrade_a_verified_user,
+    verification_does_not_promote_earlier_claims,
+    unverified_calls_for_an_unverified_user_overlay_their_claims,
+    custom_traits_are_replaced_only_by_a_call_that_sends_some,
+    many_writes_for_one_user_in_one_batch_equal_the_calls_one_by_one,
+    verified_calls_record_when_their_key_was_last_used,
+    a_roll_keeps_the_old_key_verifying_until_its_grace_ends,
+    a_second_roll_never_cuts_another_keys_grace,
+    retire_and_retire_old,
+    the_last_live_key_cannot_be_retired,
+    at_most_ten_live_keys,
+    key_rules_refuse_bad_input,
+    concurrent_rolls_from_two_handles_run_one_after_the_other,
+    strict_modes_and_origins_change_through_update_workspace,
+    user_listing_pages_filters_and_searches,
+    delete_user_removes_the_record_and_audits,
+    the_audit_log_is_newest_first_and_holds_no_secret,
+    meta_values_round_trip,
+    a_newer_schema_is_refused,
+    a_change_through_one_handle_reaches_another_within_a_second,
+    // Sealing at rest
+    no_secret_is_stored_in_the_clear,
+    secrets_stored_in_the_clear_are_sealed_when_the_store_opens,
+    after_a_rewrap_the_old_master_key_can_be_dropped,
+    // Console storage
+    call_counts_add_up_across_handles,
+    recent_rejections_keep_the_newest_hundred_per_workspace,
+    sessions_resume_until_idle_or_absolute_expiry_and_end_at_logout,
+    accounts_are_found_by_email_case_insensitively,
+    members_have_one_role_per_workspace,
+);
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+async fn workspace(store: &Store) -> (String, i64) {
+    let k = store
+        .create_workspace(
+            &NewWorkspace {
+                name: "behaviour".into(),
+                strict: StrictMode::Off,
+                require_signed_claims: false,
+                allowed_origins: workspace::DEV_ORIGINS.map(String::from).to_vec(),
+            },
+            "test",
+            NOW,
+        )
+        .await
+        .unwrap();
+    (k.workspace.app_id, k.key_id)
+}
+
+fn claimed(
+    name: Option<&str>,
+    email: Option<&str>,
+    plan: Option<&str>,
+    mrr: Option<f64>,
+) -> Claimed {
+    Claimed {
+        name: name.map(String::from),
+        email: email.map(String::from),
+        plan: plan.map(String::from),
+        mrr,
+        signup_date: None,
+    }
+}
+
+fn unverified(app: &str, user: &str, now: i64, c: Claimed) -> IdentifyWrite {
+    IdentifyWrite {
+        app_id: app.into(),
+        user_id: user.into(),
+        now,
+        verification: None,
+        trusted: Claimed::default(),
+        claimed: c,
+        custom: Map::new(),
+    }
+}
+
+fn verified(
+    app: &str,
+    user: &str,
+    now: i64,
+    key_id: i64,
+    trusted: Claimed,
+    c: Claimed,
+) -> IdentifyWrite {
+    IdentifyWrite {
+        app_id: app.into(),
+        user_id: user.into(),
+        now,
+        verification: Some(Verification {
+            method: "hmac",
+            key_id,
+            signed_at: now - 5,
+        }),
+        trusted,
+        claimed: c,
+        custom: Map::new(),
+    }
+}
+
+fn with_custom(mut w: IdentifyWrite, custom: Json) -> IdentifyWrite {
+    w.custom = custom.as_object().unwrap().clone();
+    w
+}
+
+/// Stores `writes[from..]` one call at a time (the earlier ones are already stored) and checks
+/// the stored record against `merge_all` over all of `writes`.
+async fn store_from(store: &Store, writes: &[IdentifyWrite], from: usize) -> UserRecord {
+    for w in &writes[from..] {
+        store.identify(w.clone()).await.unwrap();
+    }
+    let (app, user) = (&writes[0].app_id, &writes[0].user_id);
+    let stored = store.get_user(app, user).await.unwrap().unwrap();
+    assert_eq!(
+        Some(&stored),
+        merge_all(None, writes).as_ref(),
+        "stored vs merge()"
+    );
+    stored
+}
+
+async fn store_each(store: &Store, writes: &[IdentifyWrite]) -> UserRecord {
+    store_from(store, writes, 0).await
+}
+
+/// A pending identify call.
+type Call = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>;
+
+/// Polls every future in order until all are done: the first poll of each enqueues its write,
+/// so the store receives them in this order, all before any is answered.
+async fn join_in_order<T>(futures: Vec<Pin<Box<dyn Future<Output = T> + Send + '_>>>) -> Vec<T> {
+    let mut futures: Vec<_> = futures.into_iter().map(Some).collect();
+    let mut out: Vec<Option<T>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, o) in futures.iter_mut().zip(out.iter_mut()) {
+            if let Some(fut) = f {
+                match fut.as_mut().poll(cx) {
+                    Poll::Ready(v) => {
+                        *o = Some(v);
+                        *f = None;
+                    }
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().map(Option::unwrap).collect()
+}
+
+fn exposed(secrets: &[dropfix_core::SecretKey]) -> Vec<&str> {
+    secrets.iter().map(|s| s.expose_secret()).collect()
+}
+
+fn key_rule(e: StoreError) -> KeyRuleError {
+    match e {
+        StoreError::Key(k) => k,
+        other => panic!("expected a key rule error, got {other:?}"),
+    }
+}
+
+fn expiries(ws: &Workspace) -> Vec<(i64, Option<i64>)> {
+    ws.keys.iter().map(|k| (k.id, k.expires_at)).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stored-data rules
+
+async fn unverified_calls_never_overwrite_or_downgrade_a_verified_user(env: &Env) {
+    let store = env.store().await;
+    let (app, key) = workspace(&store).await;
+    let trusted = claimed(
+        Some("Ada"),
+        Some("ada@example.com"),
+        Some("pro"),
+        Some(5000.0),
+    );
+    let writes = [
+        verified(&app, "u1", NOW, key, trusted.clone(), trusted.clone()),
+        unverified(
+            &app,
+            "u1",
+            NOW + 10,
+            claimed(
+                Some("Mallory"),
+                Some("evil@example.com"),
+                Some("enterprise"),
+                Some(1.5),
+            ),
+        ),
+        // Claims nothing: the earlier unverified claims stay.
+        unverified(&app, "u1", NOW + 20, Claimed::default()),
+    ];
+    let u = store_each(&store, &writes).await;
+    assert!(u.verified);
+    assert_eq!(u.values(), trusted);
+    assert_eq!(
+        (u.method.as_deref(), u.key_id, u.verified_at),
+        (Some("hmac"), Some(key), Some(NOW))
+    );
+    assert_eq!(
+        u.unverified_claims,
+        Some(
+            json!({"name": "Mallory", "email": "evil@example.com", "plan": "enterprise", "mrr": 1.5, "at": NOW + 10})
+        )
+    );
+    assert_eq!((u.first_seen, u.last_seen), (NOW, NOW + 20));
+    // A whole MRR reads back as an integer on both backends.
+    assert_eq!(serde_json::to_value(&u).unwrap()["mrr"].to_string(), "5000");
+}
+
+async fn verification_does_not_promote_earlier_claims(env: &Env) {
+    let store = env.store().await;
+    let (app, key) = workspace(&store).await;
+    let writes = [
+        unverified(
+            &app,
+            "u2",
+            NOW,
+            claimed(
+                Some("Eve"),
+                Some("eve@example.com"),
+                Some("pro"),
+                Some(10.0),
+            ),
+        ),
+        // The token vouches for the email only; the name it also sent stays a claim.
+        verified(
+            &app,
+            "u2",
+            NOW + 1,
+            key,
+            claimed(None, Some("real@example.com"), None, None),
+            claimed(Some("Eve Again"), Some("real@example.com"), None, None),
+        ),
+    ];
+    let u = store_each(&store, &writes).await;
+    assert!(u.verified);
+    assert_eq!(
+        u.values(),
+        claimed(None, Some("real@example.com"), None, None)
+    );
+    assert_eq!(
+        u.unverified_claims,
+        Some(json!({"name": "Eve Again", "at": NOW + 1}))
+    );
+    // A later verification overlays what it vouches for on the trusted values.
+    let more = [
+        writes[0].clone(),
+        writes[1].clone(),
+        verified(
+            &app,
+            "u2",
+            NOW + 2,
+            key,
+            claimed(None, None, Some("team"), None),
+            claimed(None, None, Some("team"), None),
+        ),
+    ];
+    let u = store_from(&store, &more, 2).await;
+    assert_eq!(Some(&u), merge_all(None, &more).as_ref());
+    assert_eq!(
+        u.values(),
+        claimed(None, Some("real@example.com"), Some("team"), None)
+    );
+    assert_eq!(u.unverified_claims, None);
+}
+
+async fn unverified_calls_for_an_unverified_user_overlay_their_claims(env: &Env) {
+    let store = env.store().await;
+    let (app, _) = workspace(&store).await;
+    let writes = [
+        unverified(
+            &app,
+            "u3",
+            NOW,
+            claimed(Some("A"), Some("a@example.com"), None, None),
+        ),
+        unverified(
+            &app,
+            "u3",
+            NOW + 1,
+            claimed(None, Some("b@example.com"), Some("free"), Some(0.25)),
+        ),
+    ];
+    let u = store_each(&store, &writes).await;
+    assert!(!u.verified);
+    assert_eq!(
+        u.values(),
+        claimed(Some("A"), Some("b@example.com"), Some("free"), Some(0.25))
+    );
+    assert_eq!(
+        (u.method, u.key_id, u.unverified_claims),
+        (None, None, None)
+    );
+}
+
+async fn custom_traits_are_replaced_only_by_a_call_that_sends_some(env: &Env) {
+    let store = env.store().await;
+    let (app, key) = workspace(&store).await;
+    let writes = [
+        with_custom(
+            unverified(&app, "u4", NOW, Claimed::default()),
+            json!({"team": "red", "seats": 3, "nested": {"a": [1, 2.5, null]}}),
+        ),
+        unverified(&app, "u4", NOW + 1, claimed(Some("n"), None, None, None)),
+        with_custom(
+            verified(
+                &app,
+                "u4",
+                NOW + 2,
+                key,
+                Claimed::default(),
+                Claimed::default(),
+            ),
+            json!({"team": "blue"}),
+        ),
+        verified(
+            &app,
+            "u4",
+            NOW + 3,
+            key,
+            Claimed::default(),
+            Claimed::default(),
+        ),
+    ];
+    let u = store_each(&store, &writes[..2]).await;
+    assert_eq!(
+        u.custom,
+        json!({"team": "red", "seats": 3, "nested": {"a": [1, 2.5, null]}})
+    );
+    let u = store_from(&store, &writes, 2).await;
+    assert_eq!(Some(&u), merge_all(None, &writes).as_ref());
+    assert_eq!(u.custom, json!({"team": "blue"}));
+    // A user that never sent custom traits reads back an empty object.
+    store_each(&store, &[unverified(&app, "u5", NOW, Claimed::default())]).await;
+    assert_eq!(
+        store.get_user(&app, "u5").await.unwrap().unwrap().custom,
+        json!({})
+    );
+}
+
+async fn many_writes_for_one_user_in_one_batch_equal_the_calls_one_by_one(env: &Env) {
+    let store = env.store().await;
+    let (app, key) = workspace(&store).await;
+    // Several users, each written many times with verified and unverified calls interleaved:
+    // sent together they land in one commit batch with duplicates.
+    let mut writes = Vec::new();
+    for i in 0..60i64 {
+        let user = format!("batch-{}", i % 4);
+        let n = format!("name-{i}");
+        let w = match i % 5 {
+            0 | 3 => verified(
+                &app,
+                &user,
+                NOW + i,
+                key,
+                claimed(
+                    None,
+                    Some(&format!("v{i}@example.com")),
+                    None,
+                    Some(i as f64),
+                ),
+                claimed(
+                    Some(&n),
+                    Some(&format!("v{i}@example.com")),
+                    None,
+                    Some(i as f64),
+                ),
+            ),
+            1 => with_custom(
+                unverified(
+                    &app,
+                    &user,
+                    NOW + i,
+                    claimed(Some(&n), None, Some("free"), None),
+                ),
+                json!({"i": i}),
+            ),
+            2 => unverified(&app, &user, NOW + i, Claimed::default()),
+            _ => unverified(
+                &app,
+                &user,
+                NOW + i,
+                claimed(None, Some(&format!("u{i}@example.com")), None, None),
+            ),
+        };
+        writes.push(w);
+    }
+    let results = join_in_order(
+        writes
+            .iter()
+            .map(|w| Box::pin(store.identify(w.clone())) as Pin<Box<dyn Future<Output = _> + Send>>)
+            .collect(),
+    )
+    .await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    for u in 0..4 {
+        let user = format!("batch-{u}");
+        let mine: Vec<&IdentifyWrite> = writes.iter().filter(|w| w.user_id == user).collect();
+        let stored = store.get_user(&app, &user).await.unwrap();
+        assert_eq!(stored, merge_all(None, mine.iter().copied()), "{user}");
+    }
+}
+
+/// PostgreSQL only: the embedded store has one writer per data dir by design (a second server
+/// on the same SQLite file gets SQLITE_BUSY on its identify batches).
+#[tokio::test]
+async fn postgres_two_instances_writing_the_same_users_at_once_store_every_call() {
+    if let Some(env) = Env::postgres().await {
+        two_instances_writing_the_same_users_at_once_store_every_call(&env).await;
+    }
+}
+
+/// Two instances (two handles, each with its own batches) write the same users at once: every
+/// call is acknowledged (conflicts between their transactions are retried, not reported), and a
+/// user that any verified call reached ends verified with trusted values from a verified call.
+async fn two_instances_writing_the_same_users_at_once_store_every_call(env: &Env) {
+    let (a, _) = env.open().await;
+    let (b, _) = env.open().await;
+    let (app, key) = workspace(&a).await;
+    let write = |i: i64| {
+        let user = format!("shared-{}", i % 5);
+        if i % 2 == 0 {
+            let t = claimed(None, Some(&format!("v{i}@example.com")), Some("pro"), None);
+            verified(&app, &user, NOW + i, key, t.clone(), t)
+        } else {
+            unverified(
+                &app,
+                &user,
+                NOW + i,
+                claimed(Some("x"), Some("evil@example.com"), Some("free"), None),
+            )
+        }
+    };
+    let mut calls: Vec<Call> = Vec::new();
+    for i in 0..200i64 {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let w = write(i);
+        calls.push(Box::pin(async move { store.identify(w).await }));
+    }
+    // Both handles' batches run at the same time: spawn each half as its own task.
+    let (evens, odds): (Vec<_>, Vec<_>) =
+        calls.into_iter().enumerate().partition(|(i, _)| i % 2 == 0);
+    let run = |half: Vec<(usize, Call)>| {
+        tokio::spawn(async move { join_in_order(half.into_iter().map(|(_, f)| f).collect()).await })
+    };
+    let (ra, rb) = tokio::join!(run(evens), run(odds));
+    let results: Vec<_> = ra.unwrap().into_iter().chain(rb.unwrap()).collect();
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    for u in 0..5 {
+        let stored = a
+            .get_user(&app, &format!("shared-{u}"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(stored.verified, "{stored:?}");
+        assert_eq!(stored.plan.as_deref(), Some("pro"));
+        assert!(
+            stored.email.as_deref().is_some_and(|e| e.starts_with('v')),
+            "{stored:?}"
+        );
+    }
+}
+
+async fn verified_calls_record_when_their_key_was_last_used(env: &Env) {
+    let (store, registry) = env.open().await;
+    let (app, key) = workspace(&store).await;
+    assert_eq!(
+        registry.get(&app).unwrap().key(key).unwrap().last_used_at,
+        None
+    );
+    store
+        .identify(unverified(&app, "k1", NOW + 5, Claimed::default()))
+        .await
+        .unwrap();
+    store
+        .identify(verified(
+            &app,
+            "k1",
+            NOW + 7,
+            key,
+            Claimed::default(),
+            Claimed::default(),
+        ))
+        .await
+        .unwrap();
+    store.reload().await.unwrap();
+    assert_eq!(
+        registry.get(&app).unwrap().key(key).unwrap().last_used_at,
+        Some(NOW + 7)
+    );
+    // An older time never moves it back.
+    store
+        .identify(verified(
+            &app,
+            "k2",
+            NOW + 6,
+            key,
+            Claimed::default(),
+            Claimed::default(),
+        ))
+        .await
+        .unwrap();
+    store.reload().await.unwrap();
+    assert_eq!(
+        registry.get(&app).unwrap().key(key).unwrap().last_used_at,
+        Some(NOW + 7)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Key rules
+
+async fn a_roll_keeps_the_old_key_verifying_until_its_grace_ends(env: &Env) {
+    let (store, registry) = env.open().await;
+    let (app, k1) = workspace(&store).await;
+    let old_secret = registry.get(&app).unwrap().key(k1).unwrap().secret.clone();
+    let rolled = store.roll_key(&app, None, 100, "test", NOW).await.unwrap();
+    assert_eq!(rolled.old_key_expires_at, Some(NOW + 100));
+    assert_ne!(rolled.secret.expose_secret(), old_secret.expose_secret());
+    // This handle's registry has the change at once.
+    let ws = registry.get(&app).unwrap();
+    let (secrets, ids) = ws.live_secrets(NOW + 99);
+    assert_eq!(ids, vec![rolled.key_id, k1]);
+    assert_eq!(
+        exposed(&secrets),
+        vec![rolled.secret.expose_secret(), old_secret.expose_secret()]
+    );
+    let (secrets, ids) = ws.live_secrets(NOW + 100);
+    assert_eq!(ids, vec![rolled.key_id]);
+    assert_eq!(exposed(&secrets), vec![rolled.secret.expose_secret()]);
+    assert_eq!(ws.key(rolled.key_id).unwrap().label, "default");
+    // Grace 0: the rolled key stops now (and is purged).
+    let again = store
+        .roll_key(&app, Some(rolled.key_id), 0, "test", NOW + 1)
+        .await
+        .unwrap();
+    assert_eq!(again.old_key_expires_at, Some(NOW + 1));
+    let (_, ids) = again.workspace.live_secrets(NOW + 1);
+    assert_eq!(ids, vec![again.key_id, k1]);
+}
+
+async fn a_second_roll_never_cuts_another_keys_grace(env: &Env) {
+    let store = env.store().await;
+    let (app, k1) = workspace(&store).await;
+    let r1 = store.roll_key(&app, None, 1000, "test", NOW).await.unwrap();
+    let r2 = store
+        .roll_key(&app, None, 10, "test", NOW + 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        expiries(&r2.workspace),
+        vec![
+            (r2.key_id, None),
+            (r1.key_id, Some(NOW + 11)),
+            (k1, Some(NOW + 1000))
+        ]
+    );
+    // Rolling a key already in grace never extends it.
+    let r3 = store
+        .roll_key(&app, Some(k1), 5000, "test", NOW + 2)
+        .await
+        .unwrap();
+    assert_eq!(r3.old_key_expires_at, Some(NOW + 1000));
+    let ws = store
+        .workspaces()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|w| w.app_id == app)
+        .unwrap();
+    assert_eq!(
+        expiries(&ws),
+        vec![
+            (r3.key_id, None),
+            (r2.key_id, None),
+            (r1.key_id, Some(NOW + 11)),
+            (k1, Some(NOW + 1000))
+        ]
+    );
+    // A roll after a grace ended purges the expired key.
+    let r4 = store
+        .roll_key(&app, Some(r3.key_id), 0, "test", NOW + 20)
+        .await
+        .unwrap();
+    let ids: Vec<i64> = r4.workspace.keys.iter().map(|k| k.id).collect();
+    assert_eq!(ids, vec![r4.key_id, r2.key_id, k1]);
+}
+
+async fn retire_and_retire_old(env: &Env) {
+    let (store, registry) = env.open().await;
+    let (app, k1) = workspace(&store).await;
+    let k2 = store
+        .create_key(&app, "ci", None, "test", NOW)
+        .await
+        .unwrap()
+        .key_id;
+    let k3 = store
+        .create_key(&app, "web", Some(NOW + 500), "test", NOW)
+        .await
+        .unwrap()
+        .key_id;
+    let ws = store.retire_key(&app, k2, "test", NOW + 1).await.unwrap();
+    assert_eq!(
+        ws.keys.iter().map(|k| k.id).collect::<Vec<_>>(),
+        vec![k3, k1]
+    );
+    assert!(
+        registry.get(&app).unwrap().key(k2).is_none(),
+        "registry updated at once"
+    );
+    assert_eq!(
+        key_rule(
+            store
+                .retire_key(&app, k2, "test", NOW + 1)
+                .await
+                .unwrap_err()
+        ),
+        KeyRuleError::NoSuchKey
+    );
+    let k4 = store
+        .roll_key(&app, Some(k1), 3600, "test", NOW + 2)
+        .await
+        .unwrap()
+        .key_id;
+    let ws = store.retire_old_keys(&app, "test", NOW + 3).await.unwrap();
+    assert_eq!(expiries(&ws), vec![(k4, None)]);
+    let (_, ids) = registry.get(&app).unwrap().live_secrets(NOW + 3);
+    assert_eq!(ids, vec![k4]);
+    // Nothing older left: a no-op.
+    let ws = store.retire_old_keys(&app, "test", NOW + 4).await.unwrap();
+    assert_eq!(expiries(&ws), vec![(k4, None)]);
+}
+
+async fn the_last_live_key_cannot_be_retired(env: &Env) {
+    let store = env.store().await;
+    let (app, k1) = workspace(&store).await;
+    assert_eq!(
+        key_rule(store.retire_key(&app, k1, "test", NOW).await.unwrap_err()),
+        KeyRuleError::LastLiveKey
+    );
+    // A key in its grace period does not count as a replacement once its grace is over.
+    let r = store.roll_key(&app, None, 10, "test", NOW).await.unwrap();
+    assert_eq!(
+        key_rule(
+            store
+                .retire_key(&app, r.key_id, "test", NOW + 10)
+                .await
+                .unwrap_err()
+        ),
+        KeyRuleError::LastLiveKey
+    );
+    // Within the grace period either may go, but not both.
+    let ws = store.retire_key(&app, k1, "test", NOW + 1).await.unwrap();
+    assert_eq!(expiries(&ws), vec![(r.key_id, None)]);
+    assert_eq!(
+        key_rule(
+            store
+                .retire_key(&app, r.key_id, "test", NOW + 2)
+                .await
+                .unwrap_err()
+        ),
+        KeyRuleError::LastLiveKey
+    );
+}
+
+async fn at_most_ten_live_keys(env: &Env) {
+    let store = env.store().await;
+    let (app, _) = workspace(&store).await;
+    let mut last = 0;
+    for i in 1..MAX_LIVE_KEYS {
+        last = store
+            .create_key(&app, &format!("k{i}"), None, "test", NOW)
+            .await
+            .unwrap()
+            .key_id;
+    }
+    assert_eq!(
+        key_rule(
+            store
+                .create_key(&app, "one-too-many", None, "test", NOW)
+                .await
+                .unwrap_err()
+        ),
+        KeyRuleError::TooManyKeys
+    );
+    // A roll with grace would need an eleventh live key; without grace it replaces one.
+    assert_eq!(
+        key_rule(
+            store
+                .roll_key(&app, None, 60, "test", NOW)
+                .await
+                .unwrap_err()
+        ),
+        KeyRuleError::TooManyKeys
+    );
+    let r = store
+        .roll_key(&app, Some(last), 0, "test", NOW)
+        .await
+        .unwrap();
+    assert_eq!(r.workspace.live_keys(NOW).count(), MAX_LIVE_KEYS);
+    // A key whose expiry passed frees its place.
+    store.retire_key(&app, r.key_id, "test", NOW).await.unwrap();
+    store
+        .create_key(&app, "short", Some(NOW + 5), "test", NOW)
+        .await
+        .unwrap();
+    let k = store
+        .create_key(&app, "after", None, "test", NOW + 5)
+        .await
+        .unwrap();
+    assert_eq!(k.workspace.live_keys(NOW + 5).count(), MAX_LIVE_KEYS);
+}
+
+async fn key_rules_refuse_bad_input(env: &Env) {
+    let store = env.store().await;
+    let (app, _) = workspace(&store).await;
+    for label in ["", "   ", "tab\there", &"x".repeat(65)] {
+        assert_eq!(
+            key_rule(
+                store
+                    .create_key(&app, label, None, "test", NOW)
+                    .await
+                    .unwrap_err()
+            ),
+            KeyRuleError::BadLabel,
+            "{label:?}"
+        );
+    }
+    assert_eq!(
+        key_rule(
+            store
+                .create_key(&app, "ok", Some(NOW), "test", NOW)
+                .await
+                .unwrap_err()
+        ),
+        KeyRuleError::BadExpiry
+    );
+    assert_eq!(
+        key_rule(
+            store
+                .roll_key(&app, Some(999_999), 10, "test", NOW)
+                .await
+                .unwrap_err()
+        ),
+        KeyRuleError::NoSuchKey
+    );
+    for e in [
+        store
+            .create_key("app_nope", "ok", None, "test", NOW)
+            .await
+            .unwrap_err(),
+        store
+            .roll_key("app_nope", None, 10, "test", NOW)
+            .await
+            .unwrap_err(),
+        store
+            .retire_key("app_nope", 1, "test", NOW)
+            .await
+            .unwrap_err(),
+        store
+            .retire_old_keys("app_nope", "test", NOW)
+            .await
+            .unwrap_err(),
+        store
+            .update_workspace("app_nope", &WorkspacePatch::default(), "test", NOW)
+            .await
+            .unwrap_err(),
+    ] {
+        assert!(matches!(e, StoreError::WorkspaceNotFound), "{e:?}");
+    }
+    // Refused changes leave no audit entry behind.
+    let actions: Vec<String> = store
+        .audit_log(&app, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.action)
+        .collect();
+    assert_eq!(actions, vec!["workspace.create"]);
+}
+
+async fn concurrent_rolls_from_two_handles_run_one_after_the_other(env: &Env) {
+    let (a, _) = env.open().await;
+    let (b, _) = env.open().await;
+    let (app, k1) = workspace(&a).await;
+    let mut kept = vec![k1];
+    for round in 0..3i64 {
+        let now = NOW + round;
+        let (ra, rb) = tokio::join!(
+            a.roll_key(&app, None, 3600, "a", now),
+            b.roll_key(&app, None, 3600, "b", now)
+        );
+        let (ra, rb) = (ra.unwrap(), rb.unwrap());
+        // Serialised: the second roll saw the first one's new key as the newest and rolled it,
+        // so every earlier key is kept, both new keys exist, and exactly one has no expiry.
+        let ws = a
+            .workspaces()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|w| w.app_id == app)
+            .unwrap();
+        let (first, second) = if ra.key_id < rb.key_id {
+            (ra, rb)
+        } else {
+            (rb, ra)
+        };
+        kept.push(first.key_id);
+        kept.push(second.key_id);
+        let mut ids: Vec<i64> = ws.keys.iter().map(|k| k.id).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, kept, "round {round}");
+        let open: Vec<i64> = ws
+            .keys
+            .iter()
+            .filter(|k| k.expires_at.is_none())
+            .map(|k| k.id)
+            .collect();
+        assert_eq!(open, vec![second.key_id], "round {round}");
+        assert_eq!(ws.key(first.key_id).unwrap().expires_at, Some(now + 3600));
+        assert_eq!(first.old_key_expires_at, Some(now + 3600));
+        assert_eq!(second.old_key_expires_at, Some(now + 3600));
+    }
+    let rolls = a
+        .audit_log(&app, 100)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.action == "key.roll")
+        .count();
+    assert_eq!(rolls, 6);
+}
+
+async fn strict_modes_and_origins_change_through_update_workspace(env: &Env) {
+    let (store, registry) = env.open().await;
+    let (app, _) = workspace(&store).await;
+    for mode in [StrictMode::ReportOnly, StrictMode::Enforce, StrictMode::Off] {
+        let ws = store
+            .update_workspace(
+                &app,
+                &WorkspacePatch {
+                    strict: Some(mode),
+                    ..Default::default()
+                },
+                "test",
+                NOW,
+            )
+            .await
+            .unwrap();
+        assert_eq!(ws.strict, mode);
+        assert_eq!(registry.get(&app).unwrap().strict, mode);
+    }
+    let patch = WorkspacePatch {
+        name: Some("renamed".into()),
+        strict: Some(StrictMode::Enforce),
+        require_signed_claims: Some(true),
+        allowed_origins: Some(vec![
+            "https://app.example.com".into(),
+            "http://localhost:*".into(),
+        ]),
+    };
+    let ws = store
+        .update_workspace(&app, &patch, "admin", NOW + 1)
+        .await
+        .unwrap();
+    let seen = registry.get(&app).unwrap();
+    for w in [&ws, &*seen] {
+        assert_eq!(
+            (w.name.as_str(), w.strict, w.require_signed_claims),
+            ("renamed", StrictMode::Enforce, true)
+        );
+        assert!(w.allows_origin("https://app.example.com"));
+        assert!(w.allows_origin("http://localhost:3000"));
+        assert!(!w.allows_origin("http://127.0.0.1:3000"));
+    }
+    let last = &store.audit_log(&app, 1).await.unwrap()[0];
+    assert_eq!(
+        (last.action.as_str(), last.actor.as_str(), last.at),
+        ("workspace.update", "admin", NOW + 1)
+    );
+    assert_eq!(
+        last.detail,
+        json!({"name": "renamed", "strict": "on", "require_signed_claims": true,
+               "allowed_origins": ["https://app.example.com", "http://localhost:*"]})
+    );
+    // An empty patch changes nothing and audits nothing.
+    store
+        .update_workspace(&app, &WorkspacePatch::default(), "test", NOW + 2)
+        .await
+        .unwrap();
+    assert_eq!(store.audit_log(&app, 100).await.unwrap().len(), 5);
+}
+
+async fn user_listing_pages_filters_and_searches(env: &Env) {
+    let store = env.store().await;
+    let (app, key) = workspace(&store).await;
+    let (other, _) = workspace(&store).await;
+    let mut ids: Vec<String> = (0..25).map(|i| format!("user-{i:02}")).collect();
+    // Byte order, not a locale's: upper case before lower case before non-ASCII.
+    ids.extend(["Zed", "a_b", "axb", "ABC-upper", "ümlaut", "100%"].map(String::from));
+    for (i, id) in ids.iter().enumerate() {
+        let w = if i % 3 == 0 {
+            verified(&app, id, NOW, key, Claimed::default(), Claimed::default())
+        } else {
+            unverified(&app, id, NOW, Claimed::default())
+        };
+        store.identify(w).await.unwrap();
+    }
+    store
+        .identify(unverified(
+            &other,
+            "user-00-other-app",
+            NOW,
+            Claimed::default(),
+        ))
+        .await
+        .unwrap();
+    let list = async |q: UserQuery| -> Vec<String> {
+        store
+            .list_users(&app, &q)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|u| u.user_id)
+            .collect()
+    };
+    let mut sorted = ids.clone();
+    sorted.sort();
+    // Pages of 7 with the keyset cursor walk every user exactly once, in byte order.
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = list(UserQuery {
+            after: after.clone(),
+            limit: 7,
+            ..Default::default()
+        })
+        .await;
+        assert!(page.len() <= 7);
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().cloned();
+        seen.extend(page);
+    }
+    assert_eq!(seen, sorted);
+    assert_eq!(&sorted[..3], ["100%", "ABC-upper", "Zed"]);
+    assert_eq!(sorted.last().unwrap(), "ümlaut");
+    let verified_ids: Vec<String> = {
+        let mut v: Vec<String> = ids.iter().step_by(3).cloned().collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        list(UserQuery {
+            verified: Some(true),
+            limit: 100,
+            ..Default::default()
+        })
+        .await,
+        verified_ids
+    );
+    let unverified_n = list(UserQuery {
+        verified: Some(false),
+        limit: 100,
+        ..Default::default()
+    })
+    .await
+    .len();
+    assert_eq!(unverified_n, ids.len() - verified_ids.len());
+    // Search: a substring, wildcards literal, ASCII case folded.
+    assert_eq!(
+        list(UserQuery {
+            search: Some("_".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await,
+        ["a_b"]
+    );
+    assert_eq!(
+        list(UserQuery {
+            search: Some("%".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await,
+        ["100%"]
+    );
+    assert_eq!(
+        list(UserQuery {
+            search: Some("abc".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await,
+        ["ABC-upper"]
+    );
+    assert_eq!(
+        list(UserQuery {
+            search: Some("-1".into()),
+            verified: Some(true),
+            limit: 100,
+            ..Default::default()
+        })
+        .await,
+        ["user-12", "user-15", "user-18"]
+    );
+    assert_eq!(
+        list(UserQuery {
+            search: Some("user-2".into()),
+            after: Some("user-21".into()),
+            limit: 2,
+            ..Default::default()
+        })
+        .await,
+        ["user-22", "user-23"]
+    );
+    assert!(
+        list(UserQuery {
+            limit: 0,
+            ..Default::default()
+        })
+        .await
+        .is_empty()
+    );
+}
+
+async fn delete_user_removes_the_record_and_audits(env: &Env) {
+    let store = env.store().await;
+    let (app, _) = workspace(&store).await;
+    store
+        .identify(unverified(
+            &app,
+            "gone",
+            NOW,
+            claimed(Some("x"), None, None, None),
+        ))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .delete_user(&app, "gone", "admin", NOW + 1)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.get_user(&app, "gone").await.unwrap(), None);
+    assert!(
+        !store
+            .delete_user(&app, "gone", "admin", NOW + 2)
+            .await
+            .unwrap()
+    );
+    let log = store.audit_log(&app, 10).await.unwrap();
+    assert_eq!(log.iter().filter(|e| e.action == "user.delete").count(), 1);
+    assert_eq!(log[0].detail, json!({"user_id": "gone"}));
+    // A new call starts a fresh record.
+    store
+        .identify(unverified(&app, "gone", NOW + 3, Claimed::default()))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_user(&app, "gone")
+            .await
+            .unwrap()
+            .unwrap()
+            .first_seen,
+        NOW + 3
+    );
+}
+
+async fn the_audit_log_is_newest_first_and_holds_no_secret(env: &Env) {
+    let store = env.store().await;
+    let k = store
+        .create_workspace(
+            &NewWorkspace {
+                name: "audited".into(),
+                strict: StrictMode::ReportOnly,
+                require_signed_claims: false,
+                allowed_origins: vec!["*".into()],
+            },
+            "cli",
+            NOW,
+        )
+        .await
+        .unwrap();
+    let app = k.workspace.app_id.clone();
+    let mut secrets = vec![k.secret.expose_secret().to_string()];
+    let added = store
+        .create_key(&app, "extra", None, "admin-api", NOW + 1)
+        .await
+        .unwrap();
+    secrets.push(added.secret.expose_secret().to_string());
+    let rolled = store
+        .roll_key(&app, Some(added.key_id), 60, "admin-api", NOW + 2)
+        .await
+        .unwrap();
+    secrets.push(rolled.secret.expose_secret().to_string());
+    store
+        .retire_key(&app, added.key_id, "cli", NOW + 3)
+        .await
+        .unwrap();
+    store.retire_old_keys(&app, "cli", NOW + 4).await.unwrap();
+    let log = store.audit_log(&app, 100).await.unwrap();
+    let actions: Vec<&str> = log.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "key.retire_old",
+            "key.retire",
+            "key.roll",
+            "key.create",
+            "workspace.create"
+        ]
+    );
+    let ats: Vec<i64> = log.iter().map(|e| e.at).collect();
+    assert_eq!(ats, [NOW + 4, NOW + 3, NOW + 2, NOW + 1, NOW]);
+    assert_eq!(log[4].actor, "cli");
+    assert_eq!(
+        log[4].detail,
+        json!({"name": "audited", "strict": "report_only", "require_signed_claims": false,
+               "allowed_origins": ["*"], "key_id": k.key_id})
+    );
+    assert_eq!(
+        log[2].detail,
+        json!({"key_id": added.key_id, "new_key_id": rolled.key_id, "label": "extra",
+               "old_key_expires_at": NOW + 62, "grace_seconds": 60})
+    );
+    let text = serde_json::to_string(&log).unwrap();
+    for s in &secrets {
+        assert!(!text.contains(s.as_str()), "a secret is in the audit log");
+    }
+    assert_eq!(store.audit_log(&app, 2).await.unwrap().len(), 2);
+}
+
+async fn meta_values_round_trip(env: &Env) {
+    let store = env.store().await;
+    assert_eq!(store.meta_get("admin_token_sha256").await.unwrap(), None);
+    store.meta_set("admin_token_sha256", "abc").await.unwrap();
+    store.meta_set("admin_token_sha256", "def").await.unwrap();
+    assert_eq!(
+        store
+            .meta_get("admin_token_sha256")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("def")
+    );
+    store.ping().await.unwrap();
+}
+
+async fn a_newer_schema_is_refused(env: &Env) {
+    // Created and migrated by this build first; then a newer server "migrates" it further.
+    let store = env.store().await;
+    workspace(&store).await;
+    drop(store);
+    let newer = env.known_schema() as i64 + 1;
+    env.set_schema_version(newer).await;
+    let hooks = Hooks::new(ring());
+    match Store::open(&env.backend(), hooks).await {
+        Err(StoreError::UnknownSchema { found, known }) => {
+            assert_eq!((found, known), (newer, env.known_schema()));
+        }
+        Err(e) => panic!("expected UnknownSchema, got {e}"),
+        Ok(_) => panic!("a database from a newer server was opened"),
+    }
+}
+
+async fn a_change_through_one_handle_reaches_another_within_a_second(env: &Env) {
+    let (a, _) = env.open().await;
+    let (app, k1) = workspace(&a).await;
+    let (_b, seen_by_b) = env.open().await;
+    assert_eq!(seen_by_b.get(&app).unwrap().strict, StrictMode::Off);
+    let within = |what: &'static str, ok: Box<dyn Fn() -> bool + Send>| async move {
+        let start = Instant::now();
+        while !ok() {
+            assert!(
+                start.elapsed() < Duration::from_secs(1),
+                "{what} took over a second to reach the other handle"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        start.elapsed()
+    };
+    a.update_workspace(
+        &app,
+        &WorkspacePatch {
+            strict: Some(StrictMode::Enforce),
+            ..Default::default()
+        },
+        "test",
+        NOW,
+    )
+    .await
+    .unwrap();
+    let r = Arc::clone(&seen_by_b);
+    let app2 = app.clone();
+    let t1 = within(
+        "a strict toggle",
+        Box::new(move || r.get(&app2).unwrap().strict == StrictMode::Enforce),
+    )
+    .await;
+    let rolled = a.roll_key(&app, None, 30, "test", NOW).await.unwrap();
+    let r = Arc::clone(&seen_by_b);
+    let app2 = app.clone();
+    let new_id = rolled.key_id;
+    let t2 = within(
+        "a rotation",
+        Box::new(move || r.get(&app2).unwrap().live_secrets(NOW).1 == vec![new_id, k1]),
+    )
+    .await;
+    a.retire_key(&app, k1, "test", NOW + 1).await.unwrap();
+    let r = Arc::clone(&seen_by_b);
+    let app2 = app.clone();
+    let t3 = within(
+        "a retirement",
+        Box::new(move || r.get(&app2).unwrap().key(k1).is_none()),
+    )
+    .await;
+    let created = a
+        .create_workspace(
+            &NewWorkspace {
+                name: "second".into(),
+                strict: StrictMode::Off,
+                require_signed_claims: false,
+                allowed_origins: vec![],
+            },
+            "test",
+            NOW,
+        )
+        .await
+        .unwrap();
+    let r = Arc::clone(&seen_by_b);
+    let app2 = created.workspace.app_id.clone();
+    let t4 = within("a new workspace", Box::new(move || r.get(&app2).is_some())).await;
+    eprintln!("reached the other handle after {t1:?}, {t2:?}, {t3:?}, {t4:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL only
+
+/// PostgreSQL cannot store a NUL character in text; such a call fails alone (503 for that
+/// caller) and the rest of its batch is stored.
+#[tokio::test]
+async fn postgres_one_bad_record_does_not_fail_its_batch() {
+    let Some(env) = Env::postgres().await else {
+        return;
+    };
+    let store = env.store().await;
+    let (app, _) = workspace(&store).await;
+    let writes = [
+        unverified(&app, "good-1", NOW, claimed(Some("ok"), None, None, None)),
+        unverified(
+            &app,
+            "bad",
+            NOW,
+            claimed(Some("nul\0here"), None, None, None),
+        ),
+        unverified(&app, "good-2", NOW, Claimed::default()),
+    ];
+    let results: Vec<Result<(), StoreError>> = join_in_order(
+        writes
+            .iter()
+            .map(|w| Box::pin(store.identify(w.clone())) as Pin<Box<dyn Future<Output = _> + Send>>)
+            .collect(),
+    )
+    .await;
+    assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+    assert!(results[1].is_err());
+    assert!(store.get_user(&app, "good-1").await.unwrap().is_some());
+    assert!(store.get_user(&app, "good-2").await.unwrap().is_some());
+    assert!(store.get_user(&app, "bad").await.unwrap().is_none());
+}
+
+/// A database that is gone answers with errors (503 upstream) within the timeouts, never a
+/// false success and never a hang; once it is back, the same handle works again.
+#[tokio::test]
+async fn postgres_a_stopped_database_gives_errors_quickly_then_recovers() {
+    let Some(env) = Env::postgres().await else {
+        return;
+    };
+    let Env::Postgres(db) = &env else {
+        unreachable!()
+    };
+    let (store, registry) = env.open().await;
+    let (app, _) = workspace(&store).await;
+    // Refuse new connections to this database and cut the existing ones.
+    let admin = tokio_postgres::connect(&pg_support::server_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(admin.1);
+    let admin = admin.0;
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{}\" ALLOW_CONNECTIONS false",
+            db.name
+        ))
+        .await
+        .unwrap();
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+            &[&db.name],
+        )
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let r = store
+        .identify(unverified(&app, "during-outage", NOW, Claimed::default()))
+        .await;
+    assert!(r.is_err(), "a write during the outage was acknowledged");
+    assert!(store.ping().await.is_err());
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "errors took {:?}",
+        start.elapsed()
+    );
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{}\" ALLOW_CONNECTIONS true",
+            db.name
+        ))
+        .await
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        if store
+            .identify(unverified(&app, "after-outage", NOW, Claimed::default()))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the store did not recover"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    store.ping().await.unwrap();
+    assert!(
+        store
+            .get_user(&app, "after-outage")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .get_user(&app, "during-outage")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Its listener reconnected: a change made elsewhere reaches its registry again.
+    let (other, _) = env.open().await;
+    let patch = WorkspacePatch {
+        strict: Some(StrictMode::Enforce),
+        ..Default::default()
+    };
+    other
+        .update_workspace(&app, &patch, "test", NOW)
+        .await
+        .unwrap();
+    let start = Instant::now();
+    while registry.get(&app).unwrap().strict != StrictMode::Enforce {
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "a change after the outage did not arrive"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Instances starting together on an empty database migrate it once (the advisory lock).
+#[tokio::test]
+async fn postgres_instances_starting_together_migrate_once() {
+    let Some(env) = Env::postgres().await else {
+        return;
+    };
+    let opened = join_in_order(
+        (0..4)
+            .map(|_| Box::pin(env.open()) as Pin<Box<dyn Future<Output = _> + Send>>)
+            .collect(),
+    )
+    .await;
+    assert_eq!(opened.len(), 4);
+    let Env::Postgres(db) = &env else {
+        unreachable!()
+    };
+    let rows = db
+        .client()
+        .await
+        .query(
+            "SELECT version FROM schema_migrations ORDER BY version",
+            &[],
+        )
+        .await
+        .unwrap();
+    let versions: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
+    let expected: Vec<i32> =
+        (1..=dropfix_server::store::postgres::schema_version_known() as i32).collect();
+    assert_eq!(versions, expected);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw access to what a backend stored (what a backup, a dump or a stolen disk would hold)
+
+impl Env {
+    fn sqlite_conn(dir: &tempfile::TempDir) -> rusqlite::Connection {
+        let conn =
+            rusqlite::Connection::open(dir.path().join(dropfix_server::store::sqlite::DB_FILE))
+                .unwrap();
+        conn.busy_timeout(Duration::from_secs(5)).unwrap();
+        conn
+    }
+
+    /// Everything stored, as bytes: on SQLite every byte of every file in the data dir (main
+    /// file, WAL, shared memory); on PostgreSQL every row of every table of the database, each
+    /// read whole as text (what `pg_dump` would print).
+    async fn everything_stored(&self) -> Vec<u8> {
+        match self {
+            Env::Sqlite(dir) => {
+                let mut out = Vec::new();
+                for entry in std::fs::read_dir(dir.path()).unwrap() {
+                    out.extend(std::fs::read(entry.unwrap().path()).unwrap());
+                }
+                out
+            }
+            Env::Postgres(db) => {
+                let client = db.client().await;
+                let tables = client
+                    .query(
+                        "SELECT quote_ident(table_schema) || '.' || quote_ident(table_name)
+                         FROM information_schema.tables
+                         WHERE table_schema NOT IN ('pg_catalog', 'information_schema')
+                           AND table_type = 'BASE TABLE'",
+                        &[],
+                    )
+                    .await
+                    .unwrap();
+                assert!(tables.len() >= 10, "only {} tables found", tables.len());
+                let mut out = Vec::new();
+                for t in &tables {
+                    let table: &str = t.get(0);
+                    let rows = client
+                        .query(&format!("SELECT t::text FROM {table} t"), &[])
+                        .await
+                        .unwrap();
+                    for r in &rows {
+                        out.extend_from_slice(r.get::<_, &str>(0).as_bytes());
+                        out.push(b'\n');
+                    }
+                }
+                out
+            }
+        }
+    }
+
+    /// Every value of every row of every table (what a logical dump holds).
+    async fn every_stored_value(&self) -> Vec<u8> {
+        match self {
+            Env::Sqlite(dir) => {
+                let conn = Env::sqlite_conn(dir);
+                let tables: Vec<String> = conn
+                    .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+                    .unwrap()
+                    .query_map([], |r| r.get(0))
+                    .unwrap()
+                    .collect::<Result<_, _>>()
+                    .unwrap();
+                assert!(tables.len() >= 10, "only {} tables found", tables.len());
+                let mut out = Vec::new();
+                for table in tables {
+                    let mut stmt = conn.prepare(&format!("SELECT * FROM \"{table}\"")).unwrap();
+                    let columns = stmt.column_count();
+                    let mut rows = stmt.query([]).unwrap();
+                    while let Some(row) = rows.next().unwrap() {
+                        for i in 0..columns {
+                            use rusqlite::types::ValueRef;
+                            match row.get_ref(i).unwrap() {
+                                ValueRef::Text(b) | ValueRef::Blob(b) => out.extend_from_slice(b),
+                                ValueRef::Integer(n) => out.extend(n.to_string().bytes()),
+                                ValueRef::Real(x) => out.extend(x.to_string().bytes()),
+                                ValueRef::Null => {}
+                            }
+                            out.push(b'\n');
+                        }
+                    }
+                }
+                out
+            }
+            Env::Postgres(_) => self.everything_stored().await,
+        }
+    }
+
+    /// `(id, app_id, secret column)` of every key row.
+    async fn key_rows(&self) -> Vec<(i64, String, String)> {
+        match self {
+            Env::Sqlite(dir) => {
+                let conn = Env::sqlite_conn(dir);
+                let mut stmt = conn
+                    .prepare("SELECT id, app_id, secret FROM keys ORDER BY id")
+                    .unwrap();
+                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .unwrap()
+                    .collect::<Result<_, _>>()
+                    .unwrap()
+            }
+            Env::Postgres(db) => db
+                .client()
+                .await
+                .query("SELECT id, app_id, secret FROM keys ORDER BY id", &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect(),
+        }
+    }
+
+    /// Writes a key row's secret column as given (a database from before sealing).
+    async fn set_stored_secret(&self, id: i64, value: &str) {
+        match self {
+            Env::Sqlite(dir) => {
+                Env::sqlite_conn(dir)
+                    .execute(
+                        "UPDATE keys SET secret = ?2 WHERE id = ?1",
+                        rusqlite::params![id, value],
+                    )
+                    .unwrap();
+            }
+            Env::Postgres(db) => {
+                db.client()
+                    .await
+                    .execute("UPDATE keys SET secret = $2 WHERE id = $1", &[&id, &value])
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
+    /// Rows of `table` (a constant of the test) for `app_id`, or all of them.
+    async fn count_rows(&self, table: &str, app_id: Option<&str>) -> i64 {
+        let sql = match app_id {
+            Some(_) => format!("SELECT count(*) FROM {table} WHERE app_id = $1"),
+            None => format!("SELECT count(*) FROM {table}"),
+        };
+        match self {
+            Env::Sqlite(dir) => {
+                let conn = Env::sqlite_conn(dir);
+                let sql = sql.replace("$1", "?1");
+                match app_id {
+                    Some(app) => conn.query_row(&sql, [app], |r| r.get(0)),
+                    None => conn.query_row(&sql, [], |r| r.get(0)),
+                }
+                .unwrap()
+            }
+            Env::Postgres(db) => {
+                let client = db.client().await;
+                match app_id {
+                    Some(app) => client.query_one(&sql, &[&app]).await,
+                    None => client.query_one(&sql, &[]).await,
+                }
+                .unwrap()
+                .get(0)
+            }
+        }
+    }
+}
+
+fn secret_of(ws: &Workspace, key_id: i64) -> String {
+    ws.keys
+        .iter()
+        .find(|k| k.id == key_id)
+        .unwrap_or_else(|| panic!("key {key_id} not in {}", ws.app_id))
+        .secret
+        .expose_secret()
+        .to_string()
+}
+
+fn keys_of(mk: &[&MasterKey]) -> Keyring {
+    Keyring::new(mk.iter().map(|k| (*k).clone()).collect()).unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sealing at rest
+
+async fn no_secret_is_stored_in_the_clear(env: &Env) {
+    let (store, registry) = env.open().await;
+    let mut secrets = Vec::new();
+    let mut apps = Vec::new();
+    for name in ["one", "two"] {
+        let k = store
+            .create_workspace(
+                &NewWorkspace {
+                    name: name.into(),
+                    strict: StrictMode::Off,
+                    require_signed_claims: false,
+                    allowed_origins: vec![],
+                },
+                "test",
+                NOW,
+            )
+            .await
+            .unwrap();
+        let app = k.workspace.app_id.clone();
+        secrets.push(k.secret.expose_secret().to_string());
+        let added = store
+            .create_key(&app, "second", None, "test", NOW)
+            .await
+            .unwrap();
+        secrets.push(added.secret.expose_secret().to_string());
+        let rolled = store
+            .roll_key(&app, Some(added.key_id), 3600, "test", NOW)
+            .await
+            .unwrap();
+        secrets.push(rolled.secret.expose_secret().to_string());
+        store
+            .identify(verified(
+                &app,
+                "u1",
+                NOW,
+                k.key_id,
+                claimed(Some("Ann"), None, Some("pro"), None),
+                Claimed::default(),
+            ))
+            .await
+            .unwrap();
+        apps.push(app);
+    }
+    // What is stored opens again to the same secrets (through a fresh handle).
+    let (_other, loaded) = env.open().await;
+    let mut live: Vec<String> = apps
+        .iter()
+        .flat_map(|a| {
+            loaded
+                .get(a)
+                .unwrap()
+                .keys
+                .iter()
+                .map(|k| k.secret.expose_secret().to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    live.sort();
+    let mut expected = secrets.clone();
+    expected.sort();
+    assert_eq!(live, expected);
+    assert_eq!(registry.get(&apps[0]).unwrap().keys.len(), 3);
+    let stored = env.everything_stored().await;
+    assert!(!stored.is_empty());
+    for s in &secrets {
+        for form in [s.clone(), hex::encode(s.as_bytes())] {
+            assert!(
+                !stored.windows(form.len()).any(|w| w == form.as_bytes()),
+                "a secret is stored in the clear"
+            );
+        }
+    }
+    // Every key row holds a value sealed with the active master key, bound to its workspace.
+    let rows = env.key_rows().await;
+    assert_eq!(rows.len(), 6);
+    for (_, _, sealed) in &rows {
+        assert!(sealed.starts_with("dfseal1:mk1:"), "{sealed}");
+    }
+    let counts = store.seal_counts().await.unwrap();
+    assert_eq!(
+        counts.by_key.into_iter().collect::<Vec<_>>(),
+        [("mk1".to_string(), 6)]
+    );
+    // A sealed value copied into another workspace's row does not open there.
+    let (a_row, b_row) = (
+        rows.iter().find(|r| r.1 == apps[0]).unwrap(),
+        rows.iter().find(|r| r.1 == apps[1]).unwrap(),
+    );
+    env.set_stored_secret(b_row.0, &a_row.2).await;
+    match store.workspaces().await {
+        Err(StoreError::Sealing(_)) => {}
+        other => panic!("a value sealed for another workspace opened: {other:?}"),
+    }
+}
+
+async fn secrets_stored_in_the_clear_are_sealed_when_the_store_opens(env: &Env) {
+    let store = env.store().await;
+    let k = store
+        .create_workspace(
+            &NewWorkspace {
+                name: "legacy".into(),
+                strict: StrictMode::Off,
+                require_signed_claims: false,
+                allowed_origins: vec![],
+            },
+            "test",
+            NOW,
+        )
+        .await
+        .unwrap();
+    let app = k.workspace.app_id.clone();
+    let added = store
+        .create_key(&app, "second", None, "test", NOW)
+        .await
+        .unwrap();
+    drop(store);
+    // As an older version stored them: in the clear.
+    let clear = [
+        (k.key_id, k.secret.expose_secret().to_string()),
+        (added.key_id, added.secret.expose_secret().to_string()),
+    ];
+    for (id, secret) in &clear {
+        env.set_stored_secret(*id, secret).await;
+    }
+    assert_eq!(
+        env.store().await.seal_counts().await.unwrap().by_key.len(),
+        1,
+        "opening seals them, so the count is of sealed values only"
+    );
+    let (store, registry) = env.open().await;
+    let rows = env.key_rows().await;
+    for (_, _, stored) in &rows {
+        assert!(stored.starts_with("dfseal1:mk1:"), "{stored}");
+    }
+    // Every value of every row: the clear values are gone. (On SQLite the bytes of the old
+    // values may linger in free pages or the WAL; that is the embedded store's file format,
+    // not what this rule is about.)
+    let stored = env.every_stored_value().await;
+    for (id, secret) in &clear {
+        assert!(
+            !stored.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "a legacy secret is still in the clear"
+        );
+        // And they verify as before.
+        assert_eq!(secret_of(&registry.get(&app).unwrap(), *id), *secret);
+    }
+    assert_eq!(
+        store.seal_counts().await.unwrap().by_key.get("mk1"),
+        Some(&2)
+    );
+}
+
+async fn after_a_rewrap_the_old_master_key_can_be_dropped(env: &Env) {
+    let mk1 = MasterKey::generate("old").unwrap();
+    let mk2 = MasterKey::generate("new").unwrap();
+    let (first, _) = env.open_with(keys_of(&[&mk1])).await;
+    let k = first
+        .create_workspace(
+            &NewWorkspace {
+                name: "rewrap".into(),
+                strict: StrictMode::Off,
+                require_signed_claims: false,
+                allowed_origins: vec![],
+            },
+            "test",
+            NOW,
+        )
+        .await
+        .unwrap();
+    let app = k.workspace.app_id.clone();
+    let added = first
+        .create_key(&app, "second", None, "test", NOW)
+        .await
+        .unwrap();
+    let secrets = [
+        (k.key_id, k.secret.expose_secret().to_string()),
+        (added.key_id, added.secret.expose_secret().to_string()),
+    ];
+    // The new key is added everywhere (still opening the old values), made active, and the
+    // secrets rewrapped through one handle.
+    let (store, registry) = env.open_with(keys_of(&[&mk2, &mk1])).await;
+    let counts = store.seal_counts().await.unwrap().by_key;
+    assert_eq!(counts.get("old"), Some(&2));
+    assert_eq!(store.rewrap_secrets().await.unwrap(), 2);
+    let counts = store.seal_counts().await.unwrap().by_key;
+    assert_eq!(
+        counts.into_iter().collect::<Vec<_>>(),
+        [("new".to_string(), 2)]
+    );
+    // Nothing left to do: a second pass rewrites nothing.
+    assert_eq!(store.rewrap_secrets().await.unwrap(), 0);
+    for (id, secret) in &secrets {
+        assert_eq!(secret_of(&registry.get(&app).unwrap(), *id), *secret);
+    }
+    // A key made now is sealed with the active key.
+    let third = store
+        .create_key(&app, "third", None, "test", NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.seal_counts().await.unwrap().by_key.get("new"),
+        Some(&3)
+    );
+    drop((first, store));
+    // The old key is dropped: the store opens with the new one alone, secrets intact.
+    let (_store, registry) = env.open_with(keys_of(&[&mk2])).await;
+    let ws = registry.get(&app).unwrap();
+    for (id, secret) in &secrets {
+        assert_eq!(secret_of(&ws, *id), *secret);
+    }
+    assert_eq!(
+        secret_of(&ws, third.key_id),
+        third.secret.expose_secret().to_string()
+    );
+    // And the old key alone no longer opens anything: the rewrap really happened.
+    let hooks = Hooks::new(keys_of(&[&mk1]));
+    match Store::open(&env.backend(), hooks).await {
+        Err(StoreError::Sealing(_)) => {}
+        Err(e) => panic!("expected a sealing error, got {e}"),
+        Ok(_) => panic!("the old master key still opens the stored secrets"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Console storage
+
+fn counts(verified_seed: u64, unverified: u64, would_reject: u64, rejected: u64) -> CallCounts {
+    CallCounts {
+        verified_seed,
+        verified_claims: verified_seed * 2,
+        unverified,
+        would_reject,
+        rejected,
+    }
+}
+
+fn delta(app: &str, minute: i64, c: CallCounts) -> CountsDelta {
+    CountsDelta {
+        app_id: app.into(),
+        minute,
+        counts: c,
+    }
+}
+
+async fn call_counts_add_up_across_handles(env: &Env) {
+    let (a, _) = env.open().await;
+    let (b, _) = env.open().await;
+    let (app, _) = workspace(&a).await;
+    let (other, _) = workspace(&a).await;
+    let m = NOW / 60;
+    a.add_call_stats(
+        vec![
+            delta(&app, m, counts(1, 2, 3, 4)),
+            delta(&app, m + 1, counts(1, 0, 0, 0)),
+            delta(&other, m, counts(9, 9, 9, 9)),
+        ],
+        vec![],
+    )
+    .await
+    .unwrap();
+    // Another instance flushes into the same minute, once with two deltas for it in one flush.
+    b.add_call_stats(
+        vec![
+            delta(&app, m, counts(10, 20, 30, 40)),
+            delta(&app, m, counts(100, 0, 0, 0)),
+        ],
+        vec![],
+    )
+    .await
+    .unwrap();
+    // Both flushing at once (each instance's flush task runs on its own).
+    let (r1, r2) = tokio::join!(
+        a.add_call_stats(vec![delta(&app, m + 1, counts(0, 1, 0, 0))], vec![]),
+        b.add_call_stats(vec![delta(&app, m + 1, counts(0, 1, 0, 0))], vec![]),
+    );
+    r1.unwrap();
+    r2.unwrap();
+    let got = a.call_counts(&app, m).await.unwrap();
+    assert_eq!(
+        got,
+        vec![(m, counts(111, 22, 33, 44)), (m + 1, counts(1, 2, 0, 0))]
+    );
+    assert_eq!(
+        b.call_counts(&app, m + 1).await.unwrap(),
+        vec![(m + 1, counts(1, 2, 0, 0))]
+    );
+    assert_eq!(
+        b.call_counts(&other, 0).await.unwrap(),
+        vec![(m, counts(9, 9, 9, 9))]
+    );
+    assert!(a.call_counts("app_none", 0).await.unwrap().is_empty());
+    // Buckets older than eight days go when newer ones are flushed.
+    let later = m + 8 * 24 * 60 + 2;
+    a.add_call_stats(vec![delta(&app, later, counts(0, 0, 0, 1))], vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        a.call_counts(&app, 0).await.unwrap(),
+        vec![(later, counts(0, 0, 0, 1))]
+    );
+}
+
+fn rejection(app: &str, at: i64, n: usize) -> RejectionEntry {
+    RejectionEntry {
+        app_id: app.into(),
+        at,
+        code: "signature_mismatch".into(),
+        enforced: n % 2 == 0,
+        key_id: Some(n as i64),
+        origin: Some("https://app.example".into()),
+        user_id: Some(format!("user-{n}")),
+    }
+}
+
+async fn recent_rejections_keep_the_newest_hundred_per_workspace(env: &Env) {
+    let (a, _) = env.open().await;
+    let (b, _) = env.open().await;
+    let (app, _) = workspace(&a).await;
+    let (other, _) = workspace(&a).await;
+    a.add_call_stats(
+        vec![],
+        (0..60)
+            .map(|n| rejection(&app, NOW + n as i64, n))
+            .chain([rejection(&other, NOW, 0)])
+            .collect(),
+    )
+    .await
+    .unwrap();
+    // Two instances flush at once: the log is still bounded once both commit. (Each handle
+    // holds a connection already, so neither flush waits for a connect and they overlap.)
+    b.recent_rejections(&app).await.unwrap();
+    let (r1, r2) = tokio::join!(
+        a.add_call_stats(
+            vec![],
+            (60..120)
+                .map(|n| rejection(&app, NOW + n as i64, n))
+                .collect()
+        ),
+        b.add_call_stats(
+            vec![],
+            (120..180)
+                .map(|n| rejection(&app, NOW + n as i64, n))
+                .collect()
+        ),
+    );
+    r1.unwrap();
+    r2.unwrap();
+    assert_eq!(
+        env.count_rows("recent_rejections", Some(&app)).await,
+        MAX_RECENT_REJECTIONS as i64
+    );
+    let got = b.recent_rejections(&app).await.unwrap();
+    assert_eq!(got.len(), MAX_RECENT_REJECTIONS);
+    // The first flush's 60 are the oldest: all of them went, and 20 of the next.
+    assert!(got.iter().all(|r| r.at >= NOW + 60), "{:?}", got.last());
+    // Newest first within a flush.
+    let a_part: Vec<i64> = got
+        .iter()
+        .filter(|r| r.at < NOW + 120)
+        .map(|r| r.at)
+        .collect();
+    assert!(a_part.windows(2).all(|w| w[0] > w[1]), "{a_part:?}");
+    // More rounds of three flushes at once, the log checked after each.
+    let (c, _) = env.open().await;
+    c.recent_rejections(&app).await.unwrap();
+    for round in 0..4usize {
+        let batch = |i: usize| -> Vec<RejectionEntry> {
+            let base = 200 + round * 60 + i * 20;
+            (base..base + 20)
+                .map(|n| rejection(&app, NOW + n as i64, n))
+                .collect()
+        };
+        let (r1, r2, r3) = tokio::join!(
+            a.add_call_stats(vec![], batch(0)),
+            b.add_call_stats(vec![], batch(1)),
+            c.add_call_stats(vec![], batch(2)),
+        );
+        r1.unwrap();
+        r2.unwrap();
+        r3.unwrap();
+        assert_eq!(
+            env.count_rows("recent_rejections", Some(&app)).await,
+            MAX_RECENT_REJECTIONS as i64,
+            "round {round}"
+        );
+    }
+    // One more flush: the newest entry is first, and it round-trips field by field.
+    let newest = RejectionEntry {
+        enforced: false,
+        key_id: None,
+        origin: None,
+        user_id: None,
+        ..rejection(&app, NOW + 500, 1)
+    };
+    a.add_call_stats(vec![], vec![newest.clone()])
+        .await
+        .unwrap();
+    let got = a.recent_rejections(&app).await.unwrap();
+    assert_eq!(got.len(), MAX_RECENT_REJECTIONS);
+    assert_eq!(got[0], newest);
+    assert_eq!(
+        got[1].user_id.as_deref().map(|u| u.starts_with("user-")),
+        Some(true)
+    );
+    // The other workspace kept its one entry.
+    assert_eq!(
+        a.recent_rejections(&other).await.unwrap(),
+        vec![rejection(&other, NOW, 0)]
+    );
+}
+
+const RULES: SessionRules = SessionRules {
+    idle_secs: 100,
+    absolute_secs: 1000,
+};
+
+async fn sessions_resume_until_idle_or_absolute_expiry_and_end_at_logout(env: &Env) {
+    let (a, _) = env.open().await;
+    let (b, _) = env.open().await;
+    let (app, _) = workspace(&a).await;
+    let id = a
+        .create_account("owner@example.com", "$argon2id$v=19$test", NOW)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        a.add_member("owner@example.com", &app, Role::Owner, "cli", NOW)
+            .await
+            .unwrap()
+    );
+    let token = [7u8; 32];
+    a.create_session(token, id, RULES, NOW).await.unwrap();
+    // The table holds the SHA-256 the caller gave (never a token), and any instance resumes it.
+    let acct = b
+        .resume_session(token, RULES, NOW + 50)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((acct.id, acct.email.as_str()), (id, "owner@example.com"));
+    assert_eq!(
+        acct.memberships,
+        vec![Membership {
+            app_id: app.clone(),
+            role: Role::Owner
+        }]
+    );
+    // Activity keeps it alive past one idle period from the login...
+    for t in [NOW + 140, NOW + 230, NOW + 320] {
+        assert!(
+            a.resume_session(token, RULES, t).await.unwrap().is_some(),
+            "{t}"
+        );
+    }
+    // ...but not idle for the whole period (from the last use at NOW+320).
+    assert!(
+        b.resume_session(token, RULES, NOW + 420)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // It was deleted: even a request dated earlier no longer finds it.
+    assert!(
+        a.resume_session(token, RULES, NOW + 330)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Absolute expiry: used every 90 s, it still ends 1000 s after login.
+    let token2 = [8u8; 32];
+    a.create_session(token2, id, RULES, NOW).await.unwrap();
+    let mut t = NOW;
+    while t + 90 < NOW + 1000 {
+        t += 90;
+        assert!(
+            b.resume_session(token2, RULES, t).await.unwrap().is_some(),
+            "{t}"
+        );
+    }
+    assert!(
+        a.resume_session(token2, RULES, NOW + 1000)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Logout through one instance ends it on the other.
+    let token3 = [9u8; 32];
+    a.create_session(token3, id, RULES, NOW).await.unwrap();
+    assert!(
+        b.resume_session(token3, RULES, NOW + 1)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    b.delete_session(token3).await.unwrap();
+    assert!(
+        a.resume_session(token3, RULES, NOW + 2)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Deleting an unknown session is not an error.
+    b.delete_session([1u8; 32]).await.unwrap();
+
+    // A login forgets every session that has ended, even ones nobody presents again.
+    let (s1, s2, s3, s4) = ([21u8; 32], [22u8; 32], [23u8; 32], [24u8; 32]);
+    a.create_session(s1, id, RULES, NOW).await.unwrap();
+    a.create_session(s2, id, RULES, NOW + 10).await.unwrap();
+    a.create_session(s3, id, RULES, NOW + 20).await.unwrap();
+    // s1 and s3 stay in use; s2 is never presented again.
+    for t in (1..=11).map(|i| NOW + 90 * i) {
+        assert!(
+            a.resume_session(s1, RULES, t).await.unwrap().is_some(),
+            "{t}"
+        );
+        assert!(
+            b.resume_session(s3, RULES, t).await.unwrap().is_some(),
+            "{t}"
+        );
+    }
+    assert_eq!(env.count_rows("console_sessions", None).await, 3);
+    // At NOW+1005 s1 is past its absolute limit and s2 idle: the next login deletes both.
+    b.create_session(s4, id, RULES, NOW + 1005).await.unwrap();
+    assert_eq!(env.count_rows("console_sessions", None).await, 2);
+    assert!(
+        a.resume_session(s3, RULES, NOW + 1006)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        a.resume_session(s4, RULES, NOW + 1006)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        a.resume_session(s1, RULES, NOW + 999)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn accounts_are_found_by_email_case_insensitively(env: &Env) {
+    let (a, _) = env.open().await;
+    let (b, _) = env.open().await;
+    let id = a
+        .create_account("Ann.Lee@Example.COM", "$argon2id$ann", NOW)
+        .await
+        .unwrap()
+        .expect("a new email makes an account");
+    // The same address in other case is taken, from any instance.
+    assert_eq!(
+        b.create_account("ann.lee@example.com", "$argon2id$other", NOW)
+            .await
+            .unwrap(),
+        None
+    );
+    let bob = b
+        .create_account("bob@example.com", "$argon2id$bob", NOW + 1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(id, bob);
+    let login = b
+        .account_login("ANN.LEE@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (login.id, login.password_phc.as_str()),
+        (id, "$argon2id$ann")
+    );
+    assert!(
+        a.account_login("nobody@example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let accounts = a.list_accounts().await.unwrap();
+    let listed: Vec<(i64, &str, i64)> = accounts
+        .iter()
+        .map(|x| (x.id, x.email.as_str(), x.created_at))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (id, "ann.lee@example.com", NOW),
+            (bob, "bob@example.com", NOW + 1)
+        ]
+    );
+    assert!(accounts.iter().all(|x| x.memberships.is_empty()));
+}
+
+async fn members_have_one_role_per_workspace(env: &Env) {
+    let (a, _) = env.open().await;
+    let (b, _) = env.open().await;
+    let (w1, _) = workspace(&a).await;
+    let (w2, _) = workspace(&a).await;
+    let (first, second) = if w1 < w2 { (w1, w2) } else { (w2, w1) };
+    let id = a
+        .create_account("Viewer@Example.com", "$argon2id$v", NOW)
+        .await
+        .unwrap()
+        .unwrap();
+    // Unknown account: false; unknown workspace: an error (and nothing stored either way).
+    assert!(
+        !a.add_member("nobody@example.com", &first, Role::Owner, "cli", NOW)
+            .await
+            .unwrap()
+    );
+    assert!(matches!(
+        a.add_member("viewer@example.com", "app_missing", Role::Owner, "cli", NOW)
+            .await,
+        Err(StoreError::WorkspaceNotFound)
+    ));
+    assert!(
+        b.add_member("VIEWER@example.com", &second, Role::Viewer, "cli", NOW + 1)
+            .await
+            .unwrap()
+    );
+    assert!(
+        a.add_member(
+            "viewer@example.com",
+            &first,
+            Role::Viewer,
+            "owner@x",
+            NOW + 2
+        )
+        .await
+        .unwrap()
+    );
+    // A second grant replaces the role in that workspace only.
+    assert!(
+        b.add_member(
+            "viewer@example.com",
+            &first,
+            Role::Owner,
+            "owner@x",
+            NOW + 3
+        )
+        .await
+        .unwrap()
+    );
+    let accounts = a.list_accounts().await.unwrap();
+    assert_eq!(accounts.len(), 1);
+    let want = vec![
+        Membership {
+            app_id: first.clone(),
+            role: Role::Owner,
+        },
+        Membership {
+            app_id: second.clone(),
+            role: Role::Viewer,
+        },
+    ];
+    assert_eq!(accounts[0].memberships, want);
+    let token = [3u8; 32];
+    b.create_session(token, id, RULES, NOW).await.unwrap();
+    assert_eq!(
+        a.resume_session(token, RULES, NOW + 1)
+            .await
+            .unwrap()
+            .unwrap()
+            .memberships,
+        want
+    );
+    // Each grant is audited in its workspace, never with a password hash.
+    let log = a.audit_log(&first, 10).await.unwrap();
+    let grants: Vec<(&str, &str, &Json)> = log
+        .iter()
+        .filter(|e| e.action == "member.set")
+        .map(|e| (e.actor.as_str(), e.action.as_str(), &e.detail))
+        .collect();
+    assert_eq!(
+        grants,
+        [
+            (
+                "owner@x",
+                "member.set",
+                &json!({"email": "viewer@example.com", "role": "owner"})
+            ),
+            (
+                "owner@x",
+                "member.set",
+                &json!({"email": "viewer@example.com", "role": "viewer"})
+            ),
+        ]
+    );
+    assert!(!serde_json::to_string(&log).unwrap().contains("argon2id"));
+    // Entries the console appends (an export) land in the same log, newest first.
+    b.append_audit(
+        &second,
+        "viewer@example.com",
+        "users.export",
+        json!({"format": "csv"}),
+        NOW + 9,
+    )
+    .await
+    .unwrap();
+    let log = a.audit_log(&second, 1).await.unwrap();
+    assert_eq!(
+        (
+            log[0].at,
+            log[0].actor.as_str(),
+            log[0].action.as_str(),
+            &log[0].detail
+        ),
+        (
+            NOW + 9,
+            "viewer@example.com",
+            "users.export",
+            &json!({"format": "csv"})
+        )
+    );
+}
+
+/// `pg_dump` from the postgresql client package, where the operator's backups come from.
+fn pg_dump_binary() -> std::path::PathBuf {
+    let on_path = std::env::var_os("PATH").into_iter().flat_map(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join("pg_dump"))
+            .collect::<Vec<_>>()
+    });
+    // Debian keeps each version's binaries apart; the newest can dump any older server.
+    let mut versioned: Vec<_> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("bin/pg_dump"))
+        .collect();
+    versioned.sort();
+    on_path
+        .chain(versioned.into_iter().rev())
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "pg_dump not found (PATH or /usr/lib/postgresql/*/bin): install the postgresql \
+                 client package (scripts/postgres.sh installs postgresql)"
+            )
+        })
+}
+
+/// A real backup (`pg_dump` of the whole database, data and schema) holds no workspace secret,
+/// only sealed values.
+#[tokio::test]
+async fn postgres_a_pg_dump_holds_no_secret() {
+    let Some(env) = Env::postgres().await else {
+        return;
+    };
+    let Env::Postgres(db) = &env else {
+        unreachable!()
+    };
+    let store = env.store().await;
+    let mut secrets = Vec::new();
+    let k = store
+        .create_workspace(
+            &NewWorkspace {
+                name: "dumped".into(),
+                strict: StrictMode::Off,
+                require_signed_claims: false,
+                allowed_origins: vec![],
+            },
+            "test",
+            NOW,
+        )
+        .await
+        .unwrap();
+    let app = k.workspace.app_id.clone();
+    secrets.push(k.secret);
+    let added = store
+        .create_key(&app, "second", None, "test", NOW)
+        .await
+        .unwrap();
+    secrets.push(added.secret);
+    let rolled = store
+        .roll_key(&app, Some(added.key_id), 3600, "test", NOW)
+        .await
+        .unwrap();
+    secrets.push(rolled.secret);
+    // Blocking is fine here: the dump connects on its own, the store waits for nothing.
+    let out = std::process::Command::new(pg_dump_binary())
+        .arg("--no-owner")
+        .arg(&db.url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pg_dump failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dump = String::from_utf8(out.stdout).unwrap();
+    // The dump does hold the key rows, sealed.
+    assert_eq!(dump.matches("dfseal1:mk1:").count(), 3, "{dump}");
+    for s in &secrets {
+        assert!(
+            !dump.contains(s.expose_secret()),
+            "a secret is in the pg_dump output"
+        );
+    }
+}
