@@ -37,7 +37,14 @@ pub fn now() -> i64 {
 }
 
 pub(crate) fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Body> {
-    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    json_bytes(
+        status,
+        serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec()),
+    )
+}
+
+/// A JSON response around an already serialized body.
+fn json_bytes(status: StatusCode, bytes: Vec<u8>) -> Response<Body> {
     let mut res = Response::new(Full::new(Bytes::from(bytes)));
     *res.status_mut() = status;
     res.headers_mut().insert(
@@ -51,13 +58,28 @@ pub(crate) fn json_response(status: StatusCode, body: &impl Serialize) -> Respon
 
 /// The one error shape.
 pub fn error(status: StatusCode, code: &str, message: &str, field: Option<&str>) -> Response<Body> {
-    let mut e = Map::new();
-    e.insert("code".into(), code.into());
-    e.insert("message".into(), message.into());
-    if let Some(f) = field.filter(|f| !f.is_empty()) {
-        e.insert("field".into(), f.into());
+    #[derive(Serialize)]
+    struct Outer<'a> {
+        error: Inner<'a>,
     }
-    json_response(status, &json!({ "error": e }))
+    #[derive(Serialize)]
+    struct Inner<'a> {
+        code: &'a str,
+        message: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        field: Option<&'a str>,
+    }
+    let field = field.filter(|f| !f.is_empty());
+    json_response(
+        status,
+        &Outer {
+            error: Inner {
+                code,
+                message,
+                field,
+            },
+        },
+    )
 }
 
 pub(crate) fn store_unavailable(e: &StoreError) -> Response<Body> {
@@ -521,7 +543,7 @@ async fn identify(
     };
     // The workspace's quota is spent by accepted calls only, so forged or malformed calls (which
     // cost a MAC at most, and are limited per client above) cannot starve an honest workspace.
-    if let Err(wait) = state.limits.check_app(&ws.app_id) {
+    if let Err(wait) = state.limits.check_app(ws.shared_id()) {
         return (too_many(wait), "rate_limited", Some(ws));
     }
     // Only an accepted call gets this far: what the browser claimed moves into the write.
@@ -542,9 +564,17 @@ async fn identify(
         .map(|(k, v)| (k, serde_json::to_value(v).unwrap_or(Json::Null)))
         .collect();
     let method = verification.map(|v| v.method);
+    // The answer is made before the write so the user id can move into the write instead of
+    // being copied; it is sent only once the write is committed.
+    let answer = serde_json::to_vec(&Accepted {
+        verified: method.is_some(),
+        user_id: &user_id,
+        method,
+    })
+    .unwrap_or_default();
     let write = IdentifyWrite {
         app_id: ws.app_id.clone(),
-        user_id: user_id.clone(),
+        user_id,
         now,
         verification,
         trusted,
@@ -561,6 +591,13 @@ async fn identify(
     } else {
         StatusCode::ACCEPTED
     };
-    let body = json!({"verified": method.is_some(), "user_id": user_id, "method": method});
-    (json_response(status, &body), outcome, Some(ws))
+    (json_bytes(status, answer), outcome, Some(ws))
+}
+
+/// The body of a 200/202 identify answer.
+#[derive(Serialize)]
+struct Accepted<'a> {
+    verified: bool,
+    user_id: &'a str,
+    method: Option<&'static str>,
 }

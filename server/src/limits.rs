@@ -38,7 +38,7 @@ pub fn client_key(ip: IpAddr) -> IpAddr {
 
 pub struct Limits {
     per_ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
-    per_app: Option<DefaultKeyedRateLimiter<String>>,
+    per_app: Option<DefaultKeyedRateLimiter<std::sync::Arc<str>>>,
     /// Lets a few lines a second through for events a client can repeat at will (a refused
     /// origin), so a flood of them cannot flood the log; the metrics still count every one.
     log_gate: DefaultDirectRateLimiter,
@@ -88,10 +88,12 @@ impl Limits {
     }
 
     /// `Err(wait)` when the workspace is over its limit.
-    pub fn check_app(&self, app_id: &str) -> Result<(), Duration> {
+    /// `app` is the workspace's shared id ([`crate::workspace::Workspace::key`]), so a check
+    /// clones a pointer rather than allocating the id.
+    pub fn check_app(&self, app: &std::sync::Arc<str>) -> Result<(), Duration> {
         match &self.per_app {
             Some(l) => l
-                .check_key(&app_id.to_string())
+                .check_key(app)
                 .map_err(|not_until| not_until.wait_time_from(self.clock.now())),
             None => Ok(()),
         }
@@ -294,7 +296,10 @@ mod tests {
         assert!(wait > Duration::ZERO && wait <= Duration::from_secs(1));
         let other: IpAddr = [127, 0, 0, 2].into();
         assert!(limits.check_ip(other).is_ok(), "limits are per IP");
-        assert!(limits.check_app("app_x").is_ok(), "0 means unlimited");
+        assert!(
+            limits.check_app(&std::sync::Arc::from("app_x")).is_ok(),
+            "0 means unlimited"
+        );
     }
 
     #[test]

@@ -64,6 +64,9 @@ pub struct Workspace {
     /// Newest first, live and expired alike until a backend purges expired ones.
     pub keys: Vec<Key>,
     secrets: Vec<SecretKey>,
+    /// The app id as a shared string, for per-call bookkeeping that must not allocate (the
+    /// per-workspace rate limiter's key).
+    shared_id: Arc<str>,
 }
 
 impl Workspace {
@@ -77,6 +80,7 @@ impl Workspace {
     ) -> Workspace {
         keys.sort_by_key(|k| std::cmp::Reverse(k.id));
         Workspace {
+            shared_id: Arc::from(app_id.as_str()),
             secrets: keys.iter().map(|k| k.secret.clone()).collect(),
             keys,
             app_id,
@@ -107,6 +111,11 @@ impl Workspace {
                 .collect();
             (Cow::Owned(live), ids)
         }
+    }
+
+    /// The app id, shared (cloning it is a reference count, not an allocation).
+    pub fn shared_id(&self) -> &Arc<str> {
+        &self.shared_id
     }
 
     pub fn live_keys(&self, now: i64) -> impl Iterator<Item = &Key> {

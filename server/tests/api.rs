@@ -859,3 +859,115 @@ fn graceful_shutdown_finishes_in_flight_requests() {
     });
     assert!(stored.is_some());
 }
+
+#[test]
+fn admin_query_values_are_checked_and_lists_match_single_users() {
+    let s = TestServer::start(Config::default());
+    let app = s.app.clone();
+    let r = s.identify(signed(
+        &app,
+        &s.secret,
+        "q-verified",
+        now(),
+        json!({"plan": "pro", "mrr": 5000}),
+    ));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = s.identify(json!({"app_id": app, "user_id": "q-unverified", "traits": {"plan": "x"}}));
+    assert_eq!(r.status, 202);
+    let list = |query: &str| {
+        s.admin(
+            "GET",
+            &format!("/v1/admin/workspaces/{app}/users?{query}"),
+            None,
+        )
+    };
+    // What Python's requests sends for params={"verified": True}: refused, never "all users".
+    for (query, param) in [
+        ("verified=True", "verified"),
+        ("verified=yes", "verified"),
+        ("verified=", "verified"),
+        ("limit=abc", "limit"),
+        ("limit=0", "limit"),
+        ("limit=100001", "limit"),
+        ("limit=-1", "limit"),
+        ("after=", "after"),
+        ("verifed=true", "verifed"),
+        ("verified=true&verified=false", "verified"),
+    ] {
+        let r = list(query);
+        assert_eq!(r.status, 400, "{query}: {}", r.text());
+        let e = &r.json()["error"];
+        assert_eq!(e["field"], param, "{query}: {e}");
+        assert!(e["message"].as_str().unwrap().contains(param), "{e}");
+    }
+    let ids = |query: &str| -> Vec<String> {
+        let r = list(query);
+        assert_eq!(r.status, 200, "{query}: {}", r.text());
+        r.json()["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["user_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(ids("verified=true"), ["q-verified"]);
+    assert_eq!(ids("verified=1"), ["q-verified"]);
+    assert_eq!(ids("verified=false"), ["q-unverified"]);
+    assert_eq!(ids("verified=0"), ["q-unverified"]);
+    assert_eq!(ids("limit=1").len(), 1);
+    assert_eq!(ids("search=unver"), ["q-unverified"]);
+    // The list and the single-user endpoint give the same record, fields in the same order,
+    // and a whole MRR stays an integer.
+    let listed = list("verified=true").text();
+    let single = s
+        .admin(
+            "GET",
+            &format!("/v1/admin/workspaces/{app}/users/q-verified"),
+            None,
+        )
+        .text();
+    let inner = listed
+        .strip_prefix("{\"users\":[")
+        .and_then(|t| t.split("],\"next_after\"").next())
+        .unwrap();
+    assert_eq!(inner, single);
+    assert!(single.contains("\"mrr\":5000,"), "{single}");
+    // Other admin endpoints take no query parameters at all.
+    let r = s.admin("GET", &format!("/v1/admin/workspaces/{app}?x=1"), None);
+    assert_eq!(r.status, 400, "{}", r.text());
+}
+
+#[test]
+fn cli_text_output_shows_rfc3339_times_in_aligned_columns() {
+    let s = TestServer::start(Config::default());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dropfix-server"))
+        .args(["workspace", "list", "--data-dir"])
+        .arg(s.data_dir())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let key_line = text.lines().find(|l| l.starts_with("key ")).unwrap();
+    // "created 2026-11-25T16:00:00Z by test"
+    let created = key_line.split("created ").nth(1).unwrap();
+    let stamp = created
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .trim_end_matches(',');
+    assert!(
+        stamp.len() == 20 && stamp.as_bytes()[10] == b'T' && stamp.ends_with('Z'),
+        "{key_line}"
+    );
+    // Every value starts in the same column, whatever the label's width.
+    let columns: Vec<usize> = text
+        .lines()
+        .filter(|l| !l.is_empty() && l.contains(": "))
+        .map(|l| {
+            let colon = l.find(':').unwrap();
+            colon + 1 + l[colon + 1..].len() - l[colon + 1..].trim_start().len()
+        })
+        .collect();
+    assert!(columns.windows(2).all(|w| w[0] == w[1]), "{text}");
+    assert!(!text.contains('\u{1b}'), "no colour codes off a terminal");
+}
