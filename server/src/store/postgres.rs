@@ -159,6 +159,10 @@ struct Inner {
     hooks: Hooks,
     sync: Arc<ConfigSync>,
     op_timeout: Duration,
+    /// Benchmark A/B only (`DROPFIX_BENCH_PG_ROW_COMMITS=1`, bench/pg.sh): every call commits its
+    /// own one-row transaction on a pooled connection instead of joining the batch, so batching
+    /// can be measured against what it replaces. Never set in production.
+    row_commits: bool,
     // Dropped with the last handle: the listener and the poller see it and stop.
     _stop: watch::Sender<()>,
 }
@@ -258,6 +262,7 @@ impl PgStore {
                 hooks,
                 sync,
                 op_timeout,
+                row_commits: std::env::var("DROPFIX_BENCH_PG_ROW_COMMITS").is_ok_and(|v| v == "1"),
                 _stop: stop,
             }),
         })
@@ -288,6 +293,11 @@ impl PgStore {
 
     pub async fn identify(&self, write: IdentifyWrite) -> Result<(), StoreError> {
         let (done, wait) = oneshot::channel();
+        if self.inner.row_commits {
+            let mut one = vec![(write, done)];
+            commit_batch(&self.inner.pool, &mut one, self.inner.op_timeout).await;
+            return wait.await.map_err(|_| StoreError::Closed)?;
+        }
         self.inner
             .queue
             .send((write, done))

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# The PostgreSQL figures (docs/SCALING.md, BENCHMARKS.md "PostgreSQL"), loopback only, bounded
+# in time (about ROUNDS x 4 x SECONDS_PER_RUN), same 70/10/10/10 mix as bench/hotpath.sh:
+#   sqlite       one verifier on the embedded store (the default)
+#   pg-1         one verifier on PostgreSQL (batched: one UNNEST upsert per batch)
+#   pg-2         two verifiers on the same PostgreSQL, each driven by its own wrk at half the
+#                connections (req/s summed)
+#   pg-1-row     one verifier on PostgreSQL committing one row per transaction
+#                (DROPFIX_BENCH_PG_ROW_COMMITS=1: each call its own transaction, concurrently on the pool: the A/B of batching)
+# For each: req/s, p99, the verifiers' CPU per request and PostgreSQL's CPU per stored identify
+# (user + system time of every postgres process, from /proc). PostgreSQL comes from
+# scripts/postgres.sh (started or installed as the test command does).
+# Knobs: ROUNDS (3), SECONDS_PER_RUN (5), CONNECTIONS (64), IDS (2000).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS="${ROUNDS:-3}"; SECS="${SECONDS_PER_RUN:-5}"; CONN="${CONNECTIONS:-64}"; IDS="${IDS:-2000}"
+sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+command -v wrk >/dev/null || sudo_ apt-get install -y -qq wrk >/dev/null
+cargo build --quiet --release -p dropfix-server
+BIN="${CARGO_TARGET_DIR:-target}/release/dropfix-server"
+URL="$(scripts/postgres.sh 2>/dev/null | tail -1)"
+WORK="$(mktemp -d)"; chmod 700 "$WORK"
+DB="dropfix_bench_$$"
+psql -q "$URL" -c "CREATE DATABASE $DB" >/dev/null
+DB_URL="${URL%/*}/$DB"
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true
+  psql -q "$URL" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+wait_line() { for _ in $(seq 1 600); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done; echo "timeout: $1" >&2; cat "$1" >&2; exit 1; }
+export DROPFIX_MASTER_KEYS="$("$BIN" master-key generate --id mk1)"
+declare -A PID_OF URL_OF
+start() { # NAME EXTRA_ARGS...   (extra env through the environment of the call)
+  local name="$1"; shift
+  mkdir -m 700 "$WORK/$name"
+  "$BIN" serve --listen 127.0.0.1:0 --data-dir "$WORK/$name" --admin-token bench \
+    --rate-limit-per-ip 0 --rate-limit-per-app 0 "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+  PIDS+=($!); PID_OF[$name]=$!
+  wait_line "$WORK/$name.out" "listening on"
+  URL_OF[$name]="$(grep -o 'http://[^ ]*' "$WORK/$name.out" | head -1)"
+}
+start sqlite
+start pg-a --database-url "$DB_URL"
+start pg-b --database-url "$DB_URL"
+DROPFIX_BENCH_PG_ROW_COMMITS=1 start pg-row --database-url "$DB_URL"
+APP="$(grep -o 'app_id=[^ ]*' "$WORK/pg-a.out" | cut -d= -f2)"
+SECRET="$(grep -o 'secret=[^ ]*' "$WORK/pg-a.out" | cut -d= -f2)"
+APP_S="$(grep -o 'app_id=[^ ]*' "$WORK/sqlite.out" | cut -d= -f2)"
+SECRET_S="$(grep -o 'secret=[^ ]*' "$WORK/sqlite.out" | cut -d= -f2)"
+source bench/mix.sh
+mix "$APP" "$SECRET" "$IDS" 7 1 1 1 >"$WORK/mix-pg.lua"
+mix "$APP_S" "$SECRET_S" "$IDS" 7 1 1 1 >"$WORK/mix-sqlite.lua"
+
+cpu_of() { local t=0; for p in "$@"; do t="$(awk -v t="$t" -v hz="$(getconf CLK_TCK)" '{ print t + ($14 + $15) / hz }' "/proc/$p/stat")"; done; echo "$t"; }
+pg_cpu() { cpu_of $(pgrep -x postgres || pgrep -f 'postgres:' ) ; }
+to_ms() { awk '{ v=$1; if (v ~ /us$/) { sub(/us$/,"",v); print v/1000 } else if (v ~ /ms$/) { sub(/ms$/,"",v); print v } else if (v ~ /s$/) { sub(/s$/,"",v); print v*1000 } }'; }
+RESULTS="$WORK/results.tsv"
+measure() { # LABEL LUA "name..."  (one wrk per verifier, connections split)
+  local label="$1" lua="$2"; shift 2
+  local names=("$@") n="${#names[@]}" pids=() v0 v1 p0 p1
+  for nm in "${names[@]}"; do pids+=("${PID_OF[$nm]}"); done
+  v0="$(cpu_of "${pids[@]}")"; p0="$(pg_cpu)"
+  local outs=() wrks=()
+  for nm in "${names[@]}"; do
+    wrk -t1 -c"$((CONN / n))" -d"${SECS}s" --latency -s "$lua" "${URL_OF[$nm]}" >"$WORK/wrk-$label-$nm.txt" &
+    wrks+=($!)
+    outs+=("$WORK/wrk-$label-$nm.txt")
+  done
+  wait "${wrks[@]}"
+  v1="$(cpu_of "${pids[@]}")"; p1="$(pg_cpu)"
+  python3 - "$label" "$v0" "$v1" "$p0" "$p1" "${outs[@]}" >>"$RESULTS" <<'PY'
+import re, sys
+label, v0, v1, p0, p1, *outs = sys.argv[1:]
+rps = total = ok = 0.0; p99 = 0.0
+def ms(s):
+    m = re.match(r"([\d.]+)(us|ms|s)", s); v = float(m.group(1))
+    return v / 1000 if m.group(2) == "us" else v if m.group(2) == "ms" else v * 1000
+for o in outs:
+    t = open(o).read()
+    rps += float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
+    n = float(re.search(r"(\d+) requests in", t).group(1)); total += n
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", t); ok += n - (float(bad.group(1)) if bad else 0)
+    p99 = max(p99, ms(re.search(r"99%\s+(\S+)", t).group(1)))
+print("\t".join(map(str, [label, rps, p99, (float(v1) - float(v0)) * 1e6 / total, (float(p1) - float(p0)) * 1e6 / max(ok, 1), 100 * (total - ok) / total])))
+PY
+  tail -1 "$RESULTS" | awk -F'\t' '{ printf "  %-10s %9.0f req/s   p99 %6.2f ms   verifier %6.2f us CPU/request   postgres %6.2f us CPU/stored identify   non-2xx %.1f %%\n", $1, $2, $3, $4, $5, $6 }'
+}
+echo "machine: $(nproc) cores; $CONN connections in all, ${SECS}s per run, $ROUNDS rounds; mix 70/10/10/10 over $IDS ids"
+for r in $(seq 1 "$ROUNDS"); do
+  echo "round $r"
+  measure sqlite "$WORK/mix-sqlite.lua" sqlite
+  measure pg-1 "$WORK/mix-pg.lua" pg-a
+  measure pg-2 "$WORK/mix-pg.lua" pg-a pg-b
+  measure pg-1-row "$WORK/mix-pg.lua" pg-row
+done
+python3 - "$RESULTS" <<'PY'
+import statistics, sys
+rows = [l.split('\t') for l in open(sys.argv[1]).read().split('\n') if l]
+by = {}
+for r in rows: by.setdefault(r[0], []).append([float(x) for x in r[1:]])
+med = lambda n, i: statistics.median(r[i] for r in by[n])
+print("\nmedians over rounds")
+for n in by:
+    print(f"  {n:10} {med(n,0):9.0f} req/s   p99 {med(n,1):6.2f} ms   verifier {med(n,2):6.2f} us/request   postgres {med(n,3):6.2f} us/stored identify")
+print("\nratios (medians)")
+print(f"  one verifier on PostgreSQL / embedded store   {med('pg-1',0)/med('sqlite',0):.2f}x   (aim >= 0.6x)")
+print(f"  two verifiers / one, on PostgreSQL            {med('pg-2',0)/med('pg-1',0):.2f}x")
+print(f"  batched / one row per transaction             {med('pg-1',0)/med('pg-1-row',0):.2f}x req/s, PostgreSQL CPU per stored identify {med('pg-1-row',3)/med('pg-1',3):.2f}x less")
+PY
