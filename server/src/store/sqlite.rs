@@ -154,6 +154,10 @@ pub fn open_file(data_dir: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // SQLite's default page cache is 2 MB: with a million stored users every upsert's B-tree
+    // walk then misses it and pays a read() per page. 64 MB keeps the users index's interior
+    // pages (and the hot leaves) resident (bench/hotpath.sh PREFILL=1000000: 2.3k -> 8.8k req/s).
+    conn.pragma_update(None, "cache_size", -65_536)?;
     conn.busy_timeout(Duration::from_secs(5))?;
     migrate(&conn)?;
     Ok(conn)
