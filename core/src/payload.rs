@@ -143,10 +143,20 @@ pub const RESERVED_TRAIT_NAMES: [&str; 13] = [
 pub const RESERVED_TRAIT_PREFIXES: [&str; 3] = ["dropfix", "signature", "verification"];
 
 /// Whether a trait name is reserved ([`RESERVED_TRAIT_NAMES`], [`RESERVED_TRAIT_PREFIXES`]).
+///
+/// The list is lowercase ASCII, so comparing bytes with ASCII case folding is exactly "lowercase the
+/// name, then compare" (non-ASCII bytes never equal an ASCII letter), without allocating a folded
+/// copy per trait and without `str` searching, which would bring panic paths and their messages
+/// into the browser's wasm (README "Size").
 pub fn is_reserved_trait(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    RESERVED_TRAIT_NAMES.contains(&k.as_str())
-        || RESERVED_TRAIT_PREFIXES.iter().any(|p| k.starts_with(p))
+    let k = key.as_bytes();
+    RESERVED_TRAIT_NAMES
+        .iter()
+        .any(|n| k.eq_ignore_ascii_case(n.as_bytes()))
+        || RESERVED_TRAIT_PREFIXES.iter().any(|p| {
+            k.get(..p.len())
+                .is_some_and(|h| h.eq_ignore_ascii_case(p.as_bytes()))
+        })
 }
 
 const RESERVED_MESSAGE: &str = "is reserved: only DropFix sets these fields (verified, \
@@ -154,8 +164,12 @@ const RESERVED_MESSAGE: &str = "is reserved: only DropFix sets these fields (ver
      signature, hash, signed_at, signedAt, and dropfix*, signature*, verification*, in \
      any case); pass signature and signedAt as identify() options";
 
+/// Whether a trait name contains `secret` in any ASCII case (byte windows rather than lowercasing
+/// and `str::contains`, for the same reasons as [`is_reserved_trait`]).
 fn is_secret_name(key: &str) -> bool {
-    key.to_ascii_lowercase().contains("secret")
+    key.as_bytes()
+        .windows(6)
+        .any(|w| w.eq_ignore_ascii_case(b"secret"))
 }
 
 fn secret_error(field: &str) -> ValidationError {

@@ -104,6 +104,11 @@ fn non_json_values_are_refused() {
         let e = build_identify("app_test", "u".into(), traits.into()).unwrap_err();
         assert_eq!(get(&e, "code"), "invalid_type");
         assert_eq!(get(&e, "field"), "traits.team");
+        // The message is the field path (joined in the wasm), a space, then the rule.
+        assert_eq!(
+            get(&e, "message"),
+            "traits.team must be plain JSON data (strings, numbers, booleans, arrays, plain objects)"
+        );
     }
 }
 
