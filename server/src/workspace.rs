@@ -348,6 +348,53 @@ pub fn validate_label(label: &str) -> Result<(), KeyRuleError> {
     Ok(())
 }
 
+/// The checks on a key about to be created, given how many keys are live now.
+pub fn check_new_key(
+    label: &str,
+    expires_at: Option<i64>,
+    live_count: usize,
+    now: i64,
+) -> Result<(), KeyRuleError> {
+    validate_label(label)?;
+    if expires_at.is_some_and(|t| t <= now) {
+        return Err(KeyRuleError::BadExpiry);
+    }
+    if live_count >= MAX_LIVE_KEYS {
+        return Err(KeyRuleError::TooManyKeys);
+    }
+    Ok(())
+}
+
+/// Which key a roll replaces: `key_id` if it is live, else (`None`) the newest live key.
+/// `live` is newest first. The rolled key stays live through its grace period, so the new key
+/// must fit beside it.
+pub fn key_to_roll(
+    live: &[i64],
+    key_id: Option<i64>,
+    grace_secs: i64,
+) -> Result<i64, KeyRuleError> {
+    let old = match key_id {
+        Some(id) if live.contains(&id) => id,
+        Some(_) => return Err(KeyRuleError::NoSuchKey),
+        None => *live.first().ok_or(KeyRuleError::NoSuchKey)?,
+    };
+    if live.len() >= MAX_LIVE_KEYS && grace_secs > 0 {
+        return Err(KeyRuleError::TooManyKeys);
+    }
+    Ok(old)
+}
+
+/// Whether `key_id` may be retired: it must be live and not the only live key.
+pub fn check_retire(live: &[i64], key_id: i64) -> Result<(), KeyRuleError> {
+    if !live.contains(&key_id) {
+        return Err(KeyRuleError::NoSuchKey);
+    }
+    if live.len() == 1 {
+        return Err(KeyRuleError::LastLiveKey);
+    }
+    Ok(())
+}
+
 /// What a roll does to the rolled key: it keeps verifying for `grace_secs` from `now`, but never
 /// longer than it already would have (a second roll never extends, and never cuts short any
 /// other key: only the rolled key's expiry moves).

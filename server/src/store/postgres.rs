@@ -42,8 +42,8 @@ use super::{
 use crate::sealing::{Keyring, sealed_key_id};
 use crate::users::{IdentifyWrite, UserQuery, UserRecord};
 use crate::workspace::{
-    Key, KeyRuleError, MAX_LIVE_KEYS, NewKey, NewWorkspace, Workspace, WorkspacePatch,
-    generate_secret, random_token, rolled_expiry, validate_label,
+    Key, NewKey, NewWorkspace, Workspace, WorkspacePatch, check_new_key, check_retire,
+    generate_secret, key_to_roll, random_token, rolled_expiry,
 };
 
 /// Most identify writes committed in one transaction (as on SQLite).
@@ -1564,17 +1564,16 @@ async fn create_key(
     actor: &str,
     now: i64,
 ) -> Result<NewKey, StoreError> {
-    validate_label(label)?;
-    if expires_at.is_some_and(|t| t <= now) {
-        return Err(KeyRuleError::BadExpiry.into());
-    }
     let secret = generate_secret();
     let tx = c.transaction().await?;
     lock_workspace(&tx, app_id).await?;
     purge_expired(&tx, app_id, now).await?;
-    if live_key_ids(&tx, app_id, now).await?.len() >= MAX_LIVE_KEYS {
-        return Err(KeyRuleError::TooManyKeys.into());
-    }
+    check_new_key(
+        label,
+        expires_at,
+        live_key_ids(&tx, app_id, now).await?.len(),
+        now,
+    )?;
     let key_id = insert_key(&tx, ring, app_id, label, &secret, expires_at, actor, now).await?;
     audit(
         &tx,
@@ -1609,15 +1608,7 @@ async fn roll_key(
     lock_workspace(&tx, app_id).await?;
     purge_expired(&tx, app_id, now).await?;
     let live = live_key_ids(&tx, app_id, now).await?;
-    let old_id = match key_id {
-        Some(id) if live.contains(&id) => id,
-        Some(_) => return Err(KeyRuleError::NoSuchKey.into()),
-        None => *live.first().ok_or(KeyRuleError::NoSuchKey)?,
-    };
-    // The rolled key stays live through its grace period, so the new one must fit beside it.
-    if live.len() >= MAX_LIVE_KEYS && grace_secs > 0 {
-        return Err(KeyRuleError::TooManyKeys.into());
-    }
+    let old_id = key_to_roll(&live, key_id, grace_secs)?;
     let row = tx
         .query_one(
             "SELECT label, expires_at FROM keys WHERE id = $1",
@@ -1665,12 +1656,7 @@ async fn retire_key(
     lock_workspace(&tx, app_id).await?;
     purge_expired(&tx, app_id, now).await?;
     let live = live_key_ids(&tx, app_id, now).await?;
-    if !live.contains(&key_id) {
-        return Err(KeyRuleError::NoSuchKey.into());
-    }
-    if live.len() == 1 {
-        return Err(KeyRuleError::LastLiveKey.into());
-    }
+    check_retire(&live, key_id)?;
     tx.execute(
         "DELETE FROM keys WHERE app_id = $1 AND id = $2",
         &[&app_id, &key_id],

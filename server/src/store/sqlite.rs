@@ -29,8 +29,8 @@ use super::{
 use crate::sealing::{Keyring, sealed_key_id};
 use crate::users::{IdentifyWrite, UserQuery, UserRecord, merge};
 use crate::workspace::{
-    Key, KeyRuleError, MAX_LIVE_KEYS, NewKey, NewWorkspace, Workspace, WorkspacePatch,
-    generate_secret, random_token, rolled_expiry, validate_label,
+    Key, NewKey, NewWorkspace, Workspace, WorkspacePatch, check_new_key, check_retire,
+    generate_secret, key_to_roll, random_token, rolled_expiry,
 };
 
 /// Most identify writes committed in one transaction.
@@ -519,17 +519,16 @@ fn create_key(
     actor: &str,
     now: i64,
 ) -> Result<NewKey, StoreError> {
-    validate_label(label)?;
-    if expires_at.is_some_and(|t| t <= now) {
-        return Err(KeyRuleError::BadExpiry.into());
-    }
     let secret = generate_secret();
     let tx = write_tx(conn)?;
     require_workspace(&tx, app_id)?;
     purge_expired(&tx, app_id, now)?;
-    if live_key_ids(&tx, app_id, now)?.len() >= MAX_LIVE_KEYS {
-        return Err(KeyRuleError::TooManyKeys.into());
-    }
+    check_new_key(
+        label,
+        expires_at,
+        live_key_ids(&tx, app_id, now)?.len(),
+        now,
+    )?;
     let key_id = insert_key(&tx, ring, app_id, label, &secret, expires_at, actor, now)?;
     audit(
         &tx,
@@ -562,15 +561,7 @@ fn roll_key(
     require_workspace(&tx, app_id)?;
     purge_expired(&tx, app_id, now)?;
     let live = live_key_ids(&tx, app_id, now)?;
-    let old_id = match key_id {
-        Some(id) if live.contains(&id) => id,
-        Some(_) => return Err(KeyRuleError::NoSuchKey.into()),
-        None => *live.first().ok_or(KeyRuleError::NoSuchKey)?,
-    };
-    // The rolled key stays live through its grace period, so the new one must fit beside it.
-    if live.len() >= MAX_LIVE_KEYS && grace_secs > 0 {
-        return Err(KeyRuleError::TooManyKeys.into());
-    }
+    let old_id = key_to_roll(&live, key_id, grace_secs)?;
     let (label, current_expiry): (String, Option<i64>) = tx.query_row(
         "SELECT label, expires_at FROM keys WHERE id = ?1",
         [old_id],
@@ -613,12 +604,7 @@ fn retire_key(
     require_workspace(&tx, app_id)?;
     purge_expired(&tx, app_id, now)?;
     let live = live_key_ids(&tx, app_id, now)?;
-    if !live.contains(&key_id) {
-        return Err(KeyRuleError::NoSuchKey.into());
-    }
-    if live.len() == 1 {
-        return Err(KeyRuleError::LastLiveKey.into());
-    }
+    check_retire(&live, key_id)?;
     tx.execute(
         "DELETE FROM keys WHERE app_id = ?1 AND id = ?2",
         params![app_id, key_id],
