@@ -8,7 +8,8 @@
 #   pg-1-row     one verifier on PostgreSQL committing one row per transaction
 #                (DROPFIX_BENCH_PG_ROW_COMMITS=1: each call its own transaction, concurrently on the pool: the A/B of batching)
 # For each: req/s, p99, the verifiers' CPU per request and PostgreSQL's CPU per stored identify
-# (user + system time of every postgres process, from /proc). PostgreSQL comes from
+# (user + system time of every postgres process, from /proc), and FAILS when a setup's share of
+# non-2xx answers is not the mix's 20% (+-1 point). Rate limits are off. PostgreSQL comes from
 # scripts/postgres.sh (started or installed as the test command does).
 # Knobs: ROUNDS (3), SECONDS_PER_RUN (5), CONNECTIONS (64), IDS (2000).
 set -euo pipefail
@@ -109,4 +110,9 @@ print("\nratios (medians)")
 print(f"  one verifier on PostgreSQL / embedded store   {med('pg-1',0)/med('sqlite',0):.2f}x   (aim >= 0.6x)")
 print(f"  two verifiers / one, on PostgreSQL            {med('pg-2',0)/med('pg-1',0):.2f}x")
 print(f"  batched / one row per transaction             {med('pg-1',0)/med('pg-1-row',0):.2f}x req/s, PostgreSQL CPU per stored identify {med('pg-1-row',3)/med('pg-1',3):.2f}x less")
+bad = [(n, r[4]) for n, runs in by.items() for r in runs if abs(r[4] - 20.0) > 1.0]
+if bad:
+    print(f"\nFAIL: non-2xx share differs from the mix's 20%: {bad}")
+    sys.exit(1)
+print("\nnon-2xx share is the mix's 20% on every run")
 PY
