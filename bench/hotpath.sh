@@ -14,11 +14,18 @@
 # ratios dropfix / floor, and FAILS (exit 1) when any server's share of non-2xx answers is not
 # the mix's 20% (+-1 point): a limiter or an error path can never pass as speed.
 # Knobs: ROUNDS (3), SECONDS_PER_RUN (5), CONNECTIONS (64), IDS (2000), PREFILL (0: users stored
-# in dropfix's database before the run, for the growth table), TARGETS (all four).
+# in dropfix's database before the run, for the growth table), TARGETS (all four), and
+# BEFORE_BIN: another dropfix-server binary (say, a build of the previous commit) run as a fifth
+# target, dropfix-before, in the same alternation: how a change's before/after is measured.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS="${ROUNDS:-3}"; SECS="${SECONDS_PER_RUN:-5}"; CONN="${CONNECTIONS:-64}"; IDS="${IDS:-2000}"
 PREFILL="${PREFILL:-0}"; TARGETS="${TARGETS:-dropfix-durable floor node-memory node-sqlite}"
+BEFORE_BIN="${BEFORE_BIN:-}"
+if [ -n "$BEFORE_BIN" ]; then
+  BEFORE_BIN="$(realpath "$BEFORE_BIN")"
+  case " $TARGETS " in *" dropfix-before "*) ;; *) TARGETS="dropfix-before $TARGETS" ;; esac
+fi
 sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 command -v wrk >/dev/null || sudo_ apt-get install -y -qq wrk >/dev/null
 [ -d bench/node_modules/better-sqlite3 ] || (cd bench && npm install --no-audit --no-fund --loglevel=error)
@@ -60,6 +67,14 @@ PY
   PIDS+=($!); PID_OF[dropfix-durable]=$!
   wait_line "$WORK/durable.out" "listening on"
 fi
+if [ -n "$BEFORE_BIN" ]; then
+  # Its own data directory and development workspace; the mix is made for its app id and secret.
+  mkdir -m 700 "$WORK/before"
+  "$BEFORE_BIN" serve --listen 127.0.0.1:0 --data-dir "$WORK/before" --admin-token bench \
+    --rate-limit-per-ip 1000000 --rate-limit-per-app 10000000 >"$WORK/dropfix-before.out" 2>"$WORK/dropfix-before.err" &
+  PIDS+=($!); PID_OF[dropfix-before]=$!
+  wait_line "$WORK/dropfix-before.out" "listening on"
+fi
 "$FLOOR" "$APP" "$SECRET" >"$WORK/floor.out" 2>&1 &
 PIDS+=($!); PID_OF[floor]=$!
 node bench/node-reference.mjs "$APP" "$SECRET" >"$WORK/node-memory.out" 2>&1 &
@@ -71,6 +86,11 @@ url() { local f="$WORK/$1.out"; [ "$1" = dropfix-durable ] && f="$WORK/durable.o
 
 source bench/mix.sh
 ID_SPACE="$(( PREFILL > IDS ? PREFILL : IDS ))" mix "$APP" "$SECRET" "$IDS" 7 1 1 1 >"$WORK/mix.lua"
+if [ -n "$BEFORE_BIN" ]; then
+  B_APP="$(grep -o 'app_id=[^ ]*' "$WORK/dropfix-before.out" | cut -d= -f2)"
+  B_SECRET="$(grep -o 'secret=[^ ]*' "$WORK/dropfix-before.out" | cut -d= -f2)"
+  ID_SPACE="$IDS" mix "$B_APP" "$B_SECRET" "$IDS" 7 1 1 1 >"$WORK/mix-dropfix-before.lua"
+fi
 
 to_ms() { awk '{ v=$1; if (v ~ /us$/) { sub(/us$/,"",v); print v/1000 } else if (v ~ /ms$/) { sub(/ms$/,"",v); print v } else if (v ~ /s$/) { sub(/s$/,"",v); print v*1000 } }'; }
 cpu_secs() { awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$1/stat"; }
@@ -79,7 +99,8 @@ RESULTS="$WORK/results.tsv"
 run() { # TARGET
   local out="$WORK/wrk-$1.txt" pid="${PID_OF[$1]}" cpu0 cpu1
   cpu0="$(cpu_secs "$pid")"
-  wrk -t1 -c"$CONN" -d"${SECS}s" --latency -s "$WORK/mix.lua" "$(url "$1")" >"$out"
+  local script="$WORK/mix.lua"; [ -f "$WORK/mix-$1.lua" ] && script="$WORK/mix-$1.lua"
+  wrk -t1 -c"$CONN" -d"${SECS}s" --latency -s "$script" "$(url "$1")" >"$out"
   cpu1="$(cpu_secs "$pid")"
   local rps p99 total non2xx us share
   rps="$(awk '/^Requests\/sec/ {print $2}' "$out")"
@@ -114,6 +135,9 @@ med = lambda name, i: statistics.median(r[i] for r in by[name])
 print("\nmedians over rounds")
 for name in by:
     print(f"  {name:16} {med(name,0):9.0f} req/s   p99 {med(name,1):6.2f} ms   {med(name,2):6.2f} us CPU/request   RSS {max(r[4] for r in by[name])/1024:6.1f} MB")
+if 'dropfix-before' in by and 'dropfix-durable' in by:
+    print("\nthis build vs BEFORE_BIN (medians)")
+    print(f"  CPU per request  {med('dropfix-before',2):6.2f} -> {med('dropfix-durable',2):6.2f} us   req/s {med('dropfix-before',0):8.0f} -> {med('dropfix-durable',0):8.0f}   p99 {med('dropfix-before',1):.2f} -> {med('dropfix-durable',1):.2f} ms")
 if 'dropfix-durable' in by and 'floor' in by:
     print("\nratios (medians)")
     print(f"  dropfix CPU per request / floor  {med('dropfix-durable',2)/med('floor',2):.2f}x   (goal <= 1.4x)")

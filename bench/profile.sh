@@ -13,9 +13,9 @@ command -v wrk >/dev/null || sudo_ apt-get install -y -qq wrk >/dev/null
 command -v perf >/dev/null || sudo_ apt-get install -y -qq linux-perf >/dev/null
 export CARGO_PROFILE_RELEASE_DEBUG=line-tables-only CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/profile-build"
 cargo build --quiet --release -p dropfix-server
-WORK="$(mktemp -d)"
+WORK="$(mktemp -d)"; chmod 700 "$WORK"
 SERVER=
-cleanup() { [ -z "$SERVER" ] || kill "$SERVER" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"; }
+cleanup() { [ -z "$SERVER" ] || kill "$SERVER" 2>/dev/null || true; wait 2>/dev/null || true; [ -n "${KEEP_PERF:-}" ] && cp "$WORK/perf.data" "$KEEP_PERF"; rm -rf "$WORK"; }
 trap cleanup EXIT
 
 "$CARGO_TARGET_DIR/release/dropfix-server" serve --listen 127.0.0.1:0 --data-dir "$WORK/data" \
