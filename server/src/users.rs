@@ -23,6 +23,26 @@ pub struct IdentifyWrite {
     pub custom: Map<String, Json>,
 }
 
+impl IdentifyWrite {
+    /// The claims object this write offers for `unverified_claims`, as [`merge`] builds it: on a
+    /// verified call what the browser claimed beyond what the signature covers, otherwise all it
+    /// claimed; `None` when that is nothing. Backends whose statement states the merge in SQL
+    /// bind this, so the stored JSON is byte for byte what `merge` makes.
+    pub fn claims_json(&self) -> Option<String> {
+        let claims = if self.verification.is_some() {
+            self.claimed.not_covered_by(&self.trusted)
+        } else {
+            self.claimed.clone()
+        };
+        claims.to_claims_json(self.now).map(|j| j.to_string())
+    }
+
+    /// The custom traits as stored JSON, `None` when the call sent none (the stored ones stay).
+    pub fn custom_json(&self) -> Option<String> {
+        (!self.custom.is_empty()).then(|| serde_json::to_string(&self.custom).unwrap_or_default())
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Verification {
     pub method: &'static str,

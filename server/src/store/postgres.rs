@@ -1871,17 +1871,8 @@ impl<'a> Round<'a> {
         self.c_plan.push(w.claimed.plan.as_deref());
         self.c_mrr.push(w.claimed.mrr);
         self.c_signup_date.push(w.claimed.signup_date.as_deref());
-        // The claims object is built here exactly as `merge` builds it, so the stored JSON is
-        // byte for byte what the embedded store writes; the SQL decides whether it is kept.
-        let claims = if w.verification.is_some() {
-            w.claimed.not_covered_by(&w.trusted)
-        } else {
-            w.claimed.clone()
-        };
-        self.claims
-            .push(claims.to_claims_json(w.now).map(|j| j.to_string()));
-        self.custom
-            .push((!w.custom.is_empty()).then(|| Json::Object(w.custom.clone()).to_string()));
+        self.claims.push(w.claims_json());
+        self.custom.push(w.custom_json());
     }
 
     fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 19] {

@@ -27,7 +27,7 @@ use super::{
     seal_secret,
 };
 use crate::sealing::{Keyring, sealed_key_id};
-use crate::users::{IdentifyWrite, UserQuery, UserRecord, merge};
+use crate::users::{IdentifyWrite, UserQuery, UserRecord};
 use crate::workspace::{
     Key, NewKey, NewWorkspace, Workspace, WorkspacePatch, check_new_key, check_retire,
     generate_secret, key_to_roll, random_token, rolled_expiry,
@@ -877,41 +877,71 @@ fn delete_user(
 }
 
 /// Applies one accepted identify call under the stored-data rules ([`merge`]).
+/// One identify write as one statement: the stored-data rules of [`crate::users::merge`] stated
+/// in SQL (the same statement as the PostgreSQL backend's, for one row), so the write neither
+/// reads the stored user back nor rebuilds it in Rust. `server/tests/store_behaviour.rs` checks
+/// the result against `merge` on both backends.
+const UPSERT_USER: &str = "
+INSERT INTO users (app_id, user_id, verified, method, key_id, verified_at, signed_at,
+    name, email, plan, mrr, signup_date, custom, unverified_claims, first_seen, last_seen)
+VALUES (?1, ?2, ?3, ?4, ?5, CASE WHEN ?3 THEN ?6 END, ?7,
+    CASE WHEN ?3 THEN ?8 ELSE ?13 END,
+    CASE WHEN ?3 THEN ?9 ELSE ?14 END,
+    CASE WHEN ?3 THEN ?10 ELSE ?15 END,
+    CASE WHEN ?3 THEN ?11 ELSE ?16 END,
+    CASE WHEN ?3 THEN ?12 ELSE ?17 END,
+    COALESCE(?19, '{}'), CASE WHEN ?3 THEN ?18 END, ?6, ?6)
+ON CONFLICT (app_id, user_id) DO UPDATE SET
+    verified = users.verified OR excluded.verified,
+    method = CASE WHEN excluded.verified THEN excluded.method ELSE users.method END,
+    key_id = CASE WHEN excluded.verified THEN excluded.key_id ELSE users.key_id END,
+    verified_at = CASE WHEN excluded.verified THEN excluded.verified_at ELSE users.verified_at END,
+    signed_at = CASE WHEN excluded.verified THEN excluded.signed_at ELSE users.signed_at END,
+    name = CASE WHEN users.verified AND NOT excluded.verified THEN users.name
+                WHEN excluded.verified AND NOT users.verified THEN excluded.name
+                ELSE COALESCE(excluded.name, users.name) END,
+    email = CASE WHEN users.verified AND NOT excluded.verified THEN users.email
+                 WHEN excluded.verified AND NOT users.verified THEN excluded.email
+                 ELSE COALESCE(excluded.email, users.email) END,
+    plan = CASE WHEN users.verified AND NOT excluded.verified THEN users.plan
+                WHEN excluded.verified AND NOT users.verified THEN excluded.plan
+                ELSE COALESCE(excluded.plan, users.plan) END,
+    mrr = CASE WHEN users.verified AND NOT excluded.verified THEN users.mrr
+               WHEN excluded.verified AND NOT users.verified THEN excluded.mrr
+               ELSE COALESCE(excluded.mrr, users.mrr) END,
+    signup_date = CASE WHEN users.verified AND NOT excluded.verified THEN users.signup_date
+                       WHEN excluded.verified AND NOT users.verified THEN excluded.signup_date
+                       ELSE COALESCE(excluded.signup_date, users.signup_date) END,
+    custom = CASE WHEN ?19 IS NULL THEN users.custom ELSE excluded.custom END,
+    unverified_claims = CASE
+        WHEN excluded.verified THEN excluded.unverified_claims
+        WHEN users.verified THEN COALESCE(?18, users.unverified_claims)
+        ELSE NULL END,
+    last_seen = excluded.last_seen";
+
 fn apply_identify(tx: &Transaction<'_>, w: &IdentifyWrite) -> rusqlite::Result<()> {
-    let existing = {
-        tx.prepare_cached(SELECT_USER)?
-            .query_row([&w.app_id, &w.user_id], user_from_row)
-            .optional()?
-    };
-    let u = merge(existing.as_ref(), w);
-    tx.prepare_cached(
-        "INSERT INTO users (app_id, user_id, verified, method, key_id, verified_at, signed_at,
-             name, email, plan, mrr, signup_date, custom, unverified_claims, first_seen, last_seen)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
-         ON CONFLICT (app_id, user_id) DO UPDATE SET
-             verified = excluded.verified, method = excluded.method, key_id = excluded.key_id,
-             verified_at = excluded.verified_at, signed_at = excluded.signed_at,
-             name = excluded.name, email = excluded.email, plan = excluded.plan,
-             mrr = excluded.mrr, signup_date = excluded.signup_date, custom = excluded.custom,
-             unverified_claims = excluded.unverified_claims, last_seen = excluded.last_seen",
-    )?
-    .execute(params![
+    let v = w.verification;
+    let (t, c) = (&w.trusted, &w.claimed);
+    tx.prepare_cached(UPSERT_USER)?.execute(params![
         w.app_id,
-        u.user_id,
-        u.verified,
-        u.method,
-        u.key_id,
-        u.verified_at,
-        u.signed_at,
-        u.name,
-        u.email,
-        u.plan,
-        u.mrr,
-        u.signup_date,
-        u.custom.to_string(),
-        u.unverified_claims.as_ref().map(Json::to_string),
-        u.first_seen,
-        u.last_seen,
+        w.user_id,
+        v.is_some(),
+        v.map(|v| v.method),
+        v.map(|v| v.key_id),
+        w.now,
+        v.map(|v| v.signed_at),
+        t.name,
+        t.email,
+        t.plan,
+        t.mrr,
+        t.signup_date,
+        c.name,
+        c.email,
+        c.plan,
+        c.mrr,
+        c.signup_date,
+        w.claims_json(),
+        w.custom_json(),
     ])?;
     Ok(())
 }
