@@ -130,7 +130,7 @@ pub async fn handle(
                 .observe_latency(started.elapsed().as_secs_f64());
             res
         }
-        "/healthz" if req.method() == HttpMethod::GET => health(&state).await,
+        "/healthz" if req.method() == HttpMethod::GET => Box::pin(health(&state)).await,
         // The counts name workspaces and show an attack's progress: admin token here, or the
         // token-free `--metrics-listen` address on a private interface.
         "/metrics" if req.method() == HttpMethod::GET => {
@@ -150,9 +150,11 @@ pub async fn handle(
             }
         }
         "/healthz" | "/metrics" => method_not_allowed("GET"),
-        p if p.starts_with("/v1/admin/") => crate::admin::handle(&state, req).await,
+        // The admin API, the console and health checks are boxed: their futures are large, and
+        // inline they would make every identify call's future as large (moved on each call).
+        p if p.starts_with("/v1/admin/") => Box::pin(crate::admin::handle(&state, req)).await,
         p if p == "/console" || p.starts_with("/console/") => {
-            crate::console::handle(&state, peer, req).await
+            Box::pin(crate::console::handle(&state, peer, req)).await
         }
         _ => error(
             StatusCode::NOT_FOUND,
@@ -601,3 +603,4 @@ struct Accepted<'a> {
     user_id: &'a str,
     method: Option<&'static str>,
 }
+

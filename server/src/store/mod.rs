@@ -94,6 +94,37 @@ pub fn open_secret(
         .map_err(|e| StoreError::Sealing(e.to_string()))
 }
 
+/// An identify write handed to a backend: how its caller learns that it was committed.
+pub enum Queued {
+    /// In the queue; the backend answers on this channel after the commit.
+    Ready(tokio::sync::oneshot::Receiver<Result<(), StoreError>>),
+    /// The queue was full (or a benchmark knob commits alone): waits for room, then the answer.
+    Waiting(std::pin::Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>),
+    /// The store has stopped.
+    Failed(StoreError),
+}
+
+impl std::fmt::Debug for Queued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Queued::Ready(_) => "Queued::Ready",
+            Queued::Waiting(_) => "Queued::Waiting",
+            Queued::Failed(_) => "Queued::Failed",
+        })
+    }
+}
+
+impl Queued {
+    /// Resolves once the write is committed, or with why it was not.
+    pub async fn done(self) -> Result<(), StoreError> {
+        match self {
+            Queued::Ready(answer) => answer.await.map_err(|_| StoreError::Closed)?,
+            Queued::Waiting(wait) => wait.await,
+            Queued::Failed(e) => Err(e),
+        }
+    }
+}
+
 /// How many stored secrets each master key seals (for `master-key status` and `drop`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SealCounts {
@@ -326,8 +357,21 @@ impl Store {
     }
 
     /// Stores one accepted identify call; returns once it is committed.
-    pub async fn identify(&self, write: IdentifyWrite) -> Result<(), StoreError> {
-        dispatch!(self.identify(write))
+    /// Stores an accepted identify call; resolves once it is committed (a 2xx may be sent
+    /// then), or with the error that kept it from being stored.
+    ///
+    /// The write is handed to the backend when this is called, not when the future is first
+    /// polled, and the future holds only the answer's receiver: it is moved with the request's
+    /// future on every call, so it is kept small.
+    pub fn identify(
+        &self,
+        write: IdentifyWrite,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
+        let queued = match self {
+            Store::Sqlite(s) => s.enqueue(write),
+            Store::Postgres(s) => s.enqueue(write),
+        };
+        queued.done()
     }
 
     /// Whether the store answers (health checks).

@@ -34,7 +34,7 @@ use serde_json::{Value as Json, json};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::{AsyncMessage, IsolationLevel, NoTls};
 
-use super::{
+use super::{Queued, 
     Account, AccountLogin, AuditEntry, CallCounts, CountsDelta, Hooks, MAX_RECENT_REJECTIONS,
     Membership, RejectionEntry, Role, SealCounts, SessionRules, StoreError, open_secret,
     seal_secret, secret_aad,
@@ -291,19 +291,32 @@ impl PgStore {
         Ok(out)
     }
 
-    pub async fn identify(&self, write: IdentifyWrite) -> Result<(), StoreError> {
+    /// Hands `write` to this instance's batcher; see [`super::Queued`].
+    pub fn enqueue(&self, write: IdentifyWrite) -> Queued {
         let (done, wait) = oneshot::channel();
         if self.inner.row_commits {
-            let mut one = vec![(write, done)];
-            commit_batch(&self.inner.pool, &mut one, self.inner.op_timeout).await;
-            return wait.await.map_err(|_| StoreError::Closed)?;
+            let inner = Arc::clone(&self.inner);
+            return Queued::Waiting(Box::pin(async move {
+                let mut one = vec![(write, done)];
+                commit_batch(&inner.pool, &mut one, inner.op_timeout).await;
+                wait.await.map_err(|_| StoreError::Closed)?
+            }));
         }
-        self.inner
-            .queue
-            .send((write, done))
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        wait.await.map_err(|_| StoreError::Closed)?
+        match self.inner.queue.try_send((write, done)) {
+            Ok(()) => Queued::Ready(wait),
+            Err(mpsc::error::TrySendError::Full(pending)) => {
+                let inner = Arc::clone(&self.inner);
+                Queued::Waiting(Box::pin(async move {
+                    inner
+                        .queue
+                        .send(pending)
+                        .await
+                        .map_err(|_| StoreError::Closed)?;
+                    wait.await.map_err(|_| StoreError::Closed)?
+                }))
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Queued::Failed(StoreError::Closed),
+        }
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {

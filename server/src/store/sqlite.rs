@@ -19,9 +19,10 @@ use std::time::Duration;
 use dropfix_core::{SecretKey, StrictMode};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use serde_json::{Value as Json, json};
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{
+use super::{Queued, 
     Account, AccountLogin, AuditEntry, CallCounts, CountsDelta, Hooks, MAX_RECENT_REJECTIONS,
     Membership, RejectionEntry, Role, SealCounts, SessionRules, StoreError, open_secret,
     seal_secret,
@@ -1314,13 +1315,20 @@ impl SqliteStore {
         Ok(SqliteStore { tx, hooks })
     }
 
-    pub async fn identify(&self, write: IdentifyWrite) -> Result<(), StoreError> {
+    /// Hands `write` to the store thread; see [`super::Queued`].
+    pub fn enqueue(&self, write: IdentifyWrite) -> Queued {
         let (done, wait) = oneshot::channel();
-        self.tx
-            .send(Command::Identify(write, done))
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        wait.await.map_err(|_| StoreError::Closed)?
+        match self.tx.try_send(Command::Identify(write, done)) {
+            Ok(()) => Queued::Ready(wait),
+            Err(TrySendError::Full(cmd)) => {
+                let tx = self.tx.clone();
+                Queued::Waiting(Box::pin(async move {
+                    tx.send(cmd).await.map_err(|_| StoreError::Closed)?;
+                    wait.await.map_err(|_| StoreError::Closed)?
+                }))
+            }
+            Err(TrySendError::Closed(_)) => Queued::Failed(StoreError::Closed),
+        }
     }
 
     /// Runs `f` on the store thread and returns its result.
