@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Mutation testing of the verifier's decision glue: server/src/http.rs, the functions between the
+# wire and dropfix-core's decision (routing, origin and CORS handling, content type, body limits,
+# the identify handler). Each mutant is caught only if a server test fails: tests/api.rs (the
+# decision table over real HTTP, with the store checked) and tests/hardening.rs (limits, origins,
+# proxies, against the binary).
+#
+# Not part of ./scripts/test.sh: each mutant rebuilds dropfix-server and its two test binaries,
+# about a minute apiece on 2 cores, ~60 mutants (see RELIABILITY.md for the measured run).
+# Exits non-zero when a mutant is missed or times out. Results in mutants.out/ (outcomes.json,
+# missed.txt, caught.txt, unviable.txt).
+#
+# Knobs: MUTANTS_JOBS (1; each job needs its own build, so more only helps with cores to spare),
+# and any extra cargo-mutants arguments (e.g. --list to see the mutants without running them).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! cargo mutants --version 2>/dev/null | grep -q '^cargo-mutants 27\.'; then
+  cargo install cargo-mutants --version 27.1.0
+fi
+# The decision glue: every function of http.rs on the identify path, by mutant name.
+GLUE='in (handle|preflight|read_body|identify)$'
+GLUE="$GLUE|replace (origin_of|allow_origin|identify_route|is_json_content_type|read_body|identify|preflight) "
+exec cargo mutants -p dropfix-server --file server/src/http.rs --re "$GLUE" \
+  --jobs "${MUTANTS_JOBS:-1}" "$@" -- --test api --test hardening
