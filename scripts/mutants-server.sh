@@ -10,8 +10,9 @@
 # Exits non-zero when a mutant is missed or times out. Results in mutants.out/ (outcomes.json,
 # missed.txt, caught.txt, unviable.txt).
 #
-# Knobs: MUTANTS_JOBS (1; each job needs its own build, so more only helps with cores to spare),
-# and any extra cargo-mutants arguments (e.g. --list to see the mutants without running them).
+# Extra arguments go to cargo-mutants: --list shows the mutants without running them; --in-place
+# mutates this tree and builds in its target directory (faster: no copy, no fresh build of the
+# dependencies; do not edit the tree meanwhile); --jobs N builds N copies at once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! cargo mutants --version 2>/dev/null | grep -q '^cargo-mutants 27\.'; then
@@ -20,5 +21,5 @@ fi
 # The decision glue: every function of http.rs on the identify path, by mutant name.
 GLUE='in (handle|preflight|read_body|identify)$'
 GLUE="$GLUE|replace (origin_of|allow_origin|identify_route|is_json_content_type|read_body|identify|preflight) "
-exec cargo mutants -p dropfix-server --file server/src/http.rs --re "$GLUE" \
-  --jobs "${MUTANTS_JOBS:-1}" "$@" -- --test api --test hardening
+exec cargo mutants -p dropfix-server --file server/src/http.rs --re "$GLUE" "$@" \
+  -- --test api --test hardening
