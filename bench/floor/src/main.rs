@@ -2,8 +2,9 @@
 //! call costs on the same stack with everything but the verification taken out. hyper 1 +
 //! tokio and mimalloc (as dropfix-server), `serde_json` into a borrowed struct, the seed form
 //! checked with a precomputed keyed HMAC (`verify_slice`, constant time) and the 300 s / 60 s
-//! window; no store, no rate limits, no metrics, no CORS. It answers the mix of `bench/mix.sh` exactly as dropfix-server does
-//! (200 valid, 202 unsigned, 401 wrong or expired), so the two are driven by the same script.
+//! window; no store, no rate limits, no metrics, no CORS. It answers the mix of `bench/mix.sh`
+//! exactly as dropfix-server does (200 valid, 202 unsigned, 401 wrong or expired), so the two
+//! are driven by the same script.
 //!
 //! Usage: `dropfix-bench-floor APP_ID SECRET` -> prints `listening on http://127.0.0.1:PORT`.
 
