@@ -603,4 +603,3 @@ struct Accepted<'a> {
     user_id: &'a str,
     method: Option<&'static str>,
 }
-

@@ -34,9 +34,9 @@ use serde_json::{Value as Json, json};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::{AsyncMessage, IsolationLevel, NoTls};
 
-use super::{Queued, 
+use super::{
     Account, AccountLogin, AuditEntry, CallCounts, CountsDelta, Hooks, MAX_RECENT_REJECTIONS,
-    Membership, RejectionEntry, Role, SealCounts, SessionRules, StoreError, open_secret,
+    Membership, Queued, RejectionEntry, Role, SealCounts, SessionRules, StoreError, open_secret,
     seal_secret, secret_aad,
 };
 use crate::sealing::{Keyring, sealed_key_id};

@@ -22,9 +22,9 @@ use serde_json::{Value as Json, json};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Queued, 
+use super::{
     Account, AccountLogin, AuditEntry, CallCounts, CountsDelta, Hooks, MAX_RECENT_REJECTIONS,
-    Membership, RejectionEntry, Role, SealCounts, SessionRules, StoreError, open_secret,
+    Membership, Queued, RejectionEntry, Role, SealCounts, SessionRules, StoreError, open_secret,
     seal_secret,
 };
 use crate::sealing::{Keyring, sealed_key_id};
@@ -920,10 +920,12 @@ ON CONFLICT (app_id, user_id) DO UPDATE SET
         ELSE NULL END,
     last_seen = excluded.last_seen";
 
-fn apply_identify(tx: &Transaction<'_>, w: &IdentifyWrite) -> rusqlite::Result<()> {
+/// Runs [`UPSERT_USER`] (prepared once per batch by the caller: looking a 2 KB statement up in
+/// the statement cache hashes and compares its text) for one write.
+fn apply_identify(upsert: &mut rusqlite::Statement<'_>, w: &IdentifyWrite) -> rusqlite::Result<()> {
     let v = w.verification;
     let (t, c) = (&w.trusted, &w.claimed);
-    tx.prepare_cached(UPSERT_USER)?.execute(params![
+    upsert.execute(params![
         w.app_id,
         w.user_id,
         v.is_some(),
@@ -1694,8 +1696,11 @@ fn data_version(conn: &Connection) -> rusqlite::Result<i64> {
 fn commit_batch(conn: &mut Connection, batch: &mut Vec<Pending>) {
     let together = (|| -> rusqlite::Result<()> {
         let tx = conn.transaction()?;
-        for (w, _) in batch.iter() {
-            apply_identify(&tx, w)?;
+        {
+            let mut upsert = tx.prepare_cached(UPSERT_USER)?;
+            for (w, _) in batch.iter() {
+                apply_identify(&mut *upsert, w)?;
+            }
         }
         touch_keys(&tx, batch)?;
         tx.commit()
@@ -1711,7 +1716,7 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<Pending>) {
             for (w, done) in batch.drain(..) {
                 let one = (|| -> rusqlite::Result<()> {
                     let tx = conn.transaction()?;
-                    apply_identify(&tx, &w)?;
+                    apply_identify(&mut *tx.prepare_cached(UPSERT_USER)?, &w)?;
                     tx.commit()
                 })();
                 if let Err(e) = &one {
