@@ -824,6 +824,50 @@ fn admin_api_needs_the_token() {
     );
 }
 
+/// Each endpoint answers only its methods: anything else is a 405 naming the allowed one (not
+/// the endpoint's answer, nor a 404), and unknown paths are 404.
+#[test]
+fn endpoints_answer_their_methods_only() {
+    let s = TestServer::start(Config::default());
+    let auth = format!("Bearer {ADMIN}");
+    let with_token: &[(&str, &str)] = &[("Authorization", &auth)];
+    let r = s.request("GET", "/healthz", &[], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = s.request("GET", "/metrics", with_token, b"");
+    assert_eq!(r.status, 200);
+    assert!(
+        r.text()
+            .contains("# TYPE dropfix_connections_refused_per_client_cap counter")
+    );
+    for (method, path, allow) in [
+        ("POST", "/healthz", "GET"),
+        ("DELETE", "/healthz", "GET"),
+        ("POST", "/metrics", "GET"),
+        ("PUT", "/metrics", "GET"),
+        ("GET", "/v1/identify", "POST"),
+        ("PUT", "/v1/identify", "POST"),
+    ] {
+        let r = s.request(method, path, with_token, b"");
+        assert_eq!(
+            (
+                r.status,
+                r.header("allow"),
+                r.json()["error"]["code"].clone()
+            ),
+            (405, Some(allow), json!("method_not_allowed")),
+            "{method} {path}"
+        );
+    }
+    for path in ["/", "/v1/identif", "/healthz/x", "/v1/admin", "/consoles"] {
+        let r = s.request("GET", path, with_token, b"");
+        assert_eq!(
+            (r.status, r.json()["error"]["code"].clone()),
+            (404, json!("not_found")),
+            "GET {path}"
+        );
+    }
+}
+
 #[test]
 fn graceful_shutdown_finishes_in_flight_requests() {
     let mut s = TestServer::start(Config::default());
