@@ -858,8 +858,26 @@ fn endpoints_answer_their_methods_only() {
             "{method} {path}"
         );
     }
-    for path in ["/", "/v1/identif", "/healthz/x", "/v1/admin", "/consoles"] {
-        let r = s.request("GET", path, with_token, b"");
+    // The console and the admin API answer their own prefixes only.
+    let r = s.request("GET", "/console", &[], b"");
+    assert_eq!(
+        (r.status, r.header("location")),
+        (303, Some("/console/login"))
+    );
+    let r = s.request("GET", "/console/login", &[], b"");
+    assert_eq!(r.status, 200);
+    assert!(r.header("content-type").unwrap().starts_with("text/html"));
+    let r = s.request("GET", "/v1/admin/workspaces", with_token, b"");
+    assert_eq!(r.status, 200);
+    for path in [
+        "/",
+        "/v1/identif",
+        "/healthz/x",
+        "/v1/admin",
+        "/consoles",
+        "/x/console/",
+    ] {
+        let r = s.request("GET", path, &[], b"");
         assert_eq!(
             (r.status, r.json()["error"]["code"].clone()),
             (404, json!("not_found")),
