@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Every figure in BENCHMARKS.md, in one command (about 10 minutes on 2 cores, loopback only):
+# Every figure in BENCHMARKS.md, in one command (about 25 minutes on 2 cores without the 10 M
+# growth row, loopback only):
 #   1. core verification vs the SHA-256 floor (criterion),
 #   2. the verifier under load vs the Node reference, durable vs in-memory store (wrk),
 #   3. the browser SDK's gzipped bytes and time to the first identify request (headless Chromium),
-#   4. the 60 s soak figures quoted in section 2 (also in RELIABILITY.md).
+#   4. the durable hot path vs our own floor and the two Node peers, and its growth with 10 k and
+#      1 M stored users (10 M with GROWTH_10M=1: a 1.9 GB database, about 10 more minutes),
+#   5. PostgreSQL: one and two verifiers on one database, batched vs one row per transaction,
+#   6. the 60 s soak figures quoted in section 2 (also in RELIABILITY.md).
 # Installs what it needs the way the test command does (scripts/setup.sh), plus wrk.
-# Knobs: ROUNDS (load rounds, 3), SDK_RUNS (page loads, 20), SKIP_SOAK=1.
+# Knobs: ROUNDS (load rounds, 3), SDK_RUNS (page loads, 20), GROWTH_10M=1, SKIP_SOAK=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --test
@@ -20,7 +24,14 @@ section "3. browser SDK"
 npm run --silent build
 scripts/size.sh
 node bench/sdk.mjs "${SDK_RUNS:-20}"
+section "4. the durable hot path vs our floor, and growth with stored users"
+bench/hotpath.sh
+for n in 10000 1000000 $([ "${GROWTH_10M:-0}" = 1 ] && echo 10000000); do
+  PREFILL="$n" IDS=200000 ROUNDS=1 TARGETS="dropfix-durable floor" bench/hotpath.sh
+done
+section "5. PostgreSQL"
+ROUNDS=2 bench/pg.sh
 if [ "${SKIP_SOAK:-0}" != 1 ]; then
-  section "4. soak"
+  section "6. soak"
   tests/reliability/soak.sh
 fi
