@@ -824,6 +824,73 @@ fn admin_api_needs_the_token() {
     );
 }
 
+/// The identify body limit, at the byte: a body of exactly the limit is read, one byte more is
+/// 413 whether declared or chunked, a declared oversize body is refused before it is sent (not
+/// waited for), and a broken chunked body is 400 body_unreadable, not a size error.
+#[test]
+fn identify_bodies_are_read_within_the_limit() {
+    let s = TestServer::start(Config {
+        body_timeout: Duration::from_secs(60),
+        ..Config::default()
+    });
+    let limit = dropfix_core::MAX_BODY_BYTES;
+    let call = json!({"app_id": s.app, "user_id": "at-limit"}).to_string();
+    let at_limit = format!("{}{call}", " ".repeat(limit - call.len()));
+    let json_type = [("Content-Type", "application/json")];
+    let r = s.request("POST", "/v1/identify", &json_type, at_limit.as_bytes());
+    assert_eq!(r.status, 202, "{}", r.text());
+    let over = format!(" {at_limit}");
+    let r = s.request("POST", "/v1/identify", &json_type, over.as_bytes());
+    assert_eq!(
+        (r.status, r.json()["error"]["code"].clone()),
+        (413, json!("body_too_large"))
+    );
+
+    // Declared too large, body never sent, connection left open: answered from the head.
+    let mut stream = TcpStream::connect(s.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let head = format!(
+        "POST /v1/identify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n",
+        limit + 1
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut answer = [0u8; 12];
+    stream
+        .read_exact(&mut answer)
+        .expect("an oversize declared body is answered without waiting for it");
+    assert_eq!(&answer, b"HTTP/1.1 413");
+
+    let chunked = |chunks: &[&[u8]]| {
+        let mut req = b"POST /v1/identify HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+                        Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+            .to_vec();
+        for c in chunks {
+            req.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+            req.extend_from_slice(c);
+            req.extend_from_slice(b"\r\n");
+        }
+        req
+    };
+    let mut big = chunked(&[over.as_bytes()]);
+    big.extend_from_slice(b"0\r\n\r\n");
+    let r = raw_request(s.addr, &big);
+    assert_eq!(
+        (r.status, r.json()["error"]["code"].clone()),
+        (413, json!("body_too_large"))
+    );
+    let mut broken = chunked(&[b"{\"app_id\""]);
+    broken.extend_from_slice(b"zz\r\nnot a chunk size\r\n");
+    let r = raw_request(s.addr, &broken);
+    assert_eq!(
+        (r.status, r.json()["error"]["code"].clone()),
+        (400, json!("body_unreadable"))
+    );
+    assert!(s.user("at-limit").is_some());
+}
+
 /// Each endpoint answers only its methods: anything else is a 405 naming the allowed one (not
 /// the endpoint's answer, nor a 404), and unknown paths are 404.
 #[test]
