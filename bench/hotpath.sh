@@ -16,7 +16,8 @@
 # Knobs: ROUNDS (3), SECONDS_PER_RUN (5), CONNECTIONS (64), IDS (2000), PREFILL (0: users stored
 # in dropfix's database before the run, for the growth table), TARGETS (all four), and
 # BEFORE_BIN: another dropfix-server binary (say, a build of the previous commit) run as a fifth
-# target, dropfix-before, in the same alternation: how a change's before/after is measured.
+# target, dropfix-before, in the same alternation: how a change's before/after is measured;
+# DROPFIX_BIN: the binary run as dropfix-durable (default: this tree's release build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS="${ROUNDS:-3}"; SECS="${SECONDS_PER_RUN:-5}"; CONN="${CONNECTIONS:-64}"; IDS="${IDS:-2000}"
@@ -30,7 +31,7 @@ sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 command -v wrk >/dev/null || sudo_ apt-get install -y -qq wrk >/dev/null
 [ -d bench/node_modules/better-sqlite3 ] || (cd bench && npm install --no-audit --no-fund --loglevel=error)
 cargo build --quiet --release -p dropfix-server -p dropfix-bench-floor
-BIN="${CARGO_TARGET_DIR:-target}/release/dropfix-server"
+BIN="${DROPFIX_BIN:-${CARGO_TARGET_DIR:-target}/release/dropfix-server}"
 FLOOR="${CARGO_TARGET_DIR:-target}/release/dropfix-bench-floor"
 WORK="$(mktemp -d)"; chmod 700 "$WORK"
 PIDS=()
