@@ -100,13 +100,15 @@ fi
 to_ms() { awk '{ v=$1; if (v ~ /us$/) { sub(/us$/,"",v); print v/1000 } else if (v ~ /ms$/) { sub(/ms$/,"",v); print v } else if (v ~ /s$/) { sub(/s$/,"",v); print v*1000 } }'; }
 cpu_secs() { awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$1/stat"; }
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+# Bytes the process caused to be written to storage (WAL, database, checkpoints), from /proc.
+io_bytes() { awk '/^write_bytes/ {print $2}' "/proc/$1/io" 2>/dev/null || echo 0; }
 RESULTS="$WORK/results.tsv"
 run() { # TARGET
   local out="$WORK/wrk-$1.txt" pid="${PID_OF[$1]}" cpu0 cpu1
-  cpu0="$(cpu_secs "$pid")"
+  cpu0="$(cpu_secs "$pid")"; local io0; io0="$(io_bytes "$pid")"
   local script="$WORK/mix.lua"; [ -f "$WORK/mix-$1.lua" ] && script="$WORK/mix-$1.lua"
   wrk -t1 -c"$CONN" -d"${SECS}s" --latency -s "$script" "$(url "$1")" >"$out"
-  cpu1="$(cpu_secs "$pid")"
+  cpu1="$(cpu_secs "$pid")"; local io1; io1="$(io_bytes "$pid")"
   local rps p99 total non2xx us share
   rps="$(awk '/^Requests\/sec/ {print $2}' "$out")"
   p99="$(awk '$1=="99%" {print $2}' "$out" | to_ms)"
@@ -115,7 +117,8 @@ run() { # TARGET
   us="$(awk -v n="$total" -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.2f", (b - a) * 1e6 / n }')"
   share="$(awk -v n="$total" -v e="$non2xx" 'BEGIN { printf "%.2f", 100 * e / n }')"
   printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$rps" "$p99" "$us" "$share" "$(rss_kb "$pid")" >>"$RESULTS"
-  printf '  %-16s %9.0f req/s   p99 %6.2f ms   %6.2f us CPU/request   non-2xx %5.2f %%\n' "$1" "$rps" "$p99" "$us" "$share"
+  printf '  %-16s %9.0f req/s   p99 %6.2f ms   %6.2f us CPU/request   non-2xx %5.2f %%   %s B written/request\n' \
+    "$1" "$rps" "$p99" "$us" "$share" "$(( (io1 - io0) / total ))"
 }
 echo "machine: $(nproc) cores; wrk -t1 -c$CONN, ${SECS}s per run, $ROUNDS rounds; mix 70/10/10/10 over $IDS ids; $PREFILL users stored before the run"
 for r in $(seq 1 "$ROUNDS"); do
