@@ -94,6 +94,40 @@ pub fn open_secret(
         .map_err(|e| StoreError::Sealing(e.to_string()))
 }
 
+/// The stored-data rules of [`crate::users::merge`] as the `ON CONFLICT ... DO UPDATE` clause
+/// both backends' identify upserts end with, written once: `u` is the stored row, `excluded` the
+/// call's row as the upsert would insert it (trusted values when verified, claimed ones when
+/// not; `custom` is `'{}'` when the call sent none), and `claims` the SQL expression for the
+/// call's claims object, which becomes the stored `unverified_claims` when an unverified call
+/// reaches a verified user. `server/tests/store_behaviour.rs` checks both backends against
+/// `merge`.
+pub(crate) fn merge_on_conflict(claims: &str) -> String {
+    let value = |col: &str| {
+        format!(
+            "{col} = CASE WHEN u.verified AND NOT excluded.verified THEN u.{col}
+                WHEN excluded.verified AND NOT u.verified THEN excluded.{col}
+                ELSE COALESCE(excluded.{col}, u.{col}) END"
+        )
+    };
+    let values = ["name", "email", "plan", "mrr", "signup_date"].map(value);
+    format!(
+        "ON CONFLICT (app_id, user_id) DO UPDATE SET
+    verified = u.verified OR excluded.verified,
+    method = CASE WHEN excluded.verified THEN excluded.method ELSE u.method END,
+    key_id = CASE WHEN excluded.verified THEN excluded.key_id ELSE u.key_id END,
+    verified_at = CASE WHEN excluded.verified THEN excluded.verified_at ELSE u.verified_at END,
+    signed_at = CASE WHEN excluded.verified THEN excluded.signed_at ELSE u.signed_at END,
+    {},
+    custom = CASE WHEN excluded.custom = '{{}}' THEN u.custom ELSE excluded.custom END,
+    unverified_claims = CASE
+        WHEN excluded.verified THEN excluded.unverified_claims
+        WHEN u.verified THEN COALESCE({claims}, u.unverified_claims)
+        ELSE NULL END,
+    last_seen = excluded.last_seen",
+        values.join(",\n    ")
+    )
+}
+
 /// An identify write handed to a backend: how its caller learns that it was committed.
 pub enum Queued {
     /// In the queue; the backend answers on this channel after the commit.

@@ -1781,7 +1781,9 @@ fn contains_pattern(search: &str) -> String {
 ///   nothing);
 /// - an unverified call for an unverified user overlays its claimed values;
 /// - custom traits are replaced only by a call that sent some; `first_seen` is kept.
-const UPSERT_USERS: &str = "
+static UPSERT_USERS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "
 WITH src AS (
     SELECT * FROM UNNEST(
         $1::text[], $2::text[], $3::int8[], $4::bool[], $5::text[], $6::int8[], $7::int8[],
@@ -1801,40 +1803,16 @@ SELECT app_id, user_id, verified, method, key_id, CASE WHEN verified THEN now EN
     CASE WHEN verified THEN t_plan ELSE c_plan END,
     CASE WHEN verified THEN t_mrr ELSE c_mrr END,
     CASE WHEN verified THEN t_signup_date ELSE c_signup_date END,
-    COALESCE(custom, '{}'),
+    COALESCE(custom, '{{}}'),
     CASE WHEN verified THEN claims END,
     now, now
 FROM src
-ON CONFLICT (app_id, user_id) DO UPDATE SET
-    verified = u.verified OR excluded.verified,
-    method = CASE WHEN excluded.verified THEN excluded.method ELSE u.method END,
-    key_id = CASE WHEN excluded.verified THEN excluded.key_id ELSE u.key_id END,
-    verified_at = CASE WHEN excluded.verified THEN excluded.verified_at ELSE u.verified_at END,
-    signed_at = CASE WHEN excluded.verified THEN excluded.signed_at ELSE u.signed_at END,
-    name = CASE WHEN u.verified AND NOT excluded.verified THEN u.name
-                WHEN excluded.verified AND NOT u.verified THEN excluded.name
-                ELSE COALESCE(excluded.name, u.name) END,
-    email = CASE WHEN u.verified AND NOT excluded.verified THEN u.email
-                 WHEN excluded.verified AND NOT u.verified THEN excluded.email
-                 ELSE COALESCE(excluded.email, u.email) END,
-    plan = CASE WHEN u.verified AND NOT excluded.verified THEN u.plan
-                WHEN excluded.verified AND NOT u.verified THEN excluded.plan
-                ELSE COALESCE(excluded.plan, u.plan) END,
-    mrr = CASE WHEN u.verified AND NOT excluded.verified THEN u.mrr
-               WHEN excluded.verified AND NOT u.verified THEN excluded.mrr
-               ELSE COALESCE(excluded.mrr, u.mrr) END,
-    signup_date = CASE WHEN u.verified AND NOT excluded.verified THEN u.signup_date
-                       WHEN excluded.verified AND NOT u.verified THEN excluded.signup_date
-                       ELSE COALESCE(excluded.signup_date, u.signup_date) END,
-    custom = CASE WHEN excluded.custom = '{}' THEN u.custom ELSE excluded.custom END,
-    unverified_claims = CASE
-        WHEN excluded.verified THEN excluded.unverified_claims
-        WHEN u.verified THEN COALESCE(
-            (SELECT s.claims FROM src s
-             WHERE s.app_id = excluded.app_id AND s.user_id = excluded.user_id),
-            u.unverified_claims)
-        ELSE NULL END,
-    last_seen = excluded.last_seen";
+{}",
+        super::merge_on_conflict(
+            "(SELECT s.claims FROM src s WHERE s.app_id = excluded.app_id AND s.user_id = excluded.user_id)"
+        )
+    )
+});
 
 /// Records when each key last verified a call: once per key per batch, not per call.
 const TOUCH_KEYS: &str = "
@@ -1945,7 +1923,7 @@ fn rounds<'a>(writes: &[&'a IdentifyWrite]) -> Vec<Round<'a>> {
 async fn write_batch(pool: &Pool, writes: &[&IdentifyWrite]) -> Result<(), BatchError> {
     let mut client = pool.get().await.map_err(BatchError::pool)?;
     let tx = client.transaction().await?;
-    let upsert = tx.prepare_cached(UPSERT_USERS).await?;
+    let upsert = tx.prepare_cached(&UPSERT_USERS).await?;
     for round in rounds(writes) {
         tx.execute(&upsert, &round.params()).await?;
     }

@@ -879,11 +879,12 @@ fn delete_user(
 
 /// Applies one accepted identify call under the stored-data rules ([`merge`]).
 /// One identify write as one statement: the stored-data rules of [`crate::users::merge`] stated
-/// in SQL (the same statement as the PostgreSQL backend's, for one row), so the write neither
-/// reads the stored user back nor rebuilds it in Rust. `server/tests/store_behaviour.rs` checks
-/// the result against `merge` on both backends.
-const UPSERT_USER: &str = "
-INSERT INTO users (app_id, user_id, verified, method, key_id, verified_at, signed_at,
+/// in SQL ([`super::merge_on_conflict`], shared with the PostgreSQL backend), so the write
+/// neither reads the stored user back nor rebuilds it in Rust.
+static UPSERT_USER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "
+INSERT INTO users AS u (app_id, user_id, verified, method, key_id, verified_at, signed_at,
     name, email, plan, mrr, signup_date, custom, unverified_claims, first_seen, last_seen)
 VALUES (?1, ?2, ?3, ?4, ?5, CASE WHEN ?3 THEN ?6 END, ?7,
     CASE WHEN ?3 THEN ?8 ELSE ?13 END,
@@ -891,34 +892,11 @@ VALUES (?1, ?2, ?3, ?4, ?5, CASE WHEN ?3 THEN ?6 END, ?7,
     CASE WHEN ?3 THEN ?10 ELSE ?15 END,
     CASE WHEN ?3 THEN ?11 ELSE ?16 END,
     CASE WHEN ?3 THEN ?12 ELSE ?17 END,
-    COALESCE(?19, '{}'), CASE WHEN ?3 THEN ?18 END, ?6, ?6)
-ON CONFLICT (app_id, user_id) DO UPDATE SET
-    verified = users.verified OR excluded.verified,
-    method = CASE WHEN excluded.verified THEN excluded.method ELSE users.method END,
-    key_id = CASE WHEN excluded.verified THEN excluded.key_id ELSE users.key_id END,
-    verified_at = CASE WHEN excluded.verified THEN excluded.verified_at ELSE users.verified_at END,
-    signed_at = CASE WHEN excluded.verified THEN excluded.signed_at ELSE users.signed_at END,
-    name = CASE WHEN users.verified AND NOT excluded.verified THEN users.name
-                WHEN excluded.verified AND NOT users.verified THEN excluded.name
-                ELSE COALESCE(excluded.name, users.name) END,
-    email = CASE WHEN users.verified AND NOT excluded.verified THEN users.email
-                 WHEN excluded.verified AND NOT users.verified THEN excluded.email
-                 ELSE COALESCE(excluded.email, users.email) END,
-    plan = CASE WHEN users.verified AND NOT excluded.verified THEN users.plan
-                WHEN excluded.verified AND NOT users.verified THEN excluded.plan
-                ELSE COALESCE(excluded.plan, users.plan) END,
-    mrr = CASE WHEN users.verified AND NOT excluded.verified THEN users.mrr
-               WHEN excluded.verified AND NOT users.verified THEN excluded.mrr
-               ELSE COALESCE(excluded.mrr, users.mrr) END,
-    signup_date = CASE WHEN users.verified AND NOT excluded.verified THEN users.signup_date
-                       WHEN excluded.verified AND NOT users.verified THEN excluded.signup_date
-                       ELSE COALESCE(excluded.signup_date, users.signup_date) END,
-    custom = CASE WHEN ?19 IS NULL THEN users.custom ELSE excluded.custom END,
-    unverified_claims = CASE
-        WHEN excluded.verified THEN excluded.unverified_claims
-        WHEN users.verified THEN COALESCE(?18, users.unverified_claims)
-        ELSE NULL END,
-    last_seen = excluded.last_seen";
+    COALESCE(?19, '{{}}'), CASE WHEN ?3 THEN ?18 END, ?6, ?6)
+{}",
+        super::merge_on_conflict("?18")
+    )
+});
 
 /// Runs [`UPSERT_USER`] (prepared once per batch by the caller: looking a 2 KB statement up in
 /// the statement cache hashes and compares its text) for one write.
@@ -1697,9 +1675,9 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<Pending>) {
     let together = (|| -> rusqlite::Result<()> {
         let tx = conn.transaction()?;
         {
-            let mut upsert = tx.prepare_cached(UPSERT_USER)?;
+            let mut upsert = tx.prepare_cached(&UPSERT_USER)?;
             for (w, _) in batch.iter() {
-                apply_identify(&mut *upsert, w)?;
+                apply_identify(&mut upsert, w)?;
             }
         }
         touch_keys(&tx, batch)?;
@@ -1716,7 +1694,7 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<Pending>) {
             for (w, done) in batch.drain(..) {
                 let one = (|| -> rusqlite::Result<()> {
                     let tx = conn.transaction()?;
-                    apply_identify(&mut *tx.prepare_cached(UPSERT_USER)?, &w)?;
+                    apply_identify(&mut *tx.prepare_cached(&UPSERT_USER)?, &w)?;
                     tx.commit()
                 })();
                 if let Err(e) = &one {
