@@ -17,7 +17,8 @@
 # in dropfix's database before the run, for the growth table), TARGETS (all four), and
 # BEFORE_BIN: another dropfix-server binary (say, a build of the previous commit) run as a fifth
 # target, dropfix-before, in the same alternation: how a change's before/after is measured;
-# DROPFIX_BIN: the binary run as dropfix-durable (default: this tree's release build).
+# DROPFIX_BIN: the binary run as dropfix-durable (default: this tree's release build);
+# WARMUP_SECONDS (5): with PREFILL, calls for other stored users before the measured rounds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS="${ROUNDS:-3}"; SECS="${SECONDS_PER_RUN:-5}"; CONN="${CONNECTIONS:-64}"; IDS="${IDS:-2000}"
@@ -120,6 +121,13 @@ run() { # TARGET
   printf '  %-16s %9.0f req/s   p99 %6.2f ms   %6.2f us CPU/request   non-2xx %5.2f %%   %s B written/request\n' \
     "$1" "$rps" "$p99" "$us" "$share" "$(( (io1 - io0) / total ))"
 }
+if [ "$PREFILL" -gt 0 ]; then
+  # A freshly started server over a large store reads its B-tree pages in as it goes: warm it
+  # first with calls for other users of the same population (the measured ids stay cold).
+  space="$(( PREFILL > IDS ? PREFILL : IDS ))"
+  ID_SPACE="$space" ID_OFFSET="$(( space / IDS / 2 ))" mix "$APP" "$SECRET" "$IDS" 7 1 1 1 >"$WORK/warmup.lua"
+  wrk -t1 -c"$CONN" -d"${WARMUP_SECONDS:-5}s" -s "$WORK/warmup.lua" "$(url dropfix-durable)" >/dev/null
+fi
 echo "machine: $(nproc) cores; wrk -t1 -c$CONN, ${SECS}s per run, $ROUNDS rounds; mix 70/10/10/10 over $IDS ids; $PREFILL users stored before the run"
 for r in $(seq 1 "$ROUNDS"); do
   echo "round $r"
