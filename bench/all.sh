@@ -5,7 +5,7 @@
 #   2. the verifier under load vs the Node reference, durable vs in-memory store (wrk),
 #   3. the browser SDK's gzipped bytes and time to the first identify request (headless Chromium),
 #   4. the durable hot path vs our own floor and the two Node peers, and its growth with 10 k and
-#      1 M stored users (10 M with GROWTH_10M=1: a 1.9 GB database, about 10 more minutes),
+#      1 M stored users (10 M with GROWTH_10M=1: a 1.65 GB database, a few more minutes),
 #   5. PostgreSQL: one and two verifiers on one database, batched vs one row per transaction,
 #   6. the 60 s soak figures quoted in section 2 (also in RELIABILITY.md).
 # Installs what it needs the way the test command does (scripts/setup.sh), plus wrk.
@@ -27,7 +27,7 @@ node bench/sdk.mjs "${SDK_RUNS:-20}"
 section "4. the durable hot path vs our floor, and growth with stored users"
 bench/hotpath.sh
 for n in 10000 1000000 $([ "${GROWTH_10M:-0}" = 1 ] && echo 10000000); do
-  PREFILL="$n" IDS=200000 ROUNDS=1 TARGETS="dropfix-durable floor" bench/hotpath.sh
+  PREFILL="$n" IDS="$(( n < 200000 ? n : 200000 ))" ROUNDS=1 TARGETS="dropfix-durable floor" bench/hotpath.sh
 done
 section "5. PostgreSQL"
 ROUNDS=2 bench/pg.sh

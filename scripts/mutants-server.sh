@@ -16,9 +16,8 @@
 # dependencies; do not edit the tree meanwhile); --jobs N builds N copies at once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! cargo mutants --version 2>/dev/null | grep -q '^cargo-mutants 27\.'; then
-  cargo install cargo-mutants --version 27.1.0
-fi
+# As scripts/setup.sh: the version the figures were measured with, when none is installed.
+cargo mutants --version >/dev/null 2>&1 || cargo install cargo-mutants --version 27.1.0 --locked
 # The decision glue: every function of http.rs on the identify path, by mutant name.
 GLUE='in (handle|preflight|read_body|identify)$'
 GLUE="$GLUE|replace (origin_of|allow_origin|identify_route|is_json_content_type|read_body|identify|preflight) "

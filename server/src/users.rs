@@ -1,6 +1,6 @@
 //! Stored users as plain types, and the stored-data rules of an accepted identify call as one
-//! pure function ([`merge`]). The embedded backend applies [`merge`] directly; the PostgreSQL
-//! backend states the same rules in its upsert statement, and the behaviour suite
+//! pure function ([`merge`]). Both backends state the same rules in their upsert statements
+//! (one shared conflict clause, `store::merge_on_conflict`), and the behaviour suite
 //! (`server/tests/store_behaviour.rs`) holds both to the same outcomes.
 
 use serde::{Serialize, Serializer};

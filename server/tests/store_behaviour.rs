@@ -2,8 +2,8 @@
 //! once, as an async function over an [`Env`] (a place to open [`Store`] handles), and run
 //! against the embedded SQLite store (a temporary owner-only data dir) and against a real
 //! PostgreSQL (a database of its own per test). Stored users are also compared field by field
-//! with `users::merge_all`, the rules as one pure function, so the PostgreSQL upsert statement
-//! and the SQLite read-merge-write give the same record for the same calls.
+//! with `users::merge_all`, the rules as one pure function, so both backends' upsert statements
+//! give the record the pure rules give for the same calls.
 //!
 //! PostgreSQL comes from `DROPFIX_TEST_DATABASE_URL` (see `pg_support`); when none answers the
 //! PostgreSQL half fails with instructions rather than passing.

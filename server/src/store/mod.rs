@@ -390,7 +390,6 @@ impl Store {
         }
     }
 
-    /// Stores one accepted identify call; returns once it is committed.
     /// Stores an accepted identify call; resolves once it is committed (a 2xx may be sent
     /// then), or with the error that kept it from being stored.
     ///

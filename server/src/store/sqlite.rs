@@ -879,7 +879,6 @@ fn delete_user(
     Ok(n > 0)
 }
 
-/// Applies one accepted identify call under the stored-data rules ([`merge`]).
 /// One identify write as one statement: the stored-data rules of [`crate::users::merge`] stated
 /// in SQL ([`super::merge_on_conflict`], shared with the PostgreSQL backend), so the write
 /// neither reads the stored user back nor rebuilds it in Rust.
