@@ -258,9 +258,15 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
         .filter(|&v| v <= known)
         .ok_or(StoreError::UnknownSchema { found, known })?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-        let tx = conn.unchecked_transaction()?;
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+        // IMMEDIATE, and the version read again inside: a server and a CLI opening a new
+        // database together apply each migration once, whichever takes the write lock first.
+        let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+        let now: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let next = i64::try_from(i + 1).unwrap_or(i64::MAX);
+        if now < next {
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", next)?;
+        }
         tx.commit()?;
     }
     Ok(())
