@@ -559,19 +559,15 @@ fn serve(args: ServeArgs) -> CliResult {
         let hooks = Hooks::new(args.data.keyring(&backend)?);
         let store = Store::open(&backend, hooks.clone()).await?;
         let admin_sha256 = admin_token_hash(&store, args.admin_token.as_deref()).await?;
-        if store.workspaces().await?.is_empty() {
-            let k = store
-                .create_workspace(
-                    &NewWorkspace {
-                        name: "development".into(),
-                        strict: StrictMode::Off,
-                        require_signed_claims: false,
-                        allowed_origins: workspace::DEV_ORIGINS.map(String::from).to_vec(),
-                    },
-                    "serve",
-                    now(),
-                )
-                .await?;
+        // Only on an empty store, checked and created in one step: of several instances
+        // starting together on one new database, one creates it.
+        let dev = NewWorkspace {
+            name: "development".into(),
+            strict: StrictMode::Off,
+            require_signed_claims: false,
+            allowed_origins: workspace::DEV_ORIGINS.map(String::from).to_vec(),
+        };
+        if let Some(k) = store.create_first_workspace(&dev, "serve", now()).await? {
             announce(&format!(
                 "dev workspace app_id={} secret={}",
                 k.workspace.app_id,
@@ -634,9 +630,17 @@ async fn admin_token_hash(
     }
     let token = workspace::random_token("dfadm_", 24);
     let hash: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
-    store
-        .meta_set("admin_token_sha256", &hex::encode(hash))
+    // Another instance starting on the same new database may store its token first: then that
+    // one is the token, and this instance neither shows nor keeps its own.
+    let stored = store
+        .meta_set_if_absent("admin_token_sha256", &hex::encode(hash))
         .await?;
+    if stored != hex::encode(hash) {
+        return hex::decode(&stored)
+            .ok()
+            .and_then(|h| <[u8; 32]>::try_from(h).ok())
+            .ok_or_else(|| "the stored admin token hash is not 32 bytes of hex".into());
+    }
     announce(&format!(
         "admin token: {token}  (shown once; only its hash is stored. Set \
          DROPFIX_ADMIN_TOKEN to choose your own)"

@@ -28,7 +28,7 @@ use dropfix_server::users::{
     Claimed, IdentifyWrite, UserQuery, UserRecord, Verification, merge_all,
 };
 use dropfix_server::workspace::{
-    self, KeyRuleError, MAX_LIVE_KEYS, NewWorkspace, Registry, Workspace, WorkspacePatch,
+    self, KeyRuleError, MAX_LIVE_KEYS, NewKey, NewWorkspace, Registry, Workspace, WorkspacePatch,
 };
 use pg_support::TestDb;
 use serde_json::{Map, Value as Json, json};
@@ -174,6 +174,7 @@ on_both_backends!(
     delete_user_removes_the_record_and_audits,
     the_audit_log_is_newest_first_and_holds_no_secret,
     meta_values_round_trip,
+    instances_starting_together_on_a_new_store_agree_on_one_workspace_and_token,
     a_newer_schema_is_refused,
     a_change_through_one_handle_reaches_another_within_a_second,
     // Sealing at rest
@@ -1316,6 +1317,64 @@ async fn meta_values_round_trip(env: &Env) {
         Some("def")
     );
     store.ping().await.unwrap();
+}
+
+/// What `serve` does on first start (create the development workspace if there is none, store an
+/// admin token hash if there is none), done by four handles at once: one workspace, one hash.
+async fn instances_starting_together_on_a_new_store_agree_on_one_workspace_and_token(env: &Env) {
+    let mut handles = Vec::new();
+    for _ in 0..4 {
+        handles.push(env.store().await);
+    }
+    let dev = NewWorkspace {
+        name: "development".into(),
+        strict: StrictMode::Off,
+        require_signed_claims: false,
+        allowed_origins: vec![],
+    };
+    let starts = handles.iter().enumerate().map(|(i, store)| {
+        let dev = &dev;
+        let start = async move {
+            let created = store.create_first_workspace(dev, "serve", NOW).await;
+            let token = store
+                .meta_set_if_absent("admin_token_sha256", &format!("hash-{i}"))
+                .await;
+            (created.unwrap(), token.unwrap())
+        };
+        Box::pin(start) as Pin<Box<dyn Future<Output = (Option<NewKey>, String)> + Send + '_>>
+    });
+    let results = join_in_order(starts.collect()).await;
+    let created: Vec<_> = results.iter().filter_map(|(k, _)| k.as_ref()).collect();
+    assert_eq!(
+        created.len(),
+        1,
+        "exactly one instance creates the workspace"
+    );
+    let listed = handles[0].workspaces().await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].app_id, created[0].workspace.app_id);
+    let token = &results[0].1;
+    assert!(token.starts_with("hash-"), "{token}");
+    assert!(
+        results.iter().all(|(_, t)| t == token),
+        "every instance keeps the stored hash"
+    );
+    assert_eq!(
+        handles[1]
+            .meta_get("admin_token_sha256")
+            .await
+            .unwrap()
+            .as_ref(),
+        Some(token)
+    );
+    // Once there is a workspace, nobody creates another.
+    assert!(
+        handles[2]
+            .create_first_workspace(&dev, "serve", NOW)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 async fn a_newer_schema_is_refused(env: &Env) {

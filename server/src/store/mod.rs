@@ -430,6 +430,12 @@ impl Store {
         dispatch!(self.meta_set(key, value))
     }
 
+    /// Stores `value` under `key` unless it has one already; returns the value that stands (so
+    /// instances starting together agree on one).
+    pub async fn meta_set_if_absent(&self, key: &str, value: &str) -> Result<String, StoreError> {
+        dispatch!(self.meta_set_if_absent(key, value))
+    }
+
     /// Creates a workspace with a fresh app id and its first key (the secret is shown once).
     pub async fn create_workspace(
         &self,
@@ -438,6 +444,18 @@ impl Store {
         now: i64,
     ) -> Result<NewKey, StoreError> {
         dispatch!(self.create_workspace(new, actor, now))
+    }
+
+    /// Creates a workspace as [`Store::create_workspace`] does, but only if the store has none,
+    /// checked and created in one step: of several instances starting together on an empty
+    /// database, one creates it and the others get `None`.
+    pub async fn create_first_workspace(
+        &self,
+        new: &NewWorkspace,
+        actor: &str,
+        now: i64,
+    ) -> Result<Option<NewKey>, StoreError> {
+        dispatch!(self.create_first_workspace(new, actor, now))
     }
 
     pub async fn update_workspace(

@@ -62,6 +62,9 @@ const MIGRATION_LOCK: i64 = 0x0064_726f_7066_6978;
 /// workspace (the second half is a hash of its app id), so the trim that follows an insert
 /// sees every row committed before it and the log stays bounded with several instances.
 const REJECTIONS_LOCK: i32 = 0x6466_7272; // "dfrr"
+/// Serialises "create the development workspace if there is none" across instances starting
+/// together on an empty database, so only one of them creates (and announces) it.
+const FIRST_WORKSPACE_LOCK: i64 = 0x0064_6677_6669_7273; // "dfwfirs"
 /// Per-minute counts older than this are deleted when new ones are flushed (the console shows
 /// at most 7 days), as on SQLite.
 const COUNTS_KEEP_MINUTES: i64 = 8 * 24 * 60;
@@ -361,6 +364,21 @@ impl PgStore {
         .await
     }
 
+    pub async fn meta_set_if_absent(&self, key: &str, value: &str) -> Result<String, StoreError> {
+        self.with_client(async |c| {
+            c.execute(
+                "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+                &[&key, &value],
+            )
+            .await?;
+            let row = c
+                .query_one("SELECT value FROM meta WHERE key = $1", &[&key])
+                .await?;
+            Ok(row.get(0))
+        })
+        .await
+    }
+
     pub async fn create_workspace(
         &self,
         new: &NewWorkspace,
@@ -368,7 +386,22 @@ impl PgStore {
         now: i64,
     ) -> Result<NewKey, StoreError> {
         let ring = self.inner.hooks.keyring.get();
-        self.change(async |c| create_workspace(c, &ring, new, actor, now).await)
+        let created =
+            self.change(async |c| create_workspace(c, &ring, new, actor, now, false).await);
+        // Without `only_if_none` a workspace is always created.
+        created
+            .await?
+            .ok_or_else(|| StoreError::Setup("no workspace was created".into()))
+    }
+
+    pub async fn create_first_workspace(
+        &self,
+        new: &NewWorkspace,
+        actor: &str,
+        now: i64,
+    ) -> Result<Option<NewKey>, StoreError> {
+        let ring = self.inner.hooks.keyring.get();
+        self.change(async |c| create_workspace(c, &ring, new, actor, now, true).await)
             .await
     }
 
@@ -1469,10 +1502,22 @@ async fn create_workspace(
     new: &NewWorkspace,
     actor: &str,
     now: i64,
-) -> Result<NewKey, StoreError> {
+    only_if_none: bool,
+) -> Result<Option<NewKey>, StoreError> {
     let app_id = random_token("app_", 12);
     let secret = generate_secret();
     let tx = c.transaction().await?;
+    if only_if_none {
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&FIRST_WORKSPACE_LOCK])
+            .await?;
+        if tx
+            .query_opt("SELECT 1 FROM workspaces LIMIT 1", &[])
+            .await?
+            .is_some()
+        {
+            return Ok(None);
+        }
+    }
     tx.execute(
         "INSERT INTO workspaces (app_id, name, strict, require_signed_claims, allowed_origins,
              created_at)
@@ -1501,12 +1546,12 @@ async fn create_workspace(
     .await?;
     config_changed(&tx).await?;
     tx.commit().await?;
-    Ok(NewKey {
+    Ok(Some(NewKey {
         workspace: get_workspace(&*c, ring, &app_id).await?,
         key_id,
         secret,
         old_key_expires_at: None,
-    })
+    }))
 }
 
 async fn update_workspace(

@@ -430,10 +430,20 @@ fn create_workspace(
     new: &NewWorkspace,
     actor: &str,
     now: i64,
-) -> Result<NewKey, StoreError> {
+    only_if_none: bool,
+) -> Result<Option<NewKey>, StoreError> {
     let app_id = random_token("app_", 12);
     let secret = generate_secret();
+    // IMMEDIATE: the check below and the insert are one step for every process on this file.
     let tx = write_tx(conn)?;
+    if only_if_none
+        && tx
+            .query_row("SELECT 1 FROM workspaces LIMIT 1", [], |_| Ok(()))
+            .optional()?
+            .is_some()
+    {
+        return Ok(None);
+    }
     tx.execute(
         "INSERT INTO workspaces (app_id, name, strict, require_signed_claims, allowed_origins, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -458,12 +468,12 @@ fn create_workspace(
         now,
     )?;
     tx.commit()?;
-    Ok(NewKey {
+    Ok(Some(NewKey {
         workspace: get_workspace(conn, ring, &app_id)?,
         key_id,
         secret,
         old_key_expires_at: None,
-    })
+    }))
 }
 
 fn update_workspace(
@@ -693,6 +703,15 @@ fn meta_set(conn: &Connection, key: &str, value: &str) -> Result<(), StoreError>
         [key, value],
     )?;
     Ok(())
+}
+
+/// Stores `value` unless `key` has one, and returns the value that stands.
+fn meta_set_if_absent(conn: &Connection, key: &str, value: &str) -> Result<String, StoreError> {
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
+        [key, value],
+    )?;
+    Ok(conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))?)
 }
 
 /// Re-seals every secret that is not sealed with the active master key (and seals any secret
@@ -1377,6 +1396,12 @@ impl SqliteStore {
         self.call(move |c| meta_set(c, &key, &value)).await
     }
 
+    pub async fn meta_set_if_absent(&self, key: &str, value: &str) -> Result<String, StoreError> {
+        let (key, value) = (key.to_string(), value.to_string());
+        self.call(move |c| meta_set_if_absent(c, &key, &value))
+            .await
+    }
+
     pub async fn create_workspace(
         &self,
         new: &NewWorkspace,
@@ -1385,7 +1410,22 @@ impl SqliteStore {
     ) -> Result<NewKey, StoreError> {
         let (new, actor) = (new.clone(), actor.to_string());
         let ring = self.hooks.keyring.get();
-        self.change(move |c| create_workspace(c, &ring, &new, &actor, now))
+        let created = self.change(move |c| create_workspace(c, &ring, &new, &actor, now, false));
+        // Without `only_if_none` a workspace is always created.
+        created
+            .await?
+            .ok_or_else(|| StoreError::Setup("no workspace was created".into()))
+    }
+
+    pub async fn create_first_workspace(
+        &self,
+        new: &NewWorkspace,
+        actor: &str,
+        now: i64,
+    ) -> Result<Option<NewKey>, StoreError> {
+        let (new, actor) = (new.clone(), actor.to_string());
+        let ring = self.hooks.keyring.get();
+        self.change(move |c| create_workspace(c, &ring, &new, &actor, now, true))
             .await
     }
 
