@@ -101,7 +101,10 @@ pub fn open_secret(
 /// call's claims object, which becomes the stored `unverified_claims` when an unverified call
 /// reaches a verified user. `server/tests/store_behaviour.rs` checks both backends against
 /// `merge`.
-pub(crate) fn merge_on_conflict(claims: &str) -> String {
+///
+/// `rows` narrows the clause for SQLite, whose update rewrites an index entry whenever a column
+/// of that index is in the SET list, even to the value it has: see [`MergeRows`].
+pub(crate) fn merge_on_conflict(claims: &str, rows: MergeRows) -> String {
     let value = |col: &str| {
         format!(
             "{col} = CASE WHEN u.verified AND NOT excluded.verified THEN u.{col}
@@ -110,10 +113,14 @@ pub(crate) fn merge_on_conflict(claims: &str) -> String {
         )
     };
     let values = ["name", "email", "plan", "mrr", "signup_date"].map(value);
+    let (set_verified, only) = match rows {
+        MergeRows::Any => ("verified = u.verified OR excluded.verified,\n    ", ""),
+        MergeRows::KeepVerified => ("", ""),
+        MergeRows::VerifiedOnly => ("", "\nWHERE u.verified"),
+    };
     format!(
         "ON CONFLICT (app_id, user_id) DO UPDATE SET
-    verified = u.verified OR excluded.verified,
-    method = CASE WHEN excluded.verified THEN excluded.method ELSE u.method END,
+    {set_verified}method = CASE WHEN excluded.verified THEN excluded.method ELSE u.method END,
     key_id = CASE WHEN excluded.verified THEN excluded.key_id ELSE u.key_id END,
     verified_at = CASE WHEN excluded.verified THEN excluded.verified_at ELSE u.verified_at END,
     signed_at = CASE WHEN excluded.verified THEN excluded.signed_at ELSE u.signed_at END,
@@ -123,9 +130,23 @@ pub(crate) fn merge_on_conflict(claims: &str) -> String {
         WHEN excluded.verified THEN excluded.unverified_claims
         WHEN u.verified THEN COALESCE({claims}, u.unverified_claims)
         ELSE NULL END,
-    last_seen = excluded.last_seen",
+    last_seen = excluded.last_seen{only}",
         values.join(",\n    ")
     )
+}
+
+/// Which form of [`merge_on_conflict`] a write uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MergeRows {
+    /// Any call onto any stored row: `verified` is in the SET list.
+    Any,
+    /// An unverified call: `u.verified OR false` is the stored value, so `verified` is left out
+    /// of the SET list (and the verified index untouched).
+    KeepVerified,
+    /// A verified call onto a stored verified row: `verified` stays true and is left out; onto
+    /// an unverified row the clause updates nothing (no row changed), and the caller runs the
+    /// [`MergeRows::Any`] form, which promotes it.
+    VerifiedOnly,
 }
 
 /// An identify write handed to a backend: how its caller learns that it was committed.

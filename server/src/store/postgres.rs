@@ -1853,8 +1853,11 @@ SELECT app_id, user_id, verified, method, key_id, CASE WHEN verified THEN now EN
     now, now
 FROM src
 {}",
+        // PostgreSQL decides from the values, not the SET list, whether an indexed column
+        // changed (an update that changes none can be HOT), so one form serves every call.
         super::merge_on_conflict(
-            "(SELECT s.claims FROM src s WHERE s.app_id = excluded.app_id AND s.user_id = excluded.user_id)"
+            "(SELECT s.claims FROM src s WHERE s.app_id = excluded.app_id AND s.user_id = excluded.user_id)",
+            super::MergeRows::Any,
         )
     )
 });

@@ -24,8 +24,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     Account, AccountLogin, AuditEntry, CallCounts, CountsDelta, Hooks, MAX_RECENT_REJECTIONS,
-    Membership, Queued, RejectionEntry, Role, SealCounts, SessionRules, StoreError, open_secret,
-    seal_secret,
+    Membership, MergeRows, Queued, RejectionEntry, Role, SealCounts, SessionRules, StoreError,
+    open_secret, seal_secret,
 };
 use crate::sealing::{Keyring, sealed_key_id};
 use crate::users::{IdentifyWrite, UserQuery, UserRecord};
@@ -906,8 +906,23 @@ fn delete_user(
 
 /// One identify write as one statement: the stored-data rules of [`crate::users::merge`] stated
 /// in SQL ([`super::merge_on_conflict`], shared with the PostgreSQL backend), so the write
-/// neither reads the stored user back nor rebuilds it in Rust.
-static UPSERT_USER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+/// neither reads the stored user back nor rebuilds it in Rust. Three forms (see
+/// [`MergeRows`]): SQLite rewrites the `users_verified` entry of every row whose update names
+/// `verified`, a second random B-tree page dirtied per call, so only a write that can change it
+/// (a verified call reaching an unverified or new user) uses the form that sets it.
+struct Upserts {
+    any: String,
+    keep_verified: String,
+    verified_only: String,
+}
+
+static UPSERT_USER: std::sync::LazyLock<Upserts> = std::sync::LazyLock::new(|| Upserts {
+    any: upsert_user(MergeRows::Any),
+    keep_verified: upsert_user(MergeRows::KeepVerified),
+    verified_only: upsert_user(MergeRows::VerifiedOnly),
+});
+
+fn upsert_user(rows: MergeRows) -> String {
     format!(
         "
 INSERT INTO users AS u (app_id, user_id, verified, method, key_id, verified_at, signed_at,
@@ -920,16 +935,46 @@ VALUES (?1, ?2, ?3, ?4, ?5, CASE WHEN ?3 THEN ?6 END, ?7,
     CASE WHEN ?3 THEN ?12 ELSE ?17 END,
     COALESCE(?19, '{{}}'), CASE WHEN ?3 THEN ?18 END, ?6, ?6)
 {}",
-        super::merge_on_conflict("?18")
+        super::merge_on_conflict("?18", rows)
     )
-});
+}
 
-/// Runs [`UPSERT_USER`] (prepared once per batch by the caller: looking a 2 KB statement up in
-/// the statement cache hashes and compares its text) for one write.
-fn apply_identify(upsert: &mut rusqlite::Statement<'_>, w: &IdentifyWrite) -> rusqlite::Result<()> {
+/// The [`UPSERT_USER`] statements of one transaction, prepared once per batch (looking a 2 KB
+/// statement up in the statement cache hashes and compares its text).
+struct UpsertStatements<'c> {
+    any: rusqlite::CachedStatement<'c>,
+    keep_verified: rusqlite::CachedStatement<'c>,
+    verified_only: rusqlite::CachedStatement<'c>,
+}
+
+impl<'c> UpsertStatements<'c> {
+    fn prepare(tx: &'c Transaction<'_>) -> rusqlite::Result<Self> {
+        Ok(UpsertStatements {
+            any: tx.prepare_cached(&UPSERT_USER.any)?,
+            keep_verified: tx.prepare_cached(&UPSERT_USER.keep_verified)?,
+            verified_only: tx.prepare_cached(&UPSERT_USER.verified_only)?,
+        })
+    }
+
+    /// Stores one write: an unverified call never changes `verified`; a verified one first as
+    /// an update of a verified user, and only if that changed no row (the user is stored
+    /// unverified) with the form that promotes it.
+    fn apply(&mut self, w: &IdentifyWrite) -> rusqlite::Result<()> {
+        if w.verification.is_none() {
+            return upsert(&mut self.keep_verified, w).map(drop);
+        }
+        if upsert(&mut self.verified_only, w)? == 0 {
+            upsert(&mut self.any, w)?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs one form of [`UPSERT_USER`] for one write; returns the rows it inserted or updated.
+fn upsert(stmt: &mut rusqlite::Statement<'_>, w: &IdentifyWrite) -> rusqlite::Result<usize> {
     let v = w.verification;
     let (t, c) = (&w.trusted, &w.claimed);
-    upsert.execute(params![
+    stmt.execute(params![
         w.app_id,
         w.user_id,
         v.is_some(),
@@ -949,8 +994,7 @@ fn apply_identify(upsert: &mut rusqlite::Statement<'_>, w: &IdentifyWrite) -> ru
         c.signup_date,
         w.claims_json(),
         w.custom_json(),
-    ])?;
-    Ok(())
+    ])
 }
 
 /// Records when each key last verified a call: once per key per batch, not per call.
@@ -1722,9 +1766,9 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<Pending>) {
     let together = (|| -> rusqlite::Result<()> {
         let tx = conn.transaction()?;
         {
-            let mut upsert = tx.prepare_cached(&UPSERT_USER)?;
+            let mut upserts = UpsertStatements::prepare(&tx)?;
             for (w, _) in batch.iter() {
-                apply_identify(&mut upsert, w)?;
+                upserts.apply(w)?;
             }
         }
         touch_keys(&tx, batch)?;
@@ -1741,7 +1785,7 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<Pending>) {
             for (w, done) in batch.drain(..) {
                 let one = (|| -> rusqlite::Result<()> {
                     let tx = conn.transaction()?;
-                    apply_identify(&mut *tx.prepare_cached(&UPSERT_USER)?, &w)?;
+                    UpsertStatements::prepare(&tx)?.apply(&w)?;
                     tx.commit()
                 })();
                 if let Err(e) = &one {
@@ -1767,6 +1811,26 @@ mod tests {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
         assert_eq!(v, MIGRATIONS.len() as i64);
+    }
+
+    /// The forms of the identify upsert that cannot change `verified` leave the verified index
+    /// alone (no index entry deleted and reinserted), per SQLite's own query plan.
+    #[test]
+    fn only_the_promoting_upsert_rewrites_the_verified_index() {
+        let conn = open_memory_conn().unwrap();
+        let index_deletes = |sql: &str| {
+            let mut stmt = conn.prepare(&format!("EXPLAIN {sql}")).unwrap();
+            // Unbound parameters are NULL: the plan does not depend on them.
+            let mut rows = stmt.raw_query();
+            let mut n = 0;
+            while let Some(row) = rows.next().unwrap() {
+                n += usize::from(row.get::<_, String>(1).unwrap() == "IdxDelete");
+            }
+            n
+        };
+        assert!(index_deletes(&UPSERT_USER.any) > 0);
+        assert_eq!(index_deletes(&UPSERT_USER.keep_verified), 0);
+        assert_eq!(index_deletes(&UPSERT_USER.verified_only), 0);
     }
 
     #[test]
