@@ -559,12 +559,22 @@ async fn identify(
         mrr: traits.mrr,
         signup_date: traits.signup_date,
     };
-    let custom: Map<String, Json> = traits
-        .custom
-        .into_iter()
-        .chain(signed_custom)
-        .map(|(k, v)| (k, serde_json::to_value(v).unwrap_or(Json::Null)))
-        .collect();
+    let to_json =
+        |(k, v): (String, dropfix_core::Value)| (k, serde_json::to_value(v).unwrap_or(Json::Null));
+    // A token vouches for its own custom traits only: what the browser added beside it is a
+    // claim (kept aside), so a valid token cannot carry unsigned traits into the user's set.
+    let (custom, claimed_custom): (Map<String, Json>, Map<String, Json>) =
+        if verification.is_some_and(|v| v.method == Method::SignedClaims.as_str()) {
+            let added: Map<String, Json> = traits
+                .custom
+                .into_iter()
+                .filter(|(k, _)| !signed_custom.iter().any(|(s, _)| s == k))
+                .map(to_json)
+                .collect();
+            (signed_custom.into_iter().map(to_json).collect(), added)
+        } else {
+            (traits.custom.into_iter().map(to_json).collect(), Map::new())
+        };
     let method = verification.map(|v| v.method);
     // The answer is made before the write so the user id can move into the write instead of
     // being copied; it is sent only once the write is committed.
@@ -582,6 +592,7 @@ async fn identify(
         trusted,
         claimed,
         custom,
+        claimed_custom,
     };
     if let Err(e) = state.store.identify(write).await {
         return (store_unavailable(&e), "store_unavailable", Some(ws));

@@ -19,8 +19,12 @@ pub struct IdentifyWrite {
     pub trusted: Claimed,
     /// What the browser sent.
     pub claimed: Claimed,
-    /// Custom traits as a JSON object (unverified unless a token covered them).
+    /// The custom traits this call stores as the user's set: as sent for an unverified or a
+    /// seed-form call, the token's for a signed-claims call. Empty: the stored set stays.
     pub custom: Map<String, Json>,
+    /// A signed-claims call's custom traits that its token does not cover: what the browser
+    /// added beside a valid token is kept aside in `unverified_claims`, never in `custom`.
+    pub claimed_custom: Map<String, Json>,
 }
 
 impl IdentifyWrite {
@@ -29,12 +33,27 @@ impl IdentifyWrite {
     /// claimed; `None` when that is nothing. Backends whose statement states the merge in SQL
     /// bind this, so the stored JSON is byte for byte what `merge` makes.
     pub fn claims_json(&self) -> Option<String> {
-        let claims = if self.verification.is_some() {
-            self.claimed.not_covered_by(&self.trusted)
-        } else {
-            self.claimed.clone()
+        self.unverified_claims().map(|j| j.to_string())
+    }
+
+    /// See [`IdentifyWrite::claims_json`]. Custom traits claimed without a signature (all of an
+    /// unverified call's, those a token does not cover) are among the claims, under `custom`.
+    fn unverified_claims(&self) -> Option<Json> {
+        let (claims, custom) = match self.verification {
+            Some(_) => (
+                self.claimed.not_covered_by(&self.trusted),
+                &self.claimed_custom,
+            ),
+            None => (self.claimed.clone(), &self.custom),
         };
-        claims.to_claims_json(self.now).map(|j| j.to_string())
+        let mut json = claims.to_claims_json(self.now);
+        if !custom.is_empty() {
+            let claims = json.get_or_insert_with(|| serde_json::json!({ "at": self.now }));
+            if let Json::Object(m) = claims {
+                m.insert("custom".into(), Json::Object(custom.clone()));
+            }
+        }
+        json
     }
 
     /// The custom traits as stored JSON, `None` when the call sent none (the stored ones stay).
@@ -176,11 +195,15 @@ pub struct UserQuery {
 ///   unverified: what it claimed is kept aside in `unverified_claims`;
 /// - an unverified call for a never-verified user records what it claims.
 ///
-/// Custom traits: a call that sends some replaces the set, a call that sends none keeps it.
+/// Custom traits ([`IdentifyWrite::custom`]): a call that sends some replaces the set, a call
+/// that sends none keeps it; except that an unverified call never replaces a verified user's
+/// set (a signed-claims token may have vouched for it): its custom traits are kept aside in
+/// `unverified_claims` with its other claims.
 pub fn merge(existing: Option<&UserRecord>, w: &IdentifyWrite) -> UserRecord {
     let was_verified = existing.is_some_and(|u| u.verified);
     let stored = existing.map(UserRecord::values).unwrap_or_default();
-    let custom = if w.custom.is_empty() {
+    let keeps_custom = w.custom.is_empty() || (was_verified && w.verification.is_none());
+    let custom = if keeps_custom {
         existing.map_or_else(|| Json::Object(Map::new()), |u| u.custom.clone())
     } else {
         Json::Object(w.custom.clone())
@@ -212,8 +235,7 @@ pub fn merge(existing: Option<&UserRecord>, w: &IdentifyWrite) -> UserRecord {
                 u.verified_at,
                 u.signed_at,
                 stored,
-                w.claimed
-                    .to_claims_json(w.now)
+                w.unverified_claims()
                     .or_else(|| u.unverified_claims.clone()),
             ),
             (None, _) => (

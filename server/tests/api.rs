@@ -542,6 +542,50 @@ fn unverified_calls_never_overwrite_or_downgrade_a_verified_user() {
     assert_eq!(ids, [json!("u1")]);
 }
 
+/// Custom traits a token signs are the verified user's; what the browser adds beside a valid
+/// token, or sends without one, is kept aside as a claim and never replaces them.
+#[test]
+fn custom_traits_a_token_signs_are_not_replaced_by_unsigned_ones() {
+    let s = TestServer::start(Config::default());
+    let (app, key) = (s.app.clone(), s.secret.clone());
+    let tok = claims::sign(
+        &key,
+        &Claims {
+            sub: "t1".into(),
+            iat: now(),
+            plan: Some("pro".into()),
+            custom: vec![("seats".into(), dropfix_core::Value::Int(5))],
+            ..Claims::default()
+        },
+    );
+    // Beside the token: a trait it signs (same value) and two it does not.
+    let r = s.identify(json!({"app_id": app, "user_id": "t1", "signature": tok,
+        "traits": {"seats": 5, "is_admin": true, "tier": "enterprise"}}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let u = s.user("t1").unwrap();
+    assert_eq!(u["custom"], json!({"seats": 5}), "{u}");
+    assert_eq!(
+        u["unverified_claims"]["custom"],
+        json!({"is_admin": true, "tier": "enterprise"}),
+        "{u}"
+    );
+    // Without a signature: nothing of the verified user's set changes.
+    let r = s.identify(json!({"app_id": app, "user_id": "t1",
+        "traits": {"seats": 9999, "tier": "platinum"}}));
+    assert_eq!(r.status, 202, "{}", r.text());
+    let u = s.user("t1").unwrap();
+    assert_eq!(u["custom"], json!({"seats": 5}), "{u}");
+    assert_eq!(u["plan"], "pro");
+    assert_eq!(
+        u["unverified_claims"]["custom"],
+        json!({"seats": 9999, "tier": "platinum"})
+    );
+    // The seed form vouches for the call's traits, custom ones included, as before.
+    let r = s.identify(signed(&app, &key, "t1", now(), json!({"tier": "gold"})));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(s.user("t1").unwrap()["custom"], json!({"tier": "gold"}));
+}
+
 #[test]
 fn report_only_strict_mode_stores_and_counts() {
     let s = TestServer::start(Config::default());

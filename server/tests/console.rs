@@ -810,6 +810,21 @@ fn users_list_filters_pages_exports_and_deletes() {
         200
     );
     assert_eq!(c.signed_call(&c.secret, "ver-1").status, 200);
+    // An unsigned call's custom traits for a verified user are shown apart, never as its own.
+    let r = c.identify(
+        json!({"app_id": c.app, "user_id": "ver-1", "traits": {"seats": "<i>9</i>"}}),
+        None,
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+    let page = c.get(&cookie, &c.ws("users/ver-1")).text();
+    let (own, aside) = page
+        .split_once("Custom traits claimed without a signature")
+        .expect("the claimed custom traits are shown");
+    assert!(!own.contains("seats"), "{page}");
+    assert!(
+        aside.contains("&#60;i&#62;9&#60;/i&#62;") && !aside.contains("<i>"),
+        "{page}"
+    );
     for i in 0..3 {
         let r = c.identify(
             json!({"app_id": c.app, "user_id": format!("anon-{i}")}),

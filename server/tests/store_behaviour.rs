@@ -160,6 +160,7 @@ on_both_backends!(
     verification_does_not_promote_earlier_claims,
     unverified_calls_for_an_unverified_user_overlay_their_claims,
     custom_traits_are_replaced_only_by_a_call_that_sends_some,
+    an_unverified_call_never_replaces_a_verified_users_custom_traits,
     many_writes_for_one_user_in_one_batch_equal_the_calls_one_by_one,
     verified_calls_record_when_their_key_was_last_used,
     a_roll_keeps_the_old_key_verifying_until_its_grace_ends,
@@ -233,6 +234,7 @@ fn unverified(app: &str, user: &str, now: i64, c: Claimed) -> IdentifyWrite {
         trusted: Claimed::default(),
         claimed: c,
         custom: Map::new(),
+        claimed_custom: Map::new(),
     }
 }
 
@@ -256,6 +258,7 @@ fn verified(
         trusted,
         claimed: c,
         custom: Map::new(),
+        claimed_custom: Map::new(),
     }
 }
 
@@ -505,6 +508,79 @@ async fn custom_traits_are_replaced_only_by_a_call_that_sends_some(env: &Env) {
         store.get_user(&app, "u5").await.unwrap().unwrap().custom,
         json!({})
     );
+}
+
+/// Custom traits a signed-claims token vouched for (or a verified call sent) are a verified
+/// user's, like its plan: an unsigned call keeps what it sends aside, custom traits included.
+async fn an_unverified_call_never_replaces_a_verified_users_custom_traits(env: &Env) {
+    let store = env.store().await;
+    let (app, key) = workspace(&store).await;
+    let signed = claimed(None, None, Some("enterprise"), None);
+    let writes = [
+        with_custom(
+            verified(&app, "c1", NOW, key, signed.clone(), signed),
+            json!({"team": 50, "tier": "gold"}),
+        ),
+        with_custom(
+            unverified(&app, "c1", NOW + 1, claimed(None, None, Some("free"), None)),
+            json!({"team": 1, "tier": "none"}),
+        ),
+    ];
+    let u = store_each(&store, &writes).await;
+    assert_eq!(Some(&u), merge_all(None, &writes).as_ref());
+    assert!(u.verified);
+    assert_eq!(u.plan.as_deref(), Some("enterprise"));
+    assert_eq!(u.custom, json!({"team": 50, "tier": "gold"}));
+    assert_eq!(
+        u.unverified_claims,
+        Some(json!({"plan": "free", "custom": {"team": 1, "tier": "none"}, "at": NOW + 1}))
+    );
+    // Custom traits alone are a claim too.
+    let mut all = writes.to_vec();
+    all.push(with_custom(
+        unverified(&app, "c1", NOW + 2, Claimed::default()),
+        json!({"tier": "free"}),
+    ));
+    let u = store_from(&store, &all, 2).await;
+    assert_eq!(u.custom, json!({"team": 50, "tier": "gold"}));
+    assert_eq!(
+        u.unverified_claims,
+        Some(json!({"custom": {"tier": "free"}, "at": NOW + 2}))
+    );
+    // The same calls in one batch end the same.
+    let renamed: Vec<_> = all
+        .iter()
+        .cloned()
+        .map(|mut w| {
+            w.user_id = "c2".into();
+            w
+        })
+        .collect();
+    let calls = renamed
+        .iter()
+        .map(|w| {
+            let (store, w) = (store.clone(), w.clone());
+            Box::pin(async move { store.identify(w).await })
+                as Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>
+        })
+        .collect();
+    assert!(join_in_order(calls).await.iter().all(Result::is_ok));
+    let together = store.get_user(&app, "c2").await.unwrap();
+    assert_eq!(together.as_ref(), merge_all(None, &renamed).as_ref());
+    // A later verified call that sends custom traits replaces them, as before.
+    all.push(with_custom(
+        verified(
+            &app,
+            "c1",
+            NOW + 3,
+            key,
+            Claimed::default(),
+            Claimed::default(),
+        ),
+        json!({"tier": "platinum"}),
+    ));
+    let u = store_from(&store, &all, 3).await;
+    assert_eq!(u.custom, json!({"tier": "platinum"}));
 }
 
 async fn many_writes_for_one_user_in_one_batch_equal_the_calls_one_by_one(env: &Env) {

@@ -1382,6 +1382,10 @@ async fn user_page(ctx: &Ctx<'_>, user_id: &str) -> Response<Body> {
             last_seen: fmt_time(u.last_seen),
             traits,
             custom: serde_json::to_string_pretty(&u.custom).unwrap_or_default(),
+            claimed_custom: aside
+                .get("custom")
+                .filter(|_| u.verified)
+                .map(|c| serde_json::to_string_pretty(c).unwrap_or_default()),
         },
     )
 }

@@ -296,6 +296,8 @@ pub struct UserPage {
     /// (trait, trusted value, unverified claim)
     pub traits: Vec<(&'static str, String, String)>,
     pub custom: String,
+    /// A verified user's custom traits claimed without a signature (`unverified_claims.custom`).
+    pub claimed_custom: Option<String>,
 }
 
 #[derive(Debug)]

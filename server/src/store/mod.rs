@@ -125,7 +125,8 @@ pub(crate) fn merge_on_conflict(claims: &str, rows: MergeRows) -> String {
     verified_at = CASE WHEN excluded.verified THEN excluded.verified_at ELSE u.verified_at END,
     signed_at = CASE WHEN excluded.verified THEN excluded.signed_at ELSE u.signed_at END,
     {},
-    custom = CASE WHEN excluded.custom = '{{}}' THEN u.custom ELSE excluded.custom END,
+    custom = CASE WHEN u.verified AND NOT excluded.verified THEN u.custom
+        WHEN excluded.custom = '{{}}' THEN u.custom ELSE excluded.custom END,
     unverified_claims = CASE
         WHEN excluded.verified THEN excluded.unverified_claims
         WHEN u.verified THEN COALESCE({claims}, u.unverified_claims)

@@ -1825,7 +1825,8 @@ fn contains_pattern(search: &str) -> String {
 ///   column: only `unverified_claims` (what it claimed, or the previous ones if it claimed
 ///   nothing);
 /// - an unverified call for an unverified user overlays its claimed values;
-/// - custom traits are replaced only by a call that sent some; `first_seen` is kept.
+/// - custom traits are replaced only by a call that sent some, and never by an unverified call
+///   for a verified user (they are among its `unverified_claims`); `first_seen` is kept.
 static UPSERT_USERS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "
@@ -2128,6 +2129,7 @@ mod tests {
             trusted: Claimed::default(),
             claimed: Claimed::default(),
             custom: serde_json::Map::new(),
+            claimed_custom: serde_json::Map::new(),
         }
     }
 
