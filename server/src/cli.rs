@@ -648,12 +648,6 @@ async fn admin_token_hash(
     Ok(hash)
 }
 
-/// Unix seconds as RFC 3339 (UTC), for people reading the CLI's text output.
-fn rfc3339(t: i64) -> String {
-    let at = std::time::UNIX_EPOCH + Duration::from_secs(t.max(0).unsigned_abs());
-    humantime::format_rfc3339_seconds(at).to_string()
-}
-
 /// Rows of `label: value` with the values in one column, whatever the labels' widths.
 fn print_rows(rows: &[(String, String)]) {
     let width = rows
@@ -696,16 +690,16 @@ fn print_workspace(ws: &Workspace, new_key: Option<&NewKey>, json_out: bool) {
         let mut line = format!(
             "{:?}, created {} by {}",
             k.label,
-            rfc3339(k.created_at),
+            workspace::rfc3339(k.created_at),
             k.created_by
         );
         match k.expires_at {
-            Some(t) if t <= now => line.push_str(&format!(", expired {}", rfc3339(t))),
-            Some(t) => line.push_str(&format!(", expires {}", rfc3339(t))),
+            Some(t) if t <= now => line.push_str(&format!(", expired {}", workspace::rfc3339(t))),
+            Some(t) => line.push_str(&format!(", expires {}", workspace::rfc3339(t))),
             None => {}
         }
         if let Some(t) = k.last_used_at {
-            line.push_str(&format!(", last used {}", rfc3339(t)));
+            line.push_str(&format!(", last used {}", workspace::rfc3339(t)));
         }
         rows.push((format!("key {}", k.id), line));
     }
@@ -719,7 +713,7 @@ fn print_workspace(ws: &Workspace, new_key: Option<&NewKey>, json_out: bool) {
             k.secret.expose_claims_key().to_string(),
         ));
         if let Some(t) = k.old_key_expires_at {
-            rows.push(("old key verifies until".to_string(), rfc3339(t)));
+            rows.push(("old key verifies until".to_string(), workspace::rfc3339(t)));
         }
     }
     print_rows(&rows);

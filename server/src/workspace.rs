@@ -328,7 +328,9 @@ impl KeyRuleError {
             KeyRuleError::BadLabel => {
                 "a key label is 1 to 64 characters without control characters"
             }
-            KeyRuleError::BadExpiry => "a key's expiry must be in the future",
+            KeyRuleError::BadExpiry => {
+                "a key's expiry must be in the future and no later than 9999-12-31 23:59:59 UTC"
+            }
         }
     }
 }
@@ -349,6 +351,18 @@ pub fn validate_label(label: &str) -> Result<(), KeyRuleError> {
 }
 
 /// The checks on a key about to be created, given how many keys are live now.
+/// The latest time a key may expire: 9999-12-31 23:59:59 UTC, the last second RFC 3339 (and so
+/// every page and CLI listing that shows it as a date) can write.
+pub const LATEST_EXPIRY: i64 = 253_402_300_799;
+
+/// `t` (Unix seconds) as RFC 3339 in UTC, clamped to 1970..=9999 so that any stored value can
+/// be shown.
+pub fn rfc3339(t: i64) -> String {
+    let secs = t.clamp(0, LATEST_EXPIRY).unsigned_abs();
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+        .to_string()
+}
+
 pub fn check_new_key(
     label: &str,
     expires_at: Option<i64>,
@@ -356,7 +370,7 @@ pub fn check_new_key(
     now: i64,
 ) -> Result<(), KeyRuleError> {
     validate_label(label)?;
-    if expires_at.is_some_and(|t| t <= now) {
+    if expires_at.is_some_and(|t| t <= now || t > LATEST_EXPIRY) {
         return Err(KeyRuleError::BadExpiry);
     }
     if live_count >= MAX_LIVE_KEYS {
@@ -399,13 +413,21 @@ pub fn check_retire(live: &[i64], key_id: i64) -> Result<(), KeyRuleError> {
 /// longer than it already would have (a second roll never extends, and never cuts short any
 /// other key: only the rolled key's expiry moves).
 pub fn rolled_expiry(current: Option<i64>, now: i64, grace_secs: i64) -> i64 {
-    let until = now.saturating_add(grace_secs.max(0));
+    let until = now.saturating_add(grace_secs.max(0)).min(LATEST_EXPIRY);
     current.map_or(until, |t| t.min(until))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_time_formats_as_a_date() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(LATEST_EXPIRY), "9999-12-31T23:59:59Z");
+        assert_eq!(rfc3339(i64::MAX), "9999-12-31T23:59:59Z");
+        assert_eq!(rfc3339(-5), "1970-01-01T00:00:00Z");
+    }
 
     #[test]
     fn origin_patterns() {

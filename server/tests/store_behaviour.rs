@@ -971,15 +971,18 @@ async fn key_rules_refuse_bad_input(env: &Env) {
             "{label:?}"
         );
     }
-    assert_eq!(
-        key_rule(
-            store
-                .create_key(&app, "ok", Some(NOW), "test", NOW)
-                .await
-                .unwrap_err()
-        ),
-        KeyRuleError::BadExpiry
-    );
+    for expiry in [NOW, workspace::LATEST_EXPIRY + 1, i64::MAX] {
+        assert_eq!(
+            key_rule(
+                store
+                    .create_key(&app, "ok", Some(expiry), "test", NOW)
+                    .await
+                    .unwrap_err()
+            ),
+            KeyRuleError::BadExpiry,
+            "{expiry}"
+        );
+    }
     assert_eq!(
         key_rule(
             store
@@ -1022,6 +1025,16 @@ async fn key_rules_refuse_bad_input(env: &Env) {
         .map(|a| a.action)
         .collect();
     assert_eq!(actions, vec!["workspace.create"]);
+    // The latest expiry allowed, and a roll's grace that would pass it, stay showable dates.
+    let far = store
+        .create_key(&app, "far", Some(workspace::LATEST_EXPIRY), "test", NOW)
+        .await
+        .unwrap();
+    let rolled = store
+        .roll_key(&app, Some(far.key_id), i64::MAX, "test", NOW)
+        .await
+        .unwrap();
+    assert_eq!(rolled.old_key_expires_at, Some(workspace::LATEST_EXPIRY));
 }
 
 async fn concurrent_rolls_from_two_handles_run_one_after_the_other(env: &Env) {

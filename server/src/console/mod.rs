@@ -254,11 +254,7 @@ async fn read_form(
 
 /// Unix seconds as `2026-01-02 03:04:05 UTC`.
 pub fn fmt_time(t: i64) -> String {
-    let at = std::time::UNIX_EPOCH + Duration::from_secs(t.max(0).unsigned_abs());
-    humantime::format_rfc3339_seconds(at)
-        .to_string()
-        .replace('T', " ")
-        .replace('Z', " UTC")
+    workspace::rfc3339(t).replace('T', " ").replace('Z', " UTC")
 }
 
 fn fmt_opt_time(t: Option<i64>) -> String {
