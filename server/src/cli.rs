@@ -30,7 +30,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the verifier (HTTP API on the embedded store).
+    /// Run the verifier (HTTP API on the embedded store, or on PostgreSQL with --database-url).
     Serve(ServeArgs),
     /// Create, list and change workspaces (works while a server runs on the same data dir).
     #[command(subcommand)]

@@ -87,7 +87,21 @@ pub(crate) fn store_unavailable(e: &StoreError) -> Response<Body> {
     error(
         StatusCode::SERVICE_UNAVAILABLE,
         "store_unavailable",
-        "the verifier could not store this call; nothing was recorded, retry later",
+        "the verifier's store did not answer in time; retry later",
+        None,
+    )
+}
+
+/// The 503 of an identify call whose write was not confirmed. Usually nothing was stored, but
+/// a commit whose answer was lost (a database connection cut mid-commit) may have stored it, so
+/// the message does not promise either; a retry stores the same call again, which is harmless.
+fn identify_not_stored(e: &StoreError) -> Response<Body> {
+    tracing::error!(error = %e, "store failure");
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store_unavailable",
+        "the verifier could not confirm that this call was stored; retry it later (storing \
+         the same call twice is harmless)",
         None,
     )
 }
@@ -624,7 +638,7 @@ async fn identify(
         claimed_custom,
     };
     if let Err(e) = state.store.identify(write).await {
-        return (store_unavailable(&e), "store_unavailable", Some(ws));
+        return (identify_not_stored(&e), "store_unavailable", Some(ws));
     }
     state.console.stats.count(&ws.app_id, now, stat);
     tracing::debug!(app_id = %ws.app_id, outcome, "identify stored");
