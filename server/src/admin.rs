@@ -111,6 +111,16 @@ fn store_error(e: &StoreError) -> Response<Body> {
             };
             error(status, k.code(), k.message(), None)
         }
+        StoreError::Sealing(_) => {
+            tracing::error!(error = %e, "admin call: a stored secret cannot be unsealed");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "config_stale",
+                "this verifier cannot unseal the stored secrets with its master keys (see its \
+                 log): give it the master key they are sealed with",
+                None,
+            )
+        }
         other => store_unavailable(other),
     }
 }

@@ -92,6 +92,18 @@ pub(crate) fn store_unavailable(e: &StoreError) -> Response<Body> {
     )
 }
 
+/// The 503 of every identify call while this instance's workspaces are older than the stored
+/// ones ([`workspace::Registry::stale`]): deciding with a key that may have been retired, or a
+/// strict mode that may have been tightened, would be a false 2xx.
+fn config_stale() -> Response<Body> {
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "config_stale",
+        "this verifier cannot load its current workspace settings (see its log); retry later",
+        None,
+    )
+}
+
 /// The 503 of an identify call whose write was not confirmed. Usually nothing was stored, but
 /// a commit whose answer was lost (a database connection cut mid-commit) may have stored it, so
 /// the message does not promise either; a retry stores the same call again, which is harmless.
@@ -180,9 +192,16 @@ pub async fn handle(
     Ok(res)
 }
 
-/// 200 only when the store answers a query within a second, so a load balancer stops sending
-/// calls to a verifier that could not store them.
+/// 200 only when the store answers a query within a second and this instance's workspaces are
+/// the stored ones, so a load balancer stops sending calls to a verifier that could not store
+/// them or would decide with retired keys.
 async fn health(state: &AppState) -> Response<Body> {
+    if state.registry.is_stale() {
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"status": "config_stale"}),
+        );
+    }
     match tokio::time::timeout(Duration::from_secs(1), state.store.ping()).await {
         Ok(Ok(_)) => json_response(StatusCode::OK, &json!({"status": "ok"})),
         Ok(Err(e)) => {
@@ -502,6 +521,9 @@ async fn identify(
             e.code
         ),
     };
+    if state.registry.is_stale() {
+        bail!(config_stale(), "config_stale");
+    }
     let Some(ws) = state.registry.get(&call.app_id) else {
         bail!(
             error(

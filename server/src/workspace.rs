@@ -214,6 +214,11 @@ pub fn validate_origin_pattern(pattern: &str) -> Result<(), String> {
 pub struct Registry {
     // A std RwLock: held only to clone an Arc, never across an await.
     by_app: RwLock<Arc<HashMap<String, Arc<Workspace>>>>,
+    /// Set when a change to the stored workspaces could not be loaded (a secret this instance
+    /// cannot unseal), until a reload succeeds: the registry is then older than the database,
+    /// and a retired key or a tightened strict mode would not apply here.
+    stale: std::sync::atomic::AtomicBool,
+    stale_reason: std::sync::Mutex<String>,
 }
 
 impl Registry {
@@ -223,6 +228,34 @@ impl Registry {
             .map(|w| (w.app_id.clone(), Arc::new(w)))
             .collect();
         *self.by_app.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(map);
+        self.stale
+            .store(false, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Records that the stored workspaces changed but could not be loaded (see
+    /// [`Registry::stale`]); the next successful [`Registry::replace`] clears it.
+    pub fn mark_stale(&self, why: &str) {
+        *self.stale_reason.lock().unwrap_or_else(|e| e.into_inner()) = why.to_string();
+        self.stale.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Why the workspaces here are older than the stored ones, if they are. The verifier then
+    /// refuses identify calls (503) and fails its health check rather than decide with keys
+    /// or modes that may have been retired.
+    pub fn stale(&self) -> Option<String> {
+        self.stale
+            .load(std::sync::atomic::Ordering::Acquire)
+            .then(|| {
+                self.stale_reason
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone()
+            })
+    }
+
+    /// [`Registry::stale`] without the reason: one atomic load, for the identify path.
+    pub fn is_stale(&self) -> bool {
+        self.stale.load(std::sync::atomic::Ordering::Acquire)
     }
 
     fn snapshot(&self) -> Arc<HashMap<String, Arc<Workspace>>> {

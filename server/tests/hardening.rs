@@ -553,3 +553,87 @@ fn trusted_proxies_and_the_connection_cap_flags_are_checked() {
         assert_eq!(r.status, 400, "each forwarded client has its own bucket");
     }
 }
+
+/// An operator rewraps the secrets to a master key one running instance was not given, then
+/// changes a workspace: that instance cannot load the change, so it fails its health check and
+/// refuses identify calls (503 `config_stale`) instead of deciding with the old settings.
+#[test]
+fn an_instance_without_the_current_master_key_fails_closed() {
+    use dropfix_server::sealing::{Keyring, MasterKey};
+    use dropfix_server::store::{Backend, Hooks, Store};
+    use dropfix_server::workspace::WorkspacePatch;
+
+    let old = MasterKey::generate("mk1").unwrap();
+    let new = MasterKey::generate("mk2").unwrap();
+    let entry = old.export_entry();
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options {
+        env: vec![
+            ("DROPFIX_LOG", "info"),
+            ("NO_COLOR", ""),
+            ("DROPFIX_MASTER_KEYS", entry.as_str()),
+        ],
+        args: vec![],
+    };
+    let server = Server::start(dir.path(), &opts);
+    let (app, secret) = server.dev_workspace.clone().expect("first start prints it");
+    let key = SecretKey::new(secret.as_str());
+    assert_eq!(
+        server
+            .identify(&serde_json::to_vec(&signed(&app, &key, "u1")).unwrap())
+            .status,
+        200
+    );
+
+    // What `master-key rewrap` and `workspace set --strict on` do with both keys, mk2 active.
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let ring = Keyring::new(vec![new.clone(), old.clone()]).unwrap();
+            let backend = Backend::Sqlite {
+                data_dir: dir.path().to_path_buf(),
+            };
+            let store = Store::open(&backend, Hooks::new(ring)).await.unwrap();
+            assert_eq!(store.rewrap_secrets().await.unwrap(), 1);
+            let strict = WorkspacePatch {
+                strict: Some(dropfix_core::StrictMode::Enforce),
+                ..Default::default()
+            };
+            store
+                .update_workspace(&app, &strict, "cli", now())
+                .await
+                .unwrap();
+        });
+
+    let health = eventually("the health check to fail", || {
+        let r = server.request("GET", "/healthz", &[], b"");
+        (r.status == 503).then_some(r)
+    });
+    assert_eq!(health.json()["status"], "config_stale");
+    for body in [
+        signed(&app, &key, "u2"),
+        json!({"app_id": app, "user_id": "u3"}),
+    ] {
+        let r = server.identify(&serde_json::to_vec(&body).unwrap());
+        assert_eq!(r.status, 503, "{}", r.text());
+        assert_eq!(r.json()["error"]["code"], "config_stale");
+    }
+    // The admin API says why it cannot read the workspace either.
+    let r = server.admin("GET", &format!("/v1/admin/workspaces/{app}"), None);
+    assert_eq!(
+        (r.status, r.json()["error"]["code"].clone()),
+        (503, json!("config_stale"))
+    );
+    let logged = server
+        .output()
+        .into_iter()
+        .filter(|l| {
+            l.stderr
+                && l.text
+                    .contains("cannot be loaded with this verifier's master keys")
+        })
+        .count();
+    assert_eq!(logged, 1, "said once, not at every poll");
+}

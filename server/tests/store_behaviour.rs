@@ -177,11 +177,12 @@ on_both_backends!(
     meta_values_round_trip,
     instances_starting_together_on_a_new_store_agree_on_one_workspace_and_token,
     a_newer_schema_is_refused,
-    a_change_through_one_handle_reaches_another_within_a_second,
+    a_change_through_one_handle_reaches_another_promptly,
     // Sealing at rest
     no_secret_is_stored_in_the_clear,
     secrets_stored_in_the_clear_are_sealed_when_the_store_opens,
     after_a_rewrap_the_old_master_key_can_be_dropped,
+    an_instance_that_cannot_unseal_changed_workspaces_marks_them_stale,
     // Console storage
     call_counts_add_up_across_handles,
     recent_rejections_keep_the_newest_hundred_per_workspace,
@@ -1483,7 +1484,11 @@ async fn a_newer_schema_is_refused(env: &Env) {
     }
 }
 
-async fn a_change_through_one_handle_reaches_another_within_a_second(env: &Env) {
+/// Each kind of change reaches another handle's registry. The poll (SQLite) and the notification
+/// (PostgreSQL) deliver it in about 250 ms and 10 ms here (printed below); the bound is 2 s so
+/// that a machine running the whole suite in parallel cannot fail it (two runs did, near 1 s),
+/// while a change that never arrives, or waits for the next one, still does.
+async fn a_change_through_one_handle_reaches_another_promptly(env: &Env) {
     let (a, _) = env.open().await;
     let (app, k1) = workspace(&a).await;
     let (_b, seen_by_b) = env.open().await;
@@ -1492,8 +1497,8 @@ async fn a_change_through_one_handle_reaches_another_within_a_second(env: &Env) 
         let start = Instant::now();
         while !ok() {
             assert!(
-                start.elapsed() < Duration::from_secs(1),
-                "{what} took over a second to reach the other handle"
+                start.elapsed() < Duration::from_secs(2),
+                "{what} took over 2 s to reach the other handle"
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -2053,6 +2058,50 @@ async fn secrets_stored_in_the_clear_are_sealed_when_the_store_opens(env: &Env) 
         store.seal_counts().await.unwrap().by_key.get("mk1"),
         Some(&2)
     );
+}
+
+/// A rewrap to a master key one instance lacks, then a change: that instance cannot load the
+/// changed workspaces, and says so (its registry is stale) instead of deciding with the old
+/// ones; an instance with the key loads them.
+async fn an_instance_that_cannot_unseal_changed_workspaces_marks_them_stale(env: &Env) {
+    let mk1 = MasterKey::generate("old").unwrap();
+    let mk2 = MasterKey::generate("new").unwrap();
+    let (lagging, registry) = env.open_with(keys_of(&[&mk1])).await;
+    let (app, _) = workspace(&lagging).await;
+    assert_eq!(registry.stale(), None);
+    let (updated, _) = env.open_with(keys_of(&[&mk2, &mk1])).await;
+    assert_eq!(updated.rewrap_secrets().await.unwrap(), 1);
+    updated
+        .update_workspace(
+            &app,
+            &WorkspacePatch {
+                strict: Some(StrictMode::Enforce),
+                ..Default::default()
+            },
+            "test",
+            NOW,
+        )
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let why = loop {
+        if let Some(why) = registry.stale() {
+            break why;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the lagging instance never noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(why.contains("new"), "names the missing key: {why}");
+    // It keeps retrying, and stays stale while the key is missing.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(registry.is_stale());
+    drop(lagging);
+    let (_fresh, fresh) = env.open_with(keys_of(&[&mk2, &mk1])).await;
+    assert!(!fresh.is_stale());
+    assert_eq!(fresh.get(&app).unwrap().strict, StrictMode::Enforce);
 }
 
 async fn after_a_rewrap_the_old_master_key_can_be_dropped(env: &Env) {

@@ -136,6 +136,26 @@ pub(crate) fn merge_on_conflict(claims: &str, rows: MergeRows) -> String {
     )
 }
 
+/// A reload of the workspaces failed. When the stored workspaces cannot be read with this
+/// instance's master keys (a rewrap to a key it lacks), the registry is marked stale, which
+/// fails the health check and identify calls until a reload succeeds; other errors (the
+/// database away) are retried by the next poll and reported by the health check already.
+pub(crate) fn reload_failed(registry: &crate::workspace::Registry, e: &StoreError) {
+    if !matches!(e, StoreError::Sealing(_)) {
+        tracing::warn!(error = %e, "reloading workspaces failed; the next poll retries");
+        return;
+    }
+    if !registry.is_stale() {
+        tracing::error!(
+            error = %e,
+            "the stored workspaces changed and cannot be loaded with this verifier's master \
+             keys: it refuses identify calls and fails /healthz until they can (give it the \
+             master key the secrets are sealed with, then restart it)"
+        );
+    }
+    registry.mark_stale(&e.to_string());
+}
+
 /// Which form of [`merge_on_conflict`] a write uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum MergeRows {

@@ -1216,7 +1216,13 @@ async fn reload(
         .query_one("SELECT version FROM config_version", &[])
         .await?
         .get(0);
-    let workspaces = load_workspaces(&tx, &hooks.keyring.get(), None).await?;
+    let workspaces = match load_workspaces(&tx, &hooks.keyring.get(), None).await {
+        Ok(w) => w,
+        Err(e) => {
+            super::reload_failed(&hooks.registry, &e);
+            return Err(e);
+        }
+    };
     tx.commit().await?;
     if !force {
         tracing::info!(
@@ -1290,8 +1296,9 @@ async fn listen(
             while notify_rx.recv().await.is_some() {
                 // One reload covers every notification already queued.
                 while notify_rx.try_recv().is_ok() {}
+                // A failed reload is logged by `reload_failed` or retried by the poll.
                 if let Err(e) = bounded(op_timeout, reload(&pool, &hooks, &sync, false)).await {
-                    tracing::warn!(error = %e, "reloading workspaces after a notification failed");
+                    tracing::debug!(error = %e, "reloading workspaces after a notification failed");
                 }
             }
             drop(client);

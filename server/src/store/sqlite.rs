@@ -1738,13 +1738,15 @@ fn store_thread(mut conn: Connection, mut rx: mpsc::Receiver<Command>, hooks: Ho
         if std::mem::take(&mut poll) {
             match data_version(&conn) {
                 Ok(v) if v != seen_version => {
-                    seen_version = v;
+                    // The version is recorded only once loaded, so a failed load is retried
+                    // at the next poll.
                     match load_workspaces(&conn, &hooks.keyring.get()) {
                         Ok(ws) => {
                             tracing::info!(workspaces = ws.len(), "workspaces reloaded");
                             hooks.registry.replace(ws);
+                            seen_version = v;
                         }
-                        Err(e) => tracing::error!(error = %e, "reloading workspaces failed"),
+                        Err(e) => super::reload_failed(&hooks.registry, &e),
                     }
                 }
                 Ok(_) => {}
