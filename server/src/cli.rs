@@ -13,7 +13,7 @@ use serde_json::json;
 use sha2::Digest;
 
 use crate::sealing::{self, Keyring, MasterKey};
-use crate::store::{Backend, Hooks, Role, Store, postgres};
+use crate::store::{AccountChange, Backend, Hooks, Role, Store, postgres};
 use crate::workspace::{self, NewKey, NewWorkspace, Workspace, WorkspacePatch};
 use crate::{AppState, Config, diagnose, http::now};
 
@@ -285,6 +285,36 @@ enum UserCommand {
         workspace: String,
         #[arg(long, default_value = "viewer", value_parser = parse_role)]
         role: Role,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Take an account's role in one workspace away (its other workspaces stay). Its open
+    /// sessions lose that workspace on their next request.
+    RemoveFromWorkspace {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        workspace: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Replace an account's password and end every session it has (a lost or leaked password).
+    SetPassword {
+        #[arg(long)]
+        email: String,
+        /// Read the password from the first line of standard input (keeps it out of `ps`).
+        #[arg(long, conflicts_with = "password")]
+        password_stdin: bool,
+        /// The password (visible to other users in `ps`; prefer --password-stdin).
+        #[arg(long)]
+        password: Option<String>,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Delete an account: its memberships and sessions end at once (someone who left).
+    Delete {
+        #[arg(long)]
+        email: String,
         #[command(flatten)]
         data: DataDir,
     },
@@ -1001,6 +1031,25 @@ fn read_password(stdin: bool, flag: Option<String>) -> Result<String, Box<dyn st
     Ok(password)
 }
 
+/// Runs [`Store::change_account`]; an error names what was not found.
+fn change_account(data: &DataDir, email: &str, change: &AccountChange) -> CliResult {
+    with_store(data, |store| async move {
+        if store
+            .change_account(email, change, CLI_ACTOR, now())
+            .await?
+        {
+            return Ok(());
+        }
+        Err(match change {
+            AccountChange::RemoveFrom(app) if store.account_login(email).await?.is_some() => {
+                format!("{email} is not a member of {app}")
+            }
+            _ => format!("no console account has email {email}"),
+        }
+        .into())
+    })
+}
+
 fn user_command(cmd: UserCommand) -> CliResult {
     match cmd {
         UserCommand::Create {
@@ -1057,6 +1106,33 @@ fn user_command(cmd: UserCommand) -> CliResult {
             println!("{email} is now {} of {workspace}", role.as_str());
             Ok(())
         }),
+        UserCommand::RemoveFromWorkspace {
+            email,
+            workspace,
+            data,
+        } => {
+            let change = AccountChange::RemoveFrom(workspace.clone());
+            change_account(&data, &email, &change)?;
+            println!("{email} no longer has access to {workspace}");
+            Ok(())
+        }
+        UserCommand::SetPassword {
+            email,
+            password_stdin,
+            password,
+            data,
+        } => {
+            let password = read_password(password_stdin, password)?;
+            let phc = crate::console::session::hash_password(&password)?;
+            change_account(&data, &email, &AccountChange::SetPassword(phc))?;
+            println!("{email} has a new password; every session it had has ended");
+            Ok(())
+        }
+        UserCommand::Delete { email, data } => {
+            change_account(&data, &email, &AccountChange::Delete)?;
+            println!("{email} is deleted; its sessions have ended");
+            Ok(())
+        }
         UserCommand::List { data, json } => with_store(&data, |store| async move {
             let accounts = store.list_accounts().await?;
             if json {
@@ -1189,6 +1265,9 @@ mod tests {
                 Command::User(
                     UserCommand::Create { data, .. }
                     | UserCommand::AddToWorkspace { data, .. }
+                    | UserCommand::RemoveFromWorkspace { data, .. }
+                    | UserCommand::SetPassword { data, .. }
+                    | UserCommand::Delete { data, .. }
                     | UserCommand::List { data, .. },
                 ) => data,
                 Command::MasterKey(MasterKeyCommand::Generate { .. })

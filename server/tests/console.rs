@@ -957,35 +957,102 @@ fn any_instance_serves_a_session_and_counts_are_totals_across_instances() {
     assert_redirect_to_login(&a.get(&cookie, &a.ws("security")));
 }
 
-#[test]
-fn the_user_cli_makes_argon2id_accounts_and_refuses_mistakes() {
+/// Runs the `dropfix-server` CLI on `dir` with `stdin`; whether it succeeded, and its stdout
+/// then stderr.
+fn run_cli(dir: &Path, args: &[&str], stdin: &str) -> (bool, String) {
     use std::io::Write as _;
     use std::process::{Command, Stdio};
+    // Cargo builds the binary for integration tests and names its path here.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dropfix-server"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+/// What an operator does when someone leaves or a password leaks, from the CLI while the
+/// console runs: each takes effect on the next request of a session already open.
+#[test]
+fn console_access_is_taken_away_from_the_cli() {
+    let c = Console::fast();
+    let dir = c.dir.path();
+    let owner = c.login(OWNER);
+    let viewer = c.login(VIEWER);
+    assert_eq!(c.get(&viewer, &c.ws("users")).status, 200);
+
+    let (ok, out) = run_cli(
+        dir,
+        &[
+            "user",
+            "remove-from-workspace",
+            "--email",
+            VIEWER,
+            "--workspace",
+            &c.app,
+        ],
+        "",
+    );
+    assert!(ok, "{out}");
+    assert_eq!(c.get(&viewer, &c.ws("users")).status, 404);
+    let (ok, out) = run_cli(
+        dir,
+        &[
+            "user",
+            "remove-from-workspace",
+            "--email",
+            VIEWER,
+            "--workspace",
+            &c.app,
+        ],
+        "",
+    );
+    assert!(!ok && out.contains("not a member"), "{out}");
+
+    let new_password = "a brand new passphrase";
+    let (ok, out) = run_cli(
+        dir,
+        &["user", "set-password", "--email", OWNER, "--password-stdin"],
+        &format!("{new_password}\n"),
+    );
+    assert!(ok, "{out}");
+    assert_ne!(
+        c.get(&owner, &c.ws("users")).status,
+        200,
+        "the old session ended"
+    );
+    assert_eq!(c.try_login(OWNER, PASSWORD).status, 401);
+    assert_eq!(c.try_login(OWNER, new_password).status, 303);
+
+    let (ok, out) = run_cli(dir, &["user", "delete", "--email", OWNER], "");
+    assert!(ok, "{out}");
+    assert_eq!(c.try_login(OWNER, new_password).status, 401);
+    let (ok, out) = run_cli(dir, &["user", "delete", "--email", OWNER], "");
+    assert!(!ok && out.contains("no console account"), "{out}");
+    // Each change is in the workspace's audit log.
+    let log = with_store(dir, async |s| s.audit_log(&c.app, 10).await.unwrap());
+    let removed: Vec<_> = log.iter().filter(|e| e.action == "member.remove").collect();
+    assert_eq!(removed.len(), 2, "{log:?}");
+}
+
+#[test]
+fn the_user_cli_makes_argon2id_accounts_and_refuses_mistakes() {
     let dir = tempfile::tempdir().unwrap();
     support::owner_only(dir.path());
-    // Cargo builds the binary for integration tests and names its path here.
-    let bin = env!("CARGO_BIN_EXE_dropfix-server");
-    let run = |args: &[&str], stdin: &str| {
-        let mut child = Command::new(bin)
-            .args(args)
-            .arg("--data-dir")
-            .arg(dir.path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string()
-            + &String::from_utf8_lossy(&out.stderr);
-        (out.status.success(), text)
-    };
+    let run = |args: &[&str], stdin: &str| run_cli(dir.path(), args, stdin);
     let (ok, out) = run(&["workspace", "create", "--name", "cli", "--json"], "");
     assert!(ok, "{out}");
     // stdout's JSON line (stderr may carry the master-key-file notice of a first start).

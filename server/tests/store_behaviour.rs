@@ -21,8 +21,8 @@ use dropfix_core::StrictMode;
 use dropfix_server::sealing::{Keyring, MasterKey};
 use dropfix_server::store::postgres::PgOptions;
 use dropfix_server::store::{
-    Backend, CallCounts, CountsDelta, Hooks, MAX_RECENT_REJECTIONS, Membership, RejectionEntry,
-    Role, SessionRules, Store, StoreError,
+    AccountChange, Backend, CallCounts, CountsDelta, Hooks, MAX_RECENT_REJECTIONS, Membership,
+    RejectionEntry, Role, SessionRules, Store, StoreError,
 };
 use dropfix_server::users::{
     Claimed, IdentifyWrite, UserQuery, UserRecord, Verification, merge_all,
@@ -189,6 +189,7 @@ on_both_backends!(
     sessions_resume_until_idle_or_absolute_expiry_and_end_at_logout,
     accounts_are_found_by_email_case_insensitively,
     members_have_one_role_per_workspace,
+    console_access_can_be_taken_away,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -2546,6 +2547,114 @@ async fn accounts_are_found_by_email_case_insensitively(env: &Env) {
         ]
     );
     assert!(accounts.iter().all(|x| x.memberships.is_empty()));
+}
+
+async fn console_access_can_be_taken_away(env: &Env) {
+    let (a, _) = env.open().await;
+    let (b, _) = env.open().await;
+    let (w1, _) = workspace(&a).await;
+    let (w2, _) = workspace(&a).await;
+    let id = a
+        .create_account("leaver@example.com", "$argon2id$old", NOW)
+        .await
+        .unwrap()
+        .unwrap();
+    for w in [&w1, &w2] {
+        assert!(
+            a.add_member("leaver@example.com", w, Role::Owner, "cli", NOW)
+                .await
+                .unwrap()
+        );
+    }
+    let (s1, s2) = ([1u8; 32], [2u8; 32]);
+    for s in [s1, s2] {
+        a.create_session(s, id, RULES, NOW).await.unwrap();
+    }
+    // One workspace taken away (through another handle): the session stays, without it.
+    let remove = AccountChange::RemoveFrom(w1.clone());
+    assert!(
+        b.change_account("Leaver@Example.com", &remove, "cli", NOW + 1)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !b.change_account("leaver@example.com", &remove, "cli", NOW + 1)
+            .await
+            .unwrap()
+    );
+    let account = a.resume_session(s1, RULES, NOW + 2).await.unwrap().unwrap();
+    let apps: Vec<_> = account
+        .memberships
+        .iter()
+        .map(|m| m.app_id.clone())
+        .collect();
+    assert_eq!(apps, vec![w2.clone()]);
+    // A new password ends every session.
+    let reset = AccountChange::SetPassword("$argon2id$new".into());
+    assert!(
+        b.change_account("leaver@example.com", &reset, "cli", NOW + 3)
+            .await
+            .unwrap()
+    );
+    for s in [s1, s2] {
+        assert!(a.resume_session(s, RULES, NOW + 4).await.unwrap().is_none());
+    }
+    let login = a
+        .account_login("leaver@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(login.password_phc, "$argon2id$new");
+    // Deleted: no login, no session, no membership; audited where it was a member.
+    a.create_session(s1, id, RULES, NOW + 5).await.unwrap();
+    assert!(
+        b.change_account("leaver@example.com", &AccountChange::Delete, "cli", NOW + 6)
+            .await
+            .unwrap()
+    );
+    assert!(
+        a.account_login("leaver@example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        a.resume_session(s1, RULES, NOW + 7)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(a.list_accounts().await.unwrap().iter().all(|x| x.id != id));
+    assert!(
+        !b.change_account("leaver@example.com", &AccountChange::Delete, "cli", NOW + 8)
+            .await
+            .unwrap()
+    );
+    let actions = |w: String| {
+        let a = a.clone();
+        async move {
+            a.audit_log(&w, 10)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|e| (e.action, e.detail))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        actions(w1.clone()).await[0],
+        (
+            "member.remove".to_string(),
+            json!({"email": "leaver@example.com"})
+        )
+    );
+    assert_eq!(
+        actions(w2.clone()).await[0],
+        (
+            "member.remove".to_string(),
+            json!({"email": "leaver@example.com", "account_deleted": true})
+        )
+    );
 }
 
 async fn members_have_one_role_per_workspace(env: &Env) {

@@ -274,6 +274,17 @@ pub struct AuditEntry {
     pub detail: serde_json::Value,
 }
 
+/// A change to a console account that takes access away ([`Store::change_account`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountChange {
+    /// Removes its membership of this workspace (app id); its other workspaces stay.
+    RemoveFrom(String),
+    /// Deletes the account, its memberships and its sessions.
+    Delete,
+    /// Replaces its password (an argon2id PHC string) and ends every session it has.
+    SetPassword(String),
+}
+
 /// A console account's role in one workspace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum Role {
@@ -626,6 +637,20 @@ impl Store {
         now: i64,
     ) -> Result<bool, StoreError> {
         dispatch!(self.add_member(email, app_id, role, actor, now))
+    }
+
+    /// Takes console access away from the account with this email, in one transaction, and
+    /// audits it in each workspace it leaves; `false` when no account has this email (or, for
+    /// [`AccountChange::RemoveFrom`], it is not a member there). A session of a removed member
+    /// stops reaching that workspace on its next request (roles are read per request).
+    pub async fn change_account(
+        &self,
+        email: &str,
+        change: &AccountChange,
+        actor: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self.change_account(email, change, actor, now))
     }
 
     /// Every console account with its memberships, by email.

@@ -35,9 +35,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::{AsyncMessage, IsolationLevel, NoTls};
 
 use super::{
-    Account, AccountLogin, AuditEntry, CallCounts, CountsDelta, Hooks, MAX_RECENT_REJECTIONS,
-    Membership, Queued, RejectionEntry, Role, SealCounts, SessionRules, StoreError, open_secret,
-    seal_secret, secret_aad,
+    Account, AccountChange, AccountLogin, AuditEntry, CallCounts, CountsDelta, Hooks,
+    MAX_RECENT_REJECTIONS, Membership, Queued, RejectionEntry, Role, SealCounts, SessionRules,
+    StoreError, open_secret, seal_secret, secret_aad,
 };
 use crate::sealing::{Keyring, sealed_key_id};
 use crate::users::{IdentifyWrite, UserQuery, UserRecord};
@@ -656,6 +656,75 @@ impl PgStore {
                 now,
             )
             .await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+        .await
+    }
+
+    pub async fn change_account(
+        &self,
+        email: &str,
+        change: &AccountChange,
+        actor: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let email = email.to_lowercase();
+        self.with_client(async |c| {
+            let tx = c.transaction().await?;
+            let Some(account) = tx
+                .query_opt(
+                    "SELECT id FROM console_accounts WHERE email = $1 FOR UPDATE",
+                    &[&email],
+                )
+                .await?
+            else {
+                return Ok(false);
+            };
+            let id: i64 = account.get(0);
+            match change {
+                AccountChange::RemoveFrom(app_id) => {
+                    let n = tx
+                        .execute(
+                            "DELETE FROM console_members WHERE account_id = $1 AND app_id = $2",
+                            &[&id, app_id],
+                        )
+                        .await?;
+                    if n == 0 {
+                        return Ok(false);
+                    }
+                    let detail = json!({"email": email});
+                    audit(&tx, app_id, actor, "member.remove", detail, now).await?;
+                }
+                AccountChange::Delete => {
+                    let apps = tx
+                        .query(
+                            "SELECT app_id FROM console_members WHERE account_id = $1 ORDER BY app_id",
+                            &[&id],
+                        )
+                        .await?;
+                    for row in &apps {
+                        let app_id: String = row.get(0);
+                        let detail = json!({"email": email, "account_deleted": true});
+                        audit(&tx, &app_id, actor, "member.remove", detail, now).await?;
+                    }
+                    // Memberships and sessions go with it (ON DELETE CASCADE).
+                    tx.execute("DELETE FROM console_accounts WHERE id = $1", &[&id])
+                        .await?;
+                }
+                AccountChange::SetPassword(phc) => {
+                    tx.execute(
+                        "UPDATE console_accounts SET password_phc = $1 WHERE id = $2",
+                        &[phc, &id],
+                    )
+                    .await?;
+                    tx.execute(
+                        "DELETE FROM console_sessions WHERE account_id = $1",
+                        &[&id],
+                    )
+                    .await?;
+                }
+            }
             tx.commit().await?;
             Ok(true)
         })

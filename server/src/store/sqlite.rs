@@ -23,9 +23,9 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Account, AccountLogin, AuditEntry, CallCounts, CountsDelta, Hooks, MAX_RECENT_REJECTIONS,
-    Membership, MergeRows, Queued, RejectionEntry, Role, SealCounts, SessionRules, StoreError,
-    open_secret, seal_secret,
+    Account, AccountChange, AccountLogin, AuditEntry, CallCounts, CountsDelta, Hooks,
+    MAX_RECENT_REJECTIONS, Membership, MergeRows, Queued, RejectionEntry, Role, SealCounts,
+    SessionRules, StoreError, open_secret, seal_secret,
 };
 use crate::sealing::{Keyring, sealed_key_id};
 use crate::users::{IdentifyWrite, UserQuery, UserRecord};
@@ -1087,6 +1087,64 @@ fn add_member(
     Ok(true)
 }
 
+fn change_account(
+    conn: &mut Connection,
+    email: &str,
+    change: &AccountChange,
+    actor: &str,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let tx = write_tx(conn)?;
+    let email = email.to_lowercase();
+    let Some(id) = tx
+        .query_row(
+            "SELECT id FROM console_accounts WHERE email = ?1",
+            [&email],
+            |r| r.get::<_, i64>(0),
+        )
+        .optional()?
+    else {
+        return Ok(false);
+    };
+    match change {
+        AccountChange::RemoveFrom(app_id) => {
+            let n = tx.execute(
+                "DELETE FROM console_members WHERE account_id = ?1 AND app_id = ?2",
+                params![id, app_id],
+            )?;
+            if n == 0 {
+                return Ok(false);
+            }
+            audit(
+                &tx,
+                app_id,
+                actor,
+                "member.remove",
+                json!({"email": email}),
+                now,
+            )?;
+        }
+        AccountChange::Delete => {
+            for m in memberships(&tx, id)? {
+                let detail = json!({"email": email, "account_deleted": true});
+                audit(&tx, &m.app_id, actor, "member.remove", detail, now)?;
+            }
+            tx.execute("DELETE FROM console_sessions WHERE account_id = ?1", [id])?;
+            tx.execute("DELETE FROM console_members WHERE account_id = ?1", [id])?;
+            tx.execute("DELETE FROM console_accounts WHERE id = ?1", [id])?;
+        }
+        AccountChange::SetPassword(phc) => {
+            tx.execute(
+                "UPDATE console_accounts SET password_phc = ?1 WHERE id = ?2",
+                params![phc, id],
+            )?;
+            tx.execute("DELETE FROM console_sessions WHERE account_id = ?1", [id])?;
+        }
+    }
+    tx.commit()?;
+    Ok(true)
+}
+
 fn memberships(conn: &Connection, account_id: i64) -> rusqlite::Result<Vec<Membership>> {
     let mut stmt = conn.prepare_cached(
         "SELECT app_id, role FROM console_members WHERE account_id = ?1 ORDER BY app_id",
@@ -1609,6 +1667,18 @@ impl SqliteStore {
     ) -> Result<bool, StoreError> {
         let (email, app, actor) = (email.to_string(), app_id.to_string(), actor.to_string());
         self.call(move |c| add_member(c, &email, &app, role, &actor, now))
+            .await
+    }
+
+    pub async fn change_account(
+        &self,
+        email: &str,
+        change: &AccountChange,
+        actor: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let (email, change, actor) = (email.to_string(), change.clone(), actor.to_string());
+        self.call(move |c| change_account(c, &email, &change, &actor, now))
             .await
     }
 
