@@ -52,7 +52,8 @@ pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// hyper's per-connection read buffer bound: a whole valid identify request (head and the
 /// largest body) fits, nothing more is buffered. hyper's default (~400 KiB) let every connection
 /// that sent an unfinished head hold that much memory; past this bound the head is refused with
-/// 431 and the connection closed. (hyper requires at least 8192.)
+/// 431 and the connection closed. hyper checks the bound after a read, so a head may overshoot
+/// it by one read (measured: heads up to 49,097 bytes are read). (hyper requires at least 8192.)
 pub const MAX_BUF_BYTES: usize = MAX_HEAD_BYTES + dropfix_core::MAX_BODY_BYTES;
 
 /// Tunables of a running server (from flags and environment variables, see [`cli`]).
