@@ -109,8 +109,8 @@ struct DataDir {
     #[arg(long, env = "DROPFIX_DB_POOL_SIZE", default_value_t = postgres::DEFAULT_POOL_SIZE,
           value_parser = parse_pool_size)]
     db_pool_size: usize,
-    /// Seconds to wait for a PostgreSQL connection before answering 503 (a down database fails
-    /// requests quickly instead of hanging them).
+    /// Seconds to wait for a PostgreSQL connection, and for an identify call's write, before
+    /// answering 503 (a down or hung database fails requests quickly instead of hanging them).
     #[arg(long, env = "DROPFIX_DB_TIMEOUT_SECS", default_value_t = postgres::DEFAULT_TIMEOUT.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..=300))]
     db_timeout_secs: u64,

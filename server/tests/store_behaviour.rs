@@ -1562,6 +1562,94 @@ async fn a_change_through_one_handle_reaches_another_promptly(env: &Env) {
 // ---------------------------------------------------------------------------------------------
 // PostgreSQL only
 
+/// A TCP proxy to `upstream` that can be frozen: while frozen it holds every byte, as a hung
+/// database (or a network partition without resets) would. Returns its address.
+async fn freezable_proxy(
+    upstream: String,
+    frozen: Arc<std::sync::atomic::AtomicBool>,
+) -> std::net::SocketAddr {
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    async fn pipe(
+        mut from: tokio::net::tcp::OwnedReadHalf,
+        mut to: tokio::net::tcp::OwnedWriteHalf,
+        frozen: Arc<std::sync::atomic::AtomicBool>,
+    ) {
+        let mut buf = vec![0u8; 16 * 1024];
+        while let Ok(n @ 1..) = from.read(&mut buf).await {
+            while frozen.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            if to.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                continue;
+            };
+            let (cr, cw) = client.into_split();
+            let (sr, sw) = server.into_split();
+            tokio::spawn(pipe(cr, sw, Arc::clone(&frozen)));
+            tokio::spawn(pipe(sr, cw, Arc::clone(&frozen)));
+        }
+    });
+    addr
+}
+
+/// A database that stops answering: every identify call gets its error within the database
+/// timeout (`--db-timeout-secs`), also the calls queued behind a batch that is stuck on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_hung_database_fails_each_call_within_the_timeout() {
+    let Some(db) = TestDb::create().await else {
+        return;
+    };
+    // postgres://user:password@HOST:PORT/db -> the proxy's address in place of HOST:PORT.
+    let (head, rest) = db.url.rsplit_once('@').unwrap();
+    let (upstream, tail) = rest.split_once('/').unwrap();
+    let frozen = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let proxy = freezable_proxy(upstream.to_string(), Arc::clone(&frozen)).await;
+    let timeout = Duration::from_secs(1);
+    let backend = Backend::Postgres(PgOptions {
+        pool_size: 2,
+        timeout,
+        ..PgOptions::new(format!("{head}@{proxy}/{tail}"))
+    });
+    let store = Store::open(&backend, Hooks::new(ring())).await.unwrap();
+    let (app, key) = workspace(&store).await;
+    let t = claimed(None, None, Some("pro"), None);
+    store
+        .identify(verified(&app, "before", NOW, key, t.clone(), t.clone()))
+        .await
+        .unwrap();
+
+    frozen.store(true, std::sync::atomic::Ordering::SeqCst);
+    let started = Instant::now();
+    let calls: Vec<_> = (0..6)
+        .map(|i| {
+            let store = store.clone();
+            let w = verified(&app, &format!("hung-{i}"), NOW, key, t.clone(), t.clone());
+            tokio::spawn(async move {
+                let r = store.identify(w).await;
+                (r, started.elapsed())
+            })
+        })
+        .collect();
+    for call in calls {
+        let (r, took) = call.await.unwrap();
+        assert!(r.is_err(), "no answer is not a success");
+        assert!(
+            took < timeout + Duration::from_millis(700),
+            "a call waited {took:?} for a hung database (timeout {timeout:?})"
+        );
+    }
+    frozen.store(false, std::sync::atomic::Ordering::SeqCst);
+}
+
 /// PostgreSQL cannot store a NUL character in text; such a call fails alone (503 for that
 /// caller) and the rest of its batch is stored.
 #[tokio::test]

@@ -453,11 +453,25 @@ impl Store {
         &self,
         write: IdentifyWrite,
     ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
-        let queued = match self {
-            Store::Sqlite(s) => s.enqueue(write),
-            Store::Postgres(s) => s.enqueue(write),
+        // The embedded store answers or fails by itself; a PostgreSQL write waits at most the
+        // database timeout (its batch may still commit after that: the 503 then says the write
+        // was not confirmed, which is true).
+        let (queued, limit) = match self {
+            Store::Sqlite(s) => (s.enqueue(write), None),
+            Store::Postgres(s) => (s.enqueue(write), Some(s.answer_timeout())),
         };
-        queued.done()
+        async move {
+            match limit {
+                None => queued.done().await,
+                Some(limit) => tokio::time::timeout(limit, queued.done())
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(StoreError::Postgres(format!(
+                            "no answer from the database within {limit:?}"
+                        )))
+                    }),
+            }
+        }
     }
 
     /// Whether the store answers (health checks).

@@ -162,6 +162,10 @@ struct Inner {
     hooks: Hooks,
     sync: Arc<ConfigSync>,
     op_timeout: Duration,
+    /// How long an identify call waits for its batch's answer (`--db-timeout-secs`): a call
+    /// queued behind a batch stuck on a hung database gets its 503 in this time, not after that
+    /// batch's bound and then its own.
+    answer_timeout: Duration,
     /// Benchmark A/B only (`DROPFIX_BENCH_PG_ROW_COMMITS=1`, bench/pg.sh): every call commits its
     /// own one-row transaction on a pooled connection instead of joining the batch, so batching
     /// can be measured against what it replaces. Never set in production.
@@ -265,6 +269,7 @@ impl PgStore {
                 hooks,
                 sync,
                 op_timeout,
+                answer_timeout: opts.timeout,
                 row_commits: std::env::var("DROPFIX_BENCH_PG_ROW_COMMITS").is_ok_and(|v| v == "1"),
                 _stop: stop,
             }),
@@ -292,6 +297,11 @@ impl PgStore {
         let out = self.with_client(f).await?;
         self.reload().await?;
         Ok(out)
+    }
+
+    /// How long an identify call waits for its answer; see [`Inner::answer_timeout`].
+    pub fn answer_timeout(&self) -> Duration {
+        self.inner.answer_timeout
     }
 
     /// Hands `write` to this instance's batcher; see [`super::Queued`].
