@@ -206,7 +206,64 @@ pub fn validate_origin_pattern(pattern: &str) -> Result<(), String> {
             "allowed origin {pattern:?} must be scheme://host[:port] with no path (no trailing slash)"
         ));
     }
-    Ok(())
+    // What a browser puts in its Origin header: a lower-or-upper-case ASCII host name (IDNs in
+    // their xn-- form), an IPv4 address or a bracketed IPv6 one, and a port only when it is not
+    // the scheme's default. Anything else could never match, so it is refused here.
+    let (host, port) = match rest.strip_prefix('[') {
+        Some(v6) => {
+            let (addr, after) = v6.split_once(']').ok_or_else(|| {
+                format!("allowed origin {pattern:?}: an IPv6 address needs its closing ]")
+            })?;
+            if addr.is_empty()
+                || !addr
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+            {
+                return Err(format!(
+                    "allowed origin {pattern:?}: {addr:?} is not an IPv6 address"
+                ));
+            }
+            let port = match after {
+                "" => None,
+                p => Some(p.strip_prefix(':').ok_or_else(|| {
+                    format!("allowed origin {pattern:?} must be scheme://host[:port]")
+                })?),
+            };
+            (None, port)
+        }
+        None => match rest.split_once(':') {
+            Some((h, p)) => (Some(h), Some(p)),
+            None => (Some(rest), None),
+        },
+    };
+    if let Some(host) = host {
+        let label_ok =
+            |l: &str| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if host.contains('*') {
+            return Err(format!(
+                "allowed origin {pattern:?}: a wildcard may only stand for the port \
+                 (http://localhost:*) or the whole entry (*); list each host"
+            ));
+        }
+        if !host.split('.').all(label_ok) {
+            return Err(format!(
+                "allowed origin {pattern:?}: {host:?} is not a host name a browser sends \
+                 (letters, digits, - and . only; an international name in its xn-- form)"
+            ));
+        }
+    }
+    match (scheme, port) {
+        (_, None | Some("*")) => Ok(()),
+        ("https", Some("443")) | ("http", Some("80")) => Err(format!(
+            "allowed origin {pattern:?}: browsers leave the default port out of the origin, so \
+             write it without :{}",
+            port.unwrap_or_default()
+        )),
+        (_, Some(p)) if p.parse::<u16>().is_ok_and(|n| n > 0) => Ok(()),
+        (_, Some(p)) => Err(format!(
+            "allowed origin {pattern:?}: port {p:?} must be a number from 1 to 65535, or *"
+        )),
+    }
 }
 
 /// The workspaces the identify path reads, swapped whole on every reload.
@@ -453,6 +510,42 @@ pub fn rolled_expiry(current: Option<i64>, now: i64, grace_secs: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn origin_patterns_that_could_never_match_are_refused() {
+        for ok in [
+            "*",
+            "https://app.example.com",
+            "http://localhost:*",
+            "http://127.0.0.1:8080",
+            "https://[::1]:8443",
+            "http://[::1]",
+            "https://xn--bcher-kva.example",
+            "https://APP.Example.com",
+        ] {
+            assert_eq!(validate_origin_pattern(ok), Ok(()), "{ok}");
+        }
+        for (bad, says) in [
+            ("https://*.example.com", "wildcard"),
+            ("https://*", "wildcard"),
+            ("https://a.com:443", "default port"),
+            ("http://a.com:80", "default port"),
+            ("https://user@a.com", "host name"),
+            ("https://a.com\r\nX: y", "host name"),
+            ("https://bücher.example", "xn--"),
+            ("https://a..com", "host name"),
+            ("https://a.com:0", "1 to 65535"),
+            ("https://a.com:99999", "1 to 65535"),
+            ("https://a.com:", "1 to 65535"),
+            ("https://[::1", "closing ]"),
+            ("https://[zz]", "IPv6"),
+            ("https://a.com/", "no path"),
+            ("ftp://a.com", "scheme"),
+        ] {
+            let e = validate_origin_pattern(bad).expect_err(bad);
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn every_time_formats_as_a_date() {
