@@ -103,8 +103,56 @@ impl Rejection {
     }
 }
 
+impl Rejection {
+    /// [`Rejection::message`] for a call whose signature is a signed-claims token
+    /// ([`crate::claims::is_jws_form`]): the checks both forms share say what a token needs
+    /// instead of what the seed form's hex digest needs.
+    pub fn token_message(self) -> &'static str {
+        match self {
+            Rejection::SignatureMismatch => {
+                "the signed-claims token does not verify with any active key of this workspace: \
+                 it was changed after signing, or signed with something other than the claims \
+                 key (dfck_..., derived from the secret key; not the secret itself). Sign it on \
+                 your server with HS256 and pass it unchanged"
+            }
+            Rejection::SignatureMalformed => {
+                "the signed-claims token is not one DropFix accepts: a compact HS256 JWS (no \
+                 crit header) whose payload has sub (a string), iat (Unix seconds), optional exp \
+                 and nbf, and valid trait values (plan, name, email strings; mrr a non-negative \
+                 number; custom traits scalars with no reserved names)"
+            }
+            Rejection::SignedAtMissing => {
+                "the signed-claims token has no iat claim: add iat, the Unix time in seconds \
+                 when your server signed it"
+            }
+            other => other.message(),
+        }
+    }
+}
+
 impl fmt::Display for Rejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.message())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_messages_speak_of_tokens() {
+        for r in Rejection::ALL {
+            let (seed, token) = (r.message(), r.token_message());
+            match r {
+                Rejection::SignatureMismatch
+                | Rejection::SignatureMalformed
+                | Rejection::SignedAtMissing => {
+                    assert!(token.contains("token") && !token.contains("hex"), "{token}");
+                    assert_ne!(seed, token);
+                }
+                _ => assert_eq!(seed, token),
+            }
+        }
     }
 }

@@ -564,7 +564,13 @@ async fn identify(
             let (user, sig) = (&call.user_id, call.signature.as_deref());
             let key = stats::signing_key(r.code(), &secrets, &key_ids, user, sig);
             (state.console.stats).refused(&ws.app_id, now, r.code(), origin, user, key);
-            let res = error(StatusCode::UNAUTHORIZED, r.code(), r.message(), None);
+            let token = sig.is_some_and(dropfix_core::claims::is_jws_form);
+            let message = if token {
+                r.token_message()
+            } else {
+                r.message()
+            };
+            let res = error(StatusCode::UNAUTHORIZED, r.code(), message, None);
             return (res, r.code(), Some(ws));
         }
         Decision::Unverified { would_reject } => {

@@ -370,7 +370,20 @@ fn decision_table_rows_over_http() {
         Some("pro"),
         None,
     );
-    assert_rejected(&s, claims_call("c1", wrong_key), "signature_mismatch");
+    assert_rejected(
+        &s,
+        claims_call("c1", wrong_key.clone()),
+        "signature_mismatch",
+    );
+    // A token's refusals speak of tokens, not of the seed form's hex digest.
+    let message = s.identify(claims_call("c1", wrong_key)).json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.contains("claims key") && !message.contains("hex"),
+        "{message}"
+    );
     let good = token(&key, "c2", Some("pro"), Some(49.0));
     let parts: Vec<&str> = good.split('.').collect();
     let tampered = format!(
@@ -491,7 +504,7 @@ fn decision_table_rows_over_http() {
     // Metrics count outcomes by code.
     let m = s.admin("GET", "/metrics", None).text();
     assert!(
-        m.contains(r#"dropfix_identify_requests_total{outcome="signature_mismatch"} 4"#),
+        m.contains(r#"dropfix_identify_requests_total{outcome="signature_mismatch"} 5"#),
         "{m}"
     );
     assert!(m.contains("dropfix_store_commit_batch_size"), "{m}");
