@@ -273,7 +273,10 @@ struct UserPage<'a> {
 
 pub async fn handle(state: &Arc<AppState>, req: Request<Incoming>) -> Response<Body> {
     if !admin_authorized(req.headers(), &state.admin_token_sha256) {
-        tracing::warn!("admin call with a missing or wrong admin token");
+        // At most a few lines a second: anyone can send these at will.
+        if state.limits.may_log() {
+            tracing::warn!("admin call with a missing or wrong admin token");
+        }
         return error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -326,6 +329,7 @@ async fn route(
             if body.name.trim().is_empty() {
                 return Err(bad_request("missing_field", "name is required"));
             }
+            workspace::validate_name(&body.name).map_err(|e| bad_request("invalid_value", &e))?;
             let strict = parse_strict(body.strict.as_deref())?.unwrap_or_default();
             check_origins(&body.allowed_origins)?;
             let new = NewWorkspace {
@@ -353,8 +357,8 @@ async fn route(
             let body: PatchBody = body_json(state, req, false).await?;
             let strict = parse_strict(body.strict.as_deref())?;
             check_origins(&body.allowed_origins)?;
-            if body.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
-                return Err(bad_request("invalid_value", "name cannot be empty"));
+            if let Some(name) = &body.name {
+                workspace::validate_name(name).map_err(|e| bad_request("invalid_value", &e))?;
             }
             let patch = WorkspacePatch {
                 name: body.name,

@@ -331,7 +331,7 @@ enum UserCommand {
 enum WorkspaceCommand {
     /// Create a workspace; prints its app id and first secret key (shown once).
     Create {
-        #[arg(long)]
+        #[arg(long, value_parser = parse_name)]
         name: String,
         /// off | report_only | on
         #[arg(long, default_value = "off", value_parser = parse_strict)]
@@ -365,7 +365,7 @@ enum WorkspaceCommand {
         /// Replaces the allowed origins (repeatable).
         #[arg(long = "allowed-origin", value_parser = parse_origin)]
         allowed_origins: Vec<String>,
-        #[arg(long)]
+        #[arg(long, value_parser = parse_name)]
         name: Option<String>,
         #[command(flatten)]
         data: DataDir,
@@ -477,6 +477,10 @@ fn parse_ip_net(s: &str) -> Result<ipnet::IpNet, String> {
 
 fn parse_role(s: &str) -> Result<Role, String> {
     Role::parse(s).ok_or_else(|| "expected owner or viewer".to_string())
+}
+
+fn parse_name(s: &str) -> Result<String, String> {
+    workspace::validate_name(s).map(|()| s.to_string())
 }
 
 fn parse_origin(s: &str) -> Result<String, String> {
@@ -641,6 +645,9 @@ async fn shutdown_signal() {
     tracing::info!("shutdown signal received");
 }
 
+/// Below this an admin token is warned about at start (a generated one has 48 hex characters).
+const MIN_ADMIN_TOKEN_CHARS: usize = 20;
+
 /// The admin token's SHA-256: from the flag, else the stored hash, else a new token printed
 /// once (only its hash is kept).
 async fn admin_token_hash(
@@ -648,7 +655,15 @@ async fn admin_token_hash(
     flag: Option<&str>,
 ) -> Result<[u8; 32], Box<dyn std::error::Error>> {
     if let Some(token) = flag {
-        return Ok(sha2::Sha256::digest(token.trim().as_bytes()).into());
+        let token = token.trim();
+        if token.chars().count() < MIN_ADMIN_TOKEN_CHARS {
+            tracing::warn!(
+                "the admin token is shorter than {MIN_ADMIN_TOKEN_CHARS} characters: anyone who \
+                 reaches this port could guess it; use a long random one (without \
+                 DROPFIX_ADMIN_TOKEN, a 24-byte one is generated and printed once)"
+            );
+        }
+        return Ok(sha2::Sha256::digest(token.as_bytes()).into());
     }
     if let Some(hash) = store
         .meta_get("admin_token_sha256")

@@ -432,6 +432,28 @@ impl std::fmt::Display for KeyRuleError {
 }
 
 /// Checks a key label an operator typed.
+/// Longest workspace name, in characters.
+pub const MAX_NAME_CHARS: usize = 100;
+
+/// A workspace name: not blank, at most [`MAX_NAME_CHARS`], no control characters (a name is
+/// printed in CLI listings and logs, where a newline would forge a line).
+pub fn validate_name(name: &str) -> Result<(), String> {
+    if name.trim().is_empty() {
+        return Err("a workspace name cannot be empty".into());
+    }
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(format!(
+            "a workspace name has at most {MAX_NAME_CHARS} characters"
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(
+            "a workspace name cannot contain control characters (newlines, tabs, NUL)".into(),
+        );
+    }
+    Ok(())
+}
+
 pub fn validate_label(label: &str) -> Result<(), KeyRuleError> {
     let n = label.chars().count();
     if label.trim().is_empty() || n > MAX_LABEL_CHARS || label.chars().any(char::is_control) {
@@ -440,7 +462,6 @@ pub fn validate_label(label: &str) -> Result<(), KeyRuleError> {
     Ok(())
 }
 
-/// The checks on a key about to be created, given how many keys are live now.
 /// The latest time a key may expire: 9999-12-31 23:59:59 UTC, the last second RFC 3339 (and so
 /// every page and CLI listing that shows it as a date) can write.
 pub const LATEST_EXPIRY: i64 = 253_402_300_799;
@@ -453,6 +474,7 @@ pub fn rfc3339(t: i64) -> String {
         .to_string()
 }
 
+/// The checks on a key about to be created, given how many keys are live now.
 pub fn check_new_key(
     label: &str,
     expires_at: Option<i64>,

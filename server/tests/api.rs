@@ -847,6 +847,22 @@ fn admin_api_needs_the_token() {
         Some(json!({"name": "n", "allowed_origins": ["example.com/"]})),
     );
     assert_eq!(r.status, 400);
+    // Names that would forge lines in listings and logs, or that nobody could read.
+    let long = "n".repeat(101);
+    for name in ["a\u{0}b", "<b>x</b>\r\nINFO fake", "   ", long.as_str()] {
+        let r = s.admin(
+            "POST",
+            "/v1/admin/workspaces",
+            Some(json!({ "name": name })),
+        );
+        assert_eq!(r.status, 400, "{name:?}: {}", r.text());
+        let r = s.admin(
+            "PATCH",
+            &format!("/v1/admin/workspaces/{}", s.app),
+            Some(json!({ "name": name })),
+        );
+        assert_eq!(r.status, 400, "{name:?}: {}", r.text());
+    }
     let r = s.admin(
         "POST",
         "/v1/admin/workspaces",
