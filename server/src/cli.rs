@@ -43,6 +43,13 @@ enum Command {
     /// Console accounts: create them and give them a role in workspaces.
     #[command(subcommand)]
     User(UserCommand),
+    /// Copy an embedded store (--data-dir) into an empty PostgreSQL (--database-url), to scale
+    /// out: same app ids, keys, users and console accounts. Stop the server on the data dir
+    /// first. The master keys are the data dir's (DATA_DIR/master.keys) unless given.
+    MigrateToPostgres {
+        #[command(flatten)]
+        data: DataDir,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -524,6 +531,7 @@ pub fn main() -> ExitCode {
         Command::DebugSignature(args) => return debug_signature(args),
         Command::MasterKey(cmd) => master_key_command(cmd),
         Command::User(cmd) => user_command(cmd),
+        Command::MigrateToPostgres { data } => migrate_to_postgres(data),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -796,6 +804,48 @@ where
 }
 
 const CLI_ACTOR: &str = "cli";
+
+fn migrate_to_postgres(mut data: DataDir) -> CliResult {
+    if data.database_url.is_none() {
+        return Err("give the PostgreSQL database to copy into with --database-url".into());
+    }
+    if !keyring_from_env() && data.master_key_file.is_none() {
+        // The secrets stay sealed as they are: the instances need the keys that sealed them.
+        let path = sealing::default_key_file(&data.data_dir);
+        if !path.exists() {
+            return Err(format!(
+                "no master key file at {}: give --master-key-file",
+                path.display()
+            )
+            .into());
+        }
+        data.master_key_file = Some(path);
+    }
+    let sqlite = crate::store::sqlite::open_file(&data.data_dir)?;
+    let key_file = data.master_key_file.clone();
+    with_store(&data, |store| async move {
+        let Store::Postgres(pg) = &store else {
+            return Err("--database-url names no PostgreSQL database".into());
+        };
+        let counts = pg.import_embedded(&sqlite).await?;
+        for (table, n) in counts {
+            println!("{table}: {n} rows copied");
+        }
+        let keys = match key_file {
+            Some(path) => format!(
+                "--master-key-file {} (or its keys in {})",
+                path.display(),
+                sealing::MASTER_KEYS_ENV
+            ),
+            None => format!("the same {}", sealing::MASTER_KEYS_ENV),
+        };
+        println!(
+            "done. Start every instance with --database-url and {keys}; keep the data dir until \
+             they serve (it is no longer written to)."
+        );
+        Ok(())
+    })
+}
 
 fn workspace_command(cmd: WorkspaceCommand) -> CliResult {
     match cmd {
@@ -1285,6 +1335,7 @@ mod tests {
                     | UserCommand::Delete { data, .. }
                     | UserCommand::List { data, .. },
                 ) => data,
+                Command::MigrateToPostgres { data } => data,
                 Command::MasterKey(MasterKeyCommand::Generate { .. })
                 | Command::DebugSignature(_) => unreachable!(),
             };

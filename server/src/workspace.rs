@@ -413,7 +413,8 @@ impl KeyRuleError {
                 "a workspace has at most 10 live keys: retire one that is no longer used first"
             }
             KeyRuleError::LastLiveKey => {
-                "this is the workspace's only live key; retiring it would make every signed call                  fail. Create or roll a key first"
+                "this is the workspace's only live key; retiring it would make every signed call \
+                 fail. Create or roll a key first"
             }
             KeyRuleError::BadLabel => {
                 "a key label is 1 to 64 characters without control characters"

@@ -1601,6 +1601,110 @@ async fn freezable_proxy(
     addr
 }
 
+/// Scaling out from one box: an embedded store copied into an empty PostgreSQL serves the same
+/// workspaces (app ids, key ids, secrets), users, console logins and audit log, and new rows
+/// continue after the copied ids. A second import into the now full database is refused.
+#[tokio::test]
+async fn postgres_an_embedded_store_moves_to_postgres_whole() {
+    let Some(env) = Env::postgres().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    owner_only(dir.path());
+    let backend = Backend::Sqlite {
+        data_dir: dir.path().to_path_buf(),
+    };
+    let embedded = Store::open(&backend, Hooks::new(ring())).await.unwrap();
+    let (app, k1) = workspace(&embedded).await;
+    let rolled = embedded.roll_key(&app, None, 60, "cli", NOW).await.unwrap();
+    let t = claimed(Some("Ada"), None, Some("pro"), Some(49.0));
+    let writes = [
+        with_custom(
+            verified(&app, "v1", NOW, rolled.key_id, t.clone(), t),
+            json!({"seats": 3}),
+        ),
+        unverified(&app, "u1", NOW + 1, claimed(None, None, Some("free"), None)),
+    ];
+    for w in &writes {
+        embedded.identify(w.clone()).await.unwrap();
+    }
+    let account = embedded
+        .create_account("ada@example.com", "$argon2id$x", NOW)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        embedded
+            .add_member("ada@example.com", &app, Role::Owner, "cli", NOW)
+            .await
+            .unwrap()
+    );
+    embedded
+        .create_session([7; 32], account, RULES, NOW)
+        .await
+        .unwrap();
+    embedded
+        .meta_set("admin_token_sha256", "feed")
+        .await
+        .unwrap();
+    let before_ws = embedded.workspaces().await.unwrap();
+    let mut users = Vec::new();
+    for u in ["v1", "u1"] {
+        users.push(stored_user(&embedded, &app, u).await);
+    }
+    let before_audit = embedded.audit_log(&app, 50).await.unwrap();
+    drop(embedded);
+
+    let (pg, _) = env.open().await;
+    let Store::Postgres(inner) = &pg else {
+        unreachable!()
+    };
+    let sqlite = dropfix_server::store::sqlite::open_file(dir.path()).unwrap();
+    let counts = inner.import_embedded(&sqlite).await.unwrap();
+    assert!(
+        counts.contains(&("users", 2)) && counts.contains(&("keys", 2)),
+        "{counts:?}"
+    );
+
+    let after_ws = pg.workspaces().await.unwrap();
+    assert_eq!(after_ws.len(), 1);
+    assert_eq!(after_ws[0].app_id, app);
+    assert_eq!(expiries(&after_ws[0]), expiries(&before_ws[0]));
+    assert_eq!(
+        exposed(&after_ws[0].live_secrets(NOW).0),
+        exposed(&before_ws[0].live_secrets(NOW).0),
+        "the same secrets verify"
+    );
+    assert!(after_ws[0].key(k1).is_some());
+    for (u, before) in ["v1", "u1"].into_iter().zip(&users) {
+        assert_eq!(&stored_user(&pg, &app, u).await, before, "{u}");
+    }
+    assert_eq!(pg.audit_log(&app, 50).await.unwrap(), before_audit);
+    assert!(pg.account_login("ada@example.com").await.unwrap().is_some());
+    let resumed = pg
+        .resume_session([7; 32], RULES, NOW + 1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resumed.memberships[0].app_id, app);
+    assert_eq!(
+        pg.meta_get("admin_token_sha256").await.unwrap().as_deref(),
+        Some("feed")
+    );
+    // New rows continue after the copied ids.
+    let added = pg
+        .create_key(&app, "after", None, "cli", NOW)
+        .await
+        .unwrap();
+    assert!(added.key_id > rolled.key_id);
+    let again = inner.import_embedded(&sqlite).await.unwrap_err();
+    assert!(again.to_string().contains("empty"), "{again}");
+}
+
+async fn stored_user(store: &Store, app: &str, user: &str) -> UserRecord {
+    store.get_user(app, user).await.unwrap().unwrap()
+}
+
 /// A database that stops answering: every identify call gets its error within the database
 /// timeout (`--db-timeout-secs`), also the calls queued behind a batch that is stuck on it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

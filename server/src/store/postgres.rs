@@ -299,6 +299,239 @@ impl PgStore {
         Ok(out)
     }
 
+    /// Copies everything an embedded store holds into this database, which must hold no
+    /// workspace, user or console account yet, in one transaction: the same app ids, key ids
+    /// and sealed secrets (so the instances need the embedded store's master keys), users,
+    /// audit log, console accounts, roles and sessions, counts and recent rejections, and the
+    /// admin token's hash. Users are copied in pages, so memory does not grow with their number.
+    /// Not bounded by the database timeout: it takes as long as the data needs.
+    pub async fn import_embedded(
+        &self,
+        from: &rusqlite::Connection,
+    ) -> Result<Vec<(&'static str, u64)>, StoreError> {
+        let mut client = self.inner.pool.get().await?;
+        let tx = client.transaction().await?;
+        // Another importer (or a server creating its first workspace) waits, then sees data.
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&FIRST_WORKSPACE_LOCK])
+            .await?;
+        let held: i64 = tx
+            .query_one(
+                "SELECT (SELECT count(*) FROM workspaces) + (SELECT count(*) FROM users)
+                      + (SELECT count(*) FROM console_accounts)",
+                &[],
+            )
+            .await?
+            .get(0);
+        if held > 0 {
+            return Err(StoreError::Setup(
+                "the PostgreSQL database already holds workspaces, users or console accounts; \
+                 import into an empty one (a server started on it creates a development \
+                 workspace: import before starting any)"
+                    .into(),
+            ));
+        }
+        let mut counts = Vec::new();
+        macro_rules! copy {
+            ($table:literal, $select:literal, $insert:literal, |$r:ident| [$($col:expr),* $(,)?]) => {{
+                let insert = tx.prepare($insert).await?;
+                let mut stmt = from.prepare($select)?;
+                let mut rows = stmt.query([])?;
+                let mut n = 0u64;
+                while let Some($r) = rows.next()? {
+                    tx.execute(&insert, &[$(&$col),*]).await?;
+                    n += 1;
+                }
+                counts.push(($table, n));
+            }};
+        }
+        copy!(
+            "meta",
+            "SELECT key, value FROM meta",
+            "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+            |r| [r.get::<_, String>(0)?, r.get::<_, String>(1)?]
+        );
+        copy!(
+            "workspaces",
+            "SELECT app_id, name, strict, require_signed_claims, allowed_origins, created_at
+             FROM workspaces",
+            "INSERT INTO workspaces (app_id, name, strict, require_signed_claims,
+                 allowed_origins, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            |r| [
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, bool>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, i64>(5)?,
+            ]
+        );
+        copy!(
+            "keys",
+            "SELECT id, app_id, secret, created_at, expires_at, label, created_by, last_used_at
+             FROM keys",
+            "INSERT INTO keys (id, app_id, secret, created_at, expires_at, label, created_by,
+                 last_used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            |r| [
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, Option<i64>>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, String>(6)?,
+                r.get::<_, Option<i64>>(7)?,
+            ]
+        );
+        // Users, a page at a time in key order.
+        let insert = tx
+            .prepare(
+                "INSERT INTO users (app_id, user_id, verified, method, key_id, verified_at,
+                     signed_at, name, email, plan, mrr, signup_date, custom, unverified_claims,
+                     first_seen, last_seen)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+            )
+            .await?;
+        let mut page = from.prepare(
+            "SELECT app_id, user_id, verified, method, key_id, verified_at, signed_at, name,
+                 email, plan, mrr, signup_date, custom, unverified_claims, first_seen, last_seen
+             FROM users WHERE (app_id, user_id) > (?1, ?2) ORDER BY app_id, user_id LIMIT 1000",
+        )?;
+        let (mut after, mut n) = ((String::new(), String::new()), 0u64);
+        loop {
+            let mut rows = page.query(rusqlite::params![after.0, after.1])?;
+            let mut last = None;
+            while let Some(r) = rows.next()? {
+                let (app, user): (String, String) = (r.get(0)?, r.get(1)?);
+                tx.execute(
+                    &insert,
+                    &[
+                        &app,
+                        &user,
+                        &r.get::<_, bool>(2)?,
+                        &r.get::<_, Option<String>>(3)?,
+                        &r.get::<_, Option<i64>>(4)?,
+                        &r.get::<_, Option<i64>>(5)?,
+                        &r.get::<_, Option<i64>>(6)?,
+                        &r.get::<_, Option<String>>(7)?,
+                        &r.get::<_, Option<String>>(8)?,
+                        &r.get::<_, Option<String>>(9)?,
+                        &r.get::<_, Option<f64>>(10)?,
+                        &r.get::<_, Option<String>>(11)?,
+                        &r.get::<_, String>(12)?,
+                        &r.get::<_, Option<String>>(13)?,
+                        &r.get::<_, i64>(14)?,
+                        &r.get::<_, i64>(15)?,
+                    ],
+                )
+                .await?;
+                n += 1;
+                last = Some((app, user));
+            }
+            match last {
+                Some(l) => after = l,
+                None => break,
+            }
+        }
+        counts.push(("users", n));
+        copy!(
+            "audit_log",
+            "SELECT id, app_id, at, actor, action, detail FROM audit_log",
+            "INSERT INTO audit_log (id, app_id, at, actor, action, detail)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            |r| [
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+            ]
+        );
+        copy!(
+            "console_accounts",
+            "SELECT id, email, password_phc, created_at FROM console_accounts",
+            "INSERT INTO console_accounts (id, email, password_phc, created_at)
+             VALUES ($1, $2, $3, $4)",
+            |r| [
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+            ]
+        );
+        copy!(
+            "console_members",
+            "SELECT account_id, app_id, role FROM console_members",
+            "INSERT INTO console_members (account_id, app_id, role) VALUES ($1, $2, $3)",
+            |r| [
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?
+            ]
+        );
+        copy!(
+            "console_sessions",
+            "SELECT token_sha256, account_id, created_at, last_seen FROM console_sessions",
+            "INSERT INTO console_sessions (token_sha256, account_id, created_at, last_seen)
+             VALUES ($1, $2, $3, $4)",
+            |r| [
+                r.get::<_, Vec<u8>>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+            ]
+        );
+        copy!(
+            "call_counts",
+            "SELECT app_id, minute, verified_seed, verified_claims, unverified, would_reject,
+                 rejected FROM call_counts",
+            "INSERT INTO call_counts (app_id, minute, verified_seed, verified_claims, unverified,
+                 would_reject, rejected) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            |r| [
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, i64>(5)?,
+                r.get::<_, i64>(6)?,
+            ]
+        );
+        copy!(
+            "recent_rejections",
+            "SELECT id, app_id, at, code, enforced, key_id, origin, user_id
+             FROM recent_rejections",
+            "INSERT INTO recent_rejections (id, app_id, at, code, enforced, key_id, origin,
+                 user_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            |r| [
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, bool>(4)?,
+                r.get::<_, Option<i64>>(5)?,
+                r.get::<_, Option<String>>(6)?,
+                r.get::<_, Option<String>>(7)?,
+            ]
+        );
+        // Ids were copied as they were: new rows continue after them.
+        for table in ["keys", "audit_log", "console_accounts", "recent_rejections"] {
+            tx.execute(
+                &format!(
+                    "SELECT setval(pg_get_serial_sequence('{table}', 'id'),
+                         (SELECT COALESCE(max(id), 0) + 1 FROM {table}), false)"
+                ),
+                &[],
+            )
+            .await?;
+        }
+        config_changed(&tx).await?;
+        tx.commit().await?;
+        drop(client);
+        self.reload().await?;
+        Ok(counts)
+    }
+
     /// How long an identify call waits for its answer; see [`Inner::answer_timeout`].
     pub fn answer_timeout(&self) -> Duration {
         self.inner.answer_timeout
