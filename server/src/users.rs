@@ -198,11 +198,16 @@ pub struct UserQuery {
 /// Custom traits ([`IdentifyWrite::custom`]): a call that sends some replaces the set, a call
 /// that sends none keeps it; except that an unverified call never replaces a verified user's
 /// set (a signed-claims token may have vouched for it): its custom traits are kept aside in
-/// `unverified_claims` with its other claims.
+/// `unverified_claims` with its other claims; and a verification reaching a user not verified
+/// yet replaces the set even with none (a browser's earlier claims are not promoted).
 pub fn merge(existing: Option<&UserRecord>, w: &IdentifyWrite) -> UserRecord {
     let was_verified = existing.is_some_and(|u| u.verified);
     let stored = existing.map(UserRecord::values).unwrap_or_default();
-    let keeps_custom = w.custom.is_empty() || (was_verified && w.verification.is_none());
+    // A verification that reaches a user not verified yet starts its set afresh (as for the
+    // other traits, earlier claims are not promoted); after that, as described above.
+    let promotes = w.verification.is_some() && !was_verified;
+    let keeps_custom =
+        !promotes && (w.custom.is_empty() || (was_verified && w.verification.is_none()));
     let custom = if keeps_custom {
         existing.map_or_else(|| Json::Object(Map::new()), |u| u.custom.clone())
     } else {
@@ -217,7 +222,6 @@ pub fn merge(existing: Option<&UserRecord>, w: &IdentifyWrite) -> UserRecord {
                 } else {
                     Claimed::default()
                 };
-                let leftover = w.claimed.not_covered_by(&w.trusted);
                 (
                     true,
                     Some(v.method.to_string()),
@@ -225,7 +229,7 @@ pub fn merge(existing: Option<&UserRecord>, w: &IdentifyWrite) -> UserRecord {
                     Some(w.now),
                     Some(v.signed_at),
                     base.overlay(&w.trusted),
-                    leftover.to_claims_json(w.now),
+                    w.unverified_claims(),
                 )
             }
             (None, Some(u)) if u.verified => (

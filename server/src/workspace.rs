@@ -259,7 +259,14 @@ pub fn validate_origin_pattern(pattern: &str) -> Result<(), String> {
              write it without :{}",
             port.unwrap_or_default()
         )),
-        (_, Some(p)) if p.parse::<u16>().is_ok_and(|n| n > 0) => Ok(()),
+        // As a browser writes it: digits only, no leading zero.
+        (_, Some(p))
+            if !p.starts_with('0')
+                && p.bytes().all(|b| b.is_ascii_digit())
+                && p.parse::<u16>().is_ok() =>
+        {
+            Ok(())
+        }
         (_, Some(p)) => Err(format!(
             "allowed origin {pattern:?}: port {p:?} must be a number from 1 to 65535, or *"
         )),
@@ -558,6 +565,8 @@ mod tests {
             ("https://bücher.example", "xn--"),
             ("https://a..com", "host name"),
             ("https://a.com:0", "1 to 65535"),
+            ("https://a.com:08080", "1 to 65535"),
+            ("https://a.com:+8443", "1 to 65535"),
             ("https://a.com:99999", "1 to 65535"),
             ("https://a.com:", "1 to 65535"),
             ("https://[::1", "closing ]"),

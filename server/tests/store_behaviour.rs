@@ -583,6 +583,29 @@ async fn an_unverified_call_never_replaces_a_verified_users_custom_traits(env: &
     ));
     let u = store_from(&store, &all, 3).await;
     assert_eq!(u.custom, json!({"tier": "platinum"}));
+
+    // A verification reaching a never-verified user does not promote the custom traits a
+    // browser claimed before it, even when it sends none itself.
+    let signed = claimed(None, None, Some("enterprise"), None);
+    let promoted = [
+        with_custom(
+            unverified(&app, "c3", NOW, Claimed::default()),
+            json!({"is_admin": true}),
+        ),
+        verified(&app, "c3", NOW + 1, key, signed.clone(), signed.clone()),
+    ];
+    let u = store_each(&store, &promoted).await;
+    assert_eq!(u.custom, json!({}));
+    // Custom traits a browser adds beside a token are that call's claims, in merge() and in
+    // both backends alike.
+    let mut beside = verified(&app, "c4", NOW, key, signed.clone(), signed);
+    beside.claimed_custom = json!({"is_admin": true}).as_object().unwrap().clone();
+    let u = store_each(&store, &[beside]).await;
+    assert_eq!(
+        u.unverified_claims.as_ref().map(|c| &c["custom"]),
+        Some(&json!({"is_admin": true}))
+    );
+    assert_eq!(u.custom, json!({}));
 }
 
 async fn many_writes_for_one_user_in_one_batch_equal_the_calls_one_by_one(env: &Env) {
@@ -1617,6 +1640,16 @@ async fn postgres_an_embedded_store_moves_to_postgres_whole() {
     let embedded = Store::open(&backend, Hooks::new(ring())).await.unwrap();
     let (app, k1) = workspace(&embedded).await;
     let rolled = embedded.roll_key(&app, None, 60, "cli", NOW).await.unwrap();
+    // The newest key id ever given is retired (its row deleted): PostgreSQL must not give it
+    // again.
+    let temp = embedded
+        .create_key(&app, "temp", None, "cli", NOW)
+        .await
+        .unwrap();
+    embedded
+        .retire_key(&app, temp.key_id, "cli", NOW)
+        .await
+        .unwrap();
     let t = claimed(Some("Ada"), None, Some("pro"), Some(49.0));
     let writes = [
         with_custom(
@@ -1655,11 +1688,23 @@ async fn postgres_an_embedded_store_moves_to_postgres_whole() {
     let before_audit = embedded.audit_log(&app, 50).await.unwrap();
     drop(embedded);
 
+    let sqlite = dropfix_server::store::sqlite::open_file(dir.path()).unwrap();
+    // With master keys that cannot open the copied secrets, nothing is committed.
+    let other = MasterKey::generate("other").unwrap();
+    let (wrong, _) = env.open_with(keys_of(&[&other])).await;
+    let Store::Postgres(wrong) = &wrong else {
+        unreachable!()
+    };
+    let e = wrong.import_embedded(&sqlite).await.unwrap_err();
+    assert!(matches!(e, StoreError::Sealing(_)), "{e}");
     let (pg, _) = env.open().await;
+    assert!(
+        pg.workspaces().await.unwrap().is_empty(),
+        "the failed import left nothing"
+    );
     let Store::Postgres(inner) = &pg else {
         unreachable!()
     };
-    let sqlite = dropfix_server::store::sqlite::open_file(dir.path()).unwrap();
     let counts = inner.import_embedded(&sqlite).await.unwrap();
     assert!(
         counts.contains(&("users", 2)) && counts.contains(&("keys", 2)),
@@ -1680,6 +1725,11 @@ async fn postgres_an_embedded_store_moves_to_postgres_whole() {
         assert_eq!(&stored_user(&pg, &app, u).await, before, "{u}");
     }
     assert_eq!(pg.audit_log(&app, 50).await.unwrap(), before_audit);
+    assert_eq!(
+        pg.workspaces().await.unwrap()[0].keys.len(),
+        2,
+        "the retired key stays gone"
+    );
     assert!(pg.account_login("ada@example.com").await.unwrap().is_some());
     let resumed = pg
         .resume_session([7; 32], RULES, NOW + 1)
@@ -1696,7 +1746,12 @@ async fn postgres_an_embedded_store_moves_to_postgres_whole() {
         .create_key(&app, "after", None, "cli", NOW)
         .await
         .unwrap();
-    assert!(added.key_id > rolled.key_id);
+    assert!(
+        added.key_id > temp.key_id,
+        "{} after {}",
+        added.key_id,
+        temp.key_id
+    );
     let again = inner.import_embedded(&sqlite).await.unwrap_err();
     assert!(again.to_string().contains("empty"), "{again}");
 }

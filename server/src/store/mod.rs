@@ -126,6 +126,7 @@ pub(crate) fn merge_on_conflict(claims: &str, rows: MergeRows) -> String {
     signed_at = CASE WHEN excluded.verified THEN excluded.signed_at ELSE u.signed_at END,
     {},
     custom = CASE WHEN u.verified AND NOT excluded.verified THEN u.custom
+        WHEN excluded.verified AND NOT u.verified THEN excluded.custom
         WHEN excluded.custom = '{{}}' THEN u.custom ELSE excluded.custom END,
     unverified_claims = CASE
         WHEN excluded.verified THEN excluded.unverified_claims

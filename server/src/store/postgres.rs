@@ -330,6 +330,9 @@ impl PgStore {
                     .into(),
             ));
         }
+        use rusqlite::OptionalExtension as _;
+        // One snapshot of the embedded store for the whole copy.
+        let snapshot = from.unchecked_transaction()?;
         let mut counts = Vec::new();
         macro_rules! copy {
             ($table:literal, $select:literal, $insert:literal, |$r:ident| [$($col:expr),* $(,)?]) => {{
@@ -514,17 +517,31 @@ impl PgStore {
                 r.get::<_, Option<String>>(7)?,
             ]
         );
-        // Ids were copied as they were: new rows continue after them.
+        // Ids were copied as they were: new rows continue after them, and after any id the
+        // embedded store ever gave (AUTOINCREMENT never reuses one; a retired key's id must
+        // not come back, users and rejections still name it).
         for table in ["keys", "audit_log", "console_accounts", "recent_rejections"] {
+            let given: i64 = from
+                .query_row(
+                    "SELECT seq FROM sqlite_sequence WHERE name = ?1",
+                    [table],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .unwrap_or(0);
             tx.execute(
                 &format!(
                     "SELECT setval(pg_get_serial_sequence('{table}', 'id'),
-                         (SELECT COALESCE(max(id), 0) + 1 FROM {table}), false)"
+                         GREATEST((SELECT COALESCE(max(id), 0) FROM {table}), $1) + 1, false)"
                 ),
-                &[],
+                &[&given],
             )
             .await?;
         }
+        drop(snapshot);
+        // The instances must open every copied secret with the keys this import was given:
+        // checked before the commit, so a wrong key file leaves the database empty.
+        load_workspaces(&tx, &self.inner.hooks.keyring.get(), None).await?;
         config_changed(&tx).await?;
         tx.commit().await?;
         drop(client);
@@ -1532,6 +1549,9 @@ async fn reload(
         Ok(w) => w,
         Err(e) => {
             super::reload_failed(&hooks.registry, &e);
+            // Forget the version, so the poll retries even if nothing changes meanwhile (a
+            // key file mended after a forced reload failed).
+            *seen = None;
             return Err(e);
         }
     };

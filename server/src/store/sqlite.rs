@@ -1463,9 +1463,17 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let out = self.call(f).await?;
-        self.reload().await?;
-        Ok(out)
+        // The reload runs on the store thread right after the change, so a poll can never
+        // install newer workspaces between the two that this older list would then replace.
+        let hooks = self.hooks.clone();
+        self.call(move |c| {
+            let out = f(c)?;
+            hooks
+                .registry
+                .replace(load_workspaces(c, &hooks.keyring.get())?);
+            Ok(out)
+        })
+        .await
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
@@ -1478,9 +1486,14 @@ impl SqliteStore {
     }
 
     pub async fn reload(&self) -> Result<(), StoreError> {
-        let workspaces = self.workspaces().await?;
-        self.hooks.registry.replace(workspaces);
-        Ok(())
+        let hooks = self.hooks.clone();
+        self.call(move |c| {
+            hooks
+                .registry
+                .replace(load_workspaces(c, &hooks.keyring.get())?);
+            Ok(())
+        })
+        .await
     }
 
     pub async fn workspaces(&self) -> Result<Vec<Workspace>, StoreError> {
