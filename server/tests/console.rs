@@ -998,32 +998,18 @@ fn console_access_is_taken_away_from_the_cli() {
     let viewer = c.login(VIEWER);
     assert_eq!(c.get(&viewer, &c.ws("users")).status, 200);
 
-    let (ok, out) = run_cli(
-        dir,
-        &[
-            "user",
-            "remove-from-workspace",
-            "--email",
-            VIEWER,
-            "--workspace",
-            &c.app,
-        ],
-        "",
-    );
+    let remove = [
+        "user",
+        "remove-from-workspace",
+        "--email",
+        VIEWER,
+        "--workspace",
+        &c.app,
+    ];
+    let (ok, out) = run_cli(dir, &remove, "");
     assert!(ok, "{out}");
     assert_eq!(c.get(&viewer, &c.ws("users")).status, 404);
-    let (ok, out) = run_cli(
-        dir,
-        &[
-            "user",
-            "remove-from-workspace",
-            "--email",
-            VIEWER,
-            "--workspace",
-            &c.app,
-        ],
-        "",
-    );
+    let (ok, out) = run_cli(dir, &remove, "");
     assert!(!ok && out.contains("not a member"), "{out}");
 
     let new_password = "a brand new passphrase";

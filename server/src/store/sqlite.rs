@@ -1060,14 +1060,7 @@ fn add_member(
     let tx = write_tx(conn)?;
     require_workspace(&tx, app_id)?;
     let email = email.to_lowercase();
-    let Some(account_id) = tx
-        .query_row(
-            "SELECT id FROM console_accounts WHERE email = ?1",
-            [&email],
-            |r| r.get::<_, i64>(0),
-        )
-        .optional()?
-    else {
+    let Some(account_id) = account_by_email(&tx, &email)? else {
         return Ok(false);
     };
     tx.execute(
@@ -1087,6 +1080,16 @@ fn add_member(
     Ok(true)
 }
 
+/// The id of the account with this (lower-cased) email.
+fn account_by_email(conn: &Connection, email: &str) -> rusqlite::Result<Option<i64>> {
+    conn.query_row(
+        "SELECT id FROM console_accounts WHERE email = ?1",
+        [email],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
 fn change_account(
     conn: &mut Connection,
     email: &str,
@@ -1096,14 +1099,7 @@ fn change_account(
 ) -> Result<bool, StoreError> {
     let tx = write_tx(conn)?;
     let email = email.to_lowercase();
-    let Some(id) = tx
-        .query_row(
-            "SELECT id FROM console_accounts WHERE email = ?1",
-            [&email],
-            |r| r.get::<_, i64>(0),
-        )
-        .optional()?
-    else {
+    let Some(id) = account_by_email(&tx, &email)? else {
         return Ok(false);
     };
     match change {
