@@ -1509,9 +1509,10 @@ async fn a_newer_schema_is_refused(env: &Env) {
 }
 
 /// Each kind of change reaches another handle's registry. The poll (SQLite) and the notification
-/// (PostgreSQL) deliver it in about 250 ms and 10 ms here (printed below); the bound is 2 s so
-/// that a machine running the whole suite in parallel cannot fail it (two runs did, near 1 s),
-/// while a change that never arrives, or waits for the next one, still does.
+/// (PostgreSQL) deliver it in about 250 ms and 10 ms here (printed below); the bound is 5 s so
+/// that a machine running the whole suite in parallel cannot fail it (runs did, past 1 s and
+/// once past 2 s, with the CI's cores shared), while a change that never arrives, or waits for
+/// the next change, still does.
 async fn a_change_through_one_handle_reaches_another_promptly(env: &Env) {
     let (a, _) = env.open().await;
     let (app, k1) = workspace(&a).await;
@@ -1521,8 +1522,8 @@ async fn a_change_through_one_handle_reaches_another_promptly(env: &Env) {
         let start = Instant::now();
         while !ok() {
             assert!(
-                start.elapsed() < Duration::from_secs(2),
-                "{what} took over 2 s to reach the other handle"
+                start.elapsed() < Duration::from_secs(5),
+                "{what} took over 5 s to reach the other handle"
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
