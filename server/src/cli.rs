@@ -263,18 +263,25 @@ struct ServeArgs {
     console_secure_cookies: bool,
 }
 
+/// How a console account's password is given.
+#[derive(Debug, Args)]
+struct PasswordArgs {
+    /// Read the password from the first line of standard input (keeps it out of `ps`).
+    #[arg(long, conflicts_with = "password")]
+    password_stdin: bool,
+    /// The password (visible to other users in `ps`; prefer --password-stdin).
+    #[arg(long)]
+    password: Option<String>,
+}
+
 #[derive(Debug, Subcommand)]
 enum UserCommand {
     /// Create a console account and give it a role in a workspace.
     Create {
         #[arg(long)]
         email: String,
-        /// Read the password from the first line of standard input (keeps it out of `ps`).
-        #[arg(long, conflicts_with = "password")]
-        password_stdin: bool,
-        /// The password (visible to other users in `ps`; prefer --password-stdin).
-        #[arg(long)]
-        password: Option<String>,
+        #[command(flatten)]
+        password: PasswordArgs,
         /// The workspace (app id) the account belongs to.
         #[arg(long)]
         workspace: String,
@@ -309,12 +316,8 @@ enum UserCommand {
     SetPassword {
         #[arg(long)]
         email: String,
-        /// Read the password from the first line of standard input (keeps it out of `ps`).
-        #[arg(long, conflicts_with = "password")]
-        password_stdin: bool,
-        /// The password (visible to other users in `ps`; prefer --password-stdin).
-        #[arg(long)]
-        password: Option<String>,
+        #[command(flatten)]
+        password: PasswordArgs,
         #[command(flatten)]
         data: DataDir,
     },
@@ -1076,8 +1079,8 @@ fn master_key_command(cmd: MasterKeyCommand) -> CliResult {
     }
 }
 
-fn read_password(stdin: bool, flag: Option<String>) -> Result<String, Box<dyn std::error::Error>> {
-    let password = match (stdin, flag) {
+fn read_password(args: PasswordArgs) -> Result<String, Box<dyn std::error::Error>> {
+    let password = match (args.password_stdin, args.password) {
         (true, _) => {
             let mut line = String::new();
             std::io::stdin().read_line(&mut line)?;
@@ -1119,7 +1122,6 @@ fn user_command(cmd: UserCommand) -> CliResult {
     match cmd {
         UserCommand::Create {
             email,
-            password_stdin,
             password,
             workspace,
             role,
@@ -1129,7 +1131,7 @@ fn user_command(cmd: UserCommand) -> CliResult {
             if !email.contains('@') || email.chars().any(char::is_whitespace) {
                 return Err(format!("{email:?} is not an email address").into());
             }
-            let password = read_password(password_stdin, password)?;
+            let password = read_password(password)?;
             let phc = crate::console::session::hash_password(&password)?;
             with_store(&data, |store| async move {
                 if !store
@@ -1183,11 +1185,10 @@ fn user_command(cmd: UserCommand) -> CliResult {
         }
         UserCommand::SetPassword {
             email,
-            password_stdin,
             password,
             data,
         } => {
-            let password = read_password(password_stdin, password)?;
+            let password = read_password(password)?;
             let phc = crate::console::session::hash_password(&password)?;
             change_account(&data, &email, &AccountChange::SetPassword(phc))?;
             println!("{email} has a new password; every session it had has ended");
