@@ -201,7 +201,8 @@ pub async fn run(
     let builder = http1_builder(&state.config);
     let limits_state = Arc::clone(&state);
     let pruner = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        // Every 10 s: a bounded limiter that a flood filled gives its room back soon after.
+        let mut tick = tokio::time::interval(Duration::from_secs(10));
         loop {
             tick.tick().await;
             limits_state.limits.prune();

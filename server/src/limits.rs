@@ -9,15 +9,25 @@
 //! Every per-client key goes through [`client_key`]: an IPv6 client is one /64, because a single
 //! subscriber or server is routinely given a whole /64 and could otherwise rotate through
 //! millions of addresses, each with a fresh bucket.
+//!
+//! Every keyed limiter in the process keeps its buckets in a [`BoundedStore`]: at most a fixed
+//! number of keys (a hard bound on entries, so on memory), a refused check never adds a key, and
+//! keys arriving while the store is full share one overflow bucket until pruning frees room. The
+//! connection counts hold one entry per client with an open connection, so they are bounded by
+//! `--max-connections`.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash};
 use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::nanos::Nanos;
+use governor::state::StateStore;
+use governor::state::keyed::ShrinkableKeyedStateStore;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use hyper::header::{HeaderMap, HeaderName};
 use ipnet::IpNet;
 
@@ -36,9 +46,150 @@ pub fn client_key(ip: IpAddr) -> IpAddr {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Bounded keyed state
+
+/// Shards of a [`BoundedStore`]: contention stays low with many workers, and each shard's bound
+/// is checked in O(1) under its own lock.
+const SHARDS: usize = 16;
+
+/// A governor state store with a hard bound on its keys.
+///
+/// Each key's state is the GCRA's theoretical arrival time (8 bytes) in a sharded map. A key is
+/// stored only once a check for it has passed, so a refused attempt leaves nothing behind. While a
+/// shard is full, keys that are not in it share one overflow bucket: an attacker who fills the
+/// table with fresh keys is still limited (all together), and keys already tracked keep their own
+/// buckets. [`RateLimiter::retain_recent`] drops fully recovered keys, freeing room.
+///
+/// A handle: clones share one table (keep one to [`forget`](BoundedStore::forget) keys of a
+/// limiter built on it).
+pub struct BoundedStore<K>(Arc<BoundedInner<K>>);
+
+struct BoundedInner<K> {
+    shards: Box<[Mutex<HashMap<K, u64>>]>,
+    per_shard: usize,
+    overflow: Mutex<Option<u64>>,
+    hasher: std::hash::RandomState,
+}
+
+impl<K> std::fmt::Debug for BoundedStore<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BoundedStore")
+            .field("capacity", &(self.0.per_shard * SHARDS))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K> Clone for BoundedStore<K> {
+    fn clone(&self) -> Self {
+        BoundedStore(Arc::clone(&self.0))
+    }
+}
+
+/// A keyed rate limiter whose keys are bounded ([`BoundedStore`]).
+pub type BoundedLimiter<K> = RateLimiter<K, BoundedStore<K>, DefaultClock>;
+
+/// A keyed limiter with `quota`, holding at most `max_keys` keys (rounded up to a multiple of
+/// the shard count).
+pub fn bounded_limiter<K: Hash + Eq + Clone>(quota: Quota, max_keys: usize) -> BoundedLimiter<K> {
+    RateLimiter::new(quota, BoundedStore::new(max_keys), DefaultClock::default())
+}
+
+impl<K: Hash + Eq + Clone> BoundedStore<K> {
+    pub fn new(max_keys: usize) -> BoundedStore<K> {
+        BoundedStore(Arc::new(BoundedInner {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            per_shard: max_keys.div_ceil(SHARDS).max(1),
+            overflow: Mutex::new(None),
+            hasher: std::hash::RandomState::new(),
+        }))
+    }
+
+    /// The most keys this store ever holds.
+    pub fn capacity(&self) -> usize {
+        self.0.per_shard * SHARDS
+    }
+
+    fn shard(&self, key: &K) -> std::sync::MutexGuard<'_, HashMap<K, u64>> {
+        let i = (self.0.hasher.hash_one(key) as usize) % SHARDS;
+        // A std Mutex: held for one map operation, never across an await.
+        self.0.shards[i].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Forgets `key`'s state: its next check starts from a full bucket.
+    pub fn forget(&self, key: &K) {
+        self.shard(key).remove(key);
+    }
+}
+
+impl<K: Hash + Eq + Clone> StateStore for BoundedStore<K> {
+    type Key = K;
+
+    fn measure_and_replace<T, F, E>(&self, key: &K, f: F) -> Result<T, E>
+    where
+        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+    {
+        let mut shard = self.shard(key);
+        if let Some(tat) = shard.get_mut(key) {
+            let (t, next) = f(Some(Nanos::from(*tat)))?;
+            *tat = next.as_u64();
+            return Ok(t);
+        }
+        if shard.len() < self.0.per_shard {
+            let (t, next) = f(None)?;
+            shard.insert(key.clone(), next.as_u64());
+            return Ok(t);
+        }
+        drop(shard);
+        let mut overflow = self.0.overflow.lock().unwrap_or_else(|e| e.into_inner());
+        let (t, next) = f(overflow.map(Nanos::from))?;
+        *overflow = Some(next.as_u64());
+        Ok(t)
+    }
+}
+
+impl<K: Hash + Eq + Clone> ShrinkableKeyedStateStore<K> for BoundedStore<K> {
+    fn retain_recent(&self, drop_below: Nanos) {
+        let drop_below = drop_below.as_u64();
+        for shard in &self.0.shards {
+            let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+            shard.retain(|_, tat| *tat > drop_below);
+            // A flood's worth of capacity is given back once it has passed.
+            if shard.capacity() > 2 * shard.len() + 64 {
+                shard.shrink_to_fit();
+            }
+        }
+        let mut overflow = self.0.overflow.lock().unwrap_or_else(|e| e.into_inner());
+        if overflow.is_some_and(|tat| tat <= drop_below) {
+            *overflow = None;
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.0
+            .shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).len())
+            .sum()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Keys each identify limiter holds at most. An entry is about 50 bytes with the map's own
+/// overhead (an address or a shared app id and 8 bytes of state), so each map stays under about
+/// 15 MB however many clients arrive; past it, new clients share one overflow bucket until
+/// pruning (every 10 s) frees room.
+pub const MAX_TRACKED_CLIENTS: usize = 200_000;
+
+// ---------------------------------------------------------------------------------------------
+// Identify limits
+
 pub struct Limits {
-    per_ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
-    per_app: Option<DefaultKeyedRateLimiter<std::sync::Arc<str>>>,
+    per_ip: Option<BoundedLimiter<IpAddr>>,
+    per_app: Option<BoundedLimiter<std::sync::Arc<str>>>,
     /// Lets a few lines a second through for events a client can repeat at will (a refused
     /// origin), so a flood of them cannot flood the log; the metrics still count every one.
     log_gate: DefaultDirectRateLimiter,
@@ -68,8 +219,8 @@ const LOG_BURST: NonZeroU32 = NonZeroU32::new(20).unwrap();
 impl Limits {
     pub fn new(per_ip: u32, per_app: u32) -> Limits {
         Limits {
-            per_ip: quota(per_ip).map(RateLimiter::keyed),
-            per_app: quota(per_app).map(RateLimiter::keyed),
+            per_ip: quota(per_ip).map(|q| bounded_limiter(q, MAX_TRACKED_CLIENTS)),
+            per_app: quota(per_app).map(|q| bounded_limiter(q, MAX_TRACKED_CLIENTS)),
             log_gate: RateLimiter::direct(
                 Quota::per_second(LOG_LINES_PER_SECOND).allow_burst(LOG_BURST),
             ),
@@ -125,6 +276,9 @@ impl Limits {
 
 /// Open connections per client key ([`client_key`]), capped. A slot is held by the
 /// [`ConnectionSlot`] it returns and given back when that is dropped (the connection ended).
+///
+/// The map holds an entry only while its client has a connection open, and every connection
+/// holds one of the `--max-connections` permits first, so it never has more entries than that.
 #[derive(Debug, Clone)]
 pub struct ConnectionCaps {
     /// 0 = no cap.
@@ -349,6 +503,64 @@ mod tests {
         std::thread::sleep(Duration::from_millis(20));
         limits.prune();
         assert_eq!(limits.tracked_clients(), 0);
+    }
+
+    #[test]
+    fn a_flood_of_unique_keys_stays_within_the_bound() {
+        let quota = Quota::per_hour(NonZeroU32::new(1).unwrap());
+        let limiter: BoundedLimiter<u64> = bounded_limiter(quota, 1_000);
+        let cap = limiter.len() + 1_000usize.div_ceil(SHARDS) * SHARDS;
+        // A key already tracked before the flood keeps its own bucket through it.
+        assert!(limiter.check_key(&u64::MAX).is_ok());
+        let mut passed = 0;
+        for k in 0..1_000_000u64 {
+            passed += usize::from(limiter.check_key(&k).is_ok());
+            assert!(limiter.len() <= cap, "{} keys after {k}", limiter.len());
+        }
+        assert!(limiter.len() <= cap);
+        // Past the bound, new keys shared one bucket: at most one burst got through it, beyond
+        // the keys that found room.
+        assert!(passed <= cap + 1, "{passed} passed");
+        assert!(limiter.check_key(&u64::MAX).is_err(), "own bucket, spent");
+        // Pruning gives the room back once the buckets have recovered.
+        let quota = Quota::per_second(NonZeroU32::new(1000).unwrap());
+        let limiter: BoundedLimiter<u64> = bounded_limiter(quota, 100);
+        for k in 0..10_000 {
+            let _ = limiter.check_key(&k);
+        }
+        assert!(limiter.len() <= 112);
+        std::thread::sleep(Duration::from_millis(20));
+        limiter.retain_recent();
+        assert_eq!(limiter.len(), 0);
+        assert!(limiter.check_key(&7).is_ok());
+    }
+
+    #[test]
+    fn a_refused_check_stores_nothing() {
+        let quota = Quota::per_hour(NonZeroU32::new(1).unwrap());
+        let limiter: BoundedLimiter<u64> = bounded_limiter(quota, SHARDS);
+        // Fill every shard's single slot...
+        let mut k = 0;
+        while limiter.len() < SHARDS {
+            let _ = limiter.check_key(&k);
+            k += 1;
+        }
+        // ...then the overflow bucket's one cell goes, and refused keys leave nothing behind.
+        let before = limiter.len();
+        let refused = (k..k + 100)
+            .filter(|k| limiter.check_key(k).is_err())
+            .count();
+        assert!(refused >= 99);
+        assert_eq!(limiter.len(), before);
+    }
+
+    #[test]
+    fn identify_limiters_are_bounded() {
+        let limits = Limits::new(1, 1);
+        for i in 0..(MAX_TRACKED_CLIENTS as u32 + 50_000) {
+            let _ = limits.check_ip(IpAddr::from(i.to_be_bytes()));
+        }
+        assert!(limits.tracked_clients() <= MAX_TRACKED_CLIENTS.div_ceil(SHARDS) * SHARDS);
     }
 
     #[test]

@@ -80,14 +80,10 @@ fn new_ws(name: &str, strict: StrictMode) -> NewWorkspace {
 type Stop = tokio::sync::oneshot::Sender<()>;
 
 /// Starts `dropfix_server::run` on `127.0.0.1:0` over the store in `dir`.
-fn serve(dir: &Path, console: ConsoleConfig) -> (SocketAddr, Stop, std::thread::JoinHandle<()>) {
+fn serve(dir: &Path, config: Config) -> (SocketAddr, Stop, std::thread::JoinHandle<()>) {
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let path = dir.to_path_buf();
-    let config = Config {
-        console,
-        ..Config::default()
-    };
     let thread = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -114,6 +110,13 @@ fn serve(dir: &Path, console: ConsoleConfig) -> (SocketAddr, Stop, std::thread::
 
 impl Console {
     fn start(console: ConsoleConfig) -> Console {
+        Console::start_with(Config {
+            console,
+            ..Config::default()
+        })
+    }
+
+    fn start_with(config: Config) -> Console {
         let dir = tempfile::tempdir().unwrap();
         support::owner_only(dir.path());
         let phc = session::hash_password(PASSWORD).unwrap();
@@ -142,7 +145,7 @@ impl Console {
             }
             (app, k.secret, other)
         });
-        let (addr, shutdown, thread) = serve(dir.path(), console);
+        let (addr, shutdown, thread) = serve(dir.path(), config);
         Console {
             addr,
             app,
@@ -156,7 +159,11 @@ impl Console {
 
     /// A second verifier instance on the same store (as several instances share one database).
     fn another_instance(&self, console: ConsoleConfig) -> Console {
-        let (addr, shutdown, thread) = serve(self.dir.path(), console);
+        let config = Config {
+            console,
+            ..Config::default()
+        };
+        let (addr, shutdown, thread) = serve(self.dir.path(), config);
         Console {
             addr,
             app: self.app.clone(),
@@ -343,6 +350,80 @@ fn login_attempts_are_rate_limited_per_email() {
     assert_eq!(r.header("retry-after"), Some("60"));
     // Another account is not locked out by it.
     assert_eq!(c.try_login(VIEWER, PASSWORD).status, 303);
+}
+
+/// A login POST as a trusted proxy forwards it for `client`.
+fn login_from(c: &Console, client: &str, email: &str, password: &str) -> Response {
+    c.post_with(
+        "",
+        "/console/login",
+        &[("email", email), ("password", password)],
+        &[("Origin", SELF_ORIGIN), ("X-Forwarded-For", client)],
+    )
+}
+
+#[test]
+fn login_limits_follow_the_forwarded_client_and_a_flood_elsewhere_never_locks_the_owner_out() {
+    let c = Console::start_with(Config {
+        trusted_proxies: vec!["127.0.0.1/32".parse().unwrap()],
+        ..Config::default()
+    });
+    // Behind the balancer every request comes from 127.0.0.1: 25 wrong logins by 25 clients
+    // do not spend the owner's budget...
+    for i in 0..25 {
+        let r = login_from(
+            &c,
+            &format!("198.51.100.{i}"),
+            &format!("u{i}@example.com"),
+            "x",
+        );
+        assert_eq!(r.status, 401, "{i}: {}", r.text());
+    }
+    assert_eq!(login_from(&c, "203.0.113.7", OWNER, PASSWORD).status, 303);
+    // ...and 40 wrong passwords for the owner's email from 40 other addresses do not lock the
+    // owner out, from the address they use or from a new one.
+    for i in 0..40 {
+        let r = login_from(&c, &format!("192.0.2.{i}"), OWNER, "wrong password!");
+        assert_eq!(r.status, 401, "{i}: {}", r.text());
+    }
+    assert_eq!(login_from(&c, "203.0.113.7", OWNER, PASSWORD).status, 303);
+    assert_eq!(login_from(&c, "203.0.113.8", OWNER, PASSWORD).status, 303);
+    // One client is still limited, wherever the balancer puts it.
+    let mut statuses = Vec::new();
+    for i in 0..25 {
+        statuses.push(login_from(&c, "198.51.100.200", &format!("v{i}@example.com"), "x").status);
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+    // IPv6 clients are counted by /64.
+    let mut statuses = Vec::new();
+    for i in 0..25 {
+        let client = format!("2001:db8:5:6::{i:x}");
+        statuses.push(login_from(&c, &client, &format!("w{i}@example.com"), "x").status);
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+}
+
+#[test]
+fn logging_in_again_and_again_is_never_refused() {
+    let c = Console::fast();
+    for i in 0..8 {
+        assert_eq!(c.try_login(OWNER, PASSWORD).status, 303, "login {i}");
+    }
+}
+
+#[test]
+fn an_email_longer_than_254_bytes_is_refused_before_any_limit() {
+    let c = Console::fast();
+    for i in 0..30 {
+        let email = format!("{}{i}@example.com", "a".repeat(60_000));
+        let r = c.try_login(&email, "x");
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert!(r.text().contains("too long"));
+    }
+    let exactly = format!("{}@example.com", "a".repeat(254 - "@example.com".len()));
+    assert_eq!(c.try_login(&exactly, "x").status, 401);
+    // None of that spent this client's budget.
+    assert_eq!(c.try_login(OWNER, PASSWORD).status, 303);
 }
 
 #[test]

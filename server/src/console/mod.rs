@@ -34,11 +34,11 @@ use hyper::{Method, Request, Response, StatusCode};
 use percent_encoding::percent_decode_str;
 use serde_json::json;
 
-use crate::AppState;
 use crate::http::{Body, now, read_body};
 use crate::store::{Account, CallCounts, Role, SessionRules, StoreError};
 use crate::users::UserQuery;
 use crate::workspace::{self, KeyRuleError, MAX_LIVE_KEYS, Workspace, WorkspacePatch};
+use crate::{AppState, limits};
 use pages::*;
 
 /// Console settings (from `serve` flags; tests shorten the durations).
@@ -473,13 +473,24 @@ fn login_page(status: StatusCode, error: Option<&str>, email: &str) -> Response<
 
 async fn login(state: &Arc<AppState>, peer: IpAddr, req: Request<Incoming>) -> Response<Body> {
     let secure = state.config.console.secure_cookies;
+    // Limits follow the client as the identify path sees it (behind a trusted proxy, the
+    // forwarded address; IPv6 by /64), not the balancer every user shares.
+    let client = limits::client_ip(peer, req.headers(), &state.config.trusted_proxies);
     let f = match read_form(state, req).await {
         Ok(f) => f,
         Err(res) => return res,
     };
     let email = f.get("email").map(|e| e.trim()).unwrap_or_default();
     let password = f.get("password").cloned().unwrap_or_default();
-    if !state.console.login_limits.allow(email, peer) {
+    if email.len() > session::MAX_EMAIL_BYTES {
+        // Refused before any limit is consulted: a flood of long emails leaves nothing behind.
+        return login_page(
+            StatusCode::BAD_REQUEST,
+            Some("That email address is too long (at most 254 characters)."),
+            "",
+        );
+    }
+    let Some(attempt) = state.console.login_limits.attempt(email, client) else {
         let mut res = login_page(
             StatusCode::TOO_MANY_REQUESTS,
             Some("Too many login attempts. Wait a minute and try again."),
@@ -488,7 +499,7 @@ async fn login(state: &Arc<AppState>, peer: IpAddr, req: Request<Incoming>) -> R
         res.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
         return res;
-    }
+    };
     let account = match state.store.account_login(email).await {
         Ok(a) => a,
         Err(e) => return unavailable(&e, None),
@@ -507,13 +518,17 @@ async fn login(state: &Arc<AppState>, peer: IpAddr, req: Request<Incoming>) -> R
     .ok()
     .flatten();
     let Some(account_id) = verified else {
-        tracing::info!(%peer, "console login failed");
+        // Any client can repeat this at will: rate-limited like other client-triggered lines.
+        if state.limits.may_log() {
+            tracing::info!(%client, "console login failed");
+        }
         return login_page(
             StatusCode::UNAUTHORIZED,
             Some("Wrong email or password."),
             email,
         );
     };
+    state.console.login_limits.succeeded(attempt);
     let (token, digest) = session::new_token();
     let rules = session_rules(&state.config.console);
     if let Err(e) = state

@@ -5,17 +5,21 @@
 //! store keeps its SHA-256, so a copy of the database does not log anyone in and any verifier
 //! instance can check any session.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::OnceLock;
-use std::time::Duration;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::clock::DefaultClock;
+use governor::{Quota, RateLimiter};
 use hyper::header::{self, HeaderMap};
 use sha2::{Digest, Sha256};
+
+use crate::limits::{BoundedLimiter, BoundedStore, bounded_limiter, client_key};
 
 /// The session cookie. Not `__Host-`: that prefix requires `Path=/`, and the cookie is scoped to
 /// `/console` so identify calls never carry it.
@@ -91,12 +95,32 @@ pub fn clear_cookie(secure: bool) -> String {
     )
 }
 
-/// Login attempts per email and per client IP. Kept in memory per verifier instance: with N
-/// instances behind a balancer an attacker gets at most N times the budget, which argon2's cost
-/// and the per-IP limit still keep small.
+/// Longest email a login form may carry (RFC 5321's limit on a path): a longer one is refused
+/// before any limit is consulted, so it costs nothing lasting.
+pub const MAX_EMAIL_BYTES: usize = 254;
+
+/// Login attempt limits, kept in memory per verifier instance (with N instances behind a
+/// balancer an attacker gets at most N times the budget, which argon2's cost keeps small).
+///
+/// Every bucket is keyed by the client address the identify path uses (`--trusted-proxy`
+/// aware, IPv6 by /64) or by a SHA-256 of the normalised email, so a key is 32 bytes whatever
+/// was posted; each map has a hard bound on its keys ([`crate::limits::BoundedStore`]).
+///
+/// - per client, every attempt: 20 at once, then one every 6 s (one office behind a NAT);
+/// - per (account, client), every attempt: 5 at once, then one a minute; a successful login
+///   resets it, so an owner logging in and out does not lock themself out;
+/// - per account, attempts from clients that have not logged in to it before: 100 at once, then
+///   one every 30 s. Guessing one password from many addresses stays slow, while a client that
+///   logged in to the account (in the last 30 days, on this instance) is never refused by it: a
+///   flood of wrong passwords from elsewhere cannot lock the owner out.
 pub struct LoginLimits {
-    per_email: DefaultKeyedRateLimiter<String>,
-    per_ip: DefaultKeyedRateLimiter<IpAddr>,
+    per_client: BoundedLimiter<IpAddr>,
+    per_account_client: BoundedLimiter<[u8; 32]>,
+    /// `per_account_client`'s table, to reset a pair's count after a success.
+    account_client_store: BoundedStore<[u8; 32]>,
+    per_account: BoundedLimiter<[u8; 32]>,
+    /// (account, client) pairs with a successful login, and when.
+    known: Mutex<HashMap<[u8; 32], Instant>>,
 }
 
 impl std::fmt::Debug for LoginLimits {
@@ -105,12 +129,16 @@ impl std::fmt::Debug for LoginLimits {
     }
 }
 
-/// Attempts per email: 5 at once, then one a minute.
-const EMAIL_BURST: u32 = 5;
-const EMAIL_EVERY: Duration = Duration::from_secs(60);
-/// Attempts per client IP: 20 at once, then one every 6 seconds (an office behind one NAT).
-const IP_BURST: u32 = 20;
-const IP_EVERY: Duration = Duration::from_secs(6);
+const CLIENT_BURST: u32 = 20;
+const CLIENT_EVERY: Duration = Duration::from_secs(6);
+const ACCOUNT_CLIENT_BURST: u32 = 5;
+const ACCOUNT_CLIENT_EVERY: Duration = Duration::from_secs(60);
+const ACCOUNT_BURST: u32 = 100;
+const ACCOUNT_EVERY: Duration = Duration::from_secs(30);
+/// How long a successful login makes its client known to the account.
+const KNOWN_FOR: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Keys each login map holds at most (32-byte keys: a few MB each).
+pub const MAX_LOGIN_KEYS: usize = 100_000;
 
 fn quota(burst: u32, every: Duration) -> Quota {
     Quota::with_period(every)
@@ -120,25 +148,97 @@ fn quota(burst: u32, every: Duration) -> Quota {
 
 impl Default for LoginLimits {
     fn default() -> Self {
+        let account_client_store = BoundedStore::new(MAX_LOGIN_KEYS);
         LoginLimits {
-            per_email: RateLimiter::keyed(quota(EMAIL_BURST, EMAIL_EVERY)),
-            per_ip: RateLimiter::keyed(quota(IP_BURST, IP_EVERY)),
+            per_client: bounded_limiter(quota(CLIENT_BURST, CLIENT_EVERY), MAX_LOGIN_KEYS),
+            per_account_client: RateLimiter::new(
+                quota(ACCOUNT_CLIENT_BURST, ACCOUNT_CLIENT_EVERY),
+                account_client_store.clone(),
+                DefaultClock::default(),
+            ),
+            account_client_store,
+            per_account: bounded_limiter(quota(ACCOUNT_BURST, ACCOUNT_EVERY), MAX_LOGIN_KEYS),
+            known: Mutex::default(),
         }
     }
 }
 
+/// An attempt the limits let through; pass it to [`LoginLimits::succeeded`] when the password
+/// was right.
+#[derive(Debug)]
+pub struct LoginAttempt {
+    account_client: [u8; 32],
+}
+
+/// The fixed-size key of an email: SHA-256 of its trimmed, lower-cased form.
+fn account_key(email: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"dropfix-login-account\0");
+    h.update(email.trim().to_lowercase().as_bytes());
+    h.finalize().into()
+}
+
+fn account_client_key(account: &[u8; 32], client: IpAddr) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(account);
+    match client {
+        IpAddr::V4(v4) => h.update(v4.octets()),
+        IpAddr::V6(v6) => h.update(v6.octets()),
+    }
+    h.finalize().into()
+}
+
 impl LoginLimits {
-    /// `false` when this attempt is over either limit (it is then not even checked).
-    pub fn allow(&self, email: &str, ip: IpAddr) -> bool {
-        // Both are charged: guessing one account from many IPs, or many accounts from one IP.
-        let ip_ok = self.per_ip.check_key(&ip).is_ok();
-        let email_ok = self.per_email.check_key(&email.to_lowercase()).is_ok();
-        ip_ok && email_ok
+    /// Whether an attempt for `email` from `client` may be checked, spending it from the
+    /// buckets above. `None` when it is over a limit (it is then not checked at all).
+    /// Callers refuse emails longer than [`MAX_EMAIL_BYTES`] before asking.
+    pub fn attempt(&self, email: &str, client: IpAddr) -> Option<LoginAttempt> {
+        let client = client_key(client);
+        // Each step stops at the first refusal: a refused attempt touches no later map.
+        self.per_client.check_key(&client).ok()?;
+        let account = account_key(email);
+        let account_client = account_client_key(&account, client);
+        self.per_account_client.check_key(&account_client).ok()?;
+        if !self.is_known(&account_client) {
+            self.per_account.check_key(&account).ok()?;
+        }
+        Some(LoginAttempt { account_client })
+    }
+
+    /// The attempt logged in: its (account, client) count starts over and the client is known
+    /// to the account from now on.
+    pub fn succeeded(&self, attempt: LoginAttempt) {
+        self.account_client_store.forget(&attempt.account_client);
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        if known.len() >= MAX_LOGIN_KEYS {
+            known.retain(|_, at| at.elapsed() < KNOWN_FOR);
+        }
+        if known.len() < MAX_LOGIN_KEYS || known.contains_key(&attempt.account_client) {
+            known.insert(attempt.account_client, Instant::now());
+        }
+    }
+
+    fn is_known(&self, account_client: &[u8; 32]) -> bool {
+        let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        known
+            .get(account_client)
+            .is_some_and(|at| at.elapsed() < KNOWN_FOR)
     }
 
     pub fn prune(&self) {
-        self.per_email.retain_recent();
-        self.per_ip.retain_recent();
+        self.per_client.retain_recent();
+        self.per_account_client.retain_recent();
+        self.per_account.retain_recent();
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        known.retain(|_, at| at.elapsed() < KNOWN_FOR);
+    }
+
+    /// Keys held in every map together (tests: the bound holds under a flood).
+    pub fn tracked_keys(&self) -> usize {
+        self.per_client.len()
+            + self.per_account_client.len()
+            + self.per_account.len()
+            + self.known.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 }
 
@@ -170,14 +270,58 @@ mod tests {
         assert!(!set_cookie(&token, false).contains("Secure"));
     }
 
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
     #[test]
-    fn sixth_attempt_for_one_email_is_refused() {
+    fn sixth_attempt_for_one_email_from_one_client_is_refused() {
         let l = LoginLimits::default();
-        let ip: IpAddr = "127.0.0.1".parse().unwrap();
-        for _ in 0..EMAIL_BURST {
-            assert!(l.allow("A@example.com", ip));
+        for _ in 0..ACCOUNT_CLIENT_BURST {
+            assert!(l.attempt("A@example.com", ip("127.0.0.1")).is_some());
         }
-        assert!(!l.allow("a@example.com", ip));
-        assert!(l.allow("b@example.com", ip));
+        assert!(l.attempt(" a@example.com", ip("127.0.0.1")).is_none());
+        assert!(l.attempt("b@example.com", ip("127.0.0.1")).is_some());
+        // Another client still may try that account.
+        assert!(l.attempt("a@example.com", ip("127.0.0.2")).is_some());
+    }
+
+    #[test]
+    fn a_success_starts_the_count_over() {
+        let l = LoginLimits::default();
+        for _ in 0..3 * ACCOUNT_CLIENT_BURST {
+            let a = l.attempt("owner@example.com", ip("192.0.2.1")).unwrap();
+            l.succeeded(a);
+        }
+    }
+
+    #[test]
+    fn a_flood_from_elsewhere_does_not_lock_out_a_known_client() {
+        let l = LoginLimits::default();
+        let owner = ip("192.0.2.1");
+        l.succeeded(l.attempt("owner@example.com", owner).unwrap());
+        // Many clients spend the account's bucket for clients it has not seen...
+        let mut refused = 0;
+        for i in 0..(ACCOUNT_BURST + 50) {
+            let attacker = IpAddr::from([10, 1, (i / 256) as u8, (i % 256) as u8]);
+            refused += usize::from(l.attempt("OWNER@example.com", attacker).is_none());
+        }
+        assert!(refused >= 49, "{refused}");
+        // ...and the owner's own client is not refused.
+        assert!(l.attempt("owner@example.com", owner).is_some());
+    }
+
+    #[test]
+    fn login_maps_stay_bounded_under_unique_emails_and_clients() {
+        let l = LoginLimits::default();
+        for i in 0..(MAX_LOGIN_KEYS as u32 + 30_000) {
+            let _ = l.attempt(&format!("{i}@example.com"), IpAddr::from(i.to_be_bytes()));
+        }
+        // Three limiter maps (each rounded up to whole shards) and the known set (empty).
+        assert!(
+            l.tracked_keys() <= 3 * (MAX_LOGIN_KEYS + 16),
+            "{}",
+            l.tracked_keys()
+        );
     }
 }
