@@ -205,6 +205,30 @@ fn cases(app: &str) -> Vec<Case> {
             err(400, "invalid_characters", "user_id"),
         );
     }
+    // Control characters in trait values: NUL could not be stored by every backend.
+    for (name, traits, field) in [
+        (
+            "NUL in traits.name",
+            json!({"name": "Ada\u{0}"}),
+            "traits.name",
+        ),
+        (
+            "ESC in traits.plan",
+            json!({"plan": "pro\u{1b}[2J"}),
+            "traits.plan",
+        ),
+        (
+            "NUL in a custom trait",
+            json!({"team": "a\u{0}b"}),
+            "traits.team",
+        ),
+    ] {
+        add(
+            name,
+            json_body(json!({"app_id": app, "user_id": "u1", "traits": traits})),
+            err(400, "invalid_characters", field),
+        );
+    }
     add(
         "app_id with a tab",
         json_body(json!({"app_id": format!("{app}\t"), "user_id": "u1"})),

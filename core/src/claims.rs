@@ -144,7 +144,7 @@ fn find<'a>(entries: &'a [(String, Value)], key: &str) -> Option<&'a Value> {
 fn opt_str(entries: &[(String, Value)], key: &str) -> Result<Option<String>, Rejection> {
     match find(entries, key) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::Str(s)) => Ok(Some(s.clone())),
+        Some(Value::Str(s)) if !payload::has_forbidden_control(s) => Ok(Some(s.clone())),
         Some(_) => Err(Rejection::SignatureMalformed),
     }
 }
@@ -214,7 +214,7 @@ pub fn verify(secrets: &[SecretKey], token: &str, now: i64) -> Result<(Claims, u
 
     let payload = decode_json(payload_b64)?;
     let sub = match find(&payload, "sub") {
-        Some(Value::Str(s)) if !s.is_empty() => s.clone(),
+        Some(Value::Str(s)) if !s.is_empty() && !s.chars().any(char::is_control) => s.clone(),
         _ => return Err(Rejection::SignatureMalformed),
     };
     let iat = opt_time(&payload, "iat")?.ok_or(Rejection::SignedAtMissing)?;

@@ -197,7 +197,23 @@ fn object<'v>(field: &str, v: &'v Value) -> Result<&'v [(String, Value)], Valida
     }
 }
 
+/// Whether a trait or claim string holds a control character no field documents: a C0 control
+/// (U+0000 to U+001F) other than tab, line feed and carriage return, which free text may hold.
+/// NUL in particular cannot be stored in a PostgreSQL text or jsonb value, so it is refused here,
+/// identically in the verifier, the browser build and the Node helper, instead of by one backend.
+pub(crate) fn has_forbidden_control(s: &str) -> bool {
+    s.bytes()
+        .any(|b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'))
+}
+
 fn check_string(field: &str, s: &str, max: usize) -> Result<(), ValidationError> {
+    if has_forbidden_control(s) {
+        return Err(ValidationError::new(
+            "invalid_characters",
+            field,
+            &["must not contain control characters other than tab and line breaks"],
+        ));
+    }
     if s.len() > max {
         return Err(ValidationError::new(
             "too_long",

@@ -49,6 +49,11 @@ enum Command {
     MigrateToPostgres {
         #[command(flatten)]
         data: DataDir,
+        /// Copy everything else when some stored users hold values PostgreSQL refuses (a NUL
+        /// character, which earlier versions stored): they are skipped and counted.
+        /// Without it such users stop the copy, named, and nothing is copied.
+        #[arg(long)]
+        skip_unstorable: bool,
     },
 }
 
@@ -534,7 +539,10 @@ pub fn main() -> ExitCode {
         Command::DebugSignature(args) => return debug_signature(args),
         Command::MasterKey(cmd) => master_key_command(cmd),
         Command::User(cmd) => user_command(cmd),
-        Command::MigrateToPostgres { data } => migrate_to_postgres(data),
+        Command::MigrateToPostgres {
+            data,
+            skip_unstorable,
+        } => migrate_to_postgres(data, skip_unstorable),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -808,7 +816,7 @@ where
 
 const CLI_ACTOR: &str = "cli";
 
-fn migrate_to_postgres(mut data: DataDir) -> CliResult {
+fn migrate_to_postgres(mut data: DataDir, skip_unstorable: bool) -> CliResult {
     if data.database_url.is_none() {
         return Err("give the PostgreSQL database to copy into with --database-url".into());
     }
@@ -830,7 +838,7 @@ fn migrate_to_postgres(mut data: DataDir) -> CliResult {
         let Store::Postgres(pg) = &store else {
             return Err("--database-url names no PostgreSQL database".into());
         };
-        let counts = pg.import_embedded(&sqlite).await?;
+        let counts = pg.import_embedded(&sqlite, skip_unstorable).await?;
         for (table, n) in counts {
             println!("{table}: {n} rows copied");
         }
@@ -1336,7 +1344,7 @@ mod tests {
                     | UserCommand::Delete { data, .. }
                     | UserCommand::List { data, .. },
                 ) => data,
-                Command::MigrateToPostgres { data } => data,
+                Command::MigrateToPostgres { data, .. } => data,
                 Command::MasterKey(MasterKeyCommand::Generate { .. })
                 | Command::DebugSignature(_) => unreachable!(),
             };

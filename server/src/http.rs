@@ -108,6 +108,15 @@ fn config_stale() -> Response<Body> {
 /// a commit whose answer was lost (a database connection cut mid-commit) may have stored it, so
 /// the message does not promise either; a retry stores the same call again, which is harmless.
 fn identify_not_stored(e: &StoreError) -> Response<Body> {
+    if let StoreError::InvalidValue(field) = e {
+        // The core refuses these first; kept as a clear 400 should another caller reach here.
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_characters",
+            "a value holds a NUL character, which cannot be stored",
+            Some(field.as_str()),
+        );
+    }
     tracing::error!(error = %e, "store failure");
     error(
         StatusCode::SERVICE_UNAVAILABLE,

@@ -27,7 +27,50 @@ pub struct IdentifyWrite {
     pub claimed_custom: Map<String, Json>,
 }
 
+/// Whether a JSON value holds a NUL character anywhere (keys included).
+pub fn json_has_nul(v: &Json) -> bool {
+    match v {
+        Json::String(s) => s.contains('\0'),
+        Json::Array(a) => a.iter().any(json_has_nul),
+        Json::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || json_has_nul(v)),
+        _ => false,
+    }
+}
+
+impl Claimed {
+    fn nul_field(&self) -> Option<&'static str> {
+        [
+            ("name", &self.name),
+            ("email", &self.email),
+            ("plan", &self.plan),
+            ("signup_date", &self.signup_date),
+        ]
+        .into_iter()
+        .find(|(_, v)| v.as_deref().is_some_and(|s| s.contains('\0')))
+        .map(|(name, _)| name)
+    }
+}
+
 impl IdentifyWrite {
+    /// The first field holding a NUL character, which no backend stores (PostgreSQL refuses it
+    /// in text and jsonb): `None` when the write can be stored everywhere.
+    pub fn nul_field(&self) -> Option<String> {
+        if self.app_id.contains('\0') {
+            return Some("app_id".into());
+        }
+        if self.user_id.contains('\0') {
+            return Some("user_id".into());
+        }
+        if let Some(f) = self.trusted.nul_field().or(self.claimed.nul_field()) {
+            return Some(format!("traits.{f}"));
+        }
+        self.custom
+            .iter()
+            .chain(&self.claimed_custom)
+            .find(|(k, v)| k.contains('\0') || json_has_nul(v))
+            .map(|(k, _)| format!("traits.{}", k.replace('\0', "\\0")))
+    }
+
     /// The claims object this write offers for `unverified_claims`, as [`merge`] builds it: on a
     /// verified call what the browser claimed beyond what the signature covers, otherwise all it
     /// claimed; `None` when that is nothing. Backends whose statement states the merge in SQL

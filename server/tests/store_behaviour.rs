@@ -190,10 +190,75 @@ on_both_backends!(
     accounts_are_found_by_email_case_insensitively,
     members_have_one_role_per_workspace,
     console_access_can_be_taken_away,
+    both_backends_store_the_same_hostile_values_and_refuse_nul_alike,
 );
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
+
+/// Values an anonymous caller can send (the core lets them through), stored byte for byte by both
+/// backends; and NUL, which PostgreSQL cannot store, refused by both before either sees it.
+async fn both_backends_store_the_same_hostile_values_and_refuse_nul_alike(env: &Env) {
+    let store = env.store().await;
+    let (app, _) = workspace(&store).await;
+    let hostile = [
+        "'; DROP TABLE users; --",
+        "\\ \" \\u0000 %s %n {{}} $1 ?1",
+        "tab\tnew\nline\r\n",
+        "\u{2028}\u{2029}\u{feff}\u{202e}rtl\u{200b}",
+        "😀🏳️‍🌈 日本語 \u{10ffff}",
+        "\u{7f}\u{80}\u{9f}",
+        &"𝔘".repeat(128),
+    ];
+    for (i, v) in hostile.iter().enumerate() {
+        let user = format!("{v}-{i}");
+        let mut w = unverified(&app, &user, NOW, claimed(Some(v), Some(v), Some(v), None));
+        w.custom = json!({ *v: v, "k": [v] }).as_object().unwrap().clone();
+        store
+            .identify(w.clone())
+            .await
+            .unwrap_or_else(|e| panic!("{v:?}: {e}"));
+        let stored = store.get_user(&app, &user).await.unwrap().unwrap();
+        assert_eq!(Some(&stored), merge_all(None, &[w]).as_ref(), "{v:?}");
+    }
+    let nul_writes = [
+        ("user_id", unverified(&app, "a\0b", NOW, Claimed::default())),
+        (
+            "traits.email",
+            unverified(
+                &app,
+                "nul-email",
+                NOW,
+                claimed(None, Some("a\0@x"), None, None),
+            ),
+        ),
+        (
+            "traits.team",
+            with_custom(
+                unverified(&app, "nul-custom", NOW, Claimed::default()),
+                json!({"team": "a\0"}),
+            ),
+        ),
+        (
+            "traits.a\\0b",
+            with_custom(
+                unverified(&app, "nul-key", NOW, Claimed::default()),
+                json!({"a\0b": 1}),
+            ),
+        ),
+    ];
+    for (field, w) in nul_writes {
+        let user = w.user_id.clone();
+        match store.identify(w).await {
+            Err(StoreError::InvalidValue(f)) => assert_eq!(f, field),
+            other => panic!("{field}: {other:?}"),
+        }
+        assert!(
+            store.get_user(&app, &user).await.unwrap().is_none(),
+            "{field}"
+        );
+    }
+}
 
 async fn workspace(store: &Store) -> (String, i64) {
     let k = store
@@ -1628,6 +1693,80 @@ async fn freezable_proxy(
 /// Scaling out from one box: an embedded store copied into an empty PostgreSQL serves the same
 /// workspaces (app ids, key ids, secrets), users, console logins and audit log, and new rows
 /// continue after the copied ids. A second import into the now full database is refused.
+/// Users stored by earlier versions with a NUL character (which PostgreSQL cannot hold) stop the
+/// copy with their names and nothing copied, or, with `skip_unstorable`, are skipped and counted.
+#[tokio::test]
+async fn postgres_migration_names_or_skips_users_postgres_refuses() {
+    let Some(env) = Env::postgres().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    owner_only(dir.path());
+    let backend = Backend::Sqlite {
+        data_dir: dir.path().to_path_buf(),
+    };
+    let embedded = Store::open(&backend, Hooks::new(ring())).await.unwrap();
+    let (app, _) = workspace(&embedded).await;
+    for u in ["good-1", "old-name", "old-custom", "good-2"] {
+        embedded
+            .identify(unverified(
+                &app,
+                u,
+                NOW,
+                claimed(Some("x"), None, None, None),
+            ))
+            .await
+            .unwrap();
+    }
+    drop(embedded);
+    let sqlite = dropfix_server::store::sqlite::open_file(dir.path()).unwrap();
+    // As an earlier version stored them: straight into the file.
+    sqlite
+        .execute(
+            "UPDATE users SET name = 'a' || char(0) || 'b' WHERE user_id = 'old-name'",
+            [],
+        )
+        .unwrap();
+    sqlite
+        .execute(
+            r#"UPDATE users SET custom = '{"team":"a\u0000"}' WHERE user_id = 'old-custom'"#,
+            [],
+        )
+        .unwrap();
+    let (pg, _) = env.open().await;
+    let Store::Postgres(inner) = &pg else {
+        unreachable!()
+    };
+    let e = inner.import_embedded(&sqlite, false).await.unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("2 stored user(s)"), "{msg}");
+    assert!(
+        msg.contains(r#"user "old-name": name holds a NUL"#),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(r#"user "old-custom": custom holds a NUL"#),
+        "{msg}"
+    );
+    assert!(msg.contains("--skip-unstorable"), "{msg}");
+    assert!(pg.workspaces().await.unwrap().is_empty(), "nothing copied");
+    let counts = inner.import_embedded(&sqlite, true).await.unwrap();
+    assert!(counts.contains(&("users", 2)), "{counts:?}");
+    assert!(
+        counts.contains(&("users skipped (unstorable, --skip-unstorable)", 2)),
+        "{counts:?}"
+    );
+    pg.reload().await.unwrap();
+    for (u, there) in [
+        ("good-1", true),
+        ("old-name", false),
+        ("old-custom", false),
+        ("good-2", true),
+    ] {
+        assert_eq!(pg.get_user(&app, u).await.unwrap().is_some(), there, "{u}");
+    }
+}
+
 #[tokio::test]
 async fn postgres_an_embedded_store_moves_to_postgres_whole() {
     let Some(env) = Env::postgres().await else {
@@ -1696,7 +1835,7 @@ async fn postgres_an_embedded_store_moves_to_postgres_whole() {
     let Store::Postgres(wrong) = &wrong else {
         unreachable!()
     };
-    let e = wrong.import_embedded(&sqlite).await.unwrap_err();
+    let e = wrong.import_embedded(&sqlite, false).await.unwrap_err();
     assert!(matches!(e, StoreError::Sealing(_)), "{e}");
     let (pg, _) = env.open().await;
     assert!(
@@ -1706,7 +1845,7 @@ async fn postgres_an_embedded_store_moves_to_postgres_whole() {
     let Store::Postgres(inner) = &pg else {
         unreachable!()
     };
-    let counts = inner.import_embedded(&sqlite).await.unwrap();
+    let counts = inner.import_embedded(&sqlite, false).await.unwrap();
     assert!(
         counts.contains(&("users", 2)) && counts.contains(&("keys", 2)),
         "{counts:?}"
@@ -1753,7 +1892,7 @@ async fn postgres_an_embedded_store_moves_to_postgres_whole() {
         added.key_id,
         temp.key_id
     );
-    let again = inner.import_embedded(&sqlite).await.unwrap_err();
+    let again = inner.import_embedded(&sqlite, false).await.unwrap_err();
     assert!(again.to_string().contains("empty"), "{again}");
 }
 
@@ -1837,7 +1976,11 @@ async fn postgres_one_bad_record_does_not_fail_its_batch() {
     )
     .await;
     assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
-    assert!(results[1].is_err());
+    // Refused before the batch: it never cost the others a retry.
+    assert!(
+        matches!(&results[1], Err(StoreError::InvalidValue(f)) if f == "traits.name"),
+        "{results:?}"
+    );
     assert!(store.get_user(&app, "good-1").await.unwrap().is_some());
     assert!(store.get_user(&app, "good-2").await.unwrap().is_some());
     assert!(store.get_user(&app, "bad").await.unwrap().is_none());

@@ -149,6 +149,16 @@ def decision_cases():
         case("client tries to mark itself verified", {"user_id": "42", "traits": {"verified": True}},
              invalid("reserved_trait", "traits.verified")),
         case("secret sent from the browser", {"user_id": "42", "signature": SECRET}, invalid("secret_not_allowed", "signature")),
+        # Control characters: refused everywhere (NUL cannot be stored by every backend), except
+        # tab and line breaks in free text.
+        case("NUL in a trait", {"user_id": "42", "traits": {"name": "Ada\u0000"}}, invalid("invalid_characters", "traits.name")),
+        case("NUL in a custom trait", {"user_id": "42", "traits": {"team": "a\u0000b"}},
+             invalid("invalid_characters", "traits.team")),
+        case("escape character in a trait", {"user_id": "42", "traits": {"plan": "pro\u001b[31m"}},
+             invalid("invalid_characters", "traits.plan")),
+        case("NUL in the user id", {"user_id": "4\u00002"}, invalid("invalid_characters", "user_id")),
+        case("tab and line breaks in free text", {"user_id": "42", "traits": {"name": "Ada\tL.\r\nLovelace"}},
+             {"outcome": "unverified"}),
     ]
     for label, uid in USER_IDS:
         c.append(case(f"valid seed signature, {label} id",
@@ -231,6 +241,12 @@ def decision_cases():
              verified(method="signed_claims", custom={"team_size": 5.0})),
         case("signed claims: reserved trait name in the token",
              {"user_id": "42", "signature": jws(SECRET, hs, {"sub": "42", "iat": NOW, "Verified_At": 1})},
+             rejected("signature_malformed")),
+        case("signed claims: NUL in a token's trait",
+             {"user_id": "42", "signature": jws(SECRET, hs, {"sub": "42", "iat": NOW, "name": "Ada\u0000"})},
+             rejected("signature_malformed")),
+        case("signed claims: NUL in a token's custom trait",
+             {"user_id": "42", "signature": jws(SECRET, hs, {"sub": "42", "iat": NOW, "team": "a\u0000"})},
              rejected("signature_malformed")),
         case("signed claims: negative mrr in the token",
              {"user_id": "42", "signature": jws(SECRET, hs, {"sub": "42", "iat": NOW, "mrr": -1})},

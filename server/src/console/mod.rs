@@ -335,11 +335,10 @@ pub async fn handle(state: &Arc<AppState>, peer: IpAddr, req: Request<Incoming>)
             let Some(membership) = account.memberships.iter().find(|m| m.app_id == *app_id) else {
                 return not_found(Some(&account));
             };
-            let ws = match state.store.workspaces().await {
-                Ok(list) => list.into_iter().find(|w| w.app_id == *app_id),
-                Err(e) => return unavailable(&e, Some(&account)),
-            };
-            let Some(ws) = ws else {
+            // From this instance's registry (current with every change, made here or anywhere):
+            // a page reads only the workspace it shows and unseals nothing, so viewers cannot
+            // keep the store busy re-reading every workspace.
+            let Some(ws) = state.registry.get(app_id) else {
                 return not_found(Some(&account));
             };
             let ctx = Ctx {
@@ -355,14 +354,14 @@ pub async fn handle(state: &Arc<AppState>, peer: IpAddr, req: Request<Incoming>)
     }
 }
 
-/// What every workspace page knows: who asks, in which role, about which workspace (freshly
-/// read from the store, so last-used times and keys are current).
+/// What every workspace page knows: who asks, in which role, about which workspace (as this
+/// instance decides with it; pages that show keys' last use read those times from the store).
 struct Ctx<'a> {
     state: &'a Arc<AppState>,
     account: &'a Account,
     role: Role,
     owner: bool,
-    ws: Workspace,
+    ws: Arc<Workspace>,
 }
 
 impl Ctx<'_> {
@@ -416,13 +415,20 @@ async fn workspace_route(
         }
         (["keys"], _, true) => create_key(&ctx, req).await,
         (["keys", id, action @ ("roll" | "retire")], _, _) if get || post => {
-            let Some(key) = id
+            let Some(mut key) = id
                 .parse::<i64>()
                 .ok()
                 .and_then(|id| ctx.ws.live_keys(now()).find(|k| k.id == id).cloned())
             else {
                 return not_found(Some(ctx.account));
             };
+            if !post {
+                // The confirmation pages say when the key last verified a call.
+                match ctx.state.store.key_last_used(ctx.app()).await {
+                    Ok(used) => key.last_used_at = used.get(&key.id).copied(),
+                    Err(e) => return unavailable(&e, Some(ctx.account)),
+                }
+            }
             match (*action, post) {
                 ("roll", false) => roll_confirm(&ctx, &key),
                 ("roll", true) => roll(&ctx, &key, req).await,
@@ -699,6 +705,10 @@ async fn security_page(
         Ok(c) => c,
         Err(e) => return unavailable(&e, Some(ctx.account)),
     };
+    let used = match ctx.state.store.key_last_used(ctx.app()).await {
+        Ok(u) => u,
+        Err(e) => return unavailable(&e, Some(ctx.account)),
+    };
     let now = now();
     let keys = ctx
         .ws
@@ -709,7 +719,7 @@ async fn security_page(
             label: k.label.clone(),
             created: fmt_time(k.created_at),
             created_by: k.created_by.clone(),
-            last_used: fmt_opt_time(k.last_used_at),
+            last_used: fmt_opt_time(used.get(&k.id).copied()),
             live: k.live(now),
             status: match k.expires_at {
                 None => "verifies".into(),

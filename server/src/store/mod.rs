@@ -177,7 +177,7 @@ pub enum Queued {
     Ready(tokio::sync::oneshot::Receiver<Result<(), StoreError>>),
     /// The queue was full (or a benchmark knob commits alone): waits for room, then the answer.
     Waiting(std::pin::Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>),
-    /// The store has stopped.
+    /// The store has stopped, or the write was refused before it reached the backend.
     Failed(StoreError),
 }
 
@@ -230,6 +230,9 @@ pub enum StoreError {
     Sealing(String),
     /// Opening the store failed for a reason the operator must fix (permissions, paths).
     Setup(String),
+    /// A value no backend may store (a NUL character): refused before any backend sees it, so
+    /// both backends accept exactly the same writes. Names the field.
+    InvalidValue(String),
 }
 
 impl std::fmt::Display for StoreError {
@@ -247,6 +250,9 @@ impl std::fmt::Display for StoreError {
             StoreError::Key(e) => write!(f, "{e}"),
             StoreError::Sealing(e) => write!(f, "sealed secret: {e}"),
             StoreError::Setup(e) => f.write_str(e),
+            StoreError::InvalidValue(field) => {
+                write!(f, "{field} holds a NUL character, which no backend stores")
+            }
         }
     }
 }
@@ -457,9 +463,13 @@ impl Store {
         // The embedded store answers or fails by itself; a PostgreSQL write waits at most the
         // database timeout (its batch may still commit after that: the 503 then says the write
         // was not confirmed, which is true).
-        let (queued, limit) = match self {
-            Store::Sqlite(s) => (s.enqueue(write), None),
-            Store::Postgres(s) => (s.enqueue(write), Some(s.answer_timeout())),
+        // The core refuses these at the door; this keeps every backend to one rule whatever the
+        // caller (PostgreSQL cannot store NUL in text or jsonb, SQLite could).
+        let invalid = write.nul_field().map(StoreError::InvalidValue);
+        let (queued, limit) = match (self, invalid) {
+            (_, Some(e)) => (Queued::Failed(e), None),
+            (Store::Sqlite(s), None) => (s.enqueue(write), None),
+            (Store::Postgres(s), None) => (s.enqueue(write), Some(s.answer_timeout())),
         };
         async move {
             match limit {
@@ -488,6 +498,15 @@ impl Store {
 
     pub async fn workspaces(&self) -> Result<Vec<Workspace>, StoreError> {
         dispatch!(self.workspaces())
+    }
+
+    /// When each key of a workspace last verified a call (keys never used are absent). A plain
+    /// read: nothing is unsealed, so a console page can show it without loading workspaces.
+    pub async fn key_last_used(
+        &self,
+        app_id: &str,
+    ) -> Result<std::collections::HashMap<i64, i64>, StoreError> {
+        dispatch!(self.key_last_used(app_id))
     }
 
     pub async fn meta_get(&self, key: &str) -> Result<Option<String>, StoreError> {
@@ -587,6 +606,11 @@ impl Store {
         app_id: &str,
         user_id: &str,
     ) -> Result<Option<UserRecord>, StoreError> {
+        // No stored id holds a NUL (it is refused on the way in), and PostgreSQL refuses it even
+        // as a parameter: answered here, alike on both backends.
+        if user_id.contains('\0') || app_id.contains('\0') {
+            return Ok(None);
+        }
         dispatch!(self.get_user(app_id, user_id))
     }
 
@@ -596,6 +620,20 @@ impl Store {
         app_id: &str,
         query: &UserQuery,
     ) -> Result<Vec<UserRecord>, StoreError> {
+        if app_id.contains('\0') || query.search.as_deref().is_some_and(|s| s.contains('\0')) {
+            // Nothing stored contains a NUL.
+            return Ok(Vec::new());
+        }
+        if let Some(after) = query.after.as_deref()
+            && let Some(at) = after.find('\0')
+        {
+            // No stored id holds a NUL, so the ids after "x\0..." are exactly those after "x".
+            let query = UserQuery {
+                after: Some(after[..at].to_string()),
+                ..query.clone()
+            };
+            return dispatch!(self.list_users(app_id, &query));
+        }
         dispatch!(self.list_users(app_id, query))
     }
 
@@ -607,6 +645,9 @@ impl Store {
         actor: &str,
         now: i64,
     ) -> Result<bool, StoreError> {
+        if user_id.contains('\0') || app_id.contains('\0') {
+            return Ok(false);
+        }
         dispatch!(self.delete_user(app_id, user_id, actor, now))
     }
 
@@ -675,6 +716,10 @@ impl Store {
 
     /// The account a login names (by email, case-insensitively).
     pub async fn account_login(&self, email: &str) -> Result<Option<AccountLogin>, StoreError> {
+        if email.contains('\0') {
+            // No account's email holds a NUL (PostgreSQL would refuse the parameter).
+            return Ok(None);
+        }
         dispatch!(self.account_login(email))
     }
 

@@ -308,6 +308,7 @@ impl PgStore {
     pub async fn import_embedded(
         &self,
         from: &rusqlite::Connection,
+        skip_unstorable: bool,
     ) -> Result<Vec<(&'static str, u64)>, StoreError> {
         let mut client = self.inner.pool.get().await?;
         let tx = client.transaction().await?;
@@ -400,28 +401,53 @@ impl PgStore {
              FROM users WHERE (app_id, user_id) > (?1, ?2) ORDER BY app_id, user_id LIMIT 1000",
         )?;
         let (mut after, mut n) = ((String::new(), String::new()), 0u64);
+        // Rows PostgreSQL would refuse (a NUL character, stored by versions that let it through):
+        // named, or skipped and counted when asked.
+        let mut refused: Vec<String> = Vec::new();
         loop {
             let mut rows = page.query(rusqlite::params![after.0, after.1])?;
             let mut last = None;
             while let Some(r) = rows.next()? {
                 let (app, user): (String, String) = (r.get(0)?, r.get(1)?);
+                let text: [(&str, Option<String>); 6] = [
+                    ("method", r.get(3)?),
+                    ("name", r.get(7)?),
+                    ("email", r.get(8)?),
+                    ("plan", r.get(9)?),
+                    ("signup_date", r.get(11)?),
+                    ("unverified_claims", r.get(13)?),
+                ];
+                let custom: String = r.get(12)?;
+                let unstorable = std::iter::once(("user_id", Some(user.clone())))
+                    .chain(std::iter::once(("custom", Some(custom.clone()))))
+                    .chain(text.iter().cloned())
+                    .find(|(_, v)| v.as_deref().is_some_and(text_has_nul))
+                    .map(|(column, _)| column);
+                if let Some(column) = unstorable {
+                    refused.push(format!(
+                        "workspace {app}, user {:?}: {column} holds a NUL character",
+                        user
+                    ));
+                    last = Some((app, user));
+                    continue;
+                }
                 tx.execute(
                     &insert,
                     &[
                         &app,
                         &user,
                         &r.get::<_, bool>(2)?,
-                        &r.get::<_, Option<String>>(3)?,
+                        &text[0].1,
                         &r.get::<_, Option<i64>>(4)?,
                         &r.get::<_, Option<i64>>(5)?,
                         &r.get::<_, Option<i64>>(6)?,
-                        &r.get::<_, Option<String>>(7)?,
-                        &r.get::<_, Option<String>>(8)?,
-                        &r.get::<_, Option<String>>(9)?,
+                        &text[1].1,
+                        &text[2].1,
+                        &text[3].1,
                         &r.get::<_, Option<f64>>(10)?,
-                        &r.get::<_, Option<String>>(11)?,
-                        &r.get::<_, String>(12)?,
-                        &r.get::<_, Option<String>>(13)?,
+                        &text[4].1,
+                        &custom,
+                        &text[5].1,
                         &r.get::<_, i64>(14)?,
                         &r.get::<_, i64>(15)?,
                     ],
@@ -434,6 +460,23 @@ impl PgStore {
                 Some(l) => after = l,
                 None => break,
             }
+        }
+        if !refused.is_empty() && !skip_unstorable {
+            let shown = refused.len().min(20);
+            return Err(StoreError::Setup(format!(
+                "{} stored user(s) cannot be stored in PostgreSQL, so nothing was copied:\n  {}{}\n\
+                 fix or delete them in the embedded store (the console or the admin API), or copy \
+                 everything else with --skip-unstorable",
+                refused.len(),
+                refused[..shown].join("\n  "),
+                if refused.len() > shown { "\n  ..." } else { "" },
+            )));
+        }
+        if !refused.is_empty() {
+            counts.push((
+                "users skipped (unstorable, --skip-unstorable)",
+                refused.len() as u64,
+            ));
         }
         counts.push(("users", n));
         copy!(
@@ -1202,6 +1245,20 @@ impl PgStore {
                     )
                 })
                 .collect())
+        })
+        .await
+    }
+
+    pub async fn key_last_used(&self, app_id: &str) -> Result<HashMap<i64, i64>, StoreError> {
+        self.with_client(async |c| {
+            let rows = c
+                .query(
+                    "SELECT id, last_used_at FROM keys
+                     WHERE app_id = $1 AND last_used_at IS NOT NULL",
+                    &[&app_id],
+                )
+                .await?;
+            Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
         })
         .await
     }
@@ -2431,20 +2488,58 @@ async fn commit_batch(pool: &Pool, batch: &mut Vec<Pending>, limit: Duration) {
             }
         }
         Err(e) if e.kind != Failure::Unavailable && batch.len() > 1 => {
-            tracing::warn!(error = %e.message, size = batch.len(), "batch commit failed; retrying one by one");
-            for (w, done) in batch.drain(..) {
-                let one = bounded_batch(limit, pool, &[&w]).await;
-                let one = one.map_err(|e| {
-                    tracing::error!(error = %e.message, "storing an identify call failed");
-                    StoreError::Postgres(e.message)
-                });
-                let _ = done.send(one);
+            tracing::warn!(error = %e.message, size = batch.len(), "batch commit failed; retrying it in halves");
+            let mut answers = vec![None; batch.len()];
+            let writes: Vec<&IdentifyWrite> = batch.iter().map(|(w, _)| w).collect();
+            bisect(pool, limit, &writes, &mut answers).await;
+            for ((_, done), answer) in batch.drain(..).zip(answers) {
+                let answer = answer.unwrap_or_else(|| Err("not committed".into()));
+                let _ = done.send(answer.map_err(StoreError::Postgres));
             }
         }
         Err(e) => {
             tracing::error!(error = %e.message, size = batch.len(), "storing identify calls failed");
             for (_, done) in batch.drain(..) {
                 let _ = done.send(Err(StoreError::Postgres(e.message.clone())));
+            }
+        }
+    }
+}
+
+/// Whether stored text (or the JSON it holds) has a NUL character, which PostgreSQL's text and
+/// jsonb refuse: raw, or escaped as `\u0000` inside a JSON string.
+fn text_has_nul(s: &str) -> bool {
+    if s.contains('\0') {
+        return true;
+    }
+    s.contains("\\u0000")
+        && serde_json::from_str::<serde_json::Value>(s)
+            .map_or(true, |v| crate::users::json_has_nul(&v))
+}
+
+/// Commits `writes` in halves after their batch failed on a value: the half without the bad
+/// write commits at its first try, so one bad write costs about 2 log2(n) small statements
+/// instead of one statement per write, and only it gets the error.
+async fn bisect(
+    pool: &Pool,
+    limit: Duration,
+    writes: &[&IdentifyWrite],
+    answers: &mut [Option<Result<(), String>>],
+) {
+    let mid = writes.len() / 2;
+    let (left, right) = answers.split_at_mut(mid);
+    for (part, out) in [(&writes[..mid], left), (&writes[mid..], right)] {
+        if part.is_empty() {
+            continue;
+        }
+        match bounded_batch(limit, pool, part).await {
+            Ok(()) => out.fill(Some(Ok(()))),
+            Err(e) if e.kind != Failure::Unavailable && part.len() > 1 => {
+                Box::pin(bisect(pool, limit, part, out)).await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e.message, size = part.len(), "storing identify calls failed");
+                out.fill(Some(Err(e.message)));
             }
         }
     }

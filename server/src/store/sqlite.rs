@@ -1497,6 +1497,18 @@ impl SqliteStore {
         self.call(move |c| load_workspaces(c, &ring)).await
     }
 
+    pub async fn key_last_used(&self, app_id: &str) -> Result<HashMap<i64, i64>, StoreError> {
+        let app = app_id.to_string();
+        self.call(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, last_used_at FROM keys WHERE app_id = ?1 AND last_used_at IS NOT NULL",
+            )?;
+            let rows = stmt.query_map([&app], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
     pub async fn meta_get(&self, key: &str) -> Result<Option<String>, StoreError> {
         let key = key.to_string();
         self.call(move |c| meta_get(c, &key)).await
