@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use dropfix_core::{Decision, Identify, MAX_BODY_BYTES, Method, Policy, Value};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Either, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method as HttpMethod, Request, Response, StatusCode};
@@ -27,7 +27,45 @@ use crate::users::{Claimed, IdentifyWrite, Verification};
 use crate::workspace;
 use crate::{AppState, limits};
 
-pub type Body = Full<Bytes>;
+/// Every response body: whole (nearly all), or sent as it is produced ([`ChannelBody`]: the CSV
+/// export, whose size grows with the users).
+pub type Body = Either<Full<Bytes>, ChannelBody>;
+
+/// A whole body.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Either::Left(Full::new(bytes.into()))
+}
+
+/// A body whose chunks arrive on a bounded channel: the producer waits while the client is slow,
+/// so memory stays at a few chunks whatever the size. An `Err` chunk aborts the response (the
+/// client sees a truncated transfer, never a complete-looking one).
+#[derive(Debug)]
+pub struct ChannelBody(tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>);
+
+/// A streamed body and the sender that feeds it (at most `chunks` waiting at a time).
+pub fn channel_body(
+    chunks: usize,
+) -> (
+    tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+    Body,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(chunks);
+    (tx, Either::Right(ChannelBody(rx)))
+}
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|r| r.map(hyper::body::Frame::data)))
+    }
+}
 
 pub fn now() -> i64 {
     std::time::SystemTime::now()
@@ -45,7 +83,7 @@ pub(crate) fn json_response(status: StatusCode, body: &impl Serialize) -> Respon
 
 /// A JSON response around an already serialized body.
 fn json_bytes(status: StatusCode, bytes: Vec<u8>) -> Response<Body> {
-    let mut res = Response::new(Full::new(Bytes::from(bytes)));
+    let mut res = Response::new(full(bytes));
     *res.status_mut() = status;
     res.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -406,7 +444,7 @@ fn preflight(state: &AppState, req: &Request<Incoming>, origin: Option<&str>) ->
     if !allowed {
         return origin_forbidden(state, ws.as_deref(), app.as_deref(), origin, true);
     }
-    let mut res = Response::new(Full::new(Bytes::new()));
+    let mut res = Response::new(full(Bytes::new()));
     *res.status_mut() = StatusCode::NO_CONTENT;
     allow_origin(&mut res, origin);
     let h = res.headers_mut();

@@ -6,8 +6,6 @@
 //! a token on a listener of its own (`--metrics-listen`, see [`crate::run_metrics`]): the counts
 //! name workspaces and show an attack's progress, so they are not for the public.
 
-use bytes::Bytes;
-use http_body_util::Full;
 use hyper::Response;
 use hyper::header::{self, HeaderValue};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -166,8 +164,8 @@ impl Metrics {
     }
 
     /// The rendered metrics as an HTTP 200.
-    pub fn response(&self) -> Response<Full<Bytes>> {
-        let mut res = Response::new(Full::new(Bytes::from(self.render())));
+    pub fn response(&self) -> Response<crate::http::Body> {
+        let mut res = Response::new(crate::http::full(self.render()));
         res.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),

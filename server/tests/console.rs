@@ -937,6 +937,137 @@ fn users_list_filters_pages_exports_and_deletes() {
 }
 
 #[test]
+fn the_csv_export_is_streamed_page_by_page_whole_and_audited() {
+    let c = Console::fast();
+    let app = c.app.clone();
+    // 2,500 verified users: three store pages.
+    with_store(c.dir.path(), async |store| {
+        let calls: Vec<_> = (0..2_500)
+            .map(|i| {
+                store.identify(dropfix_server::users::IdentifyWrite {
+                    app_id: app.clone(),
+                    user_id: format!("user-{i:05}"),
+                    now: now(),
+                    verification: Some(dropfix_server::users::Verification {
+                        method: "seed_hmac",
+                        key_id: 1,
+                        signed_at: now(),
+                    }),
+                    trusted: Default::default(),
+                    claimed: Default::default(),
+                    custom: Default::default(),
+                    claimed_custom: Default::default(),
+                })
+            })
+            .collect();
+        for call in calls {
+            call.await.unwrap();
+        }
+    });
+    let cookie = c.login(VIEWER);
+    let csv = c.get(&cookie, &c.ws("users/export.csv"));
+    assert_eq!(csv.status, 200);
+    // Sent as it is produced: chunked, with no length known up front.
+    assert_eq!(csv.header("transfer-encoding"), Some("chunked"));
+    assert!(csv.header("content-length").is_none());
+    let body = csv.text();
+    let lines: Vec<&str> = body.split("\r\n").filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines.len(), 2_501, "header and every user");
+    assert!(lines[0].starts_with("user_id,name,email"));
+    assert!(lines[1].starts_with("\"user-00000\"") && lines[2_500].starts_with("\"user-02499\""));
+    let audit = c.get(&cookie, &c.ws("audit")).text();
+    assert!(audit.contains("users.export"), "{audit}");
+    assert!(audit.contains("2500"), "{audit}");
+}
+
+/// The `href` of every link in `html` (attribute values as the page escaped them, unescaped).
+fn hrefs(html: &str) -> Vec<String> {
+    html.split("href=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .map(|h| {
+            h.replace("&amp;", "&")
+                .replace("&#x2f;", "/")
+                .replace("&#x27;", "'")
+                .replace("&quot;", "\"")
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+        })
+        .collect()
+}
+
+#[test]
+fn user_links_carry_any_id_to_that_user_and_nowhere_else() {
+    let c = Console::fast();
+    let ids = [
+        "../keys/1/retire",
+        "victim/delete",
+        "a/b",
+        "..",
+        ".",
+        "q?x=1",
+        "frag#top",
+        "100%25 sure",
+        "spaced out",
+        "naïve 日本",
+        "&amp;",
+    ];
+    for id in ids {
+        let r = c.identify(json!({"app_id": c.app, "user_id": id}), None);
+        assert_eq!(r.status, 202, "{id}: {}", r.text());
+    }
+    let cookie = c.login(OWNER);
+    let list = c.get(&cookie, &c.ws("users?show=all")).text();
+    let links: Vec<String> = hrefs(&list)
+        .into_iter()
+        .filter(|h| h.contains("/user?"))
+        .collect();
+    assert_eq!(links.len(), ids.len(), "{links:?}");
+    for link in &links {
+        // Nothing in a link's path comes from the id.
+        let path = link.split('?').next().unwrap();
+        assert_eq!(path, format!("/console/w/{}/user", c.app), "{link}");
+    }
+    for id in ids {
+        let link = links
+            .iter()
+            .find(|l| {
+                let q = l.split_once('?').unwrap().1;
+                form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == "id" && v == id)
+            })
+            .unwrap_or_else(|| panic!("no link for {id:?} in {links:?}"));
+        let page = c.get(&cookie, link);
+        assert_eq!(page.status, 200, "{id}: {link}");
+        let delete = hrefs(&page.text())
+            .into_iter()
+            .find(|h| h.contains("/user/delete?"))
+            .unwrap_or_else(|| panic!("{id}: no delete link"));
+        assert_eq!(c.get(&cookie, &delete).status, 200, "{id}: {delete}");
+    }
+    // Deleting one through its link deletes exactly that one; the key it named is untouched.
+    let victim = links
+        .iter()
+        .find(|l| l.contains("retire"))
+        .unwrap()
+        .replace("/user?", "/user/delete?");
+    assert_eq!(c.post(&cookie, &victim, &[]).status, 303);
+    let ws = c.workspace();
+    assert_eq!(ws.live_keys(now()).count(), 1, "key 1 still live");
+    let after = c.get(&cookie, &c.ws("users?show=all")).text();
+    let remaining = hrefs(&after)
+        .iter()
+        .filter(|h| h.contains("/user?"))
+        .count();
+    assert_eq!(remaining, ids.len() - 1);
+    // The path form still reaches an id encoded as one segment.
+    assert_eq!(c.get(&cookie, &c.ws("users/a%2Fb")).status, 200);
+    assert_eq!(
+        c.get(&cookie, &c.ws("users/..%2Fkeys%2F1%2Fretire")).status,
+        404
+    );
+}
+
+#[test]
 fn invalid_origins_are_refused_with_the_reason_and_nothing_changes() {
     let c = Console::fast();
     let cookie = c.login(OWNER);

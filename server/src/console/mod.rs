@@ -16,6 +16,7 @@
 #![allow(clippy::result_large_err)]
 
 mod csrf;
+mod export;
 mod pages;
 pub mod session;
 pub mod stats;
@@ -27,14 +28,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dropfix_core::{SecretKey, StrictMode};
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use percent_encoding::percent_decode_str;
-use serde_json::json;
 
-use crate::http::{Body, now, read_body};
+use crate::http::{Body, full, now, read_body};
 use crate::store::{Account, CallCounts, Role, SessionRules, StoreError};
 use crate::users::UserQuery;
 use crate::workspace::{self, KeyRuleError, MAX_LIVE_KEYS, Workspace, WorkspacePatch};
@@ -82,6 +81,8 @@ fn session_rules(cfg: &ConsoleConfig) -> SessionRules {
 pub struct ConsoleState {
     pub stats: stats::Stats,
     pub login_limits: session::LoginLimits,
+    /// CSV exports running on this instance, by account.
+    pub exports: export::Running,
 }
 
 /// Console form bodies are small.
@@ -98,7 +99,7 @@ const JS: &str = include_str!("static/console.js");
 // Responses
 
 fn html(status: StatusCode, body: String) -> Response<Body> {
-    let mut res = Response::new(Full::new(Bytes::from(body)));
+    let mut res = Response::new(full(body));
     *res.status_mut() = status;
     let h = res.headers_mut();
     h.insert(
@@ -144,7 +145,7 @@ fn render(status: StatusCode, page: &impl askama::Template) -> Response<Body> {
 }
 
 fn redirect(location: &str) -> Response<Body> {
-    let mut res = Response::new(Full::new(Bytes::new()));
+    let mut res = Response::new(full(Bytes::new()));
     *res.status_mut() = StatusCode::SEE_OTHER;
     if let Ok(v) = HeaderValue::from_str(location) {
         res.headers_mut().insert(header::LOCATION, v);
@@ -154,7 +155,7 @@ fn redirect(location: &str) -> Response<Body> {
 }
 
 fn asset(body: &'static str, content_type: &'static str) -> Response<Body> {
-    let mut res = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    let mut res = Response::new(full(Bytes::from_static(body.as_bytes())));
     let h = res.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(
@@ -214,6 +215,16 @@ fn unavailable(e: &StoreError, account: Option<&Account>) -> Response<Body> {
         account,
         None,
     )
+}
+
+/// A user's page, or with `delete` its delete confirmation (GET) and deletion (POST). The id
+/// travels in the query, never in the path: a browser resolves `.` and `..` path segments even
+/// when percent-encoded, so an id such as `..` or `../keys/1/retire` could only ever point
+/// elsewhere there. (`/users/{id}` paths with the id percent-encoded as one segment still work.)
+fn user_url(app_id: &str, user_id: &str, delete: bool) -> String {
+    let id: String = form_urlencoded::byte_serialize(user_id.as_bytes()).collect();
+    let tail = if delete { "/delete" } else { "" };
+    format!("/console/w/{}/user{tail}?id={id}", enc(app_id))
 }
 
 fn security_url(app_id: &str) -> String {
@@ -401,7 +412,7 @@ async fn workspace_route(
     // signature" is a POST that changes nothing, so viewers may use it.
     let changes = match tail {
         ["check"] | ["users", "export.csv"] => false,
-        ["keys", _, "roll" | "retire"] | ["users", _, "delete"] => true,
+        ["keys", _, "roll" | "retire"] | ["users", _, "delete"] | ["user", "delete"] => true,
         _ => post,
     };
     if changes && !ctx.owner {
@@ -454,7 +465,18 @@ async fn workspace_route(
         ),
         (["check"], _, true) => check(&ctx, req).await,
         (["users"], true, _) => users_page(&ctx, &req).await,
-        (["users", "export.csv"], true, _) => export_users(&ctx).await,
+        (["users", "export.csv"], true, _) => export::export_users(&ctx).await,
+        (["user", tail @ ..], _, _) => {
+            let Some(user_id) = query(&req).remove("id") else {
+                return not_found(Some(ctx.account));
+            };
+            match (tail, get, post) {
+                ([], true, _) => user_page(&ctx, &user_id).await,
+                (["delete"], true, _) => delete_user_confirm(&ctx, &user_id).await,
+                (["delete"], _, true) => delete_user(&ctx, &user_id).await,
+                _ => not_found(Some(ctx.account)),
+            }
+        }
         (["users", user_id], true, _) => user_page(&ctx, user_id).await,
         (["users", user_id, "delete"], true, _) => delete_user_confirm(&ctx, user_id).await,
         (["users", user_id, "delete"], _, true) => delete_user(&ctx, user_id).await,
@@ -1339,6 +1361,7 @@ async fn users_page(ctx: &Ctx<'_>, req: &Request<Incoming>) -> Response<Body> {
     let rows = users
         .into_iter()
         .map(|u| UserRow {
+            url: user_url(ctx.app(), &u.user_id, false),
             method: u.method.unwrap_or_else(|| "-".into()),
             last_seen: fmt_time(u.last_seen),
             verified: u.verified,
@@ -1391,9 +1414,9 @@ async fn user_page(ctx: &Ctx<'_>, user_id: &str) -> Response<Body> {
         StatusCode::OK,
         &UserPage {
             l: ctx.layout("User", "users"),
-            app_id: ctx.app().to_string(),
             can_change: ctx.owner,
             user_id: u.user_id.clone(),
+            delete_url: user_url(ctx.app(), &u.user_id, true),
             verified: u.verified,
             method: u.method.clone().unwrap_or_else(|| "-".into()),
             key: u.key_id.map_or_else(|| "-".into(), |k| k.to_string()),
@@ -1417,7 +1440,6 @@ async fn delete_user_confirm(ctx: &Ctx<'_>, user_id: &str) -> Response<Body> {
         Ok(None) => return not_found(Some(ctx.account)),
         Err(e) => return unavailable(&e, Some(ctx.account)),
     }
-    let user_url = format!("/console/w/{}/users/{}", enc(ctx.app()), enc(user_id));
     render(
         StatusCode::OK,
         &ConfirmPage {
@@ -1427,14 +1449,14 @@ async fn delete_user_confirm(ctx: &Ctx<'_>, user_id: &str) -> Response<Body> {
                  custom traits. If the user's browser calls identify() again, the user is \
                  stored again from that call."
             )],
-            action: format!("{user_url}/delete"),
+            action: user_url(ctx.app(), user_id, true),
             hidden: vec![],
             choices_legend: String::new(),
             choices_name: "",
             choices: vec![],
             button: "Delete this user's data".into(),
             button_class: "danger",
-            cancel: user_url,
+            cancel: user_url(ctx.app(), user_id, false),
             can_proceed: true,
         },
     )
@@ -1451,97 +1473,6 @@ async fn delete_user(ctx: &Ctx<'_>, user_id: &str) -> Response<Body> {
         Ok(false) => not_found(Some(ctx.account)),
         Err(e) => unavailable(&e, Some(ctx.account)),
     }
-}
-
-/// One CSV cell: always quoted (inner quotes doubled), and a value a spreadsheet would run as a
-/// formula (`=`, `+`, `-`, `@`, tab, carriage return first) gets a leading `'`.
-pub fn csv_cell(value: &str) -> String {
-    let guarded = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{value}")
-    } else {
-        value.to_string()
-    };
-    format!("\"{}\"", guarded.replace('"', "\"\""))
-}
-
-/// Users per store read while exporting.
-const EXPORT_PAGE: usize = 1000;
-
-async fn export_users(ctx: &Ctx<'_>) -> Response<Body> {
-    let mut out = String::from(
-        "user_id,name,email,plan,mrr,signup_date,method,key_id,verified_at,signed_at,first_seen,last_seen\r\n",
-    );
-    let mut after = None;
-    let mut count = 0usize;
-    loop {
-        let q = UserQuery {
-            verified: Some(true),
-            search: None,
-            after: after.take(),
-            limit: EXPORT_PAGE,
-        };
-        let page = match ctx.state.store.list_users(ctx.app(), &q).await {
-            Ok(p) => p,
-            Err(e) => return unavailable(&e, Some(ctx.account)),
-        };
-        let full = page.len() == EXPORT_PAGE;
-        for u in &page {
-            let opt = |v: &Option<String>| v.clone().unwrap_or_default();
-            let num = |v: Option<i64>| v.map(|n| n.to_string()).unwrap_or_default();
-            let cells = [
-                u.user_id.clone(),
-                opt(&u.name),
-                opt(&u.email),
-                opt(&u.plan),
-                u.mrr
-                    .map(|m| crate::users::mrr_json(m).to_string())
-                    .unwrap_or_default(),
-                opt(&u.signup_date),
-                opt(&u.method),
-                num(u.key_id),
-                num(u.verified_at),
-                num(u.signed_at),
-                u.first_seen.to_string(),
-                u.last_seen.to_string(),
-            ];
-            let line: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
-            out.push_str(&line.join(","));
-            out.push_str("\r\n");
-        }
-        count += page.len();
-        after = page.last().map(|u| u.user_id.clone());
-        if !full {
-            break;
-        }
-    }
-    if let Err(e) = ctx
-        .state
-        .store
-        .append_audit(
-            ctx.app(),
-            ctx.actor(),
-            "users.export",
-            json!({"verified_users": count, "format": "csv"}),
-            now(),
-        )
-        .await
-    {
-        return unavailable(&e, Some(ctx.account));
-    }
-    let mut res = Response::new(Full::new(Bytes::from(out)));
-    let h = res.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/csv; charset=utf-8"),
-    );
-    security_headers(h);
-    if let Ok(v) = HeaderValue::from_str(&format!(
-        "attachment; filename=\"verified-users-{}.csv\"",
-        ctx.app()
-    )) {
-        h.insert(header::CONTENT_DISPOSITION, v);
-    }
-    res
 }
 
 async fn audit_page(ctx: &Ctx<'_>) -> Response<Body> {
@@ -1570,16 +1501,6 @@ async fn audit_page(ctx: &Ctx<'_>) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn csv_cells_are_quoted_and_formulas_defused() {
-        assert_eq!(csv_cell("ada"), "\"ada\"");
-        assert_eq!(csv_cell("a\"b,c"), "\"a\"\"b,c\"");
-        assert_eq!(csv_cell("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
-        assert_eq!(csv_cell("-1+1"), "\"'-1+1\"");
-        assert_eq!(csv_cell("@SUM(A1)"), "\"'@SUM(A1)\"");
-        assert_eq!(csv_cell("line\nbreak"), "\"line\nbreak\"");
-    }
 
     #[test]
     fn durations_and_times() {

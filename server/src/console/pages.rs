@@ -262,6 +262,8 @@ pub struct CheckPage {
 #[derive(Debug)]
 pub struct UserRow {
     pub user_id: String,
+    /// The user's page ([`super::user_url`]).
+    pub url: String,
     pub verified: bool,
     pub method: String,
     pub last_seen: String,
@@ -283,9 +285,9 @@ pub struct UsersPage {
 #[template(path = "console/user.html")]
 pub struct UserPage {
     pub l: Layout,
-    pub app_id: String,
     pub can_change: bool,
     pub user_id: String,
+    pub delete_url: String,
     pub verified: bool,
     pub method: String,
     pub key: String,

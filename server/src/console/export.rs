@@ -1,0 +1,260 @@
+//! The CSV export of a workspace's verified users: streamed a page of users at a time, so memory
+//! stays flat however many users there are, and limited to one export per account and
+//! [`MAX_EXPORTS`] per instance (a clear 429 page otherwise).
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use hyper::header::{self, HeaderValue};
+use hyper::{Response, StatusCode};
+use serde_json::json;
+
+use super::pages::Link;
+use super::{Ctx, message, security_headers, unavailable};
+use crate::AppState;
+use crate::http::{Body, channel_body, now};
+use crate::users::{UserQuery, UserRecord};
+
+/// Users per store read while exporting (one chunk of the response).
+const EXPORT_PAGE: usize = 1000;
+/// Exports running at once on one instance (each holds a few chunks and a store read at most).
+pub const MAX_EXPORTS: usize = 2;
+/// Chunks produced ahead of a slow client.
+const CHUNKS_AHEAD: usize = 2;
+
+const HEADER: &str = "user_id,name,email,plan,mrr,signup_date,method,key_id,verified_at,signed_at,\
+                      first_seen,last_seen\r\n";
+
+/// The accounts with an export running on this instance.
+#[derive(Debug, Default)]
+pub struct Running(Mutex<HashSet<i64>>);
+
+/// An export's place among the running ones; dropping it (the export ended) frees it.
+#[derive(Debug)]
+pub struct Slot {
+    state: Arc<AppState>,
+    account: i64,
+}
+
+/// Why an export cannot start now.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Busy {
+    /// This account already has one running.
+    Account,
+    /// [`MAX_EXPORTS`] are running on this instance.
+    Instance,
+}
+
+impl Running {
+    fn set(&self) -> std::sync::MutexGuard<'_, HashSet<i64>> {
+        // A std Mutex: held for one set operation, never across an await.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A slot for `account`'s export, unless it already has one or the instance is at its limit.
+pub fn start(state: &Arc<AppState>, account: i64) -> Result<Slot, Busy> {
+    let mut running = state.console.exports.set();
+    if running.contains(&account) {
+        return Err(Busy::Account);
+    }
+    if running.len() >= MAX_EXPORTS {
+        return Err(Busy::Instance);
+    }
+    running.insert(account);
+    Ok(Slot {
+        state: Arc::clone(state),
+        account,
+    })
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.state.console.exports.set().remove(&self.account);
+    }
+}
+
+/// One CSV cell: always quoted (inner quotes doubled), and a value a spreadsheet would run as a
+/// formula (`=`, `+`, `-`, `@`, tab, carriage return first) gets a leading `'`.
+pub fn csv_cell(value: &str) -> String {
+    let guarded = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{value}")
+    } else {
+        value.to_string()
+    };
+    format!("\"{}\"", guarded.replace('"', "\"\""))
+}
+
+/// The CSV lines of a page of users.
+fn rows(users: &[UserRecord]) -> Bytes {
+    let mut out = String::new();
+    for u in users {
+        let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+        let num = |v: Option<i64>| v.map(|n| n.to_string()).unwrap_or_default();
+        let cells = [
+            u.user_id.clone(),
+            opt(&u.name),
+            opt(&u.email),
+            opt(&u.plan),
+            u.mrr
+                .map(|m| crate::users::mrr_json(m).to_string())
+                .unwrap_or_default(),
+            opt(&u.signup_date),
+            opt(&u.method),
+            num(u.key_id),
+            num(u.verified_at),
+            num(u.signed_at),
+            u.first_seen.to_string(),
+            u.last_seen.to_string(),
+        ];
+        let line: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
+        out.push_str(&line.join(","));
+        out.push_str("\r\n");
+    }
+    Bytes::from(out)
+}
+
+fn page_query(after: Option<String>) -> UserQuery {
+    UserQuery {
+        verified: Some(true),
+        search: None,
+        after,
+        limit: EXPORT_PAGE,
+    }
+}
+
+pub(super) async fn export_users(ctx: &Ctx<'_>) -> Response<Body> {
+    let slot = match start(ctx.state, ctx.account.id) {
+        Ok(slot) => slot,
+        Err(busy) => {
+            let text = match busy {
+                Busy::Account => {
+                    "An export of yours is still running. Wait for it to finish, then try again."
+                }
+                Busy::Instance => {
+                    "Other exports are running on this server. Try again in a minute."
+                }
+            };
+            let mut res = message(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Export already running",
+                text,
+                Some(ctx.account),
+                Some(Link::new(
+                    &format!("/console/w/{}/users", super::enc(ctx.app())),
+                    "Back to Users",
+                )),
+            );
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+            return res;
+        }
+    };
+    // The first page is read before answering, so a store that does not answer still gets the
+    // usual 503 page rather than a broken download.
+    let store = ctx.state.store.clone();
+    let app = ctx.app().to_string();
+    let first = match store.list_users(&app, &page_query(None)).await {
+        Ok(page) => page,
+        Err(e) => return unavailable(&e, Some(ctx.account)),
+    };
+    let (tx, body) = channel_body(CHUNKS_AHEAD);
+    let actor = ctx.actor().to_string();
+    tokio::spawn(async move {
+        let _slot = slot;
+        let mut page = first;
+        let mut count = 0usize;
+        let mut complete = false;
+        if tx
+            .send(Ok(Bytes::from_static(HEADER.as_bytes())))
+            .await
+            .is_ok()
+        {
+            loop {
+                let last = page.len() < EXPORT_PAGE;
+                let chunk = rows(&page);
+                count += page.len();
+                if last {
+                    complete = true;
+                    // Audited before the last chunk, so a finished download is always in the log.
+                    audit(&store, &app, &actor, count, complete).await;
+                    let _ = tx.send(Ok(chunk)).await;
+                    return;
+                }
+                if tx.send(Ok(chunk)).await.is_err() {
+                    break; // The client went away.
+                }
+                let after = page.last().map(|u| u.user_id.clone());
+                page = match store.list_users(&app, &page_query(after)).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::error!(error = %e, "console: export stopped by a store failure");
+                        let _ = tx.send(Err(std::io::Error::other("store failure"))).await;
+                        break;
+                    }
+                };
+            }
+        }
+        audit(&store, &app, &actor, count, complete).await;
+    });
+    let mut res = Response::new(body);
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    security_headers(h);
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "attachment; filename=\"verified-users-{}.csv\"",
+        ctx.app()
+    )) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    res
+}
+
+async fn audit(store: &crate::store::Store, app: &str, actor: &str, count: usize, complete: bool) {
+    let detail = json!({"verified_users": count, "format": "csv", "complete": complete});
+    if let Err(e) = store
+        .append_audit(app, actor, "users.export", detail, now())
+        .await
+    {
+        tracing::error!(error = %e, "console: the export's audit entry was not written");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sealing::{Keyring, MasterKey};
+    use crate::store::Backend;
+
+    #[tokio::test]
+    async fn one_export_per_account_and_a_few_per_instance() {
+        let ring = Keyring::new(vec![MasterKey::generate("mk").unwrap()]).unwrap();
+        let state = AppState::new(Default::default(), &Backend::SqliteMemory, ring, [0; 32])
+            .await
+            .unwrap();
+        let a = start(&state, 1).unwrap();
+        assert_eq!(start(&state, 1).unwrap_err(), Busy::Account);
+        let b = start(&state, 2).unwrap();
+        assert_eq!(MAX_EXPORTS, 2);
+        assert_eq!(start(&state, 3).unwrap_err(), Busy::Instance);
+        drop(a);
+        let _c = start(&state, 3).unwrap();
+        let _again = start(&state, 1).unwrap_err();
+        drop(b);
+        let _d = start(&state, 1).unwrap();
+    }
+
+    #[test]
+    fn csv_cells_are_quoted_and_formulas_defused() {
+        assert_eq!(csv_cell("ada"), "\"ada\"");
+        assert_eq!(csv_cell("a\"b,c"), "\"a\"\"b,c\"");
+        assert_eq!(csv_cell("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(csv_cell("-1+1"), "\"'-1+1\"");
+        assert_eq!(csv_cell("@SUM(A1)"), "\"'@SUM(A1)\"");
+        assert_eq!(csv_cell("line\nbreak"), "\"line\nbreak\"");
+    }
+}
