@@ -102,7 +102,7 @@ enum MasterKeyCommand {
     },
 }
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 struct DataDir {
     /// Where the embedded database lives (created if missing; holds secrets, so owner-only:
     /// an existing directory other users can read or write is refused).
@@ -832,6 +832,13 @@ fn migrate_to_postgres(mut data: DataDir, skip_unstorable: bool) -> CliResult {
         }
         data.master_key_file = Some(path);
     }
+    // Opened as a store first and closed again: an embedded store written by an earlier version
+    // gets its one-time upgrades (secrets bound to their key rows) before it is copied.
+    let embedded = DataDir {
+        database_url: None,
+        ..data.clone()
+    };
+    with_store(&embedded, |_store| async move { Ok(()) })?;
     let sqlite = crate::store::sqlite::open_file(&data.data_dir)?;
     let key_file = data.master_key_file.clone();
     with_store(&data, |store| async move {

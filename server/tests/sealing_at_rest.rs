@@ -141,6 +141,12 @@ fn secrets_stored_in_the_clear_by_an_older_version_are_sealed_on_open() {
         let conn = rusqlite::Connection::open(dir.join("dropfix.sqlite3")).unwrap();
         conn.execute("UPDATE keys SET secret = ?1", [legacy])
             .unwrap();
+        // A pre-sealing version had not run the one-time upgrade.
+        conn.execute(
+            "DELETE FROM meta WHERE key = ?1",
+            [dropfix_server::store::SECRETS_BOUND_META],
+        )
+        .unwrap();
     }
     rt().block_on(async {
         let store = open(&dir).await;

@@ -181,6 +181,7 @@ on_both_backends!(
     // Sealing at rest
     no_secret_is_stored_in_the_clear,
     secrets_stored_in_the_clear_are_sealed_when_the_store_opens,
+    a_secret_moved_between_key_rows_or_written_in_the_clear_is_refused,
     after_a_rewrap_the_old_master_key_can_be_dropped,
     an_instance_that_cannot_unseal_changed_workspaces_marks_them_stale,
     // Console storage
@@ -2234,6 +2235,30 @@ impl Env {
     }
 
     /// Writes a key row's secret column as given (a database from before sealing).
+    /// Makes the store look written by a version before the one-time upgrade of secrets.
+    async fn forget_secret_upgrade(&self) {
+        match self {
+            Env::Sqlite(dir) => {
+                Env::sqlite_conn(dir)
+                    .execute(
+                        "DELETE FROM meta WHERE key = ?1",
+                        [dropfix_server::store::SECRETS_BOUND_META],
+                    )
+                    .unwrap();
+            }
+            Env::Postgres(db) => {
+                db.client()
+                    .await
+                    .execute(
+                        "DELETE FROM meta WHERE key = $1",
+                        &[&dropfix_server::store::SECRETS_BOUND_META],
+                    )
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
     async fn set_stored_secret(&self, id: i64, value: &str) {
         match self {
             Env::Sqlite(dir) => {
@@ -2395,6 +2420,72 @@ async fn no_secret_is_stored_in_the_clear(env: &Env) {
     }
 }
 
+/// After the one-time upgrade, what a store never writes is tampering: a retired key's sealed
+/// secret copied into a live key row of the same workspace does not open, and neither does a
+/// secret written in the clear; the store refuses to open (or, running, marks its workspaces
+/// stale) instead of adopting either.
+async fn a_secret_moved_between_key_rows_or_written_in_the_clear_is_refused(env: &Env) {
+    let (store, registry) = env.open().await;
+    let k = store
+        .create_workspace(
+            &NewWorkspace {
+                name: "swap".into(),
+                strict: StrictMode::Off,
+                require_signed_claims: false,
+                allowed_origins: vec![],
+            },
+            "test",
+            NOW,
+        )
+        .await
+        .unwrap();
+    let app = k.workspace.app_id.clone();
+    let old = store
+        .create_key(&app, "old", None, "test", NOW)
+        .await
+        .unwrap();
+    let rows = env.key_rows().await;
+    let old_sealed = rows
+        .iter()
+        .find(|(id, _, _)| *id == old.key_id)
+        .map(|(_, _, s)| s.clone())
+        .unwrap();
+    store
+        .retire_key(&app, old.key_id, "test", NOW)
+        .await
+        .unwrap();
+    // The retired key's sealed secret, pasted into the live key's row.
+    env.set_stored_secret(k.key_id, &old_sealed).await;
+    store.reload().await.unwrap_err();
+    assert!(registry.is_stale(), "decisions stop rather than use it");
+    drop(store);
+    let Err(e) = Store::open(&env.backend(), Hooks::new(ring())).await else {
+        panic!("a swapped secret was accepted");
+    };
+    assert!(
+        e.to_string()
+            .contains(&format!("key {} of workspace {app}", k.key_id)),
+        "{e}"
+    );
+    // A secret written in the clear: refused too, never sealed and adopted.
+    env.set_stored_secret(k.key_id, "dfsk_chosen_by_whoever_wrote_this_row")
+        .await;
+    let Err(e) = Store::open(&env.backend(), Hooks::new(ring())).await else {
+        panic!("a secret in the clear was adopted");
+    };
+    assert!(e.to_string().contains("in the clear"), "{e}");
+    assert_eq!(
+        env.key_rows()
+            .await
+            .iter()
+            .find(|(id, _, _)| *id == k.key_id)
+            .unwrap()
+            .2,
+        "dfsk_chosen_by_whoever_wrote_this_row",
+        "left as it was, for the operator to see"
+    );
+}
+
 async fn secrets_stored_in_the_clear_are_sealed_when_the_store_opens(env: &Env) {
     let store = env.store().await;
     let k = store
@@ -2416,14 +2507,16 @@ async fn secrets_stored_in_the_clear_are_sealed_when_the_store_opens(env: &Env) 
         .await
         .unwrap();
     drop(store);
-    // As an older version stored them: in the clear.
+    // As older versions stored them: one in the clear (before sealing), one sealed for its
+    // workspace only (before secrets were bound to their key rows).
     let clear = [
         (k.key_id, k.secret.expose_secret().to_string()),
         (added.key_id, added.secret.expose_secret().to_string()),
     ];
-    for (id, secret) in &clear {
-        env.set_stored_secret(*id, secret).await;
-    }
+    env.set_stored_secret(clear[0].0, &clear[0].1).await;
+    let workspace_only = ring().seal(&clear[1].1, format!("dropfix-secret:{app}").as_bytes());
+    env.set_stored_secret(clear[1].0, &workspace_only).await;
+    env.forget_secret_upgrade().await;
     assert_eq!(
         env.store().await.seal_counts().await.unwrap().by_key.len(),
         1,

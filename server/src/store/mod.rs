@@ -72,25 +72,86 @@ impl Hooks {
     }
 }
 
-/// The associated data a workspace secret is sealed with: its workspace, so a sealed value
-/// copied into another workspace's row does not open.
-pub fn secret_aad(app_id: &str) -> Vec<u8> {
+/// The associated data a workspace secret is sealed with: its key row (workspace and key id), so
+/// a sealed value copied into another row, of another workspace or of a retired key of the same
+/// one, does not open.
+pub fn secret_aad(app_id: &str, key_id: i64) -> Vec<u8> {
+    format!("dropfix-secret:v2:{app_id}:{key_id}").into_bytes()
+}
+
+/// What secrets were sealed with before they were bound to their key row (workspace only):
+/// read once, by [`upgrade_secret`], and never again.
+fn legacy_secret_aad(app_id: &str) -> Vec<u8> {
     format!("dropfix-secret:{app_id}").into_bytes()
 }
 
-/// Seals a secret for storage in `app_id`'s key rows.
-pub fn seal_secret(ring: &Keyring, app_id: &str, secret: &dropfix_core::SecretKey) -> String {
-    ring.seal(secret.expose_secret(), &secret_aad(app_id))
+/// The `meta` key recording that every stored secret is sealed and bound to its key row. Set by
+/// the one-time upgrade a store runs when it opens without it; from then on a secret in the
+/// clear or sealed the old way is refused as tampering instead of adopted.
+pub const SECRETS_BOUND_META: &str = "secrets_bound_to_key_rows";
+
+/// Seals a secret for storage in key row `key_id` of `app_id`.
+pub fn seal_secret(
+    ring: &Keyring,
+    app_id: &str,
+    key_id: i64,
+    secret: &dropfix_core::SecretKey,
+) -> String {
+    ring.seal(secret.expose_secret(), &secret_aad(app_id, key_id))
 }
 
-/// Opens a stored secret of `app_id`.
+/// Opens the secret stored in key row `key_id` of `app_id`. A value that is not sealed, or not
+/// sealed for this row, is refused: stored secrets are never read in the clear.
 pub fn open_secret(
     ring: &Keyring,
     app_id: &str,
-    sealed: &str,
+    key_id: i64,
+    stored: &str,
 ) -> Result<dropfix_core::SecretKey, StoreError> {
-    ring.unseal(sealed, &secret_aad(app_id))
+    if crate::sealing::sealed_key_id(stored).is_none() {
+        return Err(StoreError::Sealing(format!(
+            "key {key_id} of workspace {app_id} is stored in the clear, which this store never \
+             writes: it was put there by hand (tampering?). Delete the row or replace it with a \
+             key made by `workspace add-key`"
+        )));
+    }
+    ring.unseal(stored, &secret_aad(app_id, key_id))
         .map(|s| dropfix_core::SecretKey::new(s.as_str()))
+        .map_err(|e| StoreError::Sealing(format!("key {key_id} of workspace {app_id}: {e}")))
+}
+
+/// The one-time upgrade of a stored secret to the current form: a secret in the clear (written
+/// before sealing existed) is sealed, one sealed for its workspace only is opened that way and
+/// sealed again bound to its row; one already bound is left as is (`None`).
+pub fn upgrade_secret(
+    ring: &Keyring,
+    app_id: &str,
+    key_id: i64,
+    stored: &str,
+) -> Result<Option<String>, StoreError> {
+    let aad = secret_aad(app_id, key_id);
+    if crate::sealing::sealed_key_id(stored).is_none() {
+        return Ok(Some(ring.seal(stored, &aad)));
+    }
+    if ring.unseal(stored, &aad).is_ok() {
+        return Ok(None);
+    }
+    let clear = ring
+        .unseal(stored, &legacy_secret_aad(app_id))
+        .map_err(|e| StoreError::Sealing(format!("key {key_id} of workspace {app_id}: {e}")))?;
+    Ok(Some(ring.seal(&clear, &aad)))
+}
+
+/// Re-seals a stored secret with the active master key (`None`: already sealed with it). A value
+/// in the clear is refused like [`open_secret`] refuses it.
+pub fn rewrap_secret(
+    ring: &Keyring,
+    app_id: &str,
+    key_id: i64,
+    stored: &str,
+) -> Result<Option<String>, StoreError> {
+    open_secret(ring, app_id, key_id, stored)?;
+    ring.rewrap(stored, &secret_aad(app_id, key_id))
         .map_err(|e| StoreError::Sealing(e.to_string()))
 }
 
@@ -151,7 +212,8 @@ pub(crate) fn reload_failed(registry: &crate::workspace::Registry, e: &StoreErro
             error = %e,
             "the stored workspaces changed and cannot be loaded with this verifier's master \
              keys: it refuses identify calls and fails /healthz until they can (give it the \
-             master key the secrets are sealed with, then restart it)"
+             master key the secrets are sealed with, then restart it; or, if the error names a \
+             key row, that row was changed outside DropFix)"
         );
     }
     registry.mark_stale(&e.to_string());

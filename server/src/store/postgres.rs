@@ -36,8 +36,8 @@ use tokio_postgres::{AsyncMessage, IsolationLevel, NoTls};
 
 use super::{
     Account, AccountChange, AccountLogin, AuditEntry, CallCounts, CountsDelta, Hooks,
-    MAX_RECENT_REJECTIONS, Membership, Queued, RejectionEntry, Role, SealCounts, SessionRules,
-    StoreError, open_secret, seal_secret, secret_aad,
+    MAX_RECENT_REJECTIONS, Membership, Queued, RejectionEntry, Role, SECRETS_BOUND_META,
+    SealCounts, SessionRules, StoreError, open_secret, rewrap_secret, seal_secret, upgrade_secret,
 };
 use crate::sealing::{Keyring, sealed_key_id};
 use crate::users::{IdentifyWrite, UserQuery, UserRecord};
@@ -1335,14 +1335,7 @@ async fn rewrap_secrets(c: &mut Object, ring: &Keyring) -> Result<u64, StoreErro
     let mut changed = 0u64;
     for r in &rows {
         let (id, app_id, stored): (i64, &str, &str) = (r.get(0), r.get(1), r.get(2));
-        let aad = secret_aad(app_id);
-        let resealed = match sealed_key_id(stored) {
-            // Stored in the clear (written before sealing existed): seal it now.
-            None => Some(ring.seal(stored, &aad)),
-            Some(_) => ring
-                .rewrap(stored, &aad)
-                .map_err(|e| StoreError::Sealing(e.to_string()))?,
-        };
+        let resealed = rewrap_secret(ring, app_id, id, stored)?;
         if let Some(sealed) = resealed {
             tx.execute(&update, &[&id, &sealed]).await?;
             changed += 1;
@@ -1534,38 +1527,52 @@ async fn migrate(pool: &Pool, ring: &Keyring) -> Result<(), StoreError> {
             .await?;
         tracing::info!(version = n, "postgres schema migrated");
     }
-    // Under the same lock: instances starting together seal each clear value once.
-    seal_legacy_secrets(&tx, ring).await?;
+    // Under the same lock: instances starting together upgrade the stored secrets once.
+    upgrade_secrets(&tx, ring).await?;
     tx.commit().await?;
     Ok(())
 }
 
-/// Seals secrets stored in the clear (by a version before sealing, or written into the table by
-/// hand) before anything reads them, and tells the other instances to reload.
-async fn seal_legacy_secrets(tx: &Transaction<'_>, ring: &Keyring) -> Result<(), StoreError> {
+/// The one-time upgrade of stored secrets ([`upgrade_secret`]) before anything reads them: run
+/// while [`SECRETS_BOUND_META`] is absent (under the migration lock, so once), then recorded in
+/// the same transaction; the other instances are told to reload. Afterwards a secret in the clear
+/// is refused, never adopted.
+async fn upgrade_secrets(tx: &Transaction<'_>, ring: &Keyring) -> Result<(), StoreError> {
+    let done = tx
+        .query_opt("SELECT 1 FROM meta WHERE key = $1", &[&SECRETS_BOUND_META])
+        .await?;
+    if done.is_some() {
+        return Ok(());
+    }
     let rows = tx
         .query(
-            "SELECT id, app_id, secret FROM keys WHERE secret NOT LIKE 'dfseal1:%'
-             ORDER BY id FOR UPDATE",
+            "SELECT id, app_id, secret FROM keys ORDER BY id FOR UPDATE",
             &[],
         )
         .await?;
-    if rows.is_empty() {
-        return Ok(());
-    }
     let update = tx
         .prepare("UPDATE keys SET secret = $2 WHERE id = $1")
         .await?;
+    let mut changed = 0usize;
     for r in &rows {
-        let (id, app_id, clear): (i64, &str, &str) = (r.get(0), r.get(1), r.get(2));
-        tx.execute(&update, &[&id, &ring.seal(clear, &secret_aad(app_id))])
-            .await?;
+        let (id, app_id, stored): (i64, &str, &str) = (r.get(0), r.get(1), r.get(2));
+        if let Some(sealed) = upgrade_secret(ring, app_id, id, stored)? {
+            tx.execute(&update, &[&id, &sealed]).await?;
+            changed += 1;
+        }
     }
-    config_changed(tx).await?;
-    tracing::info!(
-        secrets = rows.len(),
-        "sealed secrets stored in the clear by an older version"
-    );
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ($1, '1') ON CONFLICT (key) DO NOTHING",
+        &[&SECRETS_BOUND_META],
+    )
+    .await?;
+    if changed > 0 {
+        config_changed(tx).await?;
+        tracing::info!(
+            secrets = changed,
+            "stored secrets sealed and bound to their key rows (one-time upgrade)"
+        );
+    }
     Ok(())
 }
 
@@ -1748,7 +1755,7 @@ async fn load_workspaces(
         .await?;
     for r in &rows {
         let app: String = r.get(0);
-        let secret = open_secret(ring, &app, r.get(2))?;
+        let secret = open_secret(ring, &app, r.get(1), r.get(2))?;
         keys.entry(app).or_default().push(Key {
             id: r.get(1),
             secret,
@@ -1871,21 +1878,21 @@ async fn insert_key(
     actor: &str,
     now: i64,
 ) -> Result<i64, StoreError> {
-    let row = tx
+    // The sealed secret is bound to its row's id, known once the row exists.
+    let id: i64 = tx
         .query_one(
             "INSERT INTO keys (app_id, secret, created_at, expires_at, label, created_by)
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-            &[
-                &app_id,
-                &seal_secret(ring, app_id, secret),
-                &now,
-                &expires_at,
-                &label,
-                &actor,
-            ],
+             VALUES ($1, '', $2, $3, $4, $5) RETURNING id",
+            &[&app_id, &now, &expires_at, &label, &actor],
         )
-        .await?;
-    Ok(row.get(0))
+        .await?
+        .get(0);
+    tx.execute(
+        "UPDATE keys SET secret = $2 WHERE id = $1",
+        &[&id, &seal_secret(ring, app_id, id, secret)],
+    )
+    .await?;
+    Ok(id)
 }
 
 fn origins_json(origins: &[String]) -> String {

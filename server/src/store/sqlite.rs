@@ -303,7 +303,7 @@ fn load_workspaces(conn: &Connection, ring: &Keyring) -> Result<Vec<Workspace>, 
     })?;
     for row in rows {
         let (app, sealed, mut key) = row?;
-        key.secret = open_secret(ring, &app, &sealed)?;
+        key.secret = open_secret(ring, &app, key.id, &sealed)?;
         keys.entry(app).or_default().push(key);
     }
     let mut stmt = conn.prepare_cached(
@@ -405,19 +405,18 @@ fn insert_key(
     actor: &str,
     now: i64,
 ) -> rusqlite::Result<i64> {
+    // The sealed secret is bound to its row's id, known once the row exists.
     tx.execute(
         "INSERT INTO keys (app_id, secret, created_at, expires_at, label, created_by)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![
-            app_id,
-            seal_secret(ring, app_id, secret),
-            now,
-            expires_at,
-            label,
-            actor
-        ],
+         VALUES (?1, '', ?2, ?3, ?4, ?5)",
+        params![app_id, now, expires_at, label, actor],
     )?;
-    Ok(tx.last_insert_rowid())
+    let id = tx.last_insert_rowid();
+    tx.execute(
+        "UPDATE keys SET secret = ?2 WHERE id = ?1",
+        params![id, seal_secret(ring, app_id, id, secret)],
+    )?;
+    Ok(id)
 }
 
 fn origins_json(origins: &[String]) -> String {
@@ -725,14 +724,7 @@ fn rewrap_secrets(conn: &mut Connection, ring: &Keyring) -> Result<u64, StoreErr
     };
     let mut changed = 0;
     for (id, app_id, stored) in rows {
-        let aad = super::secret_aad(&app_id);
-        let resealed = match sealed_key_id(&stored) {
-            // Stored in the clear by a version before sealing: seal it now.
-            None => Some(ring.seal(&stored, &aad)),
-            Some(_) => ring
-                .rewrap(&stored, &aad)
-                .map_err(|e| StoreError::Sealing(e.to_string()))?,
-        };
+        let resealed = super::rewrap_secret(ring, &app_id, id, &stored)?;
         if let Some(sealed) = resealed {
             tx.execute(
                 "UPDATE keys SET secret = ?2 WHERE id = ?1",
@@ -756,31 +748,35 @@ fn seal_counts(conn: &Connection) -> Result<SealCounts, StoreError> {
     Ok(counts)
 }
 
-/// Seals secrets an older version stored in the clear (before anything reads them).
-fn seal_legacy_secrets(conn: &mut Connection, ring: &Keyring) -> Result<(), StoreError> {
-    let clear: i64 = conn.query_row(
-        "SELECT count(*) FROM keys WHERE secret NOT LIKE 'dfseal1:%'",
-        [],
-        |r| r.get(0),
-    )?;
-    if clear > 0 {
-        let tx = write_tx(conn)?;
-        let rows: Vec<(i64, String, String)> = {
-            let mut stmt = tx
-                .prepare("SELECT id, app_id, secret FROM keys WHERE secret NOT LIKE 'dfseal1:%'")?;
-            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                .collect::<Result<_, _>>()?
-        };
-        for (id, app_id, secret) in rows {
+/// The one-time upgrade of stored secrets ([`super::upgrade_secret`]), before anything reads
+/// them: run while [`super::SECRETS_BOUND_META`] is absent, then recorded in the same
+/// transaction. Afterwards a secret in the clear is refused, never adopted.
+fn upgrade_secrets(conn: &mut Connection, ring: &Keyring) -> Result<(), StoreError> {
+    let tx = write_tx(conn)?;
+    if meta_get(&tx, super::SECRETS_BOUND_META)?.is_some() {
+        return Ok(());
+    }
+    let rows: Vec<(i64, String, String)> = {
+        let mut stmt = tx.prepare("SELECT id, app_id, secret FROM keys")?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?
+    };
+    let mut changed = 0;
+    for (id, app_id, stored) in rows {
+        if let Some(sealed) = super::upgrade_secret(ring, &app_id, id, &stored)? {
             tx.execute(
                 "UPDATE keys SET secret = ?2 WHERE id = ?1",
-                params![id, ring.seal(&secret, &super::secret_aad(&app_id))],
+                params![id, sealed],
             )?;
+            changed += 1;
         }
-        tx.commit()?;
+    }
+    meta_set(&tx, super::SECRETS_BOUND_META, "1")?;
+    tx.commit()?;
+    if changed > 0 {
         tracing::info!(
-            secrets = clear,
-            "sealed secrets stored in the clear by an older version"
+            secrets = changed,
+            "stored secrets sealed and bound to their key rows (one-time upgrade)"
         );
     }
     Ok(())
@@ -1394,7 +1390,7 @@ impl SqliteStore {
     /// again whenever another process (the CLI) commits to the database. Must be called inside
     /// a tokio runtime (it starts the poll ticker). The thread ends when every handle is dropped.
     pub fn spawn(mut conn: Connection, hooks: Hooks) -> Result<SqliteStore, StoreError> {
-        seal_legacy_secrets(&mut conn, &hooks.keyring.get())?;
+        upgrade_secrets(&mut conn, &hooks.keyring.get())?;
         hooks
             .registry
             .replace(load_workspaces(&conn, &hooks.keyring.get())?);
@@ -1483,11 +1479,16 @@ impl SqliteStore {
 
     pub async fn reload(&self) -> Result<(), StoreError> {
         let hooks = self.hooks.clone();
-        self.call(move |c| {
-            hooks
-                .registry
-                .replace(load_workspaces(c, &hooks.keyring.get())?);
-            Ok(())
+        self.call(move |c| match load_workspaces(c, &hooks.keyring.get()) {
+            Ok(ws) => {
+                hooks.registry.replace(ws);
+                Ok(())
+            }
+            Err(e) => {
+                // As the poll does: workspaces that cannot be loaded stop decisions.
+                super::reload_failed(&hooks.registry, &e);
+                Err(e)
+            }
         })
         .await
     }
