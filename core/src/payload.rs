@@ -119,10 +119,12 @@ impl fmt::Display for ValidationError {
 pub(crate) const STANDARD_TRAITS: [&str; 5] = ["name", "email", "plan", "mrr", "signup_date"];
 
 /// Names only DropFix sets (compared case-insensitively): the verification fields and the other
-/// fields of a stored user record, and the signature options. A client-sent trait so named could
-/// pass for a verification field downstream, so the payload and signed-claims tokens refuse it.
-/// This is the one list; the docs and every adapter read it from here.
-pub const RESERVED_TRAIT_NAMES: [&str; 13] = [
+/// fields of a stored user record, the signature options, and the JWT registered claims. A
+/// client-sent trait so named could pass for a verification field downstream, and one named like
+/// a registered claim would put a second `sub`, `exp` or `nbf` into a signed-claims token (read
+/// as the real one by other JWT consumers), so the payload, signed-claims tokens and the signing
+/// helpers refuse it. This is the one list; the docs and every adapter read it from here.
+pub const RESERVED_TRAIT_NAMES: [&str; 20] = [
     "verified",
     "verified_at",
     "key_id",
@@ -136,6 +138,13 @@ pub const RESERVED_TRAIT_NAMES: [&str; 13] = [
     "hash",
     "signed_at",
     "signedat",
+    "sub",
+    "iat",
+    "exp",
+    "nbf",
+    "iss",
+    "aud",
+    "jti",
 ];
 
 /// Prefixes only DropFix uses (compared case-insensitively): `dropfix_*`, `signature_*` and
@@ -161,8 +170,9 @@ pub fn is_reserved_trait(key: &str) -> bool {
 
 const RESERVED_MESSAGE: &str = "is reserved: only DropFix sets these fields (verified, \
      verified_at, key_id, method, first_seen, last_seen, unverified_claims, user_id, app_id, \
-     signature, hash, signed_at, signedAt, and dropfix*, signature*, verification*, in \
-     any case); pass signature and signedAt as identify() options";
+     signature, hash, signed_at, signedAt, the JWT claims sub, iat, exp, nbf, iss, aud, jti, \
+     and dropfix*, signature*, verification*, in any case); pass signature and signedAt as \
+     identify() options";
 
 /// Whether a trait name contains `secret` in any ASCII case (byte windows rather than lowercasing
 /// and `str::contains`, for the same reasons as [`is_reserved_trait`]).

@@ -77,3 +77,17 @@ test('signClaims signs signup_date and custom traits, and refuses reserved names
   assert.equal(claims.beta, true);
   assert.throws(() => signClaims('42', { verified: true }, { secret: vectors.secret }), (e) => e.code === 'reserved_trait');
 });
+
+test('signClaims refuses traits named like registered claims, naming the trait (a second sub or nbf would be read by other JWT consumers)', () => {
+  for (const name of ['sub', 'iat', 'exp', 'nbf', 'iss', 'aud', 'jti', 'Sub']) {
+    assert.throws(
+      () => signClaims('alice', { [name]: name === 'sub' ? 'bob' : 4102444800 }, { secret: vectors.secret, now: vectors.now }),
+      (e) => e.code === 'reserved_trait' && e.field === `claims.${name}` && /sub, iat, exp, nbf/.test(e.message),
+      name,
+    );
+  }
+  // What it signs has one of each.
+  const token = signClaims('alice', { plan: 'pro' }, { secret: vectors.secret, now: vectors.now, ttlSeconds: 60 });
+  const payload = Buffer.from(token.split('.')[1], 'base64url').toString();
+  for (const claim of ['"sub"', '"iat"', '"exp"']) assert.equal(payload.split(claim).length, 2, payload);
+});

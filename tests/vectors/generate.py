@@ -254,7 +254,7 @@ def decision_cases():
     ]
     for name in ["verified_at", "key_id", "method", "first_seen", "last_seen", "unverified_claims",
                  "User_Id", "app_id", "SIGNATURE", "Hash", "Signed_At", "SignedAt", "dropfix_x",
-                 "signature_v2"]:
+                 "signature_v2", "sub", "exp", "nbf", "Iat", "aud", "iss", "jti"]:
         # (`signature`, `hash`, `signedAt`, `signed_at` themselves are the SDK's options when
         # passed in its traits argument, so these cases use other spellings of them.)
         c.append(case(f"reserved custom trait {name!r}", {"user_id": "42", "traits": {name: 1}},
