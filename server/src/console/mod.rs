@@ -77,13 +77,30 @@ fn session_rules(cfg: &ConsoleConfig) -> SessionRules {
 }
 
 /// The console's in-memory state on one instance.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ConsoleState {
     pub stats: stats::Stats,
     pub login_limits: session::LoginLimits,
     /// CSV exports running on this instance, by account.
     pub exports: export::Running,
+    /// Password checks (argon2id) that may run at once: one per core, at least two.
+    pub password_checks: Arc<tokio::sync::Semaphore>,
 }
+
+impl Default for ConsoleState {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        ConsoleState {
+            stats: Default::default(),
+            login_limits: Default::default(),
+            exports: Default::default(),
+            password_checks: Arc::new(tokio::sync::Semaphore::new(cores.max(2))),
+        }
+    }
+}
+
+/// How long a login waits for a password check to be free before a 503 "busy" page.
+const LOGIN_QUEUE_WAIT: Duration = Duration::from_secs(10);
 
 /// Console form bodies are small.
 const MAX_FORM_BYTES: usize = 64 * 1024;
@@ -532,14 +549,37 @@ async fn login(state: &Arc<AppState>, peer: IpAddr, req: Request<Incoming>) -> R
         Ok(a) => a,
         Err(e) => return unavailable(&e, None),
     };
-    // argon2 is CPU-bound for tens of milliseconds: off the async workers. An unknown email runs
-    // it too, so timing does not tell which emails have accounts.
-    let verified = tokio::task::spawn_blocking(move || match &account {
-        Some(a) if session::verify_password(&password, &a.password_phc) => Some(a.id),
-        Some(_) => None,
-        None => {
-            session::verify_unknown_account(&password);
-            None
+    // argon2 is CPU-bound for tens of milliseconds and holds 19 MiB while it runs: off the async
+    // workers, and only a few at once (many clients each within their limits could otherwise
+    // run hundreds together). An unknown email runs it too, so timing does not tell which emails
+    // have accounts.
+    let permit = match tokio::time::timeout(
+        LOGIN_QUEUE_WAIT,
+        Arc::clone(&state.console.password_checks).acquire_owned(),
+    )
+    .await
+    {
+        Ok(Ok(permit)) => permit,
+        _ => {
+            let mut res = login_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some("The server is busy checking other logins. Try again in a moment."),
+                email,
+            );
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            return res;
+        }
+    };
+    let verified = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        match &account {
+            Some(a) if session::verify_password(&password, &a.password_phc) => Some(a.id),
+            Some(_) => None,
+            None => {
+                session::verify_unknown_account(&password);
+                None
+            }
         }
     })
     .await
