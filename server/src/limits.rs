@@ -66,11 +66,32 @@ const SHARDS: usize = 16;
 pub struct BoundedStore<K>(Arc<BoundedInner<K>>);
 
 struct BoundedInner<K> {
-    shards: Box<[Mutex<HashMap<K, u64>>]>,
+    shards: Box<[Mutex<Shard<K>>]>,
     per_shard: usize,
     overflow: Mutex<Option<u64>>,
     hasher: std::hash::RandomState,
+    /// When the limiter over this store started (its states are nanoseconds since then), set
+    /// just after it was made, so `start.elapsed()` never runs ahead of the limiter's own clock.
+    start: std::sync::OnceLock<std::time::Instant>,
 }
+
+struct Shard<K> {
+    map: HashMap<K, u64>,
+    /// When a full shard last dropped its recovered keys.
+    last_sweep: Option<std::time::Instant>,
+}
+
+impl<K> Default for Shard<K> {
+    fn default() -> Self {
+        Shard {
+            map: HashMap::new(),
+            last_sweep: None,
+        }
+    }
+}
+
+/// How often a full shard may look for recovered keys to drop (a scan of the shard).
+const SWEEP_EVERY: Duration = Duration::from_millis(50);
 
 impl<K> std::fmt::Debug for BoundedStore<K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -92,7 +113,14 @@ pub type BoundedLimiter<K> = RateLimiter<K, BoundedStore<K>, DefaultClock>;
 /// A keyed limiter with `quota`, holding at most `max_keys` keys (rounded up to a multiple of
 /// the shard count).
 pub fn bounded_limiter<K: Hash + Eq + Clone>(quota: Quota, max_keys: usize) -> BoundedLimiter<K> {
-    RateLimiter::new(quota, BoundedStore::new(max_keys), DefaultClock::default())
+    limiter_on(quota, BoundedStore::new(max_keys))
+}
+
+/// A keyed limiter with `quota` over `store` (keep a clone of the store to forget keys).
+pub fn limiter_on<K: Hash + Eq + Clone>(quota: Quota, store: BoundedStore<K>) -> BoundedLimiter<K> {
+    let limiter = RateLimiter::new(quota, store.clone(), DefaultClock::default());
+    let _ = store.0.start.set(std::time::Instant::now());
+    limiter
 }
 
 impl<K: Hash + Eq + Clone> BoundedStore<K> {
@@ -102,6 +130,7 @@ impl<K: Hash + Eq + Clone> BoundedStore<K> {
             per_shard: max_keys.div_ceil(SHARDS).max(1),
             overflow: Mutex::new(None),
             hasher: std::hash::RandomState::new(),
+            start: std::sync::OnceLock::new(),
         }))
     }
 
@@ -110,7 +139,7 @@ impl<K: Hash + Eq + Clone> BoundedStore<K> {
         self.0.per_shard * SHARDS
     }
 
-    fn shard(&self, key: &K) -> std::sync::MutexGuard<'_, HashMap<K, u64>> {
+    fn shard(&self, key: &K) -> std::sync::MutexGuard<'_, Shard<K>> {
         let i = (self.0.hasher.hash_one(key) as usize) % SHARDS;
         // A std Mutex: held for one map operation, never across an await.
         self.0.shards[i].lock().unwrap_or_else(|e| e.into_inner())
@@ -118,7 +147,7 @@ impl<K: Hash + Eq + Clone> BoundedStore<K> {
 
     /// Forgets `key`'s state: its next check starts from a full bucket.
     pub fn forget(&self, key: &K) {
-        self.shard(key).remove(key);
+        self.shard(key).map.remove(key);
     }
 }
 
@@ -130,14 +159,27 @@ impl<K: Hash + Eq + Clone> StateStore for BoundedStore<K> {
         F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
     {
         let mut shard = self.shard(key);
-        if let Some(tat) = shard.get_mut(key) {
+        if let Some(tat) = shard.map.get_mut(key) {
             let (t, next) = f(Some(Nanos::from(*tat)))?;
             *tat = next.as_u64();
             return Ok(t);
         }
-        if shard.len() < self.0.per_shard {
+        if shard.map.len() >= self.0.per_shard
+            && let Some(start) = self.0.start.get()
+            && shard
+                .last_sweep
+                .is_none_or(|at| at.elapsed() >= SWEEP_EVERY)
+        {
+            // Full: drop the keys whose buckets have refilled (a state in the past is a full
+            // bucket), so a flood of one-off keys does not leave new clients sharing the
+            // overflow bucket until the next prune.
+            let now = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            shard.map.retain(|_, tat| *tat > now);
+            shard.last_sweep = Some(std::time::Instant::now());
+        }
+        if shard.map.len() < self.0.per_shard {
             let (t, next) = f(None)?;
-            shard.insert(key.clone(), next.as_u64());
+            shard.map.insert(key.clone(), next.as_u64());
             return Ok(t);
         }
         drop(shard);
@@ -153,10 +195,10 @@ impl<K: Hash + Eq + Clone> ShrinkableKeyedStateStore<K> for BoundedStore<K> {
         let drop_below = drop_below.as_u64();
         for shard in &self.0.shards {
             let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
-            shard.retain(|_, tat| *tat > drop_below);
+            shard.map.retain(|_, tat| *tat > drop_below);
             // A flood's worth of capacity is given back once it has passed.
-            if shard.capacity() > 2 * shard.len() + 64 {
-                shard.shrink_to_fit();
+            if shard.map.capacity() > 2 * shard.map.len() + 64 {
+                shard.map.shrink_to_fit();
             }
         }
         let mut overflow = self.0.overflow.lock().unwrap_or_else(|e| e.into_inner());
@@ -169,7 +211,7 @@ impl<K: Hash + Eq + Clone> ShrinkableKeyedStateStore<K> for BoundedStore<K> {
         self.0
             .shards
             .iter()
-            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).len())
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).map.len())
             .sum()
     }
 
@@ -533,6 +575,28 @@ mod tests {
         limiter.retain_recent();
         assert_eq!(limiter.len(), 0);
         assert!(limiter.check_key(&7).is_ok());
+    }
+
+    #[test]
+    fn a_full_table_drops_recovered_keys_before_sharing_the_overflow_bucket() {
+        // One cell a millisecond: a key used once has recovered a millisecond later.
+        let quota = Quota::per_second(NonZeroU32::new(1000).unwrap());
+        let limiter: BoundedLimiter<u64> = bounded_limiter(quota, 1_600);
+        for k in 0..1_600 {
+            assert!(limiter.check_key(&k).is_ok());
+        }
+        std::thread::sleep(Duration::from_millis(60));
+        // 1,600 new one-off keys, none refused: each full shard made room by dropping recovered
+        // keys. Without that, all would share the overflow bucket (a burst of 1,000) and some
+        // 600 be refused.
+        for k in 10_000..11_600 {
+            assert!(limiter.check_key(&k).is_ok(), "{k}");
+        }
+        assert!(limiter.len() <= 1_600);
+        assert!(
+            limiter.len() > 1_000,
+            "the new keys have slots of their own"
+        );
     }
 
     #[test]

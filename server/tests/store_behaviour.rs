@@ -1719,6 +1719,12 @@ async fn postgres_migration_names_or_skips_users_postgres_refuses() {
             .await
             .unwrap();
     }
+    // The six characters \u0000 in plain text are no NUL: copied like any other user.
+    let literal = claimed(Some(r"a\u0000b"), None, None, None);
+    embedded
+        .identify(unverified(&app, "literal", NOW, literal))
+        .await
+        .unwrap();
     drop(embedded);
     let sqlite = dropfix_server::store::sqlite::open_file(dir.path()).unwrap();
     // As an earlier version stored them: straight into the file.
@@ -1752,7 +1758,7 @@ async fn postgres_migration_names_or_skips_users_postgres_refuses() {
     assert!(msg.contains("--skip-unstorable"), "{msg}");
     assert!(pg.workspaces().await.unwrap().is_empty(), "nothing copied");
     let counts = inner.import_embedded(&sqlite, true).await.unwrap();
-    assert!(counts.contains(&("users", 2)), "{counts:?}");
+    assert!(counts.contains(&("users", 3)), "{counts:?}");
     assert!(
         counts.contains(&("users skipped (unstorable, --skip-unstorable)", 2)),
         "{counts:?}"
@@ -2426,6 +2432,8 @@ async fn no_secret_is_stored_in_the_clear(env: &Env) {
 /// stale) instead of adopting either.
 async fn a_secret_moved_between_key_rows_or_written_in_the_clear_is_refused(env: &Env) {
     let (store, registry) = env.open().await;
+    // Another workspace, whose key stays as the store wrote it.
+    workspace(&store).await;
     let k = store
         .create_workspace(
             &NewWorkspace {
@@ -2484,6 +2492,13 @@ async fn a_secret_moved_between_key_rows_or_written_in_the_clear_is_refused(env:
         "dfsk_chosen_by_whoever_wrote_this_row",
         "left as it was, for the operator to see"
     );
+    // Deleting the record of the upgrade, to have the next start adopt that value, is refused
+    // too while any row is already sealed to its row.
+    env.forget_secret_upgrade().await;
+    let Err(e) = Store::open(&env.backend(), Hooks::new(ring())).await else {
+        panic!("a secret in the clear was adopted after the upgrade record was deleted");
+    };
+    assert!(e.to_string().contains("already sealed to its row"), "{e}");
 }
 
 async fn secrets_stored_in_the_clear_are_sealed_when_the_store_opens(env: &Env) {

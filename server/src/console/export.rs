@@ -22,6 +22,8 @@ const EXPORT_PAGE: usize = 1000;
 pub const MAX_EXPORTS: usize = 2;
 /// Chunks produced ahead of a slow client.
 const CHUNKS_AHEAD: usize = 2;
+/// How long a chunk may wait for the client to take it before the export is abandoned.
+const SEND_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 const HEADER: &str = "user_id,name,email,plan,mrr,signup_date,method,key_id,verified_at,signed_at,\
                       first_seen,last_seen\r\n";
@@ -163,40 +165,47 @@ pub(super) async fn export_users(ctx: &Ctx<'_>) -> Response<Body> {
     let actor = ctx.actor().to_string();
     tokio::spawn(async move {
         let _slot = slot;
+        // A chunk the client does not take within SEND_WAIT ends the export: a client that
+        // stops reading cannot hold one of the few export slots for ever.
+        let send = |chunk: Result<Bytes, std::io::Error>| {
+            let tx = tx.clone();
+            async move {
+                matches!(
+                    tokio::time::timeout(SEND_WAIT, tx.send(chunk)).await,
+                    Ok(Ok(()))
+                )
+            }
+        };
         let mut page = first;
         let mut count = 0usize;
         let mut complete = false;
-        if tx
-            .send(Ok(Bytes::from_static(HEADER.as_bytes())))
-            .await
-            .is_ok()
-        {
+        if send(Ok(Bytes::from_static(HEADER.as_bytes()))).await {
             loop {
                 let last = page.len() < EXPORT_PAGE;
-                let chunk = rows(&page);
+                if !send(Ok(rows(&page))).await {
+                    break; // The client went away or stopped reading.
+                }
                 count += page.len();
                 if last {
                     complete = true;
-                    // Audited before the last chunk, so a finished download is always in the log.
-                    audit(&store, &app, &actor, count, complete).await;
-                    let _ = tx.send(Ok(chunk)).await;
-                    return;
-                }
-                if tx.send(Ok(chunk)).await.is_err() {
-                    break; // The client went away.
+                    break;
                 }
                 let after = page.last().map(|u| u.user_id.clone());
                 page = match store.list_users(&app, &page_query(after)).await {
                     Ok(p) => p,
                     Err(e) => {
                         tracing::error!(error = %e, "console: export stopped by a store failure");
-                        let _ = tx.send(Err(std::io::Error::other("store failure"))).await;
+                        let _ = send(Err(std::io::Error::other("store failure"))).await;
                         break;
                     }
                 };
             }
         }
+        // Written before the body ends (the sender is dropped after this), so a client that has
+        // the whole file finds the export in the audit log. "complete": every row was handed to
+        // the connection.
         audit(&store, &app, &actor, count, complete).await;
+        drop(tx);
     });
     let mut res = Response::new(body);
     let h = res.headers_mut();

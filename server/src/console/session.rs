@@ -14,12 +14,11 @@ use std::time::{Duration, Instant};
 use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use governor::clock::DefaultClock;
-use governor::{Quota, RateLimiter};
+use governor::Quota;
 use hyper::header::{self, HeaderMap};
 use sha2::{Digest, Sha256};
 
-use crate::limits::{BoundedLimiter, BoundedStore, bounded_limiter, client_key};
+use crate::limits::{BoundedLimiter, BoundedStore, bounded_limiter, client_key, limiter_on};
 
 /// The session cookie. Not `__Host-`: that prefix requires `Path=/`, and the cookie is scoped to
 /// `/console` so identify calls never carry it.
@@ -106,21 +105,27 @@ pub const MAX_EMAIL_BYTES: usize = 254;
 /// aware, IPv6 by /64) or by a SHA-256 of the normalised email, so a key is 32 bytes whatever
 /// was posted; each map has a hard bound on its keys ([`crate::limits::BoundedStore`]).
 ///
-/// - per client, every attempt: 20 at once, then one every 6 s (one office behind a NAT);
-/// - per (account, client), every attempt: 5 at once, then one a minute; a successful login
-///   resets it, so an owner logging in and out does not lock themself out;
-/// - per account, attempts from clients that have not logged in to it before: 100 at once, then
-///   one every 30 s. Guessing one password from many addresses stays slow, while a client that
-///   logged in to the account (in the last 30 days, on this instance) is never refused by it: a
-///   flood of wrong passwords from elsewhere cannot lock the owner out.
+/// A client that logged in to an account (in the last 30 days, on this instance) is *known* to
+/// it. A known client's attempts on that account spend only a bucket of its own (5 at once, then
+/// one a minute, reset by a success), which only successful logins put keys in: floods from
+/// elsewhere, however many addresses they use, cannot fill it or spend it, so they cannot lock the
+/// owner out of the address they use. Every other attempt spends, in order (a refusal stops
+/// there and touches nothing after it):
+/// - per client: 20 at once, then one every 6 s (one office behind a NAT);
+/// - per (account, client): 5 at once, then one a minute;
+/// - per account: 100 at once, then one every 30 s, so guessing one password from many
+///   addresses stays slow.
 pub struct LoginLimits {
     per_client: BoundedLimiter<IpAddr>,
     per_account_client: BoundedLimiter<[u8; 32]>,
     /// `per_account_client`'s table, to reset a pair's count after a success.
     account_client_store: BoundedStore<[u8; 32]>,
     per_account: BoundedLimiter<[u8; 32]>,
-    /// (account, client) pairs with a successful login, and when.
-    known: Mutex<HashMap<[u8; 32], Instant>>,
+    /// Known pairs' own bucket, and its table.
+    per_known: BoundedLimiter<[u8; 32]>,
+    known_store: BoundedStore<[u8; 32]>,
+    /// Per account, up to [`KNOWN_PER_ACCOUNT`] clients that logged in to it, and when.
+    known: Mutex<HashMap<[u8; 32], Vec<(IpAddr, Instant)>>>,
 }
 
 impl std::fmt::Debug for LoginLimits {
@@ -137,7 +142,11 @@ const ACCOUNT_BURST: u32 = 100;
 const ACCOUNT_EVERY: Duration = Duration::from_secs(30);
 /// How long a successful login makes its client known to the account.
 const KNOWN_FOR: Duration = Duration::from_secs(30 * 24 * 3600);
-/// Keys each login map holds at most (32-byte keys: a few MB each).
+/// Clients remembered per account (the oldest is forgotten first).
+const KNOWN_PER_ACCOUNT: usize = 16;
+/// Accounts with known clients remembered at most.
+const MAX_KNOWN_ACCOUNTS: usize = 10_000;
+/// Keys each login limiter map holds at most (32-byte keys: a few MB each).
 pub const MAX_LOGIN_KEYS: usize = 100_000;
 
 fn quota(burst: u32, every: Duration) -> Quota {
@@ -149,15 +158,15 @@ fn quota(burst: u32, every: Duration) -> Quota {
 impl Default for LoginLimits {
     fn default() -> Self {
         let account_client_store = BoundedStore::new(MAX_LOGIN_KEYS);
+        let known_store = BoundedStore::new(KNOWN_PER_ACCOUNT * MAX_KNOWN_ACCOUNTS);
+        let pair_quota = quota(ACCOUNT_CLIENT_BURST, ACCOUNT_CLIENT_EVERY);
         LoginLimits {
             per_client: bounded_limiter(quota(CLIENT_BURST, CLIENT_EVERY), MAX_LOGIN_KEYS),
-            per_account_client: RateLimiter::new(
-                quota(ACCOUNT_CLIENT_BURST, ACCOUNT_CLIENT_EVERY),
-                account_client_store.clone(),
-                DefaultClock::default(),
-            ),
+            per_account_client: limiter_on(pair_quota, account_client_store.clone()),
             account_client_store,
             per_account: bounded_limiter(quota(ACCOUNT_BURST, ACCOUNT_EVERY), MAX_LOGIN_KEYS),
+            per_known: limiter_on(pair_quota, known_store.clone()),
+            known_store,
             known: Mutex::default(),
         }
     }
@@ -167,7 +176,9 @@ impl Default for LoginLimits {
 /// was right.
 #[derive(Debug)]
 pub struct LoginAttempt {
-    account_client: [u8; 32],
+    account: [u8; 32],
+    client: IpAddr,
+    pair: [u8; 32],
 }
 
 /// The fixed-size key of an email: SHA-256 of its trimmed, lower-cased form.
@@ -189,48 +200,67 @@ fn account_client_key(account: &[u8; 32], client: IpAddr) -> [u8; 32] {
 }
 
 impl LoginLimits {
+    fn known(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Vec<(IpAddr, Instant)>>> {
+        // A std Mutex: held for a lookup or an update of one account's short list.
+        self.known.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Whether an attempt for `email` from `client` may be checked, spending it from the
     /// buckets above. `None` when it is over a limit (it is then not checked at all).
     /// Callers refuse emails longer than [`MAX_EMAIL_BYTES`] before asking.
     pub fn attempt(&self, email: &str, client: IpAddr) -> Option<LoginAttempt> {
         let client = client_key(client);
-        // Each step stops at the first refusal: a refused attempt touches no later map.
-        self.per_client.check_key(&client).ok()?;
         let account = account_key(email);
-        let account_client = account_client_key(&account, client);
-        self.per_account_client.check_key(&account_client).ok()?;
-        if !self.is_known(&account_client) {
-            self.per_account.check_key(&account).ok()?;
+        let pair = account_client_key(&account, client);
+        let attempt = LoginAttempt {
+            account,
+            client,
+            pair,
+        };
+        if self.is_known(&account, client) {
+            self.per_known.check_key(&pair).ok()?;
+            return Some(attempt);
         }
-        Some(LoginAttempt { account_client })
+        self.per_client.check_key(&client).ok()?;
+        self.per_account_client.check_key(&pair).ok()?;
+        self.per_account.check_key(&account).ok()?;
+        Some(attempt)
     }
 
-    /// The attempt logged in: its (account, client) count starts over and the client is known
+    /// The attempt logged in: its (account, client) counts start over and the client is known
     /// to the account from now on.
     pub fn succeeded(&self, attempt: LoginAttempt) {
-        self.account_client_store.forget(&attempt.account_client);
-        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
-        if known.len() >= MAX_LOGIN_KEYS {
-            known.retain(|_, at| at.elapsed() < KNOWN_FOR);
+        self.account_client_store.forget(&attempt.pair);
+        self.known_store.forget(&attempt.pair);
+        let mut known = self.known();
+        if known.len() >= MAX_KNOWN_ACCOUNTS && !known.contains_key(&attempt.account) {
+            return; // Remembered again once the 10 s prune has made room.
         }
-        if known.len() < MAX_LOGIN_KEYS || known.contains_key(&attempt.account_client) {
-            known.insert(attempt.account_client, Instant::now());
+        let clients = known.entry(attempt.account).or_default();
+        clients.retain(|(c, _)| *c != attempt.client);
+        if clients.len() >= KNOWN_PER_ACCOUNT {
+            clients.remove(0); // The oldest.
         }
+        clients.push((attempt.client, Instant::now()));
     }
 
-    fn is_known(&self, account_client: &[u8; 32]) -> bool {
-        let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
-        known
-            .get(account_client)
-            .is_some_and(|at| at.elapsed() < KNOWN_FOR)
+    fn is_known(&self, account: &[u8; 32], client: IpAddr) -> bool {
+        self.known().get(account).is_some_and(|clients| {
+            clients
+                .iter()
+                .any(|(c, at)| *c == client && at.elapsed() < KNOWN_FOR)
+        })
     }
 
     pub fn prune(&self) {
         self.per_client.retain_recent();
         self.per_account_client.retain_recent();
         self.per_account.retain_recent();
-        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
-        known.retain(|_, at| at.elapsed() < KNOWN_FOR);
+        self.per_known.retain_recent();
+        self.known().retain(|_, clients| {
+            clients.retain(|(_, at)| at.elapsed() < KNOWN_FOR);
+            !clients.is_empty()
+        });
     }
 
     /// Keys held in every map together (tests: the bound holds under a flood).
@@ -238,7 +268,8 @@ impl LoginLimits {
         self.per_client.len()
             + self.per_account_client.len()
             + self.per_account.len()
-            + self.known.lock().unwrap_or_else(|e| e.into_inner()).len()
+            + self.per_known.len()
+            + self.known().values().map(Vec::len).sum::<usize>()
     }
 }
 
@@ -307,8 +338,55 @@ mod tests {
             refused += usize::from(l.attempt("OWNER@example.com", attacker).is_none());
         }
         assert!(refused >= 49, "{refused}");
+        assert!(
+            l.attempt("owner@example.com", ip("192.0.2.2")).is_none(),
+            "a new client waits"
+        );
         // ...and the owner's own client is not refused.
         assert!(l.attempt("owner@example.com", owner).is_some());
+    }
+
+    #[test]
+    fn a_known_client_is_not_refused_when_floods_fill_every_other_map() {
+        let l = LoginLimits::default();
+        let owner = ip("2001:db8:1::1");
+        l.succeeded(l.attempt("owner@example.com", owner).unwrap());
+        // Unique clients and emails past every other map's bound: their overflow buckets are
+        // spent.
+        for i in 0..(MAX_LOGIN_KEYS as u32 + 20_000) {
+            let _ = l.attempt(&format!("{i}@example.com"), IpAddr::from(i.to_be_bytes()));
+            let _ = l.attempt("owner@example.com", IpAddr::from(i.to_be_bytes()));
+        }
+        for _ in 0..ACCOUNT_CLIENT_BURST {
+            let a = l
+                .attempt("owner@example.com", owner)
+                .expect("the owner gets in");
+            l.succeeded(a);
+        }
+    }
+
+    #[test]
+    fn known_clients_are_bounded_per_account() {
+        let l = LoginLimits::default();
+        for i in 0..100u32 {
+            let a = l
+                .attempt("owner@example.com", IpAddr::from(i.to_be_bytes()))
+                .unwrap();
+            l.succeeded(a);
+        }
+        assert_eq!(
+            l.known().values().map(Vec::len).sum::<usize>(),
+            KNOWN_PER_ACCOUNT
+        );
+        // The newest are the ones kept.
+        assert!(l.is_known(
+            &account_key("owner@example.com"),
+            IpAddr::from(99u32.to_be_bytes())
+        ));
+        assert!(!l.is_known(
+            &account_key("owner@example.com"),
+            IpAddr::from(0u32.to_be_bytes())
+        ));
     }
 
     #[test]

@@ -123,7 +123,7 @@ pub fn open_secret(
 /// The one-time upgrade of a stored secret to the current form: a secret in the clear (written
 /// before sealing existed) is sealed, one sealed for its workspace only is opened that way and
 /// sealed again bound to its row; one already bound is left as is (`None`).
-pub fn upgrade_secret(
+fn upgrade_secret(
     ring: &Keyring,
     app_id: &str,
     key_id: i64,
@@ -140,6 +140,35 @@ pub fn upgrade_secret(
         .unseal(stored, &legacy_secret_aad(app_id))
         .map_err(|e| StoreError::Sealing(format!("key {key_id} of workspace {app_id}: {e}")))?;
     Ok(Some(ring.seal(&clear, &aad)))
+}
+
+/// The one-time upgrade of every stored secret (`rows`: key id, app id, stored value), as the
+/// updates to make. Refused when a row already has the current form: the upgrade runs only on a
+/// store that never had it, and the record of it ([`SECRETS_BOUND_META`]) being absent from one
+/// that did means the database was changed outside DropFix (deleting the record to have a
+/// secret written in the clear adopted is exactly the tampering this guards against).
+pub fn upgrade_secrets(
+    ring: &Keyring,
+    rows: &[(i64, String, String)],
+) -> Result<Vec<(i64, String)>, StoreError> {
+    if let Some((id, app, _)) = rows.iter().find(|(id, app, stored)| {
+        crate::sealing::sealed_key_id(stored).is_some()
+            && ring.unseal(stored, &secret_aad(app, *id)).is_ok()
+    }) {
+        return Err(StoreError::Sealing(format!(
+            "key {id} of workspace {app} is already sealed to its row, yet the record that this \
+             store's secrets were upgraded ({SECRETS_BOUND_META} in its meta table) is missing: \
+             the database was changed outside DropFix (tampering?); refusing to adopt any stored \
+             secret"
+        )));
+    }
+    let mut updates = Vec::new();
+    for (id, app, stored) in rows {
+        if let Some(sealed) = upgrade_secret(ring, app, *id, stored)? {
+            updates.push((*id, sealed));
+        }
+    }
+    Ok(updates)
 }
 
 /// Re-seals a stored secret with the active master key (`None`: already sealed with it). A value

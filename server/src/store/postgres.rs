@@ -37,7 +37,7 @@ use tokio_postgres::{AsyncMessage, IsolationLevel, NoTls};
 use super::{
     Account, AccountChange, AccountLogin, AuditEntry, CallCounts, CountsDelta, Hooks,
     MAX_RECENT_REJECTIONS, Membership, Queued, RejectionEntry, Role, SECRETS_BOUND_META,
-    SealCounts, SessionRules, StoreError, open_secret, rewrap_secret, seal_secret, upgrade_secret,
+    SealCounts, SessionRules, StoreError, open_secret, rewrap_secret, seal_secret,
 };
 use crate::sealing::{Keyring, sealed_key_id};
 use crate::users::{IdentifyWrite, UserQuery, UserRecord};
@@ -418,10 +418,16 @@ impl PgStore {
                     ("unverified_claims", r.get(13)?),
                 ];
                 let custom: String = r.get(12)?;
+                // Plain text holds a NUL only raw; the JSON columns may hold one escaped.
+                let is_json = |column: &str| matches!(column, "custom" | "unverified_claims");
                 let unstorable = std::iter::once(("user_id", Some(user.clone())))
                     .chain(std::iter::once(("custom", Some(custom.clone()))))
                     .chain(text.iter().cloned())
-                    .find(|(_, v)| v.as_deref().is_some_and(text_has_nul))
+                    .find(|(column, v)| {
+                        v.as_deref().is_some_and(|v| {
+                            v.contains('\0') || is_json(column) && json_text_has_nul(v)
+                        })
+                    })
                     .map(|(column, _)| column);
                 if let Some(column) = unstorable {
                     refused.push(format!(
@@ -1553,13 +1559,14 @@ async fn upgrade_secrets(tx: &Transaction<'_>, ring: &Keyring) -> Result<(), Sto
     let update = tx
         .prepare("UPDATE keys SET secret = $2 WHERE id = $1")
         .await?;
-    let mut changed = 0usize;
-    for r in &rows {
-        let (id, app_id, stored): (i64, &str, &str) = (r.get(0), r.get(1), r.get(2));
-        if let Some(sealed) = upgrade_secret(ring, app_id, id, stored)? {
-            tx.execute(&update, &[&id, &sealed]).await?;
-            changed += 1;
-        }
+    let rows: Vec<(i64, String, String)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let updates = super::upgrade_secrets(ring, &rows)?;
+    let changed = updates.len();
+    for (id, sealed) in &updates {
+        tx.execute(&update, &[id, sealed]).await?;
     }
     tx.execute(
         "INSERT INTO meta (key, value) VALUES ($1, '1') ON CONFLICT (key) DO NOTHING",
@@ -2513,15 +2520,12 @@ async fn commit_batch(pool: &Pool, batch: &mut Vec<Pending>, limit: Duration) {
     }
 }
 
-/// Whether stored text (or the JSON it holds) has a NUL character, which PostgreSQL's text and
-/// jsonb refuse: raw, or escaped as `\u0000` inside a JSON string.
-fn text_has_nul(s: &str) -> bool {
-    if s.contains('\0') {
-        return true;
-    }
+/// Whether stored JSON text holds a NUL character escaped as `\u0000` in a string, which
+/// PostgreSQL's jsonb refuses. (Text that does not parse is left for the insert to report.)
+fn json_text_has_nul(s: &str) -> bool {
     s.contains("\\u0000")
         && serde_json::from_str::<serde_json::Value>(s)
-            .map_or(true, |v| crate::users::json_has_nul(&v))
+            .is_ok_and(|v| crate::users::json_has_nul(&v))
 }
 
 /// Commits `writes` in halves after their batch failed on a value: the half without the bad

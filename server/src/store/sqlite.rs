@@ -761,15 +761,13 @@ fn upgrade_secrets(conn: &mut Connection, ring: &Keyring) -> Result<(), StoreErr
         stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
             .collect::<Result<_, _>>()?
     };
-    let mut changed = 0;
-    for (id, app_id, stored) in rows {
-        if let Some(sealed) = super::upgrade_secret(ring, &app_id, id, &stored)? {
-            tx.execute(
-                "UPDATE keys SET secret = ?2 WHERE id = ?1",
-                params![id, sealed],
-            )?;
-            changed += 1;
-        }
+    let updates = super::upgrade_secrets(ring, &rows)?;
+    let changed = updates.len();
+    for (id, sealed) in updates {
+        tx.execute(
+            "UPDATE keys SET secret = ?2 WHERE id = ?1",
+            params![id, sealed],
+        )?;
     }
     meta_set(&tx, super::SECRETS_BOUND_META, "1")?;
     tx.commit()?;
