@@ -125,8 +125,11 @@ pub struct LoginLimits {
     per_known: BoundedLimiter<[u8; 32]>,
     known_store: BoundedStore<[u8; 32]>,
     /// Per account, up to [`KNOWN_PER_ACCOUNT`] clients that logged in to it, and when.
-    known: Mutex<HashMap<[u8; 32], Vec<(IpAddr, Instant)>>>,
+    known: Mutex<KnownClients>,
 }
+
+/// Account key -> the clients that logged in to it, and when.
+type KnownClients = HashMap<[u8; 32], Vec<(IpAddr, Instant)>>;
 
 impl std::fmt::Debug for LoginLimits {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -200,7 +203,7 @@ fn account_client_key(account: &[u8; 32], client: IpAddr) -> [u8; 32] {
 }
 
 impl LoginLimits {
-    fn known(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Vec<(IpAddr, Instant)>>> {
+    fn known(&self) -> std::sync::MutexGuard<'_, KnownClients> {
         // A std Mutex: held for a lookup or an update of one account's short list.
         self.known.lock().unwrap_or_else(|e| e.into_inner())
     }
