@@ -343,6 +343,18 @@ mod tests {
             check(r#"{"sub":"42","iat":1732406400,"plan":7}"#),
             Err(Rejection::SignatureMalformed)
         );
+        // Control characters: in the user id never; in a trait only tab and line breaks.
+        for bad in [
+            r#"{"sub":"4\u00012","iat":1732406400}"#,
+            r#"{"sub":"42","iat":1732406400,"name":"Ada\u0000"}"#,
+            r#"{"sub":"42","iat":1732406400,"email":"a\u001b@x"}"#,
+        ] {
+            assert_eq!(check(bad), Err(Rejection::SignatureMalformed), "{bad}");
+        }
+        assert_eq!(
+            check(r#"{"sub":"42","iat":1732406400,"name":"Ada\tL\r\nLovelace"}"#),
+            Ok(())
+        );
         assert_eq!(
             check(r#"{"sub":"42","iat":1732406400,"exp":1732406401}"#),
             Ok(())

@@ -675,6 +675,32 @@ mod tests {
     }
 
     #[test]
+    fn control_characters_in_trait_strings_are_refused_but_tab_and_line_breaks() {
+        for s in [
+            "a\u{0}b", "a\u{1}b", "a\u{b}b", "a\u{c}b", "a\u{1b}b", "a\u{1f}b",
+        ] {
+            assert!(has_forbidden_control(s), "{s:?}");
+        }
+        for ok in [
+            "a b",
+            "a\tb",
+            "a\nb",
+            "a\r\nb",
+            "a\u{7f}b",
+            "naïve 日本",
+            "",
+        ] {
+            assert!(!has_forbidden_control(ok), "{ok:?}");
+        }
+        let e = wire(r#"{"app_id":"a","user_id":"u","traits":{"plan":"pro\u001f"}}"#).unwrap_err();
+        assert_eq!(
+            (e.code, e.field.as_str()),
+            ("invalid_characters", "traits.plan")
+        );
+        assert!(wire(r#"{"app_id":"a","user_id":"u","traits":{"plan":"pro plus"}}"#).is_ok());
+    }
+
+    #[test]
     fn field_level_errors() {
         let cases = [
             (r#"{"app_id":"a"}"#, "missing_field", "user_id"),
