@@ -263,9 +263,17 @@ struct ServeArgs {
     #[arg(long, env = "DROPFIX_WORKERS")]
     workers: Option<usize>,
     /// The console is served over https by a TLS proxy: mark its session cookie Secure and
-    /// expect https:// origins on its forms.
+    /// expect https:// origins on its forms (automatic with --tls-cert).
     #[arg(long, env = "DROPFIX_CONSOLE_SECURE_COOKIES")]
     console_secure_cookies: bool,
+    /// Serve HTTPS with this certificate: a PEM file, the server's certificate first, then its
+    /// chain. Needs --tls-key. Reloaded without a restart when the files change (checked every
+    /// 10 s) or at SIGHUP.
+    #[arg(long, env = "DROPFIX_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key: PEM, PKCS#8, PKCS#1 RSA or SEC1 EC.
+    #[arg(long, env = "DROPFIX_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 /// How a console account's password is given.
@@ -586,6 +594,26 @@ fn announce(line: &str) {
 
 fn serve(args: ServeArgs) -> CliResult {
     init_logging(args.json_logs);
+    // Checked before anything is opened or written: a certificate that cannot be served stops
+    // the start with what is wrong with which file.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(std::sync::Arc::new(crate::tls::Tls::new(
+            crate::tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+        )?)),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    if tls.is_none() && !args.console_secure_cookies && !args.listen.ip().is_loopback() {
+        tracing::warn!(
+            listen = %args.listen,
+            "the console is served over plain HTTP on a non-loopback address: passwords and \
+             session cookies cross the network in clear. Serve HTTPS with --tls-cert/--tls-key, \
+             or behind an HTTPS proxy with --console-secure-cookies"
+        );
+    }
     let config = Config {
         header_timeout: Duration::from_secs(args.header_timeout_secs.max(1)),
         body_timeout: Duration::from_secs(args.body_timeout_secs.max(1)),
@@ -597,9 +625,11 @@ fn serve(args: ServeArgs) -> CliResult {
         trusted_proxies: args.trusted_proxies,
         metrics_listen: args.metrics_listen,
         console: crate::console::ConsoleConfig {
-            secure_cookies: args.console_secure_cookies,
+            // Under TLS the cookie is Secure and the forms' origin is https:// by itself.
+            secure_cookies: args.console_secure_cookies || tls.is_some(),
             ..Default::default()
         },
+        tls,
     };
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();
@@ -631,7 +661,7 @@ fn serve(args: ServeArgs) -> CliResult {
         let listener = tokio::net::TcpListener::bind(args.listen).await?;
         let addr = listener.local_addr()?;
         tracing::info!(%addr, ephemeral = args.ephemeral, "listening");
-        announce(&format!("dropfix-server listening on http://{addr}"));
+        announce(&format!("dropfix-server listening on {scheme}://{addr}"));
         crate::run(listener, state, shutdown_signal()).await?;
         Ok::<_, Box<dyn std::error::Error>>(())
     })?;

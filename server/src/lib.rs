@@ -24,6 +24,7 @@ pub mod limits;
 pub mod metrics;
 pub mod sealing;
 pub mod store;
+pub mod tls;
 pub mod users;
 pub mod workspace;
 
@@ -34,7 +35,8 @@ use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use ipnet::IpNet;
 use tokio::net::TcpListener;
@@ -87,6 +89,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// The web console under `/console`.
     pub console: console::ConsoleConfig,
+    /// Serve HTTPS (HTTP/1.1 and HTTP/2 by ALPN) instead of plain HTTP/1.1.
+    pub tls: Option<Arc<tls::Tls>>,
 }
 
 impl Default for Config {
@@ -102,6 +106,7 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             metrics_listen: None,
             console: console::ConsoleConfig::default(),
+            tls: None,
         }
     }
 }
@@ -163,6 +168,25 @@ impl AppState {
     }
 }
 
+/// HTTPS connections: HTTP/1.1 with [`http1_builder`]'s settings, or HTTP/2 when the client
+/// chose it by ALPN (at most 100 concurrent streams, headers bounded like an HTTP/1.1 head).
+fn auto_builder(config: &Config) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_timeout)
+        .max_buf_size(MAX_BUF_BYTES);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(100)
+        .max_header_list_size(16 * 1024)
+        .keep_alive_interval(Some(config.header_timeout))
+        .keep_alive_timeout(config.header_timeout);
+    builder
+}
+
 /// The HTTP/1.1 settings every connection gets: a head must arrive within the header timeout
 /// and fit in [`MAX_BUF_BYTES`].
 fn http1_builder(config: &Config) -> http1::Builder {
@@ -199,6 +223,9 @@ pub async fn run(
     let permits = Arc::new(Semaphore::new(state.config.max_connections));
     let caps = ConnectionCaps::new(state.config.max_connections_per_ip);
     let builder = http1_builder(&state.config);
+    let tls = state.config.tls.clone();
+    let tls_watcher = tls.as_ref().map(|t| t.spawn_watcher());
+    let auto = auto_builder(&state.config);
     let limits_state = Arc::clone(&state);
     let pruner = tokio::spawn(async move {
         // Every 10 s: a bounded limiter that a flood filled gives its room back soon after.
@@ -254,6 +281,32 @@ pub async fn run(
         let _ = stream.set_nodelay(true);
         let handler_state = Arc::clone(&state);
         let service = service_fn(move |req| http::handle(Arc::clone(&handler_state), ip, req));
+        if let Some(tls) = &tls {
+            // The handshake runs in the connection's task, bounded by the header timeout and
+            // holding the client's connection slot, so a client that never finishes it costs
+            // one slot for that long, like a slow request head.
+            let acceptor = tls.acceptor().clone();
+            let watcher = graceful.watcher();
+            let auto = auto.clone();
+            let handshake_timeout = state.config.header_timeout;
+            tokio::spawn(async move {
+                match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => {
+                        let conn = auto.serve_connection(TokioIo::new(stream), service);
+                        if let Err(e) = watcher.watch(conn).await {
+                            tracing::debug!(error = %e, "connection ended with an error");
+                        }
+                    }
+                    // debug: any client can repeat these at will (a plain-HTTP request on the
+                    // HTTPS port is one).
+                    Ok(Err(e)) => tracing::debug!(%ip, error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%ip, "TLS handshake did not finish in time"),
+                }
+                drop(slot);
+                drop(held);
+            });
+            continue;
+        }
         let conn = builder.serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
@@ -266,6 +319,9 @@ pub async fn run(
     }
     drop(listener);
     pruner.abort();
+    if let Some(task) = tls_watcher {
+        task.abort();
+    }
     if let Some(task) = metrics_task {
         task.abort();
     }

@@ -10,7 +10,14 @@ use hyper::header::{self, HeaderMap};
 
 /// Whether an unsafe request may proceed. `scheme` is how the console is served (`https` behind
 /// a TLS proxy when `--console-secure-cookies` says so).
-pub fn same_origin(method: &Method, headers: &HeaderMap, scheme: &str) -> bool {
+/// `authority` is the request target's authority: what an HTTP/2 request carries instead of a
+/// `Host` header (`:authority`); the `Host` header wins when both are present.
+pub fn same_origin(
+    method: &Method,
+    headers: &HeaderMap,
+    authority: Option<&str>,
+    scheme: &str,
+) -> bool {
     if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
         return true;
     }
@@ -19,7 +26,10 @@ pub fn same_origin(method: &Method, headers: &HeaderMap, scheme: &str) -> bool {
     }
     let (Some(origin), Some(host)) = (
         headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()),
-        headers.get(header::HOST).and_then(|v| v.to_str().ok()),
+        headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .or(authority),
     ) else {
         return false;
     };
@@ -41,21 +51,24 @@ mod tests {
     #[test]
     fn the_rule() {
         let post = Method::POST;
-        assert!(same_origin(&Method::GET, &h(&[]), "http"));
-        assert!(!same_origin(&post, &h(&[]), "http"));
+        assert!(same_origin(&Method::GET, &h(&[]), None, "http"));
+        assert!(!same_origin(&post, &h(&[]), None, "http"));
         assert!(same_origin(
             &post,
             &h(&[("sec-fetch-site", "same-origin")]),
+            None,
             "http"
         ));
         assert!(same_origin(
             &post,
             &h(&[("sec-fetch-site", "none")]),
+            None,
             "http"
         ));
         assert!(!same_origin(
             &post,
             &h(&[("sec-fetch-site", "same-site")]),
+            None,
             "http"
         ));
         // Sec-Fetch-Site decides when present, whatever Origin says.
@@ -66,27 +79,37 @@ mod tests {
                 ("origin", "http://a:1"),
                 ("host", "a:1")
             ]),
+            None,
             "http"
         ));
         assert!(same_origin(
             &post,
             &h(&[("origin", "http://a:1"), ("host", "a:1")]),
+            None,
             "http"
         ));
         assert!(!same_origin(
             &post,
             &h(&[("origin", "http://a:1"), ("host", "a:1")]),
+            None,
             "https"
         ));
         assert!(!same_origin(
             &post,
             &h(&[("origin", "http://evil"), ("host", "a:1")]),
+            None,
             "http"
         ));
         assert!(!same_origin(
             &post,
             &h(&[("origin", "null"), ("host", "a:1")]),
+            None,
             "http"
         ));
+        // HTTP/2: no Host header, the authority of the request target instead.
+        let origin = h(&[("origin", "https://a:1")]);
+        assert!(same_origin(&post, &origin, Some("a:1"), "https"));
+        assert!(!same_origin(&post, &origin, Some("b:1"), "https"));
+        assert!(!same_origin(&post, &origin, None, "https"));
     }
 }

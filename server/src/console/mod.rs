@@ -296,7 +296,8 @@ fn fmt_opt_time(t: Option<i64>) -> String {
 pub async fn handle(state: &Arc<AppState>, peer: IpAddr, req: Request<Incoming>) -> Response<Body> {
     let cfg = &state.config.console;
     let scheme = if cfg.secure_cookies { "https" } else { "http" };
-    if !csrf::same_origin(req.method(), req.headers(), scheme) {
+    let authority = req.uri().authority().map(|a| a.as_str());
+    if !csrf::same_origin(req.method(), req.headers(), authority, scheme) {
         return message(
             StatusCode::FORBIDDEN,
             "Cross-site request refused",
