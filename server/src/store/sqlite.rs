@@ -752,6 +752,10 @@ fn seal_counts(conn: &Connection) -> Result<SealCounts, StoreError> {
 /// them: run while [`super::SECRETS_BOUND_META`] is absent, then recorded in the same
 /// transaction. Afterwards a secret in the clear is refused, never adopted.
 fn upgrade_secrets(conn: &mut Connection, ring: &Keyring) -> Result<(), StoreError> {
+    // Done already (every start after the first): a plain read, no write lock.
+    if meta_get(conn, super::SECRETS_BOUND_META)?.is_some() {
+        return Ok(());
+    }
     let tx = write_tx(conn)?;
     if meta_get(&tx, super::SECRETS_BOUND_META)?.is_some() {
         return Ok(());
@@ -1389,6 +1393,11 @@ impl SqliteStore {
     /// a tokio runtime (it starts the poll ticker). The thread ends when every handle is dropped.
     pub fn spawn(mut conn: Connection, hooks: Hooks) -> Result<SqliteStore, StoreError> {
         upgrade_secrets(&mut conn, &hooks.keyring.get())?;
+        // The version is read before the load, here rather than when the thread gets going: a
+        // change committed by another process in between is then seen by the first poll. Read
+        // in the thread, a change committed before the thread started counted as already
+        // loaded, and waited for the next change (found by a test under a loaded machine).
+        let seen_version = data_version(&conn)?;
         hooks
             .registry
             .replace(load_workspaces(&conn, &hooks.keyring.get())?);
@@ -1396,7 +1405,7 @@ impl SqliteStore {
         let thread_hooks = hooks.clone();
         std::thread::Builder::new()
             .name("dropfix-store".into())
-            .spawn(move || store_thread(conn, rx, thread_hooks))
+            .spawn(move || store_thread(conn, rx, thread_hooks, seen_version))
             .map_err(|e| StoreError::Setup(format!("cannot start the store thread: {e}")))?;
         let ticker = tx.downgrade();
         tokio::spawn(async move {
@@ -1801,8 +1810,12 @@ impl SqliteStore {
     }
 }
 
-fn store_thread(mut conn: Connection, mut rx: mpsc::Receiver<Command>, hooks: Hooks) {
-    let mut seen_version = data_version(&conn).unwrap_or(0);
+fn store_thread(
+    mut conn: Connection,
+    mut rx: mpsc::Receiver<Command>,
+    hooks: Hooks,
+    mut seen_version: i64,
+) {
     let mut batch: Vec<Pending> = Vec::new();
     let mut jobs: Vec<Job> = Vec::new();
     let mut poll = false;
