@@ -36,6 +36,13 @@ step "dropfix-core builds for wasm32-unknown-unknown" \
 # PostgreSQL for the server's PostgreSQL tests (started or installed if needed; they fail without it).
 pg_url="$(scripts/postgres.sh)" && export DROPFIX_TEST_DATABASE_URL="$pg_url" || echo "scripts/postgres.sh failed: the PostgreSQL tests will fail" >&2
 step "cargo test (core, server, cross-language)" cargo test --workspace
+# The PostgreSQL half once more over TLS: a throwaway cluster that accepts TCP only with TLS, its
+# certificate from a throwaway CA, reached with sslmode=verify-full (the store behaviour suite,
+# verifier instances serving identify calls on it, and a wrong CA refused); removed afterwards.
+step "PostgreSQL over TLS (sslmode=verify-full): store behaviour, instances, wrong CA" \
+  bash -c 'url="$(scripts/postgres-tls.sh start)" || exit 1
+    DROPFIX_TEST_DATABASE_URL="$url" cargo test -p dropfix-server --test store_behaviour --test postgres_instances --test pg_tls
+    rc=$?; scripts/postgres-tls.sh stop; exit $rc'
 step "OpenAPI: schemathesis against a live server (docs/openapi.yaml)" tests/openapi/schemathesis.sh
 step "README: the operator commands run as written" tests/docs/readme-commands.sh
 # Every mutant of dropfix-core must be caught by the core's own tests (cargo-mutants exits non-zero

@@ -2006,11 +2006,9 @@ async fn postgres_a_stopped_database_gives_errors_quickly_then_recovers() {
     let (store, registry) = env.open().await;
     let (app, _) = workspace(&store).await;
     // Refuse new connections to this database and cut the existing ones.
-    let admin = tokio_postgres::connect(&pg_support::server_url(), tokio_postgres::NoTls)
+    let admin = pg_support::connect(&pg_support::server_url())
         .await
         .unwrap();
-    tokio::spawn(admin.1);
-    let admin = admin.0;
     admin
         .batch_execute(&format!(
             "ALTER DATABASE \"{}\" ALLOW_CONNECTIONS false",

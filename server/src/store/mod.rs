@@ -13,6 +13,7 @@
 //! every key change is one transaction that reads what it changes; a schema newer than the build
 //! is refused; workspace changes made anywhere reach this instance's registry within a second.
 
+pub mod pg_tls;
 pub mod postgres;
 pub mod sqlite;
 

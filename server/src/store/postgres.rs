@@ -21,7 +21,6 @@
 //! answer with errors within seconds instead of hanging requests.
 
 use std::collections::HashMap;
-use std::str::FromStr as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,7 +31,7 @@ use deadpool_postgres::{
 use dropfix_core::{SecretKey, StrictMode};
 use serde_json::{Value as Json, json};
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio_postgres::{AsyncMessage, IsolationLevel, NoTls};
+use tokio_postgres::{AsyncMessage, IsolationLevel};
 
 use super::{
     Account, AccountChange, AccountLogin, AuditEntry, CallCounts, CountsDelta, Hooks,
@@ -130,10 +129,20 @@ fn describe(e: &tokio_postgres::Error) -> String {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
         // "error connecting to server" alone does not say why: add the cause (refused, timed
         // out, authentication failed). These come from the client and quote no row values.
-        None => match std::error::Error::source(e) {
-            Some(cause) => format!("{e}: {cause}"),
-            None => e.to_string(),
-        },
+        None => {
+            let text = match std::error::Error::source(e) {
+                Some(cause) => format!("{e}: {cause}"),
+                None => e.to_string(),
+            };
+            if text.contains("does not support TLS") {
+                format!(
+                    "{text}: the URL's sslmode (require, verify-ca or verify-full) asks for TLS; \
+                     turn ssl on in PostgreSQL, or lower sslmode on a network you trust"
+                )
+            } else {
+                text
+            }
+        }
     }
 }
 
@@ -191,9 +200,16 @@ struct ConfigSync {
     seen: tokio::sync::Mutex<Option<i64>>,
 }
 
-fn pg_config(opts: &PgOptions) -> Result<tokio_postgres::Config, StoreError> {
-    let mut cfg = tokio_postgres::Config::from_str(&opts.url)
-        .map_err(|e| StoreError::Setup(format!("invalid --database-url: {e}")))?;
+fn pg_config(
+    opts: &PgOptions,
+) -> Result<
+    (
+        tokio_postgres::Config,
+        tokio_postgres_rustls::MakeRustlsConnect,
+    ),
+    StoreError,
+> {
+    let (mut cfg, tls) = super::pg_tls::config(&opts.url)?;
     if cfg.get_application_name().is_none() {
         cfg.application_name("dropfix-server");
     }
@@ -203,17 +219,17 @@ fn pg_config(opts: &PgOptions) -> Result<tokio_postgres::Config, StoreError> {
     // A database host that vanishes without closing the socket is noticed by keepalives.
     cfg.keepalives(true);
     cfg.keepalives_idle(Duration::from_secs(30));
-    Ok(cfg)
+    Ok((cfg, tls))
 }
 
 impl PgStore {
     /// Connects, migrates (under the advisory lock), loads the workspaces into the registry and
     /// starts the batcher, the listener and the version poll. Needs a tokio runtime.
     pub async fn open(opts: &PgOptions, hooks: Hooks) -> Result<PgStore, StoreError> {
-        let cfg = pg_config(opts)?;
+        let (cfg, tls) = pg_config(opts)?;
         let manager = Manager::from_config(
             cfg.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -238,7 +254,7 @@ impl PgStore {
         tokio::spawn(batcher(rx, pool.clone(), hooks.clone(), op_timeout));
         let (listening_tx, listening) = oneshot::channel();
         tokio::spawn(listen(
-            cfg,
+            (cfg, tls),
             pool.clone(),
             hooks.clone(),
             Arc::clone(&sync),
@@ -1643,7 +1659,10 @@ async fn reload(
 /// backoff) when the connection is lost and then reloads everything, since notifications sent
 /// while it was away are gone.
 async fn listen(
-    cfg: tokio_postgres::Config,
+    (cfg, tls): (
+        tokio_postgres::Config,
+        tokio_postgres_rustls::MakeRustlsConnect,
+    ),
     pool: Pool,
     hooks: Hooks,
     sync: Arc<ConfigSync>,
@@ -1656,7 +1675,7 @@ async fn listen(
     loop {
         let session = async {
             let (client, mut conn) =
-                bounded(op_timeout, async { Ok(cfg.connect(NoTls).await?) }).await?;
+                bounded(op_timeout, async { Ok(cfg.connect(tls.clone()).await?) }).await?;
             let (notify_tx, mut notify_rx) = mpsc::unbounded_channel::<()>();
             // The connection must be polled for the client to work at all; poll_message is
             // what hands out notifications (a plain `conn.await` would drop them).

@@ -65,8 +65,17 @@ fn redacted(url: &str) -> String {
     }
 }
 
-async fn connect(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+/// A connection as the store makes it (the URL's sslmode and sslrootcert honoured, so the
+/// suite also runs against a server that requires TLS).
+pub async fn connect(url: &str) -> Result<tokio_postgres::Client, String> {
+    let (cfg, tls) = dropfix_server::store::pg_tls::config(url).map_err(|e| e.to_string())?;
+    let (client, conn) =
+        cfg.connect(tls)
+            .await
+            .map_err(|e| match std::error::Error::source(&e) {
+                Some(cause) => format!("{e}: {cause}"),
+                None => e.to_string(),
+            })?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
@@ -91,9 +100,8 @@ impl TestDb {
         static N: AtomicU32 = AtomicU32::new(0);
         let server = server_url();
         let client = connect(&server).await.unwrap_or_else(|e| {
-            let cause = std::error::Error::source(&e).map(|c| format!(": {c}")).unwrap_or_default();
             panic!(
-                "PostgreSQL is not reachable at {} ({e}{cause}). The PostgreSQL tests need one: run \
+                "PostgreSQL is not reachable at {} ({e}). The PostgreSQL tests need one: run \
                  `export {URL_ENV}=\"$(scripts/postgres.sh)\"` first (scripts/test.sh does this), \
                  or set {URL_ENV} to a role with CREATEDB. To skip these tests on a local run \
                  only, set {SKIP_ENV}=1.",
