@@ -3,7 +3,7 @@
 
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -43,6 +43,26 @@ enum Command {
     /// Console accounts: create them and give them a role in workspaces.
     #[command(subcommand)]
     User(UserCommand),
+    /// Copy the embedded store (--data-dir) to a new file, while a server serves it: the store
+    /// as of one instant, checked and synced. The master keys are not in it: back up
+    /// DATA_DIR/master.keys apart. (PostgreSQL: pg_dump, see docs/SCALING.md.)
+    Backup {
+        /// The backup file to create (never overwritten).
+        #[arg(long)]
+        to: PathBuf,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Restore a backup made by `backup` into a data dir that holds no store yet. Put the master
+    /// key file back first (DATA_DIR/master.keys, or --master-key-file / DROPFIX_MASTER_KEYS):
+    /// the restore then proves that it opens every restored secret.
+    Restore {
+        /// The backup file.
+        #[arg(long)]
+        from: PathBuf,
+        #[command(flatten)]
+        data: DataDir,
+    },
     /// Copy an embedded store (--data-dir) into an empty PostgreSQL (--database-url), to scale
     /// out: same app ids, keys, users and console accounts. Stop the server on the data dir
     /// first. The master keys are the data dir's (DATA_DIR/master.keys) unless given.
@@ -551,6 +571,8 @@ pub fn main() -> ExitCode {
             data,
             skip_unstorable,
         } => migrate_to_postgres(data, skip_unstorable),
+        Command::Backup { to, data } => backup_command(&to, &data),
+        Command::Restore { from, data } => restore_command(&from, data),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -845,6 +867,66 @@ where
 }
 
 const CLI_ACTOR: &str = "cli";
+
+fn embedded_only(data: &DataDir, what: &str) -> CliResult {
+    if data.database_url.is_some() {
+        return Err(format!(
+            "{what} is for the embedded store; back up PostgreSQL with pg_dump or its point-in-time \
+             recovery (docs/SCALING.md, \"Backups\")"
+        )
+        .into());
+    }
+    Ok(())
+}
+
+fn backup_command(to: &Path, data: &DataDir) -> CliResult {
+    embedded_only(data, "backup")?;
+    let summary = crate::backup::backup(&data.data_dir, to)?;
+    println!("backed up {summary} to {}", to.display());
+    println!(
+        "the master keys are not in it: keep {} (or your DROPFIX_MASTER_KEYS) backed up apart; \
+         the backup is useless without them",
+        sealing::default_key_file(&data.data_dir).display()
+    );
+    Ok(())
+}
+
+fn restore_command(from: &Path, data: DataDir) -> CliResult {
+    embedded_only(&data, "restore")?;
+    let key_file = sealing::default_key_file(&data.data_dir);
+    let keys_at_hand = keyring_from_env() || data.master_key_file.is_some() || key_file.exists();
+    let (summary, db) = crate::backup::restore(from, &data.data_dir)?;
+    if !keys_at_hand {
+        println!("restored {summary} into {}", db.display());
+        println!(
+            "no master keys yet: copy the master key file backed up with this store to {} (or \
+             give --master-key-file / DROPFIX_MASTER_KEYS) before starting a server; a server \
+             started without it cannot open the secrets",
+            key_file.display()
+        );
+        return Ok(());
+    }
+    // Opening the store unseals every secret: proof that these keys are the right ones.
+    let opened = with_store(&data, |store| async move {
+        store.workspaces().await?;
+        Ok(())
+    });
+    if let Err(e) = opened {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+        }
+        return Err(format!(
+            "the restored secrets do not open with the master keys given ({e}); nothing was \
+             restored: give the key file that was backed up with this store"
+        )
+        .into());
+    }
+    println!(
+        "restored {summary} into {}; every secret opens with the master keys given",
+        db.display()
+    );
+    Ok(())
+}
 
 fn migrate_to_postgres(mut data: DataDir, skip_unstorable: bool) -> CliResult {
     if data.database_url.is_none() {
@@ -1381,7 +1463,9 @@ mod tests {
                     | UserCommand::Delete { data, .. }
                     | UserCommand::List { data, .. },
                 ) => data,
-                Command::MigrateToPostgres { data, .. } => data,
+                Command::MigrateToPostgres { data, .. }
+                | Command::Backup { data, .. }
+                | Command::Restore { data, .. } => data,
                 Command::MasterKey(MasterKeyCommand::Generate { .. })
                 | Command::DebugSignature(_) => unreachable!(),
             };

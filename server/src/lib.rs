@@ -16,6 +16,7 @@
 //! - [`cli`]: command-line interface
 
 pub mod admin;
+pub mod backup;
 pub mod cli;
 pub mod console;
 pub mod diagnose;
