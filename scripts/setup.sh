@@ -20,6 +20,12 @@ if [ "$mode" = "--test" ]; then
   # tests/docs/readme-commands.sh runs the README's operator commands, which use both.
   command -v jq >/dev/null || missing+=(jq)
   command -v openssl >/dev/null || missing+=(openssl)
+  # tests/tls.rs and docs/DEPLOY.md speak HTTPS to the verifier with it.
+  command -v curl >/dev/null || missing+=(curl)
+  # tests/deploy/check.sh checks deploy/'s configurations with the programs that run them.
+  command -v nginx >/dev/null || missing+=(nginx-light)
+  command -v haproxy >/dev/null || missing+=(haproxy)
+  command -v caddy >/dev/null || missing+=(caddy)
   # Debian splits ensurepip (which `python3 -m venv` needs) into python3-venv.
   python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
   if [ "${#missing[@]}" -gt 0 ]; then

@@ -44,7 +44,8 @@ step "PostgreSQL over TLS (sslmode=verify-full): store behaviour, instances, wro
     DROPFIX_TEST_DATABASE_URL="$url" cargo test -p dropfix-server --test store_behaviour --test postgres_instances --test pg_tls
     rc=$?; scripts/postgres-tls.sh stop; exit $rc'
 step "OpenAPI: schemathesis against a live server (docs/openapi.yaml)" tests/openapi/schemathesis.sh
-step "README: the operator commands run as written" tests/docs/readme-commands.sh
+step "README and DEPLOY.md: the operator commands run as written" tests/docs/readme-commands.sh
+step "deploy/: systemd unit (systemd-analyze), nginx, HAProxy and Caddy configurations checked" tests/deploy/check.sh
 # Every mutant of dropfix-core must be caught by the core's own tests (cargo-mutants exits non-zero
 # on any missed mutant or timeout; exclusions live in .cargo/mutants.toml with a reason each). It
 # builds in its own copy of the tree, so a CARGO_TARGET_DIR shared with other builds is not used.

@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Runs the operator commands of the READMEs exactly as written, so the docs cannot drift from the
 # binary. A command block is checked when the line before its ```sh fence is
-# `<!-- readme-check: operator -->`; the blocks run in document order (README.md, then
-# server/README.md) in one bash with `set -euo pipefail`, so a variable set in one is seen by
+# `<!-- readme-check: operator -->`; the blocks run in document order (README.md,
+# server/README.md, then docs/DEPLOY.md) in one bash with `set -euo pipefail`, so a variable set in one is seen by
 # the next, in an empty temporary directory (the default ./dropfix-data lands there) with
 # `dropfix-server` on PATH, as after `cargo install --path server`.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root="$PWD"
 
-for tool in jq openssl; do
+for tool in jq openssl curl; do
   command -v "$tool" >/dev/null || { echo "$tool is missing: scripts/setup.sh --test installs it" >&2; exit 1; }
 done
 # DROPFIX_SERVER_BIN checks another build (e.g. a release binary) instead of this checkout's.
@@ -40,11 +40,11 @@ script="$work/commands.sh"
 {
   echo 'set -euo pipefail'
   echo 'set -x'
-  for f in README.md server/README.md; do extract "$root/$f"; done
+  for f in README.md server/README.md docs/DEPLOY.md; do extract "$root/$f"; done
 } >"$script"
 blocks="$(grep -c '^# --- ' "$script" || true)"
 # Fewer blocks than this means the markers were lost and the docs went unchecked.
-[ "$blocks" -ge 2 ] || { echo "found $blocks marked blocks, expected at least 2" >&2; exit 1; }
+[ "$blocks" -ge 3 ] || { echo "found $blocks marked blocks, expected at least 3" >&2; exit 1; }
 echo "running $blocks README blocks:" >&2
 sed 's/^/  | /' "$script" >&2
 
