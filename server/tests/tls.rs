@@ -444,3 +444,73 @@ fn clients_that_do_not_speak_tls_cost_others_nothing() {
     assert_eq!(code, "200");
     drop(idle);
 }
+
+#[test]
+fn a_tls_client_on_the_plain_port_is_refused_and_others_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data_dir(dir.path());
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-token",
+            "tls-test-admin-token",
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr: SocketAddr = loop {
+        let line = lines.next().expect("listening line").unwrap();
+        if let Some(a) = line.strip_prefix("dropfix-server listening on http://") {
+            break a.parse().unwrap();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let ca = ca();
+    let f = files(&ca, &leaf(&ca, "first", 2020, 2100));
+    // A TLS handshake on the plain port fails (the server reads no HTTP there) ...
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let handshake = rt.block_on(async {
+        let mut roots = rustls::RootCertStore::empty();
+        let pem = std::fs::read(&f.ca).unwrap();
+        for c in rustls_pki_types::pem::PemObject::pem_slice_iter(&pem) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        #[allow(deprecated)]
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tokio::time::timeout(
+            Duration::from_secs(15),
+            tokio_rustls::TlsConnector::from(Arc::new(config))
+                .connect(ServerName::try_from("localhost").unwrap(), tcp),
+        )
+        .await
+    });
+    assert!(
+        matches!(handshake, Ok(Err(_))),
+        "the handshake did not fail"
+    );
+    // ... and a plain client is served as ever.
+    let mut plain = TcpStream::connect(addr).unwrap();
+    plain
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut got = String::new();
+    plain.read_to_string(&mut got).unwrap();
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    let _ = child.kill();
+    let _ = child.wait();
+}
