@@ -184,6 +184,15 @@ fn a_restore_with_other_master_keys_changes_nothing() {
     assert!(out.contains("do not open"), "{out}");
     assert!(!other.join("dropfix.sqlite3").exists(), "{out}");
 
+    // A journal left beside a moved-away database would be replayed onto the restored one.
+    let stale = dir.path().join("stale");
+    std::fs::create_dir(&stale).unwrap();
+    support::owner_only(&stale);
+    std::fs::write(stale.join("dropfix.sqlite3-wal"), b"old").unwrap();
+    let (ok, out) = cli(&["restore", "--from", file.to_str().unwrap()], &stale);
+    assert!(!ok && out.contains("-wal"), "{out}");
+    assert!(!stale.join("dropfix.sqlite3").exists());
+
     // Not a backup at all.
     let junk = dir.path().join("junk");
     std::fs::write(&junk, "not a database").unwrap();

@@ -143,8 +143,8 @@ pub fn backup(data_dir: &Path, to: &Path) -> Result<Summary, String> {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(db_error("cannot open", &db))?;
-    src.busy_timeout(Duration::from_secs(30))
-        .map_err(db_error("cannot open", &db))?;
+    // No busy handler on the source: a busy step returns at once and `copy_all` waits, so the
+    // whole wait stays bounded by its 30 s.
     create_new_private(to)?;
     let copied = (|| {
         let mut dst = Connection::open(to).map_err(db_error("cannot write", to))?;
@@ -173,12 +173,18 @@ pub fn restore(from: &Path, data_dir: &Path) -> Result<(Summary, PathBuf), Strin
         .map_err(db_error("cannot open", from))?;
     let summary = inspect(&src, from)?;
     let db = data_dir.join(DB_FILE);
-    if db.exists() {
-        return Err(format!(
-            "{} already holds a store: restore into a new data dir (or move that one away \
-             first; nothing was changed)",
-            data_dir.display()
-        ));
+    // A journal left beside a missing database would be replayed onto the restored one.
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let p = data_dir.join(format!("{DB_FILE}{suffix}"));
+        if p.exists() {
+            return Err(format!(
+                "{} already holds a store ({} exists): restore into a new data dir (or move \
+                 that store and its -wal, -shm and -journal files away first; nothing was \
+                 changed)",
+                data_dir.display(),
+                p.display()
+            ));
+        }
     }
     if !data_dir.exists() {
         let mut builder = std::fs::DirBuilder::new();
@@ -201,8 +207,10 @@ pub fn restore(from: &Path, data_dir: &Path) -> Result<(Summary, PathBuf), Strin
         copy_all(&src, &mut dst).map_err(db_error("cannot restore from", from))?;
         drop(dst);
         sync(&partial)?;
-        std::fs::rename(&partial, &db)
+        // A link fails if a store appeared meanwhile; rename would replace it.
+        std::fs::hard_link(&partial, &db)
             .map_err(|e| format!("cannot move the restored store into place: {e}"))?;
+        let _ = std::fs::remove_file(&partial);
         sync(&db)
     })();
     if let Err(e) = copied {

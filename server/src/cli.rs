@@ -684,6 +684,19 @@ fn serve(args: ServeArgs) -> CliResult {
         let addr = listener.local_addr()?;
         tracing::info!(%addr, ephemeral = args.ephemeral, "listening");
         announce(&format!("dropfix-server listening on {scheme}://{addr}"));
+        #[cfg(unix)]
+        if scheme == "http" {
+            // SIGHUP (`systemctl reload`) reloads the certificate under TLS; without TLS there
+            // is nothing to reload, and the signal's default action would end the process.
+            tokio::spawn(async {
+                use tokio::signal::unix::{SignalKind, signal};
+                if let Ok(mut hup) = signal(SignalKind::hangup()) {
+                    while hup.recv().await.is_some() {
+                        tracing::info!("SIGHUP: nothing to reload (no --tls-cert)");
+                    }
+                }
+            });
+        }
         crate::run(listener, state, shutdown_signal()).await?;
         Ok::<_, Box<dyn std::error::Error>>(())
     })?;

@@ -226,7 +226,10 @@ pub async fn run(
     let builder = http1_builder(&state.config);
     let tls = state.config.tls.clone();
     let tls_watcher = tls.as_ref().map(|t| t.spawn_watcher());
+    // The protocol is the one ALPN chose, so no connection waits in hyper-util's version
+    // sniffing (a read with no timeout): HTTP/1.1 has its header timeout from the first byte.
     let auto = auto_builder(&state.config);
+    let (auto_h1, auto_h2) = (auto.clone().http1_only(), auto.http2_only());
     let limits_state = Arc::clone(&state);
     let pruner = tokio::spawn(async move {
         // Every 10 s: a bounded limiter that a flood filled gives its room back soon after.
@@ -288,14 +291,36 @@ pub async fn run(
             // one slot for that long, like a slow request head.
             let acceptor = tls.acceptor().clone();
             let watcher = graceful.watcher();
-            let auto = auto.clone();
+            let (auto_h1, auto_h2) = (auto_h1.clone(), auto_h2.clone());
             let handshake_timeout = state.config.header_timeout;
+            let handler_state = Arc::clone(&state);
             tokio::spawn(async move {
                 match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                     Ok(Ok(stream)) => {
-                        let conn = auto.serve_connection(TokioIo::new(stream), service);
-                        if let Err(e) = watcher.watch(conn).await {
-                            tracing::debug!(error = %e, "connection ended with an error");
+                        let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+                        // HTTP/2 has no header timeout of its own: a connection that has not
+                        // started a request within it is closed, as an HTTP/1.1 one would be.
+                        let started = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                        let seen = Arc::clone(&started);
+                        let service = service_fn(move |req| {
+                            seen.store(true, std::sync::atomic::Ordering::Relaxed);
+                            http::handle(Arc::clone(&handler_state), ip, req)
+                        });
+                        let auto = if h2 { &auto_h2 } else { &auto_h1 };
+                        let conn =
+                            watcher.watch(auto.serve_connection(TokioIo::new(stream), service));
+                        tokio::pin!(conn);
+                        let idle = async {
+                            tokio::time::sleep(handshake_timeout).await;
+                            if !h2 || started.load(std::sync::atomic::Ordering::Relaxed) {
+                                std::future::pending::<()>().await;
+                            }
+                        };
+                        tokio::select! {
+                            ended = &mut conn => if let Err(e) = ended {
+                                tracing::debug!(error = %e, "connection ended with an error");
+                            },
+                            () = idle => tracing::debug!(%ip, "HTTP/2 connection without a request closed"),
                         }
                     }
                     // debug: any client can repeat these at will (a plain-HTTP request on the

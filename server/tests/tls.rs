@@ -107,8 +107,13 @@ fn data_dir(parent: &Path) -> PathBuf {
 /// `serve` with TLS on `f`'s files; waits for "listening on https://". (The child is waited
 /// for by `Server`'s drop. The one panic before that means its stdout closed, so it has exited
 /// already and is only left unreaped until the test process ends.)
-#[allow(clippy::zombie_processes)]
 fn serve(f: &Files) -> Server {
+    serve_with(f, &[])
+}
+
+/// [`serve`] with more flags.
+#[allow(clippy::zombie_processes)]
+fn serve_with(f: &Files, extra: &[&str]) -> Server {
     let data = data_dir(f.dir.path());
     let mut child = Command::new(BIN)
         .args([
@@ -118,6 +123,7 @@ fn serve(f: &Files) -> Server {
             "--admin-token",
             "tls-test-admin-token",
         ])
+        .args(extra)
         .arg("--data-dir")
         .arg(&data)
         .arg("--tls-cert")
@@ -503,6 +509,18 @@ fn a_tls_client_on_the_plain_port_is_refused_and_others_are_served() {
         matches!(handshake, Ok(Err(_))),
         "the handshake did not fail"
     );
+    // SIGHUP (`systemctl reload`) has nothing to reload without TLS: the server keeps running.
+    #[cfg(unix)]
+    {
+        let _ = Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status();
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "SIGHUP ended the server"
+        );
+    }
     // ... and a plain client is served as ever.
     let mut plain = TcpStream::connect(addr).unwrap();
     plain
@@ -513,4 +531,51 @@ fn a_tls_client_on_the_plain_port_is_refused_and_others_are_served() {
     assert!(got.starts_with("HTTP/1.1 200"), "{got}");
     let _ = child.kill();
     let _ = child.wait();
+}
+
+#[test]
+fn a_client_silent_after_the_handshake_is_closed_within_the_header_timeout() {
+    let ca = ca();
+    let f = files(&ca, &leaf(&ca, "first", 2020, 2100));
+    let s = serve_with(&f, &["--header-timeout-secs", "2"]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use tokio::io::AsyncReadExt;
+        let mut roots = rustls::RootCertStore::empty();
+        let pem = std::fs::read(&f.ca).unwrap();
+        for c in rustls_pki_types::pem::PemObject::pem_slice_iter(&pem) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        #[allow(deprecated)]
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        for alpn in [None, Some(b"h2".to_vec())] {
+            let mut config = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots.clone())
+                .with_no_client_auth();
+            config.alpn_protocols = alpn.clone().into_iter().collect();
+            let tcp = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+            let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+                .connect(ServerName::try_from("localhost").unwrap(), tcp)
+                .await
+                .unwrap();
+            // Nothing sent: the server closes the connection (an HTTP/2 server first sends its
+            // settings), well before this bound.
+            let closed = tokio::time::timeout(Duration::from_secs(15), async {
+                let mut buf = [0u8; 4096];
+                loop {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => continue,
+                    }
+                }
+            })
+            .await;
+            assert!(closed.is_ok(), "alpn {alpn:?}: still open after 15 s");
+        }
+    });
 }

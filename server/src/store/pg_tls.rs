@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 
+use percent_encoding::percent_decode_str;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio_postgres::config::SslMode as PgSslMode;
@@ -66,7 +67,9 @@ pub fn config(url: &str) -> Result<(tokio_postgres::Config, MakeRustlsConnect), 
     let (rest, mode, root) = split(url)?;
     let mut cfg = tokio_postgres::Config::from_str(&rest)
         .map_err(|e| StoreError::Setup(format!("invalid --database-url: {e}")))?;
-    // With a CA file, require checks the chain, as libpq does.
+    // With a CA file (given, or libpq's default one present), require checks the chain, as
+    // libpq does.
+    let root = root.or_else(|| (mode == SslMode::Require).then(default_root).flatten());
     let mode = match (mode, &root) {
         (SslMode::Require, Some(_)) => SslMode::VerifyCa,
         (m, _) => m,
@@ -132,18 +135,20 @@ fn split(url: &str) -> Result<(String, SslMode, Option<PathBuf>), StoreError> {
         match url.split_once('?') {
             None => url.to_string(),
             Some((base, query)) => {
-                let mut kept = form_urlencoded::Serializer::new(String::new());
-                let mut any = false;
-                for (k, v) in form_urlencoded::parse(query.as_bytes()) {
-                    if !take(&k, &v)? {
-                        kept.append_pair(&k, &v);
-                        any = true;
+                // The other parameters are kept byte for byte (re-encoding would turn a %20 into
+                // a + that tokio-postgres reads literally).
+                let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
+                let mut kept = Vec::new();
+                for pair in query.split('&').filter(|p| !p.is_empty()) {
+                    let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                    if !take(&decode(k), &decode(v))? {
+                        kept.push(pair);
                     }
                 }
-                if any {
-                    format!("{base}?{}", kept.finish())
-                } else {
+                if kept.is_empty() {
                     base.to_string()
+                } else {
+                    format!("{base}?{}", kept.join("&"))
                 }
             }
         }
@@ -160,6 +165,13 @@ fn split(url: &str) -> Result<(String, SslMode, Option<PathBuf>), StoreError> {
     Ok((rest, mode, root))
 }
 
+/// libpq's default CA file, `~/.postgresql/root.crt`, when it exists.
+fn default_root() -> Option<PathBuf> {
+    std::env::var_os("HOME")
+        .map(|h| PathBuf::from(h).join(".postgresql/root.crt"))
+        .filter(|p| p.exists())
+}
+
 fn roots(file: Option<PathBuf>, mode: SslMode) -> Result<RootCertStore, StoreError> {
     let name = if mode == SslMode::VerifyFull {
         "verify-full"
@@ -168,17 +180,12 @@ fn roots(file: Option<PathBuf>, mode: SslMode) -> Result<RootCertStore, StoreErr
     };
     let file = match file {
         Some(f) => f,
-        None => {
-            let default = std::env::var_os("HOME")
-                .map(|h| PathBuf::from(h).join(".postgresql/root.crt"))
-                .filter(|p| p.exists());
-            default.ok_or_else(|| {
-                StoreError::Setup(format!(
-                    "sslmode={name} checks the database's certificate against a CA: add \
+        None => default_root().ok_or_else(|| {
+            StoreError::Setup(format!(
+                "sslmode={name} checks the database's certificate against a CA: add \
                      sslrootcert=/path/to/ca.pem to --database-url"
-                ))
-            })?
-        }
+            ))
+        })?,
     };
     let mut roots = RootCertStore::empty();
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&file)
