@@ -134,11 +134,6 @@ impl<K: Hash + Eq + Clone> BoundedStore<K> {
         }))
     }
 
-    /// The most keys this store ever holds.
-    pub fn capacity(&self) -> usize {
-        self.0.per_shard * SHARDS
-    }
-
     fn shard(&self, key: &K) -> std::sync::MutexGuard<'_, Shard<K>> {
         let i = (self.0.hasher.hash_one(key) as usize) % SHARDS;
         // A std Mutex: held for one map operation, never across an await.

@@ -70,7 +70,7 @@ impl std::fmt::Debug for Tls {
 /// (X25519MLKEM768): handshakes use X25519 and the NIST curves, as most of the web still does.
 /// Moving to aws-lc-rs is a one-line change here and in Cargo.toml.
 #[allow(deprecated)]
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(ring::default_provider())
 }
 

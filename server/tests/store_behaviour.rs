@@ -2432,20 +2432,7 @@ async fn a_secret_moved_between_key_rows_or_written_in_the_clear_is_refused(env:
     let (store, registry) = env.open().await;
     // Another workspace, whose key stays as the store wrote it.
     workspace(&store).await;
-    let k = store
-        .create_workspace(
-            &NewWorkspace {
-                name: "swap".into(),
-                strict: StrictMode::Off,
-                require_signed_claims: false,
-                allowed_origins: vec![],
-            },
-            "test",
-            NOW,
-        )
-        .await
-        .unwrap();
-    let app = k.workspace.app_id.clone();
+    let (app, live_key) = workspace(&store).await;
     let old = store
         .create_key(&app, "old", None, "test", NOW)
         .await
@@ -2461,7 +2448,7 @@ async fn a_secret_moved_between_key_rows_or_written_in_the_clear_is_refused(env:
         .await
         .unwrap();
     // The retired key's sealed secret, pasted into the live key's row.
-    env.set_stored_secret(k.key_id, &old_sealed).await;
+    env.set_stored_secret(live_key, &old_sealed).await;
     store.reload().await.unwrap_err();
     assert!(registry.is_stale(), "decisions stop rather than use it");
     drop(store);
@@ -2470,11 +2457,11 @@ async fn a_secret_moved_between_key_rows_or_written_in_the_clear_is_refused(env:
     };
     assert!(
         e.to_string()
-            .contains(&format!("key {} of workspace {app}", k.key_id)),
+            .contains(&format!("key {} of workspace {app}", live_key)),
         "{e}"
     );
     // A secret written in the clear: refused too, never sealed and adopted.
-    env.set_stored_secret(k.key_id, "dfsk_chosen_by_whoever_wrote_this_row")
+    env.set_stored_secret(live_key, "dfsk_chosen_by_whoever_wrote_this_row")
         .await;
     let Err(e) = Store::open(&env.backend(), Hooks::new(ring())).await else {
         panic!("a secret in the clear was adopted");
@@ -2484,7 +2471,7 @@ async fn a_secret_moved_between_key_rows_or_written_in_the_clear_is_refused(env:
         env.key_rows()
             .await
             .iter()
-            .find(|(id, _, _)| *id == k.key_id)
+            .find(|(id, _, _)| *id == live_key)
             .unwrap()
             .2,
         "dfsk_chosen_by_whoever_wrote_this_row",

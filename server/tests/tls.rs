@@ -211,6 +211,24 @@ fn curl(s: &Server, f: &Files, extra: &[&str], path: &str) -> (String, String, S
     (code.to_string(), version.to_string(), body.to_string())
 }
 
+/// A rustls client that trusts `f`'s CA, offering `alpn` (none: the server's default, HTTP/1.1).
+fn connector(f: &Files, alpn: Option<&[u8]>) -> tokio_rustls::TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(&f.ca).unwrap();
+    for c in rustls_pki_types::pem::PemObject::pem_slice_iter(&pem) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.map(<[u8]>::to_vec).into_iter().collect();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
 /// The certificate the server presents (leaf, DER), through a rustls client trusting the CA.
 fn served_certificate(addr: SocketAddr, f: &Files) -> Vec<u8> {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -218,19 +236,7 @@ fn served_certificate(addr: SocketAddr, f: &Files) -> Vec<u8> {
         .build()
         .unwrap();
     rt.block_on(async {
-        let mut roots = rustls::RootCertStore::empty();
-        let ca = std::fs::read(&f.ca).unwrap();
-        for c in rustls_pki_types::pem::PemObject::pem_slice_iter(&ca) {
-            roots.add(c.unwrap()).unwrap();
-        }
-        #[allow(deprecated)]
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let connector = connector(f, None);
         let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
         let tls = connector
             .connect(ServerName::try_from("localhost").unwrap(), tcp)
@@ -485,23 +491,10 @@ fn a_tls_client_on_the_plain_port_is_refused_and_others_are_served() {
         .build()
         .unwrap();
     let handshake = rt.block_on(async {
-        let mut roots = rustls::RootCertStore::empty();
-        let pem = std::fs::read(&f.ca).unwrap();
-        for c in rustls_pki_types::pem::PemObject::pem_slice_iter(&pem) {
-            roots.add(c.unwrap()).unwrap();
-        }
-        #[allow(deprecated)]
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
         let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
         tokio::time::timeout(
             Duration::from_secs(15),
-            tokio_rustls::TlsConnector::from(Arc::new(config))
-                .connect(ServerName::try_from("localhost").unwrap(), tcp),
+            connector(&f, None).connect(ServerName::try_from("localhost").unwrap(), tcp),
         )
         .await
     });
@@ -544,22 +537,9 @@ fn a_client_silent_after_the_handshake_is_closed_within_the_header_timeout() {
         .unwrap();
     rt.block_on(async {
         use tokio::io::AsyncReadExt;
-        let mut roots = rustls::RootCertStore::empty();
-        let pem = std::fs::read(&f.ca).unwrap();
-        for c in rustls_pki_types::pem::PemObject::pem_slice_iter(&pem) {
-            roots.add(c.unwrap()).unwrap();
-        }
-        #[allow(deprecated)]
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        for alpn in [None, Some(b"h2".to_vec())] {
-            let mut config = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_root_certificates(roots.clone())
-                .with_no_client_auth();
-            config.alpn_protocols = alpn.clone().into_iter().collect();
+        for alpn in [None, Some(b"h2".as_slice())] {
             let tcp = tokio::net::TcpStream::connect(s.addr).await.unwrap();
-            let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            let mut tls = connector(&f, alpn)
                 .connect(ServerName::try_from("localhost").unwrap(), tcp)
                 .await
                 .unwrap();

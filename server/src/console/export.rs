@@ -167,15 +167,7 @@ pub(super) async fn export_users(ctx: &Ctx<'_>) -> Response<Body> {
         let _slot = slot;
         // A chunk the client does not take within SEND_WAIT ends the export: a client that
         // stops reading cannot hold one of the few export slots for ever.
-        let send = |chunk: Result<Bytes, std::io::Error>| {
-            let tx = tx.clone();
-            async move {
-                matches!(
-                    tokio::time::timeout(SEND_WAIT, tx.send(chunk)).await,
-                    Ok(Ok(()))
-                )
-            }
-        };
+        let send = |chunk| send_within(&tx, chunk);
         let mut page = first;
         let mut count = 0usize;
         let mut complete = false;
@@ -221,6 +213,18 @@ pub(super) async fn export_users(ctx: &Ctx<'_>) -> Response<Body> {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
     res
+}
+
+/// Hands `chunk` to the response; `false` when the client went away or took nothing for
+/// [`SEND_WAIT`].
+async fn send_within(
+    tx: &tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+    chunk: Result<Bytes, std::io::Error>,
+) -> bool {
+    matches!(
+        tokio::time::timeout(SEND_WAIT, tx.send(chunk)).await,
+        Ok(Ok(()))
+    )
 }
 
 async fn audit(store: &crate::store::Store, app: &str, actor: &str, count: usize, complete: bool) {

@@ -1,4 +1,5 @@
-//! TLS to PostgreSQL, as libpq's `sslmode` describes it, through rustls (ring).
+//! TLS to PostgreSQL, as libpq's `sslmode` describes it, through rustls (ring, as the
+//! verifier's own HTTPS: `crate::tls`).
 //!
 //! tokio-postgres reads only `disable`, `prefer` and `require`, and refuses other parameters, so
 //! `sslmode` and `sslrootcert` are taken out of the URL here and applied as libpq would:
@@ -27,7 +28,7 @@ use tokio_rustls::rustls::client::WebPkiServerVerifier;
 use tokio_rustls::rustls::client::danger::{
     HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
 };
-use tokio_rustls::rustls::crypto::{CryptoProvider, ring};
+use tokio_rustls::rustls::crypto::CryptoProvider;
 use tokio_rustls::rustls::{
     self, CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
@@ -79,11 +80,12 @@ pub fn config(url: &str) -> Result<(tokio_postgres::Config, MakeRustlsConnect), 
         SslMode::Prefer => PgSslMode::Prefer,
         _ => PgSslMode::Require,
     });
-    let provider = provider();
+    let provider = crate::tls::provider();
     let verifier: Arc<dyn ServerCertVerifier> = match mode {
-        SslMode::Disable | SslMode::Prefer | SslMode::Require => {
-            Arc::new(Unchecked(Arc::clone(&provider)))
-        }
+        SslMode::Disable | SslMode::Prefer | SslMode::Require => Arc::new(Lenient {
+            provider: Arc::clone(&provider),
+            chain: None,
+        }),
         SslMode::VerifyCa | SslMode::VerifyFull => {
             let roots = roots(root, mode)?;
             let webpki =
@@ -93,7 +95,10 @@ pub fn config(url: &str) -> Result<(tokio_postgres::Config, MakeRustlsConnect), 
             if mode == SslMode::VerifyFull {
                 webpki
             } else {
-                Arc::new(AnyName(webpki))
+                Arc::new(Lenient {
+                    provider: Arc::clone(&provider),
+                    chain: Some(webpki),
+                })
             }
         }
     };
@@ -104,12 +109,6 @@ pub fn config(url: &str) -> Result<(tokio_postgres::Config, MakeRustlsConnect), 
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
     Ok((cfg, MakeRustlsConnect::new(client)))
-}
-
-/// ring, as for the verifier's own HTTPS (see `crate::tls`).
-#[allow(deprecated)]
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(ring::default_provider())
 }
 
 /// Takes `sslmode` and `sslrootcert` out of a URL (`postgres://...?sslmode=...`) or a key=value
@@ -207,64 +206,17 @@ fn roots(file: Option<PathBuf>, mode: SslMode) -> Result<RootCertStore, StoreErr
     Ok(roots)
 }
 
-/// `prefer`/`require`: encrypted, the certificate not checked (libpq's meaning). The handshake
-/// signatures are still verified, so the session keys belong to whoever holds the certificate's
-/// key.
+/// What libpq checks below `verify-full`: nothing (`prefer`, `require`), or the chain to a CA in
+/// `sslrootcert` without comparing the certificate's name with the host (`verify-ca`; webpki
+/// checks the chain first, so a name error means the chain passed). The handshake signatures are
+/// verified either way, so the session keys belong to whoever holds the certificate's key.
 #[derive(Debug)]
-struct Unchecked(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for Unchecked {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
+struct Lenient {
+    provider: Arc<CryptoProvider>,
+    chain: Option<Arc<WebPkiServerVerifier>>,
 }
 
-/// `verify-ca`: the chain must lead to a CA in `sslrootcert`; the name in the certificate is
-/// not compared with the host (webpki checks the chain first, so a name error means the chain
-/// passed).
-#[derive(Debug)]
-struct AnyName(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for AnyName {
+impl ServerCertVerifier for Lenient {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -273,10 +225,10 @@ impl ServerCertVerifier for AnyName {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-        {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
@@ -290,7 +242,12 @@ impl ServerCertVerifier for AnyName {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -299,11 +256,18 @@ impl ServerCertVerifier for AnyName {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
