@@ -7,15 +7,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 USERS="${USERS:-100000}"; PARALLEL="${PARALLEL:-4}"
-if [ -z "${DROPFIX_BIN:-}" ]; then cargo build --quiet --release -p dropfix-server; fi
-BIN="$(realpath "${DROPFIX_BIN:-${CARGO_TARGET_DIR:-target}/release/dropfix-server}")"
-WORK="$(mktemp -d)"; chmod 700 "$WORK"
-PID=""
-cleanup() { [ -n "$PID" ] && kill "$PID" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
+source bench/common.sh
 start() {
   "$BIN" serve --listen 127.0.0.1:0 --data-dir "$WORK/data" --admin-token bench >"$WORK/out" 2>"$WORK/err" &
-  PID=$!
+  PID=$!; PIDS+=($PID)
   for _ in $(seq 1 600); do grep -q "listening on" "$WORK/out" && return 0; sleep 0.1; done
   cat "$WORK/err" >&2; exit 1
 }

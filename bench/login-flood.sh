@@ -13,18 +13,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS="${SECONDS_PER_RUN:-15}"; CONN="${CONNECTIONS:-8}"; RECOVER="${RECOVER:-15}"
 FLOODS="${FLOODS:-long-emails many-clients}"
-if [ -z "${DROPFIX_BIN:-}" ]; then cargo build --quiet --release -p dropfix-server; fi
-BIN="$(realpath "${DROPFIX_BIN:-${CARGO_TARGET_DIR:-target}/release/dropfix-server}")"
-WORK="$(mktemp -d)"; chmod 700 "$WORK"
-PID=""
-cleanup() { [ -n "$PID" ] && kill "$PID" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
+source bench/common.sh
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$PID/status"; }
 for flood in $FLOODS; do
   rm -rf "$WORK/data"; mkdir -m 700 "$WORK/data"
   "$BIN" serve --listen 127.0.0.1:0 --data-dir "$WORK/data" --admin-token bench \
     --trusted-proxy 127.0.0.1 >"$WORK/out" 2>"$WORK/err" &
-  PID=$!
+  PID=$!; PIDS+=($PID)
   for _ in $(seq 1 600); do grep -q "listening on" "$WORK/out" && break; sleep 0.1; done
   URL="$(grep -o 'http://[^ ]*' "$WORK/out" | head -1)"
   case "$flood" in

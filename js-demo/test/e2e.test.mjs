@@ -4,10 +4,10 @@
 // Screenshots of each state go to test-output/e2e/.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { startDemo } from './demo.mjs';
 import { startVerifier } from '../../tests/js/verifier.mjs';
 
 const shots = fileURLToPath(new URL('../../test-output/e2e/', import.meta.url));
@@ -19,36 +19,14 @@ before(async () => {
   rmSync(shots, { recursive: true, force: true }); // only this run's screenshots
   mkdirSync(shots, { recursive: true });
   verifier = await startVerifier();
-  demo = spawn('node', [fileURLToPath(new URL('../server.mjs', import.meta.url))], {
-    env: {
-      ...process.env,
-      DROPFIX_APP_ID: verifier.appId,
-      DROPFIX_SECRET_KEY: verifier.secret,
-      DROPFIX_ENDPOINT: verifier.url,
-      DROPFIX_ADMIN_TOKEN: verifier.adminToken,
-      PORT: '0',
-    },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  demoUrl = await new Promise((resolve, reject) => {
-    let out = '';
-    demo.stdout.on('data', (d) => {
-      out += d;
-      const m = out.match(/demo listening on (http:\/\/\S+)/);
-      if (m) resolve(m[1]);
-    });
-    demo.on('exit', (code) => reject(new Error(`demo exited with ${code}: ${out}`)));
-  });
+  demo = await startDemo(verifier);
+  demoUrl = demo.url;
   browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: CHROMIUM_ARGS });
 });
 
 after(async () => {
   await browser?.close();
-  if (demo && demo.exitCode === null) {
-    const exited = new Promise((r) => demo.once('exit', r));
-    demo.kill('SIGTERM');
-    await exited;
-  }
+  await demo?.stop();
   await verifier?.stop();
 });
 

@@ -4,12 +4,11 @@
 // (NODE_EXTRA_CA_CERTS) and the browser context is told to accept.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { startDemo } from './demo.mjs';
 import { makeCertificate, startVerifier } from '../../tests/js/verifier.mjs';
 
 const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
@@ -21,37 +20,14 @@ before(async () => {
   tls = makeCertificate(certDir);
   verifier = await startVerifier({ tls });
   assert.match(verifier.url, /^https:\/\//);
-  demo = spawn('node', [fileURLToPath(new URL('../server.mjs', import.meta.url))], {
-    env: {
-      ...process.env,
-      DROPFIX_APP_ID: verifier.appId,
-      DROPFIX_SECRET_KEY: verifier.secret,
-      DROPFIX_ENDPOINT: verifier.url,
-      DROPFIX_ADMIN_TOKEN: verifier.adminToken,
-      NODE_EXTRA_CA_CERTS: tls.cert,
-      PORT: '0',
-    },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  demoUrl = await new Promise((resolve, reject) => {
-    let out = '';
-    demo.stdout.on('data', (d) => {
-      out += d;
-      const m = out.match(/demo listening on (http:\/\/\S+)/);
-      if (m) resolve(m[1]);
-    });
-    demo.on('exit', (code) => reject(new Error(`demo exited with ${code}: ${out}`)));
-  });
+  demo = await startDemo(verifier, { NODE_EXTRA_CA_CERTS: tls.cert });
+  demoUrl = demo.url;
   browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: CHROMIUM_ARGS });
 });
 
 after(async () => {
   await browser?.close();
-  if (demo && demo.exitCode === null) {
-    const exited = new Promise((r) => demo.once('exit', r));
-    demo.kill('SIGTERM');
-    await exited;
-  }
+  await demo?.stop();
   await verifier?.stop();
   if (certDir) rmSync(certDir, { recursive: true, force: true });
 });
