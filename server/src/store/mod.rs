@@ -13,9 +13,16 @@
 //! every key change is one transaction that reads what it changes; a schema newer than the build
 //! is refused; workspace changes made anywhere reach this instance's registry within a second.
 
+mod accounts;
+mod config;
 pub mod pg_tls;
 pub mod postgres;
+mod records;
+pub mod sql;
 pub mod sqlite;
+mod stats;
+
+pub use sql::Mode;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -512,12 +519,15 @@ pub enum Store {
     Postgres(postgres::PgStore),
 }
 
-/// Calls the same method on whichever backend this is.
-macro_rules! dispatch {
-    ($self:ident . $method:ident ( $($arg:expr),* )) => {
+/// Runs a rule (an `async` expression over `$c: &mut impl Sql` and `$ring: &Keyring`) on
+/// whichever backend this is, in the transaction `$mode` asks for. The expression is written
+/// once and compiled once per backend; it must own what it uses (`move`): on the embedded store
+/// it runs on the store thread.
+macro_rules! on_backend {
+    ($self:ident, $mode:expr, |$c:ident, $ring:ident| $rule:expr) => {
         match $self {
-            Store::Sqlite(s) => s.$method($($arg),*).await,
-            Store::Postgres(s) => s.$method($($arg),*).await,
+            Store::Sqlite(s) => s.run($mode, move |$c, $ring| sql::run_now($rule)).await,
+            Store::Postgres(s) => s.run($mode, async move |$c, $ring| $rule.await).await,
         }
     };
 }
@@ -579,17 +589,25 @@ impl Store {
 
     /// Whether the store answers (health checks).
     pub async fn ping(&self) -> Result<(), StoreError> {
-        dispatch!(self.ping())
+        match self {
+            Store::Sqlite(s) => s.ping().await,
+            Store::Postgres(s) => s.ping().await,
+        }
     }
 
     /// Reads every workspace now and puts them in the registry (after this instance changed
     /// one, so its own answer reflects the change at once).
     pub async fn reload(&self) -> Result<(), StoreError> {
-        dispatch!(self.reload())
+        match self {
+            Store::Sqlite(s) => s.reload().await,
+            Store::Postgres(s) => s.reload().await,
+        }
     }
 
     pub async fn workspaces(&self) -> Result<Vec<Workspace>, StoreError> {
-        dispatch!(self.workspaces())
+        on_backend!(self, Mode::Read, |c, ring| config::load_workspaces(
+            c, ring, None
+        ))
     }
 
     /// When each key of a workspace last verified a call (keys never used are absent). A plain
@@ -598,21 +616,29 @@ impl Store {
         &self,
         app_id: &str,
     ) -> Result<std::collections::HashMap<i64, i64>, StoreError> {
-        dispatch!(self.key_last_used(app_id))
+        let app = app_id.to_owned();
+        on_backend!(self, Mode::Read, |c, _ring| config::key_last_used(c, &app))
     }
 
     pub async fn meta_get(&self, key: &str) -> Result<Option<String>, StoreError> {
-        dispatch!(self.meta_get(key))
+        let key = key.to_owned();
+        on_backend!(self, Mode::Read, |c, _ring| config::meta_get(c, &key))
     }
 
     pub async fn meta_set(&self, key: &str, value: &str) -> Result<(), StoreError> {
-        dispatch!(self.meta_set(key, value))
+        let (key, value) = (key.to_owned(), value.to_owned());
+        on_backend!(self, Mode::Write, |c, _ring| config::meta_set(
+            c, &key, &value
+        ))
     }
 
     /// Stores `value` under `key` unless it has one already; returns the value that stands (so
     /// instances starting together agree on one).
     pub async fn meta_set_if_absent(&self, key: &str, value: &str) -> Result<String, StoreError> {
-        dispatch!(self.meta_set_if_absent(key, value))
+        let (key, value) = (key.to_owned(), value.to_owned());
+        on_backend!(self, Mode::Write, |c, _ring| config::meta_set_if_absent(
+            c, &key, &value
+        ))
     }
 
     /// Creates a workspace with a fresh app id and its first key (the secret is shown once).
@@ -622,7 +648,12 @@ impl Store {
         actor: &str,
         now: i64,
     ) -> Result<NewKey, StoreError> {
-        dispatch!(self.create_workspace(new, actor, now))
+        let (new, actor) = (new.clone(), actor.to_owned());
+        let created = on_backend!(self, Mode::Config, |c, ring| {
+            config::create_workspace(c, ring, &new, &actor, now, false)
+        });
+        // Without `only_if_none` a workspace is always created.
+        created?.ok_or_else(|| StoreError::Setup("no workspace was created".into()))
     }
 
     /// Creates a workspace as [`Store::create_workspace`] does, but only if the store has none,
@@ -634,7 +665,10 @@ impl Store {
         actor: &str,
         now: i64,
     ) -> Result<Option<NewKey>, StoreError> {
-        dispatch!(self.create_first_workspace(new, actor, now))
+        let (new, actor) = (new.clone(), actor.to_owned());
+        on_backend!(self, Mode::Config, |c, ring| {
+            config::create_workspace(c, ring, &new, &actor, now, true)
+        })
     }
 
     pub async fn update_workspace(
@@ -644,7 +678,10 @@ impl Store {
         actor: &str,
         now: i64,
     ) -> Result<Workspace, StoreError> {
-        dispatch!(self.update_workspace(app_id, patch, actor, now))
+        let (app, patch, actor) = (app_id.to_owned(), patch.clone(), actor.to_owned());
+        on_backend!(self, Mode::Config, |c, ring| {
+            config::update_workspace(c, ring, &app, &patch, &actor, now)
+        })
     }
 
     /// Adds a key (at most [`crate::workspace::MAX_LIVE_KEYS`] live at once).
@@ -656,7 +693,10 @@ impl Store {
         actor: &str,
         now: i64,
     ) -> Result<NewKey, StoreError> {
-        dispatch!(self.create_key(app_id, label, expires_at, actor, now))
+        let (app, label, actor) = (app_id.to_owned(), label.to_owned(), actor.to_owned());
+        on_backend!(self, Mode::Config, |c, ring| {
+            config::create_key(c, ring, &app, &label, expires_at, &actor, now)
+        })
     }
 
     /// Replaces a key (the newest live one when `key_id` is `None`) with a new one; the old key
@@ -669,7 +709,10 @@ impl Store {
         actor: &str,
         now: i64,
     ) -> Result<NewKey, StoreError> {
-        dispatch!(self.roll_key(app_id, key_id, grace_secs, actor, now))
+        let (app, actor) = (app_id.to_owned(), actor.to_owned());
+        on_backend!(self, Mode::Config, |c, ring| {
+            config::roll_key(c, ring, &app, key_id, grace_secs, &actor, now)
+        })
     }
 
     /// Stops a key verifying now and forgets its secret.
@@ -680,7 +723,10 @@ impl Store {
         actor: &str,
         now: i64,
     ) -> Result<Workspace, StoreError> {
-        dispatch!(self.retire_key(app_id, key_id, actor, now))
+        let (app, actor) = (app_id.to_owned(), actor.to_owned());
+        on_backend!(self, Mode::Config, |c, ring| {
+            config::retire_key(c, ring, &app, key_id, &actor, now)
+        })
     }
 
     /// Retires every key but the newest live one (ends all grace periods now).
@@ -690,7 +736,10 @@ impl Store {
         actor: &str,
         now: i64,
     ) -> Result<Workspace, StoreError> {
-        dispatch!(self.retire_old_keys(app_id, actor, now))
+        let (app, actor) = (app_id.to_owned(), actor.to_owned());
+        on_backend!(self, Mode::Config, |c, ring| {
+            config::retire_old_keys(c, ring, &app, &actor, now)
+        })
     }
 
     pub async fn get_user(
@@ -703,7 +752,10 @@ impl Store {
         if user_id.contains('\0') || app_id.contains('\0') {
             return Ok(None);
         }
-        dispatch!(self.get_user(app_id, user_id))
+        let (app, user) = (app_id.to_owned(), user_id.to_owned());
+        on_backend!(self, Mode::Read, |c, _ring| records::get_user(
+            c, &app, &user
+        ))
     }
 
     /// Users in user-id order after `query.after`.
@@ -724,9 +776,9 @@ impl Store {
                 after: Some(after[..at].to_string()),
                 ..query.clone()
             };
-            return dispatch!(self.list_users(app_id, &query));
+            return self.list_users_now(app_id, query).await;
         }
-        dispatch!(self.list_users(app_id, query))
+        self.list_users_now(app_id, query.clone()).await
     }
 
     /// Deletes one user's stored data; `false` when there was none.
@@ -740,17 +792,22 @@ impl Store {
         if user_id.contains('\0') || app_id.contains('\0') {
             return Ok(false);
         }
-        dispatch!(self.delete_user(app_id, user_id, actor, now))
+        let (app, user, actor) = (app_id.to_owned(), user_id.to_owned(), actor.to_owned());
+        on_backend!(self, Mode::Write, |c, _ring| {
+            records::delete_user(c, &app, &user, &actor, now)
+        })
     }
 
     /// Re-seals every stored secret that is not sealed with the active master key; returns
     /// how many were rewritten. Each workspace's secrets change in one transaction.
     pub async fn rewrap_secrets(&self) -> Result<u64, StoreError> {
-        dispatch!(self.rewrap_secrets())
+        on_backend!(self, Mode::Config, |c, ring| config::rewrap_secrets(
+            c, ring
+        ))
     }
 
     pub async fn seal_counts(&self) -> Result<SealCounts, StoreError> {
-        dispatch!(self.seal_counts())
+        on_backend!(self, Mode::Read, |c, _ring| config::seal_counts(c))
     }
 
     /// The newest audit entries of a workspace, newest first.
@@ -759,7 +816,10 @@ impl Store {
         app_id: &str,
         limit: usize,
     ) -> Result<Vec<AuditEntry>, StoreError> {
-        dispatch!(self.audit_log(app_id, limit))
+        let app = app_id.to_owned();
+        on_backend!(self, Mode::Read, |c, _ring| records::audit_log(
+            c, &app, limit
+        ))
     }
     // -----------------------------------------------------------------------------------------
     // Console: accounts, memberships, sessions, call counts, recent rejections
@@ -771,7 +831,10 @@ impl Store {
         password_phc: &str,
         now: i64,
     ) -> Result<Option<i64>, StoreError> {
-        dispatch!(self.create_account(email, password_phc, now))
+        let (email, phc) = (email.to_owned(), password_phc.to_owned());
+        on_backend!(self, Mode::Write, |c, _ring| {
+            accounts::create_account(c, &email, &phc, now)
+        })
     }
 
     /// Gives an account a role in a workspace (replacing its role there); `false` when no
@@ -784,7 +847,10 @@ impl Store {
         actor: &str,
         now: i64,
     ) -> Result<bool, StoreError> {
-        dispatch!(self.add_member(email, app_id, role, actor, now))
+        let (email, app, actor) = (email.to_owned(), app_id.to_owned(), actor.to_owned());
+        on_backend!(self, Mode::Write, |c, _ring| {
+            accounts::add_member(c, &email, &app, role, &actor, now)
+        })
     }
 
     /// Takes console access away from the account with this email, in one transaction, and
@@ -798,12 +864,15 @@ impl Store {
         actor: &str,
         now: i64,
     ) -> Result<bool, StoreError> {
-        dispatch!(self.change_account(email, change, actor, now))
+        let (email, change, actor) = (email.to_owned(), change.clone(), actor.to_owned());
+        on_backend!(self, Mode::Write, |c, _ring| {
+            accounts::change_account(c, &email, &change, &actor, now)
+        })
     }
 
     /// Every console account with its memberships, by email.
     pub async fn list_accounts(&self) -> Result<Vec<Account>, StoreError> {
-        dispatch!(self.list_accounts())
+        on_backend!(self, Mode::Read, |c, _ring| accounts::list_accounts(c))
     }
 
     /// The account a login names (by email, case-insensitively).
@@ -812,7 +881,10 @@ impl Store {
             // No account's email holds a NUL (PostgreSQL would refuse the parameter).
             return Ok(None);
         }
-        dispatch!(self.account_login(email))
+        let email = email.to_owned();
+        on_backend!(self, Mode::Read, |c, _ring| accounts::account_login(
+            c, &email
+        ))
     }
 
     /// Stores a new session (only the token's SHA-256), and forgets every session that has
@@ -824,7 +896,9 @@ impl Store {
         rules: SessionRules,
         now: i64,
     ) -> Result<(), StoreError> {
-        dispatch!(self.create_session(token_sha256, account_id, rules, now))
+        on_backend!(self, Mode::Write, |c, _ring| {
+            accounts::create_session(c, &token_sha256, account_id, rules, now)
+        })
     }
 
     /// The account of a live session, marking it used at `now`; an expired session is deleted
@@ -835,12 +909,17 @@ impl Store {
         rules: SessionRules,
         now: i64,
     ) -> Result<Option<Account>, StoreError> {
-        dispatch!(self.resume_session(token_sha256, rules, now))
+        on_backend!(self, Mode::Write, |c, _ring| {
+            accounts::resume_session(c, &token_sha256, rules, now)
+        })
     }
 
     /// Ends a session (logout).
     pub async fn delete_session(&self, token_sha256: [u8; 32]) -> Result<(), StoreError> {
-        dispatch!(self.delete_session(token_sha256))
+        on_backend!(self, Mode::Write, |c, _ring| accounts::delete_session(
+            c,
+            &token_sha256
+        ))
     }
 
     /// Adds (never overwrites) per-minute call counts and appends recent rejections, keeping the
@@ -851,7 +930,12 @@ impl Store {
         counts: Vec<CountsDelta>,
         rejections: Vec<RejectionEntry>,
     ) -> Result<(), StoreError> {
-        dispatch!(self.add_call_stats(counts, rejections))
+        if counts.is_empty() && rejections.is_empty() {
+            return Ok(());
+        }
+        on_backend!(self, Mode::Write, |c, _ring| {
+            stats::add_call_stats(c, &counts, &rejections)
+        })
     }
 
     /// A workspace's per-minute counts from `since_minute` on, oldest first.
@@ -860,12 +944,20 @@ impl Store {
         app_id: &str,
         since_minute: i64,
     ) -> Result<Vec<(i64, CallCounts)>, StoreError> {
-        dispatch!(self.call_counts(app_id, since_minute))
+        let app = app_id.to_owned();
+        on_backend!(self, Mode::Read, |c, _ring| stats::call_counts(
+            c,
+            &app,
+            since_minute
+        ))
     }
 
     /// A workspace's recent rejections, newest first.
     pub async fn recent_rejections(&self, app_id: &str) -> Result<Vec<RejectionEntry>, StoreError> {
-        dispatch!(self.recent_rejections(app_id))
+        let app = app_id.to_owned();
+        on_backend!(self, Mode::Read, |c, _ring| stats::recent_rejections(
+            c, &app
+        ))
     }
 
     /// Adds an audit entry for an action that changes nothing else in the store (a console
@@ -878,6 +970,20 @@ impl Store {
         detail: serde_json::Value,
         now: i64,
     ) -> Result<(), StoreError> {
-        dispatch!(self.append_audit(app_id, actor, action, detail, now))
+        let (app, actor, action) = (app_id.to_owned(), actor.to_owned(), action.to_owned());
+        on_backend!(self, Mode::Write, |c, _ring| {
+            config::audit(c, &app, &actor, &action, detail, now)
+        })
+    }
+
+    async fn list_users_now(
+        &self,
+        app_id: &str,
+        query: UserQuery,
+    ) -> Result<Vec<UserRecord>, StoreError> {
+        let app = app_id.to_owned();
+        on_backend!(self, Mode::Read, |c, _ring| records::list_users(
+            c, &app, &query
+        ))
     }
 }

@@ -1,0 +1,394 @@
+//! Identify writes on PostgreSQL: a per-instance batcher task commits whatever is queued in
+//! one transaction, as one `INSERT ... SELECT FROM UNNEST(...) ON CONFLICT DO UPDATE` statement
+//! per round; a failed batch is split to find the write that cannot be stored.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use deadpool_postgres::{Pool, PoolError};
+use tokio::sync::mpsc;
+
+use super::{MAX_BATCH, Pending, describe};
+use crate::store::{Hooks, MergeRows, StoreError, merge_on_conflict};
+use crate::users::IdentifyWrite;
+
+/// One round of a batch: at most one write per user, as columns for UNNEST.
+///
+/// The statement is [`crate::users::merge`] in SQL. `u` is the stored row, `excluded` the row
+/// this call would insert for a new user (trusted values for a verified call, claimed values
+/// for an unverified one), `src` the call as sent:
+/// - a verified call sets the verification columns; its trusted values overlay the stored
+///   ones of an already verified user, and replace the claims of a never-verified user (a
+///   verification does not promote earlier unverified claims); what it claimed beyond what
+///   was vouched for is its `unverified_claims`;
+/// - an unverified call for a verified user changes no trusted value and no verification
+///   column: only `unverified_claims` (what it claimed, or the previous ones if it claimed
+///   nothing);
+/// - an unverified call for an unverified user overlays its claimed values;
+/// - custom traits are replaced only by a call that sent some, and never by an unverified call
+///   for a verified user (they are among its `unverified_claims`); `first_seen` is kept.
+static UPSERT_USERS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "
+WITH src AS (
+    SELECT * FROM UNNEST(
+        $1::text[], $2::text[], $3::int8[], $4::bool[], $5::text[], $6::int8[], $7::int8[],
+        $8::text[], $9::text[], $10::text[], $11::float8[], $12::text[],
+        $13::text[], $14::text[], $15::text[], $16::float8[], $17::text[],
+        $18::text[], $19::text[]
+    ) AS s(app_id, user_id, now, verified, method, key_id, signed_at,
+           t_name, t_email, t_plan, t_mrr, t_signup_date,
+           c_name, c_email, c_plan, c_mrr, c_signup_date,
+           claims, custom)
+)
+INSERT INTO users AS u (app_id, user_id, verified, method, key_id, verified_at, signed_at,
+    name, email, plan, mrr, signup_date, custom, unverified_claims, first_seen, last_seen)
+SELECT app_id, user_id, verified, method, key_id, CASE WHEN verified THEN now END, signed_at,
+    CASE WHEN verified THEN t_name ELSE c_name END,
+    CASE WHEN verified THEN t_email ELSE c_email END,
+    CASE WHEN verified THEN t_plan ELSE c_plan END,
+    CASE WHEN verified THEN t_mrr ELSE c_mrr END,
+    CASE WHEN verified THEN t_signup_date ELSE c_signup_date END,
+    COALESCE(custom, '{{}}'),
+    CASE WHEN verified THEN claims END,
+    now, now
+FROM src
+{}",
+        // PostgreSQL decides from the values, not the SET list, whether an indexed column
+        // changed (an update that changes none can be HOT), so one form serves every call.
+        merge_on_conflict(
+            "(SELECT s.claims FROM src s WHERE s.app_id = excluded.app_id AND s.user_id = excluded.user_id)",
+            MergeRows::Any,
+        )
+    )
+});
+
+/// Records when each key last verified a call: once per key per batch, not per call.
+const TOUCH_KEYS: &str = "
+UPDATE keys k SET last_used_at = t.at
+FROM UNNEST($1::int8[], $2::int8[]) AS t(id, at)
+WHERE k.id = t.id AND (k.last_used_at IS NULL OR k.last_used_at < t.at)";
+
+#[derive(Default)]
+struct Round<'a> {
+    app_id: Vec<&'a str>,
+    user_id: Vec<&'a str>,
+    now: Vec<i64>,
+    verified: Vec<bool>,
+    method: Vec<Option<&'a str>>,
+    key_id: Vec<Option<i64>>,
+    signed_at: Vec<Option<i64>>,
+    t_name: Vec<Option<&'a str>>,
+    t_email: Vec<Option<&'a str>>,
+    t_plan: Vec<Option<&'a str>>,
+    t_mrr: Vec<Option<f64>>,
+    t_signup_date: Vec<Option<&'a str>>,
+    c_name: Vec<Option<&'a str>>,
+    c_email: Vec<Option<&'a str>>,
+    c_plan: Vec<Option<&'a str>>,
+    c_mrr: Vec<Option<f64>>,
+    c_signup_date: Vec<Option<&'a str>>,
+    claims: Vec<Option<String>>,
+    custom: Vec<Option<String>>,
+}
+
+impl<'a> Round<'a> {
+    fn push(&mut self, w: &'a IdentifyWrite) {
+        self.app_id.push(&w.app_id);
+        self.user_id.push(&w.user_id);
+        self.now.push(w.now);
+        self.verified.push(w.verification.is_some());
+        self.method.push(w.verification.map(|v| v.method));
+        self.key_id.push(w.verification.map(|v| v.key_id));
+        self.signed_at.push(w.verification.map(|v| v.signed_at));
+        self.t_name.push(w.trusted.name.as_deref());
+        self.t_email.push(w.trusted.email.as_deref());
+        self.t_plan.push(w.trusted.plan.as_deref());
+        self.t_mrr.push(w.trusted.mrr);
+        self.t_signup_date.push(w.trusted.signup_date.as_deref());
+        self.c_name.push(w.claimed.name.as_deref());
+        self.c_email.push(w.claimed.email.as_deref());
+        self.c_plan.push(w.claimed.plan.as_deref());
+        self.c_mrr.push(w.claimed.mrr);
+        self.c_signup_date.push(w.claimed.signup_date.as_deref());
+        self.claims.push(w.claims_json());
+        self.custom.push(w.custom_json());
+    }
+
+    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 19] {
+        [
+            &self.app_id,
+            &self.user_id,
+            &self.now,
+            &self.verified,
+            &self.method,
+            &self.key_id,
+            &self.signed_at,
+            &self.t_name,
+            &self.t_email,
+            &self.t_plan,
+            &self.t_mrr,
+            &self.t_signup_date,
+            &self.c_name,
+            &self.c_email,
+            &self.c_plan,
+            &self.c_mrr,
+            &self.c_signup_date,
+            &self.claims,
+            &self.custom,
+        ]
+    }
+}
+
+/// Splits a batch into rounds: the first write of each user in round 1, its second in round 2,
+/// and so on. One statement cannot upsert a row twice, and applying the rounds in order keeps
+/// the exact arrival-order outcome of the calls one by one. Within a round, rows are in key
+/// order so that two instances lock the same users in the same order.
+fn rounds<'a>(writes: &[&'a IdentifyWrite]) -> Vec<Round<'a>> {
+    let mut seen: HashMap<(&str, &str), usize> = HashMap::with_capacity(writes.len());
+    let mut by_round: Vec<Vec<&'a IdentifyWrite>> = Vec::new();
+    for w in writes {
+        let n = seen.entry((&w.app_id, &w.user_id)).or_insert(0);
+        if by_round.len() <= *n {
+            by_round.push(Vec::new());
+        }
+        by_round[*n].push(w);
+        *n += 1;
+    }
+    by_round
+        .into_iter()
+        .map(|mut ws| {
+            ws.sort_unstable_by(|a, b| (&a.app_id, &a.user_id).cmp(&(&b.app_id, &b.user_id)));
+            let mut round = Round::default();
+            for w in ws {
+                round.push(w);
+            }
+            round
+        })
+        .collect()
+}
+
+/// Commits `writes` in one transaction: one upsert per round, then the keys' `last_used_at`.
+async fn write_batch(pool: &Pool, writes: &[&IdentifyWrite]) -> Result<(), BatchError> {
+    let mut client = pool.get().await.map_err(BatchError::pool)?;
+    let tx = client.transaction().await?;
+    let upsert = tx.prepare_cached(&UPSERT_USERS).await?;
+    for round in rounds(writes) {
+        tx.execute(&upsert, &round.params()).await?;
+    }
+    let mut used: Vec<(i64, i64)> = writes
+        .iter()
+        .filter_map(|w| w.verification.map(|v| (v.key_id, w.now)))
+        .collect();
+    if !used.is_empty() {
+        used.sort_unstable();
+        // Keep the latest time per key (sorted by key, then time).
+        used.dedup_by(|a, b| {
+            if a.0 == b.0 {
+                b.1 = b.1.max(a.1);
+                true
+            } else {
+                false
+            }
+        });
+        let (ids, ats): (Vec<i64>, Vec<i64>) = used.into_iter().unzip();
+        let touch = tx.prepare_cached(TOUCH_KEYS).await?;
+        tx.execute(&touch, &[&ids, &ats]).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Why a batch failed, and whether retrying helps.
+struct BatchError {
+    message: String,
+    kind: Failure,
+}
+
+#[derive(PartialEq, Eq)]
+enum Failure {
+    /// Deadlock or serialization failure between instances: the whole batch may be retried.
+    Transient,
+    /// The database refused a value (say, a NUL character in a text value): retried one write
+    /// at a time, so one bad record cannot fail the others.
+    Data,
+    /// The database is unreachable or failing: every caller gets the error now.
+    Unavailable,
+}
+
+impl BatchError {
+    fn pool(e: PoolError) -> BatchError {
+        BatchError {
+            message: StoreError::from(e).to_string(),
+            kind: Failure::Unavailable,
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for BatchError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        let kind = match e.code().map(|c| c.code()) {
+            Some(c) if c.starts_with("40") => Failure::Transient,
+            Some(c) if c.starts_with("22") || c.starts_with("23") || c.starts_with("54") => {
+                Failure::Data
+            }
+            _ => Failure::Unavailable,
+        };
+        BatchError {
+            message: format!("postgres: {}", describe(&e)),
+            kind,
+        }
+    }
+}
+
+async fn bounded_batch(
+    limit: Duration,
+    pool: &Pool,
+    writes: &[&IdentifyWrite],
+) -> Result<(), BatchError> {
+    tokio::time::timeout(limit, write_batch(pool, writes))
+        .await
+        .unwrap_or_else(|_| {
+            Err(BatchError {
+                message: format!("postgres: the database did not answer within {limit:?}"),
+                kind: Failure::Unavailable,
+            })
+        })
+}
+
+/// The batcher task: drains whatever is queued (up to [`MAX_BATCH`]), commits it, answers every
+/// caller, repeats. One batch is in flight at a time, so writes commit in arrival order. Ends
+/// when every store handle is dropped (after answering what was queued).
+pub(super) async fn batcher(
+    mut rx: mpsc::Receiver<Pending>,
+    pool: Pool,
+    hooks: Hooks,
+    limit: Duration,
+) {
+    let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        hooks.metrics.observe_batch(batch.len());
+        commit_batch(&pool, &mut batch, limit).await;
+    }
+    tracing::debug!("postgres batcher stopped");
+}
+
+pub(super) async fn commit_batch(pool: &Pool, batch: &mut Vec<Pending>, limit: Duration) {
+    let writes: Vec<&IdentifyWrite> = batch.iter().map(|(w, _)| w).collect();
+    let mut result = bounded_batch(limit, pool, &writes).await;
+    if let Err(e) = &result
+        && e.kind == Failure::Transient
+    {
+        tracing::info!(error = %e.message, size = writes.len(), "batch conflicted; retrying");
+        result = bounded_batch(limit, pool, &writes).await;
+    }
+    drop(writes);
+    match result {
+        Ok(()) => {
+            for (_, done) in batch.drain(..) {
+                let _ = done.send(Ok(()));
+            }
+        }
+        Err(e) if e.kind != Failure::Unavailable && batch.len() > 1 => {
+            tracing::warn!(error = %e.message, size = batch.len(), "batch commit failed; retrying it in halves");
+            let mut answers = vec![None; batch.len()];
+            let writes: Vec<&IdentifyWrite> = batch.iter().map(|(w, _)| w).collect();
+            bisect(pool, limit, &writes, &mut answers).await;
+            for ((_, done), answer) in batch.drain(..).zip(answers) {
+                let answer = answer.unwrap_or_else(|| Err("not committed".into()));
+                let _ = done.send(answer.map_err(StoreError::Postgres));
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e.message, size = batch.len(), "storing identify calls failed");
+            for (_, done) in batch.drain(..) {
+                let _ = done.send(Err(StoreError::Postgres(e.message.clone())));
+            }
+        }
+    }
+}
+
+/// Whether stored JSON text holds a NUL character escaped as `\u0000` in a string, which
+/// PostgreSQL's jsonb refuses. (Text that does not parse is left for the insert to report.)
+pub(super) fn json_text_has_nul(s: &str) -> bool {
+    s.contains("\\u0000")
+        && serde_json::from_str::<serde_json::Value>(s)
+            .is_ok_and(|v| crate::users::json_has_nul(&v))
+}
+
+/// Commits `writes` in halves after their batch failed on a value: the half without the bad
+/// write commits at its first try, so one bad write costs about 2 log2(n) small statements
+/// instead of one statement per write, and only it gets the error.
+async fn bisect(
+    pool: &Pool,
+    limit: Duration,
+    writes: &[&IdentifyWrite],
+    answers: &mut [Option<Result<(), String>>],
+) {
+    let mid = writes.len() / 2;
+    let (left, right) = answers.split_at_mut(mid);
+    for (part, out) in [(&writes[..mid], left), (&writes[mid..], right)] {
+        if part.is_empty() {
+            continue;
+        }
+        match bounded_batch(limit, pool, part).await {
+            Ok(()) => out.fill(Some(Ok(()))),
+            Err(e) if e.kind != Failure::Unavailable && part.len() > 1 => {
+                Box::pin(bisect(pool, limit, part, out)).await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e.message, size = part.len(), "storing identify calls failed");
+                out.fill(Some(Err(e.message)));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::users::{Claimed, Verification};
+
+    fn write(user: &str, verified: bool) -> IdentifyWrite {
+        IdentifyWrite {
+            app_id: "app".into(),
+            user_id: user.into(),
+            now: 1,
+            verification: verified.then_some(Verification {
+                method: "hmac",
+                key_id: 1,
+                signed_at: 1,
+            }),
+            trusted: Claimed::default(),
+            claimed: Claimed::default(),
+            custom: serde_json::Map::new(),
+            claimed_custom: serde_json::Map::new(),
+        }
+    }
+
+    #[test]
+    fn a_batch_splits_into_rounds_with_one_write_per_user_each() {
+        let ws = [
+            write("b", false),
+            write("a", true),
+            write("b", true),
+            write("b", false),
+            write("c", false),
+        ];
+        let refs: Vec<&IdentifyWrite> = ws.iter().collect();
+        let rounds = rounds(&refs);
+        let users: Vec<Vec<&str>> = rounds.iter().map(|r| r.user_id.clone()).collect();
+        assert_eq!(users, vec![vec!["a", "b", "c"], vec!["b"], vec!["b"]]);
+        // Arrival order per user is kept: b's first write (unverified) comes first.
+        assert_eq!(rounds[0].verified, vec![true, false, false]);
+        assert_eq!(rounds[1].verified, vec![true]);
+        assert_eq!(rounds[2].verified, vec![false]);
+    }
+}

@@ -1,0 +1,310 @@
+//! Copying an embedded store into PostgreSQL (`migrate-to-postgres`).
+
+use deadpool_postgres::GenericClient;
+
+use super::batch::json_text_has_nul;
+use super::{FIRST_WORKSPACE_LOCK, PgConn, PgStore};
+use crate::store::StoreError;
+use crate::store::config;
+use crate::store::sql::Sql;
+
+impl PgStore {
+    /// Copies everything an embedded store holds into this database, which must hold no
+    /// workspace, user or console account yet, in one transaction: the same app ids, key ids
+    /// and sealed secrets (so the instances need the embedded store's master keys), users,
+    /// audit log, console accounts, roles and sessions, counts and recent rejections, and the
+    /// admin token's hash. Users are copied in pages, so memory does not grow with their number.
+    /// Not bounded by the database timeout: it takes as long as the data needs.
+    pub async fn import_embedded(
+        &self,
+        from: &rusqlite::Connection,
+        skip_unstorable: bool,
+    ) -> Result<Vec<(&'static str, u64)>, StoreError> {
+        let mut client = self.inner.pool.get().await?;
+        let tx = client.transaction().await?;
+        // Another importer (or a server creating its first workspace) waits, then sees data.
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&FIRST_WORKSPACE_LOCK])
+            .await?;
+        let held: i64 = tx
+            .query_one(
+                "SELECT (SELECT count(*) FROM workspaces) + (SELECT count(*) FROM users)
+                      + (SELECT count(*) FROM console_accounts)",
+                &[],
+            )
+            .await?
+            .get(0);
+        if held > 0 {
+            return Err(StoreError::Setup(
+                "the PostgreSQL database already holds workspaces, users or console accounts; \
+                 import into an empty one (a server started on it creates a development \
+                 workspace: import before starting any)"
+                    .into(),
+            ));
+        }
+        use rusqlite::OptionalExtension as _;
+        // One snapshot of the embedded store for the whole copy.
+        let snapshot = from.unchecked_transaction()?;
+        let mut counts = Vec::new();
+        macro_rules! copy {
+            ($table:literal, $select:literal, $insert:literal, |$r:ident| [$($col:expr),* $(,)?]) => {{
+                let insert = tx.prepare($insert).await?;
+                let mut stmt = from.prepare($select)?;
+                let mut rows = stmt.query([])?;
+                let mut n = 0u64;
+                while let Some($r) = rows.next()? {
+                    tx.execute(&insert, &[$(&$col),*]).await?;
+                    n += 1;
+                }
+                counts.push(($table, n));
+            }};
+        }
+        copy!(
+            "meta",
+            "SELECT key, value FROM meta",
+            "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+            |r| [r.get::<_, String>(0)?, r.get::<_, String>(1)?]
+        );
+        copy!(
+            "workspaces",
+            "SELECT app_id, name, strict, require_signed_claims, allowed_origins, created_at
+             FROM workspaces",
+            "INSERT INTO workspaces (app_id, name, strict, require_signed_claims,
+                 allowed_origins, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            |r| [
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, bool>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, i64>(5)?,
+            ]
+        );
+        copy!(
+            "keys",
+            "SELECT id, app_id, secret, created_at, expires_at, label, created_by, last_used_at
+             FROM keys",
+            "INSERT INTO keys (id, app_id, secret, created_at, expires_at, label, created_by,
+                 last_used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            |r| [
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, Option<i64>>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, String>(6)?,
+                r.get::<_, Option<i64>>(7)?,
+            ]
+        );
+        // Users, a page at a time in key order.
+        let insert = tx
+            .prepare(
+                "INSERT INTO users (app_id, user_id, verified, method, key_id, verified_at,
+                     signed_at, name, email, plan, mrr, signup_date, custom, unverified_claims,
+                     first_seen, last_seen)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+            )
+            .await?;
+        let mut page = from.prepare(
+            "SELECT app_id, user_id, verified, method, key_id, verified_at, signed_at, name,
+                 email, plan, mrr, signup_date, custom, unverified_claims, first_seen, last_seen
+             FROM users WHERE (app_id, user_id) > (?1, ?2) ORDER BY app_id, user_id LIMIT 1000",
+        )?;
+        let (mut after, mut n) = ((String::new(), String::new()), 0u64);
+        // Rows PostgreSQL would refuse (a NUL character, stored by versions that let it through):
+        // named, or skipped and counted when asked.
+        let mut refused: Vec<String> = Vec::new();
+        loop {
+            let mut rows = page.query(rusqlite::params![after.0, after.1])?;
+            let mut last = None;
+            while let Some(r) = rows.next()? {
+                let (app, user): (String, String) = (r.get(0)?, r.get(1)?);
+                let text: [(&str, Option<String>); 6] = [
+                    ("method", r.get(3)?),
+                    ("name", r.get(7)?),
+                    ("email", r.get(8)?),
+                    ("plan", r.get(9)?),
+                    ("signup_date", r.get(11)?),
+                    ("unverified_claims", r.get(13)?),
+                ];
+                let custom: String = r.get(12)?;
+                // Plain text holds a NUL only raw; the JSON columns may hold one escaped.
+                let is_json = |column: &str| matches!(column, "custom" | "unverified_claims");
+                let unstorable = std::iter::once(("user_id", Some(user.clone())))
+                    .chain(std::iter::once(("custom", Some(custom.clone()))))
+                    .chain(text.iter().cloned())
+                    .find(|(column, v)| {
+                        v.as_deref().is_some_and(|v| {
+                            v.contains('\0') || is_json(column) && json_text_has_nul(v)
+                        })
+                    })
+                    .map(|(column, _)| column);
+                if let Some(column) = unstorable {
+                    refused.push(format!(
+                        "workspace {app}, user {:?}: {column} holds a NUL character",
+                        user
+                    ));
+                    last = Some((app, user));
+                    continue;
+                }
+                tx.execute(
+                    &insert,
+                    &[
+                        &app,
+                        &user,
+                        &r.get::<_, bool>(2)?,
+                        &text[0].1,
+                        &r.get::<_, Option<i64>>(4)?,
+                        &r.get::<_, Option<i64>>(5)?,
+                        &r.get::<_, Option<i64>>(6)?,
+                        &text[1].1,
+                        &text[2].1,
+                        &text[3].1,
+                        &r.get::<_, Option<f64>>(10)?,
+                        &text[4].1,
+                        &custom,
+                        &text[5].1,
+                        &r.get::<_, i64>(14)?,
+                        &r.get::<_, i64>(15)?,
+                    ],
+                )
+                .await?;
+                n += 1;
+                last = Some((app, user));
+            }
+            match last {
+                Some(l) => after = l,
+                None => break,
+            }
+        }
+        if !refused.is_empty() && !skip_unstorable {
+            let shown = refused.len().min(20);
+            return Err(StoreError::Setup(format!(
+                "{} stored user(s) cannot be stored in PostgreSQL, so nothing was copied:\n  {}{}\n\
+                 fix or delete them in the embedded store (the console or the admin API), or copy \
+                 everything else with --skip-unstorable",
+                refused.len(),
+                refused[..shown].join("\n  "),
+                if refused.len() > shown { "\n  ..." } else { "" },
+            )));
+        }
+        if !refused.is_empty() {
+            counts.push((
+                "users skipped (unstorable, --skip-unstorable)",
+                refused.len() as u64,
+            ));
+        }
+        counts.push(("users", n));
+        copy!(
+            "audit_log",
+            "SELECT id, app_id, at, actor, action, detail FROM audit_log",
+            "INSERT INTO audit_log (id, app_id, at, actor, action, detail)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            |r| [
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+            ]
+        );
+        copy!(
+            "console_accounts",
+            "SELECT id, email, password_phc, created_at FROM console_accounts",
+            "INSERT INTO console_accounts (id, email, password_phc, created_at)
+             VALUES ($1, $2, $3, $4)",
+            |r| [
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+            ]
+        );
+        copy!(
+            "console_members",
+            "SELECT account_id, app_id, role FROM console_members",
+            "INSERT INTO console_members (account_id, app_id, role) VALUES ($1, $2, $3)",
+            |r| [
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?
+            ]
+        );
+        copy!(
+            "console_sessions",
+            "SELECT token_sha256, account_id, created_at, last_seen FROM console_sessions",
+            "INSERT INTO console_sessions (token_sha256, account_id, created_at, last_seen)
+             VALUES ($1, $2, $3, $4)",
+            |r| [
+                r.get::<_, Vec<u8>>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+            ]
+        );
+        copy!(
+            "call_counts",
+            "SELECT app_id, minute, verified_seed, verified_claims, unverified, would_reject,
+                 rejected FROM call_counts",
+            "INSERT INTO call_counts (app_id, minute, verified_seed, verified_claims, unverified,
+                 would_reject, rejected) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            |r| [
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, i64>(5)?,
+                r.get::<_, i64>(6)?,
+            ]
+        );
+        copy!(
+            "recent_rejections",
+            "SELECT id, app_id, at, code, enforced, key_id, origin, user_id
+             FROM recent_rejections",
+            "INSERT INTO recent_rejections (id, app_id, at, code, enforced, key_id, origin,
+                 user_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            |r| [
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, bool>(4)?,
+                r.get::<_, Option<i64>>(5)?,
+                r.get::<_, Option<String>>(6)?,
+                r.get::<_, Option<String>>(7)?,
+            ]
+        );
+        // Ids were copied as they were: new rows continue after them, and after any id the
+        // embedded store ever gave (AUTOINCREMENT never reuses one; a retired key's id must
+        // not come back, users and rejections still name it).
+        for table in ["keys", "audit_log", "console_accounts", "recent_rejections"] {
+            let given: i64 = from
+                .query_row(
+                    "SELECT seq FROM sqlite_sequence WHERE name = ?1",
+                    [table],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .unwrap_or(0);
+            tx.execute(
+                &format!(
+                    "SELECT setval(pg_get_serial_sequence('{table}', 'id'),
+                         GREATEST((SELECT COALESCE(max(id), 0) FROM {table}), $1) + 1, false)"
+                ),
+                &[&given],
+            )
+            .await?;
+        }
+        drop(snapshot);
+        // The instances must open every copied secret with the keys this import was given:
+        // checked before the commit, so a wrong key file leaves the database empty.
+        config::load_workspaces(&mut PgConn(&tx), &self.inner.hooks.keyring.get(), None).await?;
+        PgConn(&tx).config_changed().await?;
+        tx.commit().await?;
+        drop(client);
+        self.reload().await?;
+        Ok(counts)
+    }
+}
