@@ -136,10 +136,7 @@ impl Keyring {
     /// Makes key `id` (already in the file) the active one by moving it to the first entry.
     pub fn activate_key_in_file(path: &Path, id: &str) -> Result<(), KeyringError> {
         edit_key_file(path, |_, lines| {
-            let i = find_key_line(lines, id).ok_or_else(|| KeyringError::NoSuchKey {
-                path: path.to_owned(),
-                id: id.to_owned(),
-            })?;
+            let i = find_key_line(lines, path, id)?;
             let line = lines.remove(i);
             lines.insert(first_key_line(lines), line);
             Ok(())
@@ -157,10 +154,7 @@ impl Keyring {
                     id: id.to_owned(),
                 });
             }
-            let i = find_key_line(lines, id).ok_or_else(|| KeyringError::NoSuchKey {
-                path: path.to_owned(),
-                id: id.to_owned(),
-            })?;
+            let i = find_key_line(lines, path, id)?;
             lines.remove(i);
             Ok(())
         })
@@ -201,8 +195,15 @@ fn last_key_line(lines: &[FileLine]) -> Option<usize> {
     lines.iter().rposition(|l| l.key_id.is_some())
 }
 
-fn find_key_line(lines: &[FileLine], id: &str) -> Option<usize> {
-    lines.iter().position(|l| l.key_id.as_deref() == Some(id))
+/// The line holding key `id` of the key file at `path`.
+fn find_key_line(lines: &[FileLine], path: &Path, id: &str) -> Result<usize, KeyringError> {
+    lines
+        .iter()
+        .position(|l| l.key_id.as_deref() == Some(id))
+        .ok_or_else(|| KeyringError::NoSuchKey {
+            path: path.to_owned(),
+            id: id.to_owned(),
+        })
 }
 
 /// Loads the key file (with every check of [`Keyring::load_file`]), lets `edit` change its lines,

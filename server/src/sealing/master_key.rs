@@ -24,6 +24,17 @@ pub fn is_valid_key_id(id: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
+/// The error for an id that [`is_valid_key_id`] refuses. It does not repeat the id: the text
+/// before an entry's `:` might be key material put in the wrong place.
+fn invalid_key_id(origin: String) -> KeyringError {
+    KeyringError::Invalid {
+        origin,
+        problem: format!(
+            "the key id is not valid (1 to {MAX_KEY_ID_LEN} characters from a-z 0-9 _ -)"
+        ),
+    }
+}
+
 /// One master key: an operator-visible id and 32 secret bytes. The bytes are wiped from memory
 /// when the key is dropped and never appear in `Debug` output.
 #[derive(Clone)]
@@ -46,12 +57,7 @@ impl MasterKey {
     pub fn new(id: &str, key: [u8; MASTER_KEY_LEN]) -> Result<MasterKey, KeyringError> {
         let key = Zeroizing::new(key);
         if !is_valid_key_id(id) {
-            return Err(KeyringError::Invalid {
-                origin: "master key".into(),
-                problem: format!(
-                    "the key id is not valid (1 to {MAX_KEY_ID_LEN} characters from a-z 0-9 _ -)"
-                ),
-            });
+            return Err(invalid_key_id("master key".into()));
         }
         Ok(MasterKey {
             id: id.to_owned(),
@@ -99,14 +105,7 @@ impl MasterKey {
         };
         let id = id.trim();
         if !is_valid_key_id(id) {
-            return Err(KeyringError::Invalid {
-                origin: origin(),
-                // The text before the `:` is not repeated: it might be key material put in the
-                // wrong place.
-                problem: format!(
-                    "the key id is not valid (1 to {MAX_KEY_ID_LEN} characters from a-z 0-9 _ -)"
-                ),
-            });
+            return Err(invalid_key_id(origin()));
         }
         let b64 = b64.trim();
         let bytes = [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
