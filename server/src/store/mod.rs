@@ -2,11 +2,18 @@
 //! workspaces and keys, users, the audit log, admin reads, health) goes through [`Store`]. HTTP
 //! handlers, the CLI and the admin API call these methods and never learn which backend answers.
 //!
-//! Two backends, one module each:
+//! The rules on stored data are written once, above the backends, against [`sql::Sql`]
+//! (statements, rows, locks): `config` (workspaces, keys, sealed secrets), `accounts` (console
+//! accounts and sessions), `stats` (live counts, rejections), `records` (users, audit log);
+//! `secrets`, `model` and `writes` hold what they and the backends share. A backend is the SQL
+//! execution below them, plus what only its engine does:
 //! - [`sqlite`]: the embedded default, a SQLite file owned by one writer thread that commits
 //!   queued identify writes together (group commit);
 //! - [`postgres`]: a shared PostgreSQL for several verifier instances, with identify writes
-//!   batched per instance into one upsert statement.
+//!   batched per instance into one upsert statement, and LISTEN/NOTIFY to keep them current.
+//!
+//! A third engine is added as a module that implements [`sql::Sql`] for its transactions, runs a
+//! rule in the transaction a [`Mode`] asks for, and brings its migrations and identify batch.
 //!
 //! Rules every backend keeps (and `server/tests/store_behaviour.rs` checks on each): a 2xx is
 //! sent only after the write is committed; the stored-data rules of [`crate::users::merge`];
@@ -15,14 +22,27 @@
 
 mod accounts;
 mod config;
+mod model;
 pub mod pg_tls;
 pub mod postgres;
 mod records;
+mod secrets;
 pub mod sql;
 pub mod sqlite;
 mod stats;
+mod writes;
 
+pub use model::{
+    Account, AccountChange, AccountLogin, AuditEntry, CallCounts, CountsDelta,
+    MAX_RECENT_REJECTIONS, Membership, RejectionEntry, Role, SessionRules,
+};
+pub use secrets::{
+    SECRETS_BOUND_META, SealCounts, open_secret, rewrap_secret, seal_secret, secret_aad,
+    upgrade_secrets,
+};
 pub use sql::Mode;
+pub use writes::Queued;
+pub(crate) use writes::{MergeRows, keys_used, merge_on_conflict};
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -80,161 +100,6 @@ impl Hooks {
     }
 }
 
-/// The associated data a workspace secret is sealed with: its key row (workspace and key id), so
-/// a sealed value copied into another row, of another workspace or of a retired key of the same
-/// one, does not open.
-pub fn secret_aad(app_id: &str, key_id: i64) -> Vec<u8> {
-    format!("dropfix-secret:v2:{app_id}:{key_id}").into_bytes()
-}
-
-/// What secrets were sealed with before they were bound to their key row (workspace only):
-/// read once, by [`upgrade_secret`], and never again.
-fn legacy_secret_aad(app_id: &str) -> Vec<u8> {
-    format!("dropfix-secret:{app_id}").into_bytes()
-}
-
-/// The `meta` key recording that every stored secret is sealed and bound to its key row. Set by
-/// the one-time upgrade a store runs when it opens without it; from then on a secret in the
-/// clear or sealed the old way is refused as tampering instead of adopted.
-pub const SECRETS_BOUND_META: &str = "secrets_bound_to_key_rows";
-
-/// Seals a secret for storage in key row `key_id` of `app_id`.
-pub fn seal_secret(
-    ring: &Keyring,
-    app_id: &str,
-    key_id: i64,
-    secret: &dropfix_core::SecretKey,
-) -> String {
-    ring.seal(secret.expose_secret(), &secret_aad(app_id, key_id))
-}
-
-/// Opens the secret stored in key row `key_id` of `app_id`. A value that is not sealed, or not
-/// sealed for this row, is refused: stored secrets are never read in the clear.
-pub fn open_secret(
-    ring: &Keyring,
-    app_id: &str,
-    key_id: i64,
-    stored: &str,
-) -> Result<dropfix_core::SecretKey, StoreError> {
-    if crate::sealing::sealed_key_id(stored).is_none() {
-        return Err(StoreError::Sealing(format!(
-            "key {key_id} of workspace {app_id} is stored in the clear, which this store never \
-             writes: it was put there by hand (tampering?). Delete the row or replace it with a \
-             key made by `workspace add-key`"
-        )));
-    }
-    ring.unseal(stored, &secret_aad(app_id, key_id))
-        .map(|s| dropfix_core::SecretKey::new(s.as_str()))
-        .map_err(|e| StoreError::Sealing(format!("key {key_id} of workspace {app_id}: {e}")))
-}
-
-/// The one-time upgrade of a stored secret to the current form: a secret in the clear (written
-/// before sealing existed) is sealed, one sealed for its workspace only is opened that way and
-/// sealed again bound to its row; one already bound is left as is (`None`).
-fn upgrade_secret(
-    ring: &Keyring,
-    app_id: &str,
-    key_id: i64,
-    stored: &str,
-) -> Result<Option<String>, StoreError> {
-    let aad = secret_aad(app_id, key_id);
-    if crate::sealing::sealed_key_id(stored).is_none() {
-        return Ok(Some(ring.seal(stored, &aad)));
-    }
-    if ring.unseal(stored, &aad).is_ok() {
-        return Ok(None);
-    }
-    let clear = ring
-        .unseal(stored, &legacy_secret_aad(app_id))
-        .map_err(|e| StoreError::Sealing(format!("key {key_id} of workspace {app_id}: {e}")))?;
-    Ok(Some(ring.seal(&clear, &aad)))
-}
-
-/// The one-time upgrade of every stored secret (`rows`: key id, app id, stored value), as the
-/// updates to make. Refused when a row already has the current form: the upgrade runs only on a
-/// store that never had it, and the record of it ([`SECRETS_BOUND_META`]) being absent from one
-/// that did means the database was changed outside DropFix (deleting the record to have a
-/// secret written in the clear adopted is exactly the tampering this guards against).
-pub fn upgrade_secrets(
-    ring: &Keyring,
-    rows: &[(i64, String, String)],
-) -> Result<Vec<(i64, String)>, StoreError> {
-    if let Some((id, app, _)) = rows.iter().find(|(id, app, stored)| {
-        crate::sealing::sealed_key_id(stored).is_some()
-            && ring.unseal(stored, &secret_aad(app, *id)).is_ok()
-    }) {
-        return Err(StoreError::Sealing(format!(
-            "key {id} of workspace {app} is already sealed to its row, yet the record that this \
-             store's secrets were upgraded ({SECRETS_BOUND_META} in its meta table) is missing: \
-             the database was changed outside DropFix (tampering?); refusing to adopt any stored \
-             secret"
-        )));
-    }
-    let mut updates = Vec::new();
-    for (id, app, stored) in rows {
-        if let Some(sealed) = upgrade_secret(ring, app, *id, stored)? {
-            updates.push((*id, sealed));
-        }
-    }
-    Ok(updates)
-}
-
-/// Re-seals a stored secret with the active master key (`None`: already sealed with it). A value
-/// in the clear is refused like [`open_secret`] refuses it.
-pub fn rewrap_secret(
-    ring: &Keyring,
-    app_id: &str,
-    key_id: i64,
-    stored: &str,
-) -> Result<Option<String>, StoreError> {
-    open_secret(ring, app_id, key_id, stored)?;
-    ring.rewrap(stored, &secret_aad(app_id, key_id))
-        .map_err(|e| StoreError::Sealing(e.to_string()))
-}
-
-/// The stored-data rules of [`crate::users::merge`] as the `ON CONFLICT ... DO UPDATE` clause
-/// both backends' identify upserts end with, written once: `u` is the stored row, `excluded` the
-/// call's row as the upsert would insert it (trusted values when verified, claimed ones when
-/// not; `custom` is `'{}'` when the call sent none), and `claims` the SQL expression for the
-/// call's claims object, which becomes the stored `unverified_claims` when an unverified call
-/// reaches a verified user. `server/tests/store_behaviour.rs` checks both backends against
-/// `merge`.
-///
-/// `rows` narrows the clause for SQLite, whose update rewrites an index entry whenever a column
-/// of that index is in the SET list, even to the value it has: see [`MergeRows`].
-pub(crate) fn merge_on_conflict(claims: &str, rows: MergeRows) -> String {
-    let value = |col: &str| {
-        format!(
-            "{col} = CASE WHEN u.verified AND NOT excluded.verified THEN u.{col}
-                WHEN excluded.verified AND NOT u.verified THEN excluded.{col}
-                ELSE COALESCE(excluded.{col}, u.{col}) END"
-        )
-    };
-    let values = ["name", "email", "plan", "mrr", "signup_date"].map(value);
-    let (set_verified, only) = match rows {
-        MergeRows::Any => ("verified = u.verified OR excluded.verified,\n    ", ""),
-        MergeRows::KeepVerified => ("", ""),
-        MergeRows::VerifiedOnly => ("", "\nWHERE u.verified"),
-    };
-    format!(
-        "ON CONFLICT (app_id, user_id) DO UPDATE SET
-    {set_verified}method = CASE WHEN excluded.verified THEN excluded.method ELSE u.method END,
-    key_id = CASE WHEN excluded.verified THEN excluded.key_id ELSE u.key_id END,
-    verified_at = CASE WHEN excluded.verified THEN excluded.verified_at ELSE u.verified_at END,
-    signed_at = CASE WHEN excluded.verified THEN excluded.signed_at ELSE u.signed_at END,
-    {},
-    custom = CASE WHEN u.verified AND NOT excluded.verified THEN u.custom
-        WHEN excluded.verified AND NOT u.verified THEN excluded.custom
-        WHEN excluded.custom = '{{}}' THEN u.custom ELSE excluded.custom END,
-    unverified_claims = CASE
-        WHEN excluded.verified THEN excluded.unverified_claims
-        WHEN u.verified THEN COALESCE({claims}, u.unverified_claims)
-        ELSE NULL END,
-    last_seen = excluded.last_seen{only}",
-        values.join(",\n    ")
-    )
-}
-
 /// A reload of the workspaces failed. When the stored workspaces cannot be read with this
 /// instance's master keys (a rewrap to a key it lacks), the registry is marked stale, which
 /// fails the health check and identify calls until a reload succeeds; other errors (the
@@ -254,58 +119,6 @@ pub(crate) fn reload_failed(registry: &crate::workspace::Registry, e: &StoreErro
         );
     }
     registry.mark_stale(&e.to_string());
-}
-
-/// Which form of [`merge_on_conflict`] a write uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum MergeRows {
-    /// Any call onto any stored row: `verified` is in the SET list.
-    Any,
-    /// An unverified call: `u.verified OR false` is the stored value, so `verified` is left out
-    /// of the SET list (and the verified index untouched).
-    KeepVerified,
-    /// A verified call onto a stored verified row: `verified` stays true and is left out; onto
-    /// an unverified row the clause updates nothing (no row changed), and the caller runs the
-    /// [`MergeRows::Any`] form, which promotes it.
-    VerifiedOnly,
-}
-
-/// An identify write handed to a backend: how its caller learns that it was committed.
-pub enum Queued {
-    /// In the queue; the backend answers on this channel after the commit.
-    Ready(tokio::sync::oneshot::Receiver<Result<(), StoreError>>),
-    /// The queue was full (or a benchmark knob commits alone): waits for room, then the answer.
-    Waiting(std::pin::Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>),
-    /// The store has stopped, or the write was refused before it reached the backend.
-    Failed(StoreError),
-}
-
-impl std::fmt::Debug for Queued {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Queued::Ready(_) => "Queued::Ready",
-            Queued::Waiting(_) => "Queued::Waiting",
-            Queued::Failed(_) => "Queued::Failed",
-        })
-    }
-}
-
-impl Queued {
-    /// Resolves once the write is committed, or with why it was not.
-    pub async fn done(self) -> Result<(), StoreError> {
-        match self {
-            Queued::Ready(answer) => answer.await.map_err(|_| StoreError::Closed)?,
-            Queued::Waiting(wait) => wait.await,
-            Queued::Failed(e) => Err(e),
-        }
-    }
-}
-
-/// How many stored secrets each master key seals (for `master-key status` and `drop`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct SealCounts {
-    /// Master key id -> number of secrets sealed with it.
-    pub by_key: std::collections::BTreeMap<String, u64>,
 }
 
 /// Why the store could not do something. Details go to the log, never to HTTP clients.
@@ -368,148 +181,6 @@ impl From<KeyRuleError> for StoreError {
     fn from(e: KeyRuleError) -> Self {
         StoreError::Key(e)
     }
-}
-
-/// One entry of a workspace's audit log: who changed what, never a secret value.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct AuditEntry {
-    pub at: i64,
-    pub actor: String,
-    /// `workspace.create`, `workspace.update`, `key.create`, `key.roll`, `key.retire`, ...
-    pub action: String,
-    pub detail: serde_json::Value,
-}
-
-/// A change to a console account that takes access away ([`Store::change_account`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AccountChange {
-    /// Removes its membership of this workspace (app id); its other workspaces stay.
-    RemoveFrom(String),
-    /// Deletes the account, its memberships and its sessions.
-    Delete,
-    /// Replaces its password (an argon2id PHC string) and ends every session it has.
-    SetPassword(String),
-}
-
-/// A console account's role in one workspace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub enum Role {
-    /// May change settings and keys.
-    Owner,
-    /// May only look.
-    Viewer,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Owner => "owner",
-            Role::Viewer => "viewer",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Role> {
-        match s {
-            "owner" => Some(Role::Owner),
-            "viewer" => Some(Role::Viewer),
-            _ => None,
-        }
-    }
-}
-
-/// One workspace a console account belongs to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Membership {
-    pub app_id: String,
-    pub role: Role,
-}
-
-/// A console account with its memberships (no password hash).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Account {
-    pub id: i64,
-    /// Stored lower-cased.
-    pub email: String,
-    pub created_at: i64,
-    pub memberships: Vec<Membership>,
-}
-
-/// What a login needs: the account and its argon2id PHC string.
-#[derive(Debug, Clone)]
-pub struct AccountLogin {
-    pub id: i64,
-    pub password_phc: String,
-}
-
-/// How a console session is checked: `token_sha256` is the SHA-256 of the cookie's token (the
-/// token itself is never stored); it is valid while both limits hold.
-#[derive(Debug, Clone, Copy)]
-pub struct SessionRules {
-    /// Ends after this many seconds without a request.
-    pub idle_secs: i64,
-    /// Ends this many seconds after login, however active.
-    pub absolute_secs: i64,
-}
-
-/// Identify outcomes counted per workspace and minute (the console's live counts). Each call
-/// counts once, in exactly one of these.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct CallCounts {
-    pub verified_seed: u64,
-    pub verified_claims: u64,
-    /// Accepted unverified, and strict mode would accept it too (off, nothing to report).
-    pub unverified: u64,
-    /// Accepted unverified in report-only mode; strict mode `on` would have refused it.
-    pub would_reject: u64,
-    pub rejected: u64,
-}
-
-impl CallCounts {
-    pub fn add(&mut self, o: &CallCounts) {
-        self.verified_seed += o.verified_seed;
-        self.verified_claims += o.verified_claims;
-        self.unverified += o.unverified;
-        self.would_reject += o.would_reject;
-        self.rejected += o.rejected;
-    }
-
-    pub fn verified(&self) -> u64 {
-        self.verified_seed + self.verified_claims
-    }
-
-    pub fn total(&self) -> u64 {
-        self.verified() + self.unverified + self.would_reject + self.rejected
-    }
-
-    pub fn is_zero(&self) -> bool {
-        self.total() == 0
-    }
-}
-
-/// Counts to add to one workspace's minute bucket (`minute` = Unix seconds / 60).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CountsDelta {
-    pub app_id: String,
-    pub minute: i64,
-    pub counts: CallCounts,
-}
-
-/// Most recent rejections kept per workspace.
-pub const MAX_RECENT_REJECTIONS: usize = 100;
-
-/// One refused (or, in report-only mode, would-be-refused) identify call, as the console shows
-/// it. Never traits, signatures or tokens.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct RejectionEntry {
-    pub app_id: String,
-    pub at: i64,
-    /// The 401 (or 403 `origin_not_allowed`) code.
-    pub code: String,
-    /// `false` for a report-only call that was accepted unverified.
-    pub enforced: bool,
-    pub key_id: Option<i64>,
-    pub origin: Option<String>,
-    pub user_id: Option<String>,
 }
 
 /// A handle to the store. Cheap to clone.

@@ -241,6 +241,16 @@ pub(crate) trait Sql {
     fn ilike(&self) -> &'static str;
 }
 
+/// The schema version a database records (`found`), checked against the `known` migrations of
+/// this build: a newer one (written by a newer dropfix-server, or not DropFix's) is refused,
+/// since migrating or writing it could corrupt it.
+pub(crate) fn schema_version(found: i64, known: usize) -> Result<usize, StoreError> {
+    usize::try_from(found)
+        .ok()
+        .filter(|&v| v <= known)
+        .ok_or(StoreError::UnknownSchema { found, known })
+}
+
 /// `$1, $2` placeholders as `?1, ?2` (SQLite reads `$1` as a *named* parameter, numbered by
 /// first appearance, so `$2 ... $1` would bind the wrong values).
 pub(crate) fn numbered_to_question(sql: &str) -> String {

@@ -9,7 +9,7 @@ use deadpool_postgres::{Pool, PoolError};
 use tokio::sync::mpsc;
 
 use super::{MAX_BATCH, Pending, describe};
-use crate::store::{Hooks, MergeRows, StoreError, merge_on_conflict};
+use crate::store::{Hooks, MergeRows, StoreError, keys_used, merge_on_conflict};
 use crate::users::IdentifyWrite;
 
 /// One round of a batch: at most one write per user, as columns for UNNEST.
@@ -176,21 +176,8 @@ async fn write_batch(pool: &Pool, writes: &[&IdentifyWrite]) -> Result<(), Batch
     for round in rounds(writes) {
         tx.execute(&upsert, &round.params()).await?;
     }
-    let mut used: Vec<(i64, i64)> = writes
-        .iter()
-        .filter_map(|w| w.verification.map(|v| (v.key_id, w.now)))
-        .collect();
+    let used = keys_used(writes.iter().copied());
     if !used.is_empty() {
-        used.sort_unstable();
-        // Keep the latest time per key (sorted by key, then time).
-        used.dedup_by(|a, b| {
-            if a.0 == b.0 {
-                b.1 = b.1.max(a.1);
-                true
-            } else {
-                false
-            }
-        });
         let (ids, ats): (Vec<i64>, Vec<i64>) = used.into_iter().unzip();
         let touch = tx.prepare_cached(TOUCH_KEYS).await?;
         tx.execute(&touch, &[&ids, &ats]).await?;

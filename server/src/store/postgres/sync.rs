@@ -13,6 +13,7 @@ use super::{
     describe,
 };
 use crate::sealing::Keyring;
+use crate::store::sql::schema_version;
 use crate::store::{Hooks, StoreError, config};
 
 // ---------------------------------------------------------------------------------------------
@@ -38,11 +39,7 @@ pub(super) async fn migrate(pool: &Pool, ring: &Keyring) -> Result<(), StoreErro
         )
         .await?
         .get(0);
-    let known = MIGRATIONS.len();
-    let version = usize::try_from(found)
-        .ok()
-        .filter(|&v| v <= known)
-        .ok_or(StoreError::UnknownSchema { found, known })?;
+    let version = schema_version(found, MIGRATIONS.len())?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
         tx.batch_execute(sql).await?;
         let n = i32::try_from(i + 1).unwrap_or(i32::MAX);

@@ -7,6 +7,7 @@ use std::time::Duration;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use crate::store::StoreError;
+use crate::store::sql::schema_version;
 
 /// The database file in the data directory.
 pub const DB_FILE: &str = "dropfix.sqlite3";
@@ -218,11 +219,7 @@ fn create_owner_only(path: &Path) -> Result<(), StoreError> {
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
     let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    let known = MIGRATIONS.len();
-    let version = usize::try_from(found)
-        .ok()
-        .filter(|&v| v <= known)
-        .ok_or(StoreError::UnknownSchema { found, known })?;
+    let version = schema_version(found, MIGRATIONS.len())?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
         // IMMEDIATE, and the version read again inside: a server and a CLI opening a new
         // database together apply each migration once, whichever takes the write lock first.

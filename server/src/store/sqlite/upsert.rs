@@ -4,7 +4,7 @@
 use rusqlite::{Connection, Transaction, params};
 
 use super::Pending;
-use crate::store::{MergeRows, StoreError};
+use crate::store::{MergeRows, StoreError, keys_used};
 use crate::users::IdentifyWrite;
 
 /// One identify write as one statement: the stored-data rules of [`crate::users::merge`] stated
@@ -102,23 +102,10 @@ fn upsert(stmt: &mut rusqlite::Statement<'_>, w: &IdentifyWrite) -> rusqlite::Re
 
 /// Records when each key last verified a call: once per key per batch, not per call.
 fn touch_keys(tx: &Transaction<'_>, batch: &[Pending]) -> rusqlite::Result<()> {
-    let mut used: Vec<(i64, i64)> = batch
-        .iter()
-        .filter_map(|(w, _)| w.verification.map(|v| (v.key_id, w.now)))
-        .collect();
+    let used = keys_used(batch.iter().map(|(w, _)| w));
     if used.is_empty() {
         return Ok(());
     }
-    used.sort_unstable();
-    used.dedup_by(|a, b| {
-        // Keep the latest time per key (the vector is sorted by key, then time).
-        if a.0 == b.0 {
-            b.1 = b.1.max(a.1);
-            true
-        } else {
-            false
-        }
-    });
     let mut stmt = tx.prepare_cached(
         "UPDATE keys SET last_used_at = ?2 WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at < ?2)",
     )?;
