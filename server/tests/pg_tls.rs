@@ -3,7 +3,7 @@
 //! that says so. (The whole store suite also runs over `sslmode=verify-full` in the test command:
 //! scripts/postgres-tls.sh.)
 
-mod pg_support;
+mod support;
 
 use std::io::{Read, Write};
 
@@ -60,7 +60,7 @@ async fn tls_required_of_a_server_without_it_fails_naming_sslmode() {
 
 #[tokio::test]
 async fn a_certificate_from_another_ca_fails_the_connection() {
-    if pg_support::skipped() {
+    if support::pg::skipped() {
         return;
     }
     // A CA that signed nothing the server has.
@@ -72,7 +72,7 @@ async fn a_certificate_from_another_ca_fails_the_connection() {
     let wrong = dir.path().join("wrong-ca.pem");
     std::fs::write(&wrong, ca.pem()).unwrap();
     // The test server, asked for verify-full against that CA (whatever sslmode it was given).
-    let server = pg_support::server_url();
+    let server = support::pg::server_url();
     let base = server.split_once('?').map_or(server.as_str(), |(b, _)| b);
     let url = format!("{base}?sslmode=verify-full&sslrootcert={}", wrong.display());
     let Err(e) = open(&url).await else {
@@ -81,6 +81,6 @@ async fn a_certificate_from_another_ca_fails_the_connection() {
     assert!(e.contains("certificate") || e.contains("sslmode"), "{e}");
     // And the same server with the CA it is meant to have (in the TLS run) still works.
     if server.contains("sslmode=verify-full") {
-        pg_support::connect(&server).await.unwrap();
+        support::pg::connect(&server).await.unwrap();
     }
 }

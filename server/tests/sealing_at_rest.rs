@@ -6,12 +6,15 @@
 //!   would) are serialized: no lost key, never two keys without an expiry, the newest secret
 //!   never deleted.
 
+mod support;
+
 use std::path::Path;
 
 use dropfix_core::StrictMode;
 use dropfix_server::sealing::{self, Keyring};
-use dropfix_server::store::{Backend, Hooks, Store};
-use dropfix_server::workspace::{self, NewWorkspace};
+use dropfix_server::store::Store;
+use dropfix_server::workspace::{self, NewKey};
+use support::{new_workspace, now, open_embedded};
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -21,49 +24,37 @@ fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// A data dir the store makes on first use, in a temporary dir kept as long as the first value.
 fn data_dir() -> (tempfile::TempDir, std::path::PathBuf) {
     let parent = tempfile::tempdir().unwrap();
     let dir = parent.path().join("data");
     (parent, dir)
 }
 
-async fn open(dir: &Path) -> Store {
-    let ring = Keyring::load_or_create(&sealing::default_key_file(dir))
+async fn create_workspace(store: &Store) -> NewKey {
+    let settings = new_workspace("t", StrictMode::Off, &workspace::DEV_ORIGINS);
+    store
+        .create_workspace(&settings, "test", now())
+        .await
         .unwrap()
-        .0;
-    Store::open(
-        &Backend::Sqlite {
-            data_dir: dir.to_path_buf(),
-        },
-        Hooks::new(ring),
-    )
-    .await
-    .unwrap()
 }
 
-fn new_workspace() -> NewWorkspace {
-    NewWorkspace {
-        name: "t".into(),
-        strict: StrictMode::Off,
-        require_signed_claims: false,
-        allowed_origins: workspace::DEV_ORIGINS.map(String::from).to_vec(),
-    }
-}
-
-fn now() -> i64 {
-    dropfix_server::http::now()
+/// Two handles on the store in `dir`, as two processes (two CLIs) hold them, and the app id of
+/// a new workspace.
+async fn two_handles(dir: &Path) -> (Store, Store, String) {
+    let a = open_embedded(dir).await;
+    let b = open_embedded(dir).await;
+    let app = create_workspace(&a).await.workspace.app_id;
+    (a, b, app)
 }
 
 #[test]
 fn no_secret_in_any_byte_of_the_database_files() {
     let (_keep, dir) = data_dir();
     let secrets = rt().block_on(async {
-        let store = open(&dir).await;
+        let store = open_embedded(&dir).await;
         let mut secrets = Vec::new();
-        let first = store
-            .create_workspace(&new_workspace(), "test", now())
-            .await
-            .unwrap();
+        let first = create_workspace(&store).await;
         let app = first.workspace.app_id.clone();
         secrets.push(first.secret.expose_secret().to_string());
         let added = store
@@ -127,13 +118,8 @@ fn no_secret_in_any_byte_of_the_database_files() {
 fn secrets_stored_in_the_clear_by_an_older_version_are_sealed_on_open() {
     let (_keep, dir) = data_dir();
     let app = rt().block_on(async {
-        let store = open(&dir).await;
-        store
-            .create_workspace(&new_workspace(), "test", now())
-            .await
-            .unwrap()
-            .workspace
-            .app_id
+        let store = open_embedded(&dir).await;
+        create_workspace(&store).await.workspace.app_id
     });
     // What a pre-sealing version stored: the secret itself.
     let legacy = "dfsk_legacy_plaintext_secret_0123456789";
@@ -149,7 +135,7 @@ fn secrets_stored_in_the_clear_by_an_older_version_are_sealed_on_open() {
         .unwrap();
     }
     rt().block_on(async {
-        let store = open(&dir).await;
+        let store = open_embedded(&dir).await;
         let ws = store.workspaces().await.unwrap();
         assert_eq!(ws[0].app_id, app);
         assert_eq!(ws[0].live_secrets(now()).0[0].expose_secret(), legacy);
@@ -167,18 +153,16 @@ fn a_rewrap_moves_every_secret_to_the_new_master_key() {
     let (_keep, dir) = data_dir();
     let key_file = sealing::default_key_file(&dir);
     let secret = rt().block_on(async {
-        let store = open(&dir).await;
-        store
-            .create_workspace(&new_workspace(), "test", now())
+        let store = open_embedded(&dir).await;
+        create_workspace(&store)
             .await
-            .unwrap()
             .secret
             .expose_secret()
             .to_string()
     });
     let new_id = Keyring::add_new_key_to_file(&key_file).unwrap();
     rt().block_on(async {
-        let store = open(&dir).await;
+        let store = open_embedded(&dir).await;
         assert_eq!(store.rewrap_secrets().await.unwrap(), 1);
         let counts = store.seal_counts().await.unwrap();
         assert_eq!(counts.by_key.keys().collect::<Vec<_>>(), vec![&new_id]);
@@ -191,7 +175,7 @@ fn a_rewrap_moves_every_secret_to_the_new_master_key() {
         .to_string();
     Keyring::remove_key_from_file(&key_file, &old).unwrap();
     rt().block_on(async {
-        let store = open(&dir).await;
+        let store = open_embedded(&dir).await;
         let ws = store.workspaces().await.unwrap();
         assert_eq!(ws[0].live_secrets(now()).0[0].expose_secret(), secret);
     });
@@ -201,14 +185,7 @@ fn a_rewrap_moves_every_secret_to_the_new_master_key() {
 fn concurrent_rolls_from_two_processes_are_serialized() {
     let (_keep, dir) = data_dir();
     rt().block_on(async {
-        let a = open(&dir).await;
-        let b = open(&dir).await;
-        let app = a
-            .create_workspace(&new_workspace(), "test", now())
-            .await
-            .unwrap()
-            .workspace
-            .app_id;
+        let (a, b, app) = two_handles(&dir).await;
         let mut tasks = Vec::new();
         for i in 0..8 {
             let store = if i % 2 == 0 { a.clone() } else { b.clone() };
@@ -249,20 +226,13 @@ fn retire_old_racing_a_roll_never_deletes_the_new_secret() {
     for _ in 0..5 {
         let (_keep, dir) = data_dir();
         rt().block_on(async {
-            let a = open(&dir).await;
-            let b = open(&dir).await;
-            let app = a
-                .create_workspace(&new_workspace(), "test", now())
-                .await
-                .unwrap()
-                .workspace
-                .app_id;
+            let (a, b, app) = two_handles(&dir).await;
             let (app1, app2) = (app.clone(), app.clone());
             let roll = tokio::spawn(async move { a.roll_key(&app1, None, 3600, "t", now()).await });
             let retire = tokio::spawn(async move { b.retire_old_keys(&app2, "t", now()).await });
             let rolled = roll.await.unwrap().unwrap();
             retire.await.unwrap().unwrap();
-            let store = open(&dir).await;
+            let store = open_embedded(&dir).await;
             let ws = store.workspaces().await.unwrap().remove(0);
             assert!(
                 ws.key(rolled.key_id).is_some_and(|k| k.live(now())),

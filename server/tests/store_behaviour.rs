@@ -5,13 +5,12 @@
 //! with `users::merge_all`, the rules as one pure function, so both backends' upsert statements
 //! give the record the pure rules give for the same calls.
 //!
-//! PostgreSQL comes from `DROPFIX_TEST_DATABASE_URL` (see `pg_support`); when none answers the
+//! PostgreSQL comes from `DROPFIX_TEST_DATABASE_URL` (see `support::pg`); when none answers the
 //! PostgreSQL half fails with instructions rather than passing.
 
-mod pg_support;
+mod support;
 
 use std::future::Future;
-use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
@@ -28,10 +27,11 @@ use dropfix_server::users::{
     Claimed, IdentifyWrite, UserQuery, UserRecord, Verification, merge_all,
 };
 use dropfix_server::workspace::{
-    self, KeyRuleError, MAX_LIVE_KEYS, NewKey, NewWorkspace, Registry, Workspace, WorkspacePatch,
+    self, KeyRuleError, MAX_LIVE_KEYS, NewKey, Registry, Workspace, WorkspacePatch,
 };
-use pg_support::TestDb;
 use serde_json::{Map, Value as Json, json};
+use support::new_workspace;
+use support::pg::TestDb;
 
 const NOW: i64 = 1_900_000_000;
 
@@ -51,9 +51,7 @@ enum Env {
 
 impl Env {
     fn sqlite() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        owner_only(dir.path());
-        Env::Sqlite(dir)
+        Env::Sqlite(support::data_dir())
     }
 
     async fn postgres() -> Option<Env> {
@@ -114,6 +112,14 @@ impl Env {
         }
     }
 
+    /// The database of a PostgreSQL-only test.
+    fn db(&self) -> &TestDb {
+        match self {
+            Env::Postgres(db) => db,
+            Env::Sqlite(_) => unreachable!("only the PostgreSQL tests ask for a database"),
+        }
+    }
+
     fn known_schema(&self) -> usize {
         match self {
             Env::Sqlite(_) => dropfix_server::store::sqlite::schema_version_known(),
@@ -121,15 +127,6 @@ impl Env {
         }
     }
 }
-
-#[cfg(unix)]
-fn owner_only(dir: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap();
-}
-
-#[cfg(not(unix))]
-fn owner_only(_: &Path) {}
 
 /// Runs every rule on both backends: `sqlite::rule` and `postgres::rule`.
 macro_rules! on_both_backends {
@@ -261,21 +258,33 @@ async fn both_backends_store_the_same_hostile_values_and_refuse_nul_alike(env: &
     }
 }
 
+/// A new workspace (not strict, local origins): its app id and key id.
 async fn workspace(store: &Store) -> (String, i64) {
+    let settings = new_workspace("behaviour", StrictMode::Off, &workspace::DEV_ORIGINS);
     let k = store
-        .create_workspace(
-            &NewWorkspace {
-                name: "behaviour".into(),
-                strict: StrictMode::Off,
-                require_signed_claims: false,
-                allowed_origins: workspace::DEV_ORIGINS.map(String::from).to_vec(),
-            },
-            "test",
-            NOW,
-        )
+        .create_workspace(&settings, "test", NOW)
         .await
         .unwrap();
     (k.workspace.app_id, k.key_id)
+}
+
+/// A new workspace called `name`, with no allowed origins.
+async fn named_workspace(store: &Store, name: &str) -> NewKey {
+    let settings = new_workspace(name, StrictMode::Off, &[]);
+    store
+        .create_workspace(&settings, "test", NOW)
+        .await
+        .unwrap()
+}
+
+/// A new workspace called `name` and a second key added to it: both keys as made.
+async fn workspace_with_two_keys(store: &Store, name: &str) -> (NewKey, NewKey) {
+    let k = named_workspace(store, name).await;
+    let added = store
+        .create_key(&k.workspace.app_id, "second", None, "test", NOW)
+        .await
+        .unwrap();
+    (k, added)
 }
 
 fn claimed(
@@ -328,6 +337,18 @@ fn verified(
         custom: Map::new(),
         claimed_custom: Map::new(),
     }
+}
+
+/// A verified call that vouches for no trait.
+fn signed_only(app: &str, user: &str, now: i64, key_id: i64) -> IdentifyWrite {
+    verified(
+        app,
+        user,
+        now,
+        key_id,
+        Claimed::default(),
+        Claimed::default(),
+    )
 }
 
 fn with_custom(mut w: IdentifyWrite, custom: Json) -> IdentifyWrite {
@@ -395,6 +416,29 @@ fn key_rule(e: StoreError) -> KeyRuleError {
         StoreError::Key(k) => k,
         other => panic!("expected a key rule error, got {other:?}"),
     }
+}
+
+/// `app`'s workspace as the store reads it (not as a registry holds it).
+async fn stored_workspace(store: &Store, app: &str) -> Workspace {
+    store
+        .workspaces()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|w| w.app_id == app)
+        .unwrap()
+}
+
+/// Turns strict mode on for `app` through `store`.
+async fn enforce_strict(store: &Store, app: &str) {
+    let patch = WorkspacePatch {
+        strict: Some(StrictMode::Enforce),
+        ..Default::default()
+    };
+    store
+        .update_workspace(app, &patch, "test", NOW)
+        .await
+        .unwrap();
 }
 
 fn expiries(ws: &Workspace) -> Vec<(i64, Option<i64>)> {
@@ -507,19 +551,11 @@ async fn verification_does_not_promote_earlier_claims(env: &Env) {
 async fn unverified_calls_for_an_unverified_user_overlay_their_claims(env: &Env) {
     let store = env.store().await;
     let (app, _) = workspace(&store).await;
+    let first = claimed(Some("A"), Some("a@example.com"), None, None);
+    let second = claimed(None, Some("b@example.com"), Some("free"), Some(0.25));
     let writes = [
-        unverified(
-            &app,
-            "u3",
-            NOW,
-            claimed(Some("A"), Some("a@example.com"), None, None),
-        ),
-        unverified(
-            &app,
-            "u3",
-            NOW + 1,
-            claimed(None, Some("b@example.com"), Some("free"), Some(0.25)),
-        ),
+        unverified(&app, "u3", NOW, first),
+        unverified(&app, "u3", NOW + 1, second),
     ];
     let u = store_each(&store, &writes).await;
     assert!(!u.verified);
@@ -543,24 +579,10 @@ async fn custom_traits_are_replaced_only_by_a_call_that_sends_some(env: &Env) {
         ),
         unverified(&app, "u4", NOW + 1, claimed(Some("n"), None, None, None)),
         with_custom(
-            verified(
-                &app,
-                "u4",
-                NOW + 2,
-                key,
-                Claimed::default(),
-                Claimed::default(),
-            ),
+            signed_only(&app, "u4", NOW + 2, key),
             json!({"team": "blue"}),
         ),
-        verified(
-            &app,
-            "u4",
-            NOW + 3,
-            key,
-            Claimed::default(),
-            Claimed::default(),
-        ),
+        signed_only(&app, "u4", NOW + 3, key),
     ];
     let u = store_each(&store, &writes[..2]).await;
     assert_eq!(
@@ -637,14 +659,7 @@ async fn an_unverified_call_never_replaces_a_verified_users_custom_traits(env: &
     assert_eq!(together.as_ref(), merge_all(None, &renamed).as_ref());
     // A later verified call that sends custom traits replaces them, as before.
     all.push(with_custom(
-        verified(
-            &app,
-            "c1",
-            NOW + 3,
-            key,
-            Claimed::default(),
-            Claimed::default(),
-        ),
+        signed_only(&app, "c1", NOW + 3, key),
         json!({"tier": "platinum"}),
     ));
     let u = store_from(&store, &all, 3).await;
@@ -800,47 +815,25 @@ async fn two_instances_writing_the_same_users_at_once_store_every_call(env: &Env
 async fn verified_calls_record_when_their_key_was_last_used(env: &Env) {
     let (store, registry) = env.open().await;
     let (app, key) = workspace(&store).await;
-    assert_eq!(
-        registry.get(&app).unwrap().key(key).unwrap().last_used_at,
-        None
-    );
+    let last_used = || registry.get(&app).unwrap().key(key).unwrap().last_used_at;
+    // A verified call for `user` at `now`, then a reload of the registry.
+    let verified_call = async |user: &str, now: i64| {
+        store
+            .identify(signed_only(&app, user, now, key))
+            .await
+            .unwrap();
+        store.reload().await.unwrap();
+    };
+    assert_eq!(last_used(), None);
     store
         .identify(unverified(&app, "k1", NOW + 5, Claimed::default()))
         .await
         .unwrap();
-    store
-        .identify(verified(
-            &app,
-            "k1",
-            NOW + 7,
-            key,
-            Claimed::default(),
-            Claimed::default(),
-        ))
-        .await
-        .unwrap();
-    store.reload().await.unwrap();
-    assert_eq!(
-        registry.get(&app).unwrap().key(key).unwrap().last_used_at,
-        Some(NOW + 7)
-    );
+    verified_call("k1", NOW + 7).await;
+    assert_eq!(last_used(), Some(NOW + 7));
     // An older time never moves it back.
-    store
-        .identify(verified(
-            &app,
-            "k2",
-            NOW + 6,
-            key,
-            Claimed::default(),
-            Claimed::default(),
-        ))
-        .await
-        .unwrap();
-    store.reload().await.unwrap();
-    assert_eq!(
-        registry.get(&app).unwrap().key(key).unwrap().last_used_at,
-        Some(NOW + 7)
-    );
+    verified_call("k2", NOW + 6).await;
+    assert_eq!(last_used(), Some(NOW + 7));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -897,13 +890,7 @@ async fn a_second_roll_never_cuts_another_keys_grace(env: &Env) {
         .await
         .unwrap();
     assert_eq!(r3.old_key_expires_at, Some(NOW + 1000));
-    let ws = store
-        .workspaces()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|w| w.app_id == app)
-        .unwrap();
+    let ws = stored_workspace(&store, &app).await;
     assert_eq!(
         expiries(&ws),
         vec![
@@ -970,33 +957,23 @@ async fn retire_and_retire_old(env: &Env) {
 async fn the_last_live_key_cannot_be_retired(env: &Env) {
     let store = env.store().await;
     let (app, k1) = workspace(&store).await;
-    assert_eq!(
-        key_rule(store.retire_key(&app, k1, "test", NOW).await.unwrap_err()),
-        KeyRuleError::LastLiveKey
-    );
-    // A key in its grace period does not count as a replacement once its grace is over.
-    let r = store.roll_key(&app, None, 10, "test", NOW).await.unwrap();
-    assert_eq!(
+    // Why retiring `key_id` at `now` is refused.
+    let refused = async |key_id: i64, now: i64| {
         key_rule(
             store
-                .retire_key(&app, r.key_id, "test", NOW + 10)
+                .retire_key(&app, key_id, "test", now)
                 .await
-                .unwrap_err()
-        ),
-        KeyRuleError::LastLiveKey
-    );
+                .unwrap_err(),
+        )
+    };
+    assert_eq!(refused(k1, NOW).await, KeyRuleError::LastLiveKey);
+    // A key in its grace period does not count as a replacement once its grace is over.
+    let r = store.roll_key(&app, None, 10, "test", NOW).await.unwrap();
+    assert_eq!(refused(r.key_id, NOW + 10).await, KeyRuleError::LastLiveKey);
     // Within the grace period either may go, but not both.
     let ws = store.retire_key(&app, k1, "test", NOW + 1).await.unwrap();
     assert_eq!(expiries(&ws), vec![(r.key_id, None)]);
-    assert_eq!(
-        key_rule(
-            store
-                .retire_key(&app, r.key_id, "test", NOW + 2)
-                .await
-                .unwrap_err()
-        ),
-        KeyRuleError::LastLiveKey
-    );
+    assert_eq!(refused(r.key_id, NOW + 2).await, KeyRuleError::LastLiveKey);
 }
 
 async fn at_most_ten_live_keys(env: &Env) {
@@ -1142,13 +1119,7 @@ async fn concurrent_rolls_from_two_handles_run_one_after_the_other(env: &Env) {
         let (ra, rb) = (ra.unwrap(), rb.unwrap());
         // Serialised: the second roll saw the first one's new key as the newest and rolled it,
         // so every earlier key is kept, both new keys exist, and exactly one has no expiry.
-        let ws = a
-            .workspaces()
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|w| w.app_id == app)
-            .unwrap();
+        let ws = stored_workspace(&a, &app).await;
         let (first, second) = if ra.key_id < rb.key_id {
             (ra, rb)
         } else {
@@ -1249,7 +1220,7 @@ async fn user_listing_pages_filters_and_searches(env: &Env) {
     ids.extend(["Zed", "a_b", "axb", "ABC-upper", "ümlaut", "100%"].map(String::from));
     for (i, id) in ids.iter().enumerate() {
         let w = if i % 3 == 0 {
-            verified(&app, id, NOW, key, Claimed::default(), Claimed::default())
+            signed_only(&app, id, NOW, key)
         } else {
             unverified(&app, id, NOW, Claimed::default())
         };
@@ -1300,59 +1271,22 @@ async fn user_listing_pages_filters_and_searches(env: &Env) {
         v.sort();
         v
     };
-    assert_eq!(
-        list(UserQuery {
-            verified: Some(true),
-            limit: 100,
-            ..Default::default()
-        })
-        .await,
-        verified_ids
-    );
-    let unverified_n = list(UserQuery {
-        verified: Some(false),
+    // At most 100 users, with this search and verified filter.
+    let query = |search: Option<&str>, verified: Option<bool>| UserQuery {
+        search: search.map(String::from),
+        verified,
         limit: 100,
         ..Default::default()
-    })
-    .await
-    .len();
+    };
+    assert_eq!(list(query(None, Some(true))).await, verified_ids);
+    let unverified_n = list(query(None, Some(false))).await.len();
     assert_eq!(unverified_n, ids.len() - verified_ids.len());
     // Search: a substring, wildcards literal, ASCII case folded.
+    assert_eq!(list(query(Some("_"), None)).await, ["a_b"]);
+    assert_eq!(list(query(Some("%"), None)).await, ["100%"]);
+    assert_eq!(list(query(Some("abc"), None)).await, ["ABC-upper"]);
     assert_eq!(
-        list(UserQuery {
-            search: Some("_".into()),
-            limit: 100,
-            ..Default::default()
-        })
-        .await,
-        ["a_b"]
-    );
-    assert_eq!(
-        list(UserQuery {
-            search: Some("%".into()),
-            limit: 100,
-            ..Default::default()
-        })
-        .await,
-        ["100%"]
-    );
-    assert_eq!(
-        list(UserQuery {
-            search: Some("abc".into()),
-            limit: 100,
-            ..Default::default()
-        })
-        .await,
-        ["ABC-upper"]
-    );
-    assert_eq!(
-        list(UserQuery {
-            search: Some("-1".into()),
-            verified: Some(true),
-            limit: 100,
-            ..Default::default()
-        })
-        .await,
+        list(query(Some("-1"), Some(true))).await,
         ["user-12", "user-15", "user-18"]
     );
     assert_eq!(
@@ -1421,19 +1355,8 @@ async fn delete_user_removes_the_record_and_audits(env: &Env) {
 
 async fn the_audit_log_is_newest_first_and_holds_no_secret(env: &Env) {
     let store = env.store().await;
-    let k = store
-        .create_workspace(
-            &NewWorkspace {
-                name: "audited".into(),
-                strict: StrictMode::ReportOnly,
-                require_signed_claims: false,
-                allowed_origins: vec!["*".into()],
-            },
-            "cli",
-            NOW,
-        )
-        .await
-        .unwrap();
+    let settings = new_workspace("audited", StrictMode::ReportOnly, &["*"]);
+    let k = store.create_workspace(&settings, "cli", NOW).await.unwrap();
     let app = k.workspace.app_id.clone();
     let mut secrets = vec![k.secret.expose_secret().to_string()];
     let added = store
@@ -1506,12 +1429,7 @@ async fn instances_starting_together_on_a_new_store_agree_on_one_workspace_and_t
     for _ in 0..4 {
         handles.push(env.store().await);
     }
-    let dev = NewWorkspace {
-        name: "development".into(),
-        strict: StrictMode::Off,
-        require_signed_claims: false,
-        allowed_origins: vec![],
-    };
+    let dev = new_workspace("development", StrictMode::Off, &[]);
     let starts = handles.iter().enumerate().map(|(i, store)| {
         let dev = &dev;
         let start = async move {
@@ -1595,17 +1513,7 @@ async fn a_change_through_one_handle_reaches_another_promptly(env: &Env) {
         }
         start.elapsed()
     };
-    a.update_workspace(
-        &app,
-        &WorkspacePatch {
-            strict: Some(StrictMode::Enforce),
-            ..Default::default()
-        },
-        "test",
-        NOW,
-    )
-    .await
-    .unwrap();
+    enforce_strict(&a, &app).await;
     let r = Arc::clone(&seen_by_b);
     let app2 = app.clone();
     let t1 = within(
@@ -1630,19 +1538,7 @@ async fn a_change_through_one_handle_reaches_another_promptly(env: &Env) {
         Box::new(move || r.get(&app2).unwrap().key(k1).is_none()),
     )
     .await;
-    let created = a
-        .create_workspace(
-            &NewWorkspace {
-                name: "second".into(),
-                strict: StrictMode::Off,
-                require_signed_claims: false,
-                allowed_origins: vec![],
-            },
-            "test",
-            NOW,
-        )
-        .await
-        .unwrap();
+    let created = named_workspace(&a, "second").await;
     let r = Arc::clone(&seen_by_b);
     let app2 = created.workspace.app_id.clone();
     let t4 = within("a new workspace", Box::new(move || r.get(&app2).is_some())).await;
@@ -1701,13 +1597,7 @@ async fn postgres_migration_names_or_skips_users_postgres_refuses() {
     let Some(env) = Env::postgres().await else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    owner_only(dir.path());
-    let backend = Backend::Sqlite {
-        data_dir: dir.path().to_path_buf(),
-    };
-    let embedded = Store::open(&backend, Hooks::new(ring())).await.unwrap();
-    let (app, _) = workspace(&embedded).await;
+    let (dir, embedded, app, _) = embedded_store().await;
     for u in ["good-1", "old-name", "old-custom", "good-2"] {
         embedded
             .identify(unverified(
@@ -1779,13 +1669,7 @@ async fn postgres_an_embedded_store_moves_to_postgres_whole() {
     let Some(env) = Env::postgres().await else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    owner_only(dir.path());
-    let backend = Backend::Sqlite {
-        data_dir: dir.path().to_path_buf(),
-    };
-    let embedded = Store::open(&backend, Hooks::new(ring())).await.unwrap();
-    let (app, k1) = workspace(&embedded).await;
+    let (dir, embedded, app, k1) = embedded_store().await;
     let rolled = embedded.roll_key(&app, None, 60, "cli", NOW).await.unwrap();
     // The newest key id ever given is retired (its row deleted): PostgreSQL must not give it
     // again.
@@ -1808,11 +1692,7 @@ async fn postgres_an_embedded_store_moves_to_postgres_whole() {
     for w in &writes {
         embedded.identify(w.clone()).await.unwrap();
     }
-    let account = embedded
-        .create_account("ada@example.com", "$argon2id$x", NOW)
-        .await
-        .unwrap()
-        .unwrap();
+    let account = new_account(&embedded, "ada@example.com", "$argon2id$x").await;
     assert!(
         embedded
             .add_member("ada@example.com", &app, Role::Owner, "cli", NOW)
@@ -1901,6 +1781,17 @@ async fn postgres_an_embedded_store_moves_to_postgres_whole() {
     );
     let again = inner.import_embedded(&sqlite, false).await.unwrap_err();
     assert!(again.to_string().contains("empty"), "{again}");
+}
+
+/// An embedded store of its own with the suite's master keys, holding one [`workspace`] (to move
+/// to PostgreSQL): its data dir, the store, the app id and key id.
+async fn embedded_store() -> (tempfile::TempDir, Store, String, i64) {
+    let dir = support::data_dir();
+    let store = Store::open(&support::embedded(dir.path()), Hooks::new(ring()))
+        .await
+        .unwrap();
+    let (app, key) = workspace(&store).await;
+    (dir, store, app, key)
 }
 
 async fn stored_user(store: &Store, app: &str, user: &str) -> UserRecord {
@@ -2000,13 +1891,11 @@ async fn postgres_a_stopped_database_gives_errors_quickly_then_recovers() {
     let Some(env) = Env::postgres().await else {
         return;
     };
-    let Env::Postgres(db) = &env else {
-        unreachable!()
-    };
+    let db = env.db();
     let (store, registry) = env.open().await;
     let (app, _) = workspace(&store).await;
     // Refuse new connections to this database and cut the existing ones.
-    let admin = pg_support::connect(&pg_support::server_url())
+    let admin = support::pg::connect(&support::pg::server_url())
         .await
         .unwrap();
     admin
@@ -2073,14 +1962,7 @@ async fn postgres_a_stopped_database_gives_errors_quickly_then_recovers() {
     );
     // Its listener reconnected: a change made elsewhere reaches its registry again.
     let (other, _) = env.open().await;
-    let patch = WorkspacePatch {
-        strict: Some(StrictMode::Enforce),
-        ..Default::default()
-    };
-    other
-        .update_workspace(&app, &patch, "test", NOW)
-        .await
-        .unwrap();
+    enforce_strict(&other, &app).await;
     let start = Instant::now();
     while registry.get(&app).unwrap().strict != StrictMode::Enforce {
         assert!(
@@ -2104,9 +1986,7 @@ async fn postgres_instances_starting_together_migrate_once() {
     )
     .await;
     assert_eq!(opened.len(), 4);
-    let Env::Postgres(db) = &env else {
-        unreachable!()
-    };
+    let db = env.db();
     let rows = db
         .client()
         .await
@@ -2334,25 +2214,9 @@ async fn no_secret_is_stored_in_the_clear(env: &Env) {
     let mut secrets = Vec::new();
     let mut apps = Vec::new();
     for name in ["one", "two"] {
-        let k = store
-            .create_workspace(
-                &NewWorkspace {
-                    name: name.into(),
-                    strict: StrictMode::Off,
-                    require_signed_claims: false,
-                    allowed_origins: vec![],
-                },
-                "test",
-                NOW,
-            )
-            .await
-            .unwrap();
+        let (k, added) = workspace_with_two_keys(&store, name).await;
         let app = k.workspace.app_id.clone();
         secrets.push(k.secret.expose_secret().to_string());
-        let added = store
-            .create_key(&app, "second", None, "test", NOW)
-            .await
-            .unwrap();
         secrets.push(added.secret.expose_secret().to_string());
         let rolled = store
             .roll_key(&app, Some(added.key_id), 3600, "test", NOW)
@@ -2488,24 +2352,8 @@ async fn a_secret_moved_between_key_rows_or_written_in_the_clear_is_refused(env:
 
 async fn secrets_stored_in_the_clear_are_sealed_when_the_store_opens(env: &Env) {
     let store = env.store().await;
-    let k = store
-        .create_workspace(
-            &NewWorkspace {
-                name: "legacy".into(),
-                strict: StrictMode::Off,
-                require_signed_claims: false,
-                allowed_origins: vec![],
-            },
-            "test",
-            NOW,
-        )
-        .await
-        .unwrap();
+    let (k, added) = workspace_with_two_keys(&store, "legacy").await;
     let app = k.workspace.app_id.clone();
-    let added = store
-        .create_key(&app, "second", None, "test", NOW)
-        .await
-        .unwrap();
     drop(store);
     // As older versions stored them: one in the clear (before sealing), one sealed for its
     // workspace only (before secrets were bound to their key rows).
@@ -2556,18 +2404,7 @@ async fn an_instance_that_cannot_unseal_changed_workspaces_marks_them_stale(env:
     assert_eq!(registry.stale(), None);
     let (updated, _) = env.open_with(keys_of(&[&mk2, &mk1])).await;
     assert_eq!(updated.rewrap_secrets().await.unwrap(), 1);
-    updated
-        .update_workspace(
-            &app,
-            &WorkspacePatch {
-                strict: Some(StrictMode::Enforce),
-                ..Default::default()
-            },
-            "test",
-            NOW,
-        )
-        .await
-        .unwrap();
+    enforce_strict(&updated, &app).await;
     let start = Instant::now();
     let why = loop {
         if let Some(why) = registry.stale() {
@@ -2593,24 +2430,8 @@ async fn after_a_rewrap_the_old_master_key_can_be_dropped(env: &Env) {
     let mk1 = MasterKey::generate("old").unwrap();
     let mk2 = MasterKey::generate("new").unwrap();
     let (first, _) = env.open_with(keys_of(&[&mk1])).await;
-    let k = first
-        .create_workspace(
-            &NewWorkspace {
-                name: "rewrap".into(),
-                strict: StrictMode::Off,
-                require_signed_claims: false,
-                allowed_origins: vec![],
-            },
-            "test",
-            NOW,
-        )
-        .await
-        .unwrap();
+    let (k, added) = workspace_with_two_keys(&first, "rewrap").await;
     let app = k.workspace.app_id.clone();
-    let added = first
-        .create_key(&app, "second", None, "test", NOW)
-        .await
-        .unwrap();
     let secrets = [
         (k.key_id, k.secret.expose_secret().to_string()),
         (added.key_id, added.secret.expose_secret().to_string()),
@@ -2853,15 +2674,29 @@ const RULES: SessionRules = SessionRules {
     absolute_secs: 1000,
 };
 
+/// A new console account's id (`phc` its password hash).
+async fn new_account(store: &Store, email: &str, phc: &str) -> i64 {
+    store
+        .create_account(email, phc, NOW)
+        .await
+        .unwrap()
+        .expect("a new email makes an account")
+}
+
+/// Whether `store` resumes the session `token` at `now`.
+async fn resumes(store: &Store, token: [u8; 32], now: i64) -> bool {
+    store
+        .resume_session(token, RULES, now)
+        .await
+        .unwrap()
+        .is_some()
+}
+
 async fn sessions_resume_until_idle_or_absolute_expiry_and_end_at_logout(env: &Env) {
     let (a, _) = env.open().await;
     let (b, _) = env.open().await;
     let (app, _) = workspace(&a).await;
-    let id = a
-        .create_account("owner@example.com", "$argon2id$v=19$test", NOW)
-        .await
-        .unwrap()
-        .unwrap();
+    let id = new_account(&a, "owner@example.com", "$argon2id$v=19$test").await;
     assert!(
         a.add_member("owner@example.com", &app, Role::Owner, "cli", NOW)
             .await
@@ -2885,25 +2720,12 @@ async fn sessions_resume_until_idle_or_absolute_expiry_and_end_at_logout(env: &E
     );
     // Activity keeps it alive past one idle period from the login...
     for t in [NOW + 140, NOW + 230, NOW + 320] {
-        assert!(
-            a.resume_session(token, RULES, t).await.unwrap().is_some(),
-            "{t}"
-        );
+        assert!(resumes(&a, token, t).await, "{t}");
     }
     // ...but not idle for the whole period (from the last use at NOW+320).
-    assert!(
-        b.resume_session(token, RULES, NOW + 420)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!resumes(&b, token, NOW + 420).await);
     // It was deleted: even a request dated earlier no longer finds it.
-    assert!(
-        a.resume_session(token, RULES, NOW + 330)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!resumes(&a, token, NOW + 330).await);
 
     // Absolute expiry: used every 90 s, it still ends 1000 s after login.
     let token2 = [8u8; 32];
@@ -2911,34 +2733,16 @@ async fn sessions_resume_until_idle_or_absolute_expiry_and_end_at_logout(env: &E
     let mut t = NOW;
     while t + 90 < NOW + 1000 {
         t += 90;
-        assert!(
-            b.resume_session(token2, RULES, t).await.unwrap().is_some(),
-            "{t}"
-        );
+        assert!(resumes(&b, token2, t).await, "{t}");
     }
-    assert!(
-        a.resume_session(token2, RULES, NOW + 1000)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!resumes(&a, token2, NOW + 1000).await);
 
     // Logout through one instance ends it on the other.
     let token3 = [9u8; 32];
     a.create_session(token3, id, RULES, NOW).await.unwrap();
-    assert!(
-        b.resume_session(token3, RULES, NOW + 1)
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert!(resumes(&b, token3, NOW + 1).await);
     b.delete_session(token3).await.unwrap();
-    assert!(
-        a.resume_session(token3, RULES, NOW + 2)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!resumes(&a, token3, NOW + 2).await);
     // Deleting an unknown session is not an error.
     b.delete_session([1u8; 32]).await.unwrap();
 
@@ -2949,47 +2753,22 @@ async fn sessions_resume_until_idle_or_absolute_expiry_and_end_at_logout(env: &E
     a.create_session(s3, id, RULES, NOW + 20).await.unwrap();
     // s1 and s3 stay in use; s2 is never presented again.
     for t in (1..=11).map(|i| NOW + 90 * i) {
-        assert!(
-            a.resume_session(s1, RULES, t).await.unwrap().is_some(),
-            "{t}"
-        );
-        assert!(
-            b.resume_session(s3, RULES, t).await.unwrap().is_some(),
-            "{t}"
-        );
+        assert!(resumes(&a, s1, t).await, "{t}");
+        assert!(resumes(&b, s3, t).await, "{t}");
     }
     assert_eq!(env.count_rows("console_sessions", None).await, 3);
     // At NOW+1005 s1 is past its absolute limit and s2 idle: the next login deletes both.
     b.create_session(s4, id, RULES, NOW + 1005).await.unwrap();
     assert_eq!(env.count_rows("console_sessions", None).await, 2);
-    assert!(
-        a.resume_session(s3, RULES, NOW + 1006)
-            .await
-            .unwrap()
-            .is_some()
-    );
-    assert!(
-        a.resume_session(s4, RULES, NOW + 1006)
-            .await
-            .unwrap()
-            .is_some()
-    );
-    assert!(
-        a.resume_session(s1, RULES, NOW + 999)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(resumes(&a, s3, NOW + 1006).await);
+    assert!(resumes(&a, s4, NOW + 1006).await);
+    assert!(!resumes(&a, s1, NOW + 999).await);
 }
 
 async fn accounts_are_found_by_email_case_insensitively(env: &Env) {
     let (a, _) = env.open().await;
     let (b, _) = env.open().await;
-    let id = a
-        .create_account("Ann.Lee@Example.COM", "$argon2id$ann", NOW)
-        .await
-        .unwrap()
-        .expect("a new email makes an account");
+    let id = new_account(&a, "Ann.Lee@Example.COM", "$argon2id$ann").await;
     // The same address in other case is taken, from any instance.
     assert_eq!(
         b.create_account("ann.lee@example.com", "$argon2id$other", NOW)
@@ -3038,11 +2817,7 @@ async fn console_access_can_be_taken_away(env: &Env) {
     let (b, _) = env.open().await;
     let (w1, _) = workspace(&a).await;
     let (w2, _) = workspace(&a).await;
-    let id = a
-        .create_account("leaver@example.com", "$argon2id$old", NOW)
-        .await
-        .unwrap()
-        .unwrap();
+    let id = new_account(&a, "leaver@example.com", "$argon2id$old").await;
     for w in [&w1, &w2] {
         assert!(
             a.add_member("leaver@example.com", w, Role::Owner, "cli", NOW)
@@ -3081,7 +2856,7 @@ async fn console_access_can_be_taken_away(env: &Env) {
             .unwrap()
     );
     for s in [s1, s2] {
-        assert!(a.resume_session(s, RULES, NOW + 4).await.unwrap().is_none());
+        assert!(!resumes(&a, s, NOW + 4).await);
     }
     let login = a
         .account_login("leaver@example.com")
@@ -3102,12 +2877,7 @@ async fn console_access_can_be_taken_away(env: &Env) {
             .unwrap()
             .is_none()
     );
-    assert!(
-        a.resume_session(s1, RULES, NOW + 7)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!resumes(&a, s1, NOW + 7).await);
     assert!(a.list_accounts().await.unwrap().iter().all(|x| x.id != id));
     assert!(
         !b.change_account("leaver@example.com", &AccountChange::Delete, "cli", NOW + 8)
@@ -3147,11 +2917,7 @@ async fn members_have_one_role_per_workspace(env: &Env) {
     let (w1, _) = workspace(&a).await;
     let (w2, _) = workspace(&a).await;
     let (first, second) = if w1 < w2 { (w1, w2) } else { (w2, w1) };
-    let id = a
-        .create_account("Viewer@Example.com", "$argon2id$v", NOW)
-        .await
-        .unwrap()
-        .unwrap();
+    let id = new_account(&a, "Viewer@Example.com", "$argon2id$v").await;
     // Unknown account: false; unknown workspace: an error (and nothing stored either way).
     assert!(
         !a.add_member("nobody@example.com", &first, Role::Owner, "cli", NOW)
@@ -3297,31 +3063,11 @@ async fn postgres_a_pg_dump_holds_no_secret() {
     let Some(env) = Env::postgres().await else {
         return;
     };
-    let Env::Postgres(db) = &env else {
-        unreachable!()
-    };
+    let db = env.db();
     let store = env.store().await;
-    let mut secrets = Vec::new();
-    let k = store
-        .create_workspace(
-            &NewWorkspace {
-                name: "dumped".into(),
-                strict: StrictMode::Off,
-                require_signed_claims: false,
-                allowed_origins: vec![],
-            },
-            "test",
-            NOW,
-        )
-        .await
-        .unwrap();
+    let (k, added) = workspace_with_two_keys(&store, "dumped").await;
     let app = k.workspace.app_id.clone();
-    secrets.push(k.secret);
-    let added = store
-        .create_key(&app, "second", None, "test", NOW)
-        .await
-        .unwrap();
-    secrets.push(added.secret);
+    let mut secrets = vec![k.secret, added.secret];
     let rolled = store
         .roll_key(&app, Some(added.key_id), 3600, "test", NOW)
         .await

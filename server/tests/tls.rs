@@ -4,7 +4,9 @@
 //! certificate served without a restart, bad files refused at start with the reason, and clients
 //! that do not speak TLS (or never finish the handshake) costing nothing to others.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod support;
+
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -14,6 +16,7 @@ use std::time::{Duration, Instant};
 use rcgen::{
     BasicConstraints, Certificate, CertificateParams, DnType, IsCa, KeyPair, SanType, date_time_ymd,
 };
+use support::{listening, run_cli, serve_command};
 use tokio_rustls::rustls::{self, pki_types::ServerName};
 
 const BIN: &str = env!("CARGO_BIN_EXE_dropfix-server");
@@ -93,14 +96,11 @@ impl Drop for Server {
     }
 }
 
+/// An owner-only data dir in `parent`.
 fn data_dir(parent: &Path) -> PathBuf {
     let data = parent.join("data");
     std::fs::create_dir(&data).unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
-    }
+    support::owner_only(&data);
     data
 }
 
@@ -115,75 +115,38 @@ fn serve(f: &Files) -> Server {
 #[allow(clippy::zombie_processes)]
 fn serve_with(f: &Files, extra: &[&str]) -> Server {
     let data = data_dir(f.dir.path());
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-token",
-            "tls-test-admin-token",
-        ])
+    let mut child = tls_command(&data, &f.cert, &f.key)
         .args(extra)
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("--tls-cert")
-        .arg(&f.cert)
-        .arg("--tls-key")
-        .arg(&f.key)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut app, mut secret) = (String::new(), String::new());
-    loop {
-        let line = lines
-            .next()
-            .expect("the server printed its address")
-            .unwrap();
-        if let Some(rest) = line.strip_prefix("dev workspace ") {
-            for part in rest.split(' ') {
-                match part.split_once('=') {
-                    Some(("app_id", v)) => app = v.to_string(),
-                    Some(("secret", v)) => secret = v.to_string(),
-                    _ => {}
-                }
-            }
-        }
-        if let Some(url) = line.strip_prefix("dropfix-server listening on https://") {
-            let addr = url.parse().unwrap();
-            std::thread::spawn(move || for _ in lines {});
-            return Server {
-                child,
-                addr,
-                app,
-                secret,
-                data,
-            };
-        }
+    let started = listening(&mut child, "https");
+    Server {
+        child,
+        addr: started.addr,
+        app: started.app,
+        secret: started.secret,
+        data,
     }
+}
+
+/// `serve` over `data` with this certificate and key.
+fn tls_command(data: &Path, cert: &Path, key: &Path) -> Command {
+    let mut command = serve_command(data);
+    command
+        .arg("--tls-cert")
+        .arg(cert)
+        .arg("--tls-key")
+        .arg(key);
+    command
 }
 
 /// `serve` with these files, expected to refuse to start: its stderr.
 fn refused_start(cert: &Path, key: &Path) -> String {
     let dir = tempfile::tempdir().unwrap();
     let data = data_dir(dir.path());
-    let out = Command::new(BIN)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-token",
-            "tls-test-admin-token",
-        ])
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("--tls-cert")
-        .arg(cert)
-        .arg("--tls-key")
-        .arg(key)
-        .output()
-        .unwrap();
+    let out = tls_command(&data, cert, key).output().unwrap();
     assert!(!out.status.success(), "it started");
     assert!(
         std::fs::read_dir(&data).unwrap().next().is_none(),
@@ -302,27 +265,22 @@ fn the_console_cookie_is_secure_under_tls() {
     let ca = ca();
     let f = files(&ca, &leaf(&ca, "first", 2020, 2100));
     let s = serve(&f);
-    let mut create = Command::new(BIN)
-        .args([
+    let (ok, out) = run_cli(
+        &s.data,
+        &[
             "user",
             "create",
             "--email",
             "owner@example.com",
             "--password-stdin",
-        ])
-        .args(["--workspace", &s.app, "--role", "owner", "--data-dir"])
-        .arg(&s.data)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    create
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"a long enough password\n")
-        .unwrap();
-    assert!(create.wait().unwrap().success());
+            "--workspace",
+            &s.app,
+            "--role",
+            "owner",
+        ],
+        "a long enough password\n",
+    );
+    assert!(ok, "{out}");
     let origin = format!("Origin: https://localhost:{}", s.addr.port());
     let (code, _, headers) = curl(
         &s,
@@ -460,29 +418,12 @@ fn clients_that_do_not_speak_tls_cost_others_nothing() {
 #[test]
 fn a_tls_client_on_the_plain_port_is_refused_and_others_are_served() {
     let dir = tempfile::tempdir().unwrap();
-    let data = data_dir(dir.path());
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-token",
-            "tls-test-admin-token",
-        ])
-        .arg("--data-dir")
-        .arg(&data)
+    let mut child = serve_command(&data_dir(dir.path()))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr: SocketAddr = loop {
-        let line = lines.next().expect("listening line").unwrap();
-        if let Some(a) = line.strip_prefix("dropfix-server listening on http://") {
-            break a.parse().unwrap();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let addr = listening(&mut child, "http").addr;
     let ca = ca();
     let f = files(&ca, &leaf(&ca, "first", 2020, 2100));
     // A TLS handshake on the plain port fails (the server reads no HTTP there) ...
