@@ -15,7 +15,7 @@
 #
 # Usage: tests/reliability/soak.sh            (knobs: SOAK_SECONDS, SOAK_CONNECTIONS,
 #        SOAK_SLOW_CLIENTS, SOAK_RSS_SLACK_KIB, SOAK_SAMPLE_SECONDS)
-# Needs wrk (apt-get install wrk) and python3.
+# Needs wrk (apt-get install wrk), node and python3.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -39,38 +39,10 @@ SECRET="$(grep -o 'secret=[^ ]*' "$WORK/server.out" | head -1 | cut -d= -f2)"
 [ -n "$APP_ID" ] && [ -n "$SECRET" ] || { echo "could not read server start-up lines" >&2; exit 1; }
 echo "server pid $SERVER_PID on $ADDR, app $APP_ID"
 
-# Request bodies: 2000 users, each signed (seed form, signedAt = now, valid for the 300 s window
-# that covers the run) and unsigned.
-python3 - "$APP_ID" "$SECRET" >"$WORK/load.lua" <<'EOF'
-import hashlib, hmac, json, sys, time
-app, secret = sys.argv[1], sys.argv[2]
-now = int(time.time())
-bodies = []
-for i in range(2000):
-    uid = f"soak-{i}"
-    sig = hmac.new(secret.encode(), uid.encode(), hashlib.sha256).hexdigest()
-    bodies.append(json.dumps({"app_id": app, "user_id": uid,
-                              "traits": {"plan": "pro", "mrr": i}, "hash": sig, "signedAt": now}))
-    bodies.append(json.dumps({"app_id": app, "user_id": f"anon-{i}",
-                              "traits": {"plan": "free", "visits": i}}))
-print("local bodies = {")
-for b in bodies:
-    print("  [==[" + b + "]==],")
-print("}")
-print('''
-local counter = 0
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-request = function()
-  counter = counter + 1
-  return wrk.format(nil, "/v1/identify", nil, bodies[(counter % #bodies) + 1])
-end
-local statuses = {}
-response = function(status, headers, body)
-  statuses[status] = (statuses[status] or 0) + 1
-end
-''')
-EOF
+# Request bodies (bench/mix.sh): 4000, alternately seed-signed (signedAt = now, valid for the
+# 300 s window that covers the run) and unsigned, each for its own user.
+source bench/mix.sh
+mix "$APP_ID" "$SECRET" 4000 1 1 0 0 >"$WORK/load.lua"
 
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$SERVER_PID/status"; }
 
