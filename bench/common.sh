@@ -1,5 +1,6 @@
 # Sourced by the benchmark scripts (from the repository root): the tools they need, the binary
-# they measure, and a private work dir whose servers are stopped and files removed on exit.
+# they measure, a private work dir whose servers are stopped and files removed on exit, and the
+# helpers their measurements share.
 #   DROPFIX_BIN   another dropfix-server binary to measure (default: this tree's release build,
 #                 built here)
 sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -19,4 +20,29 @@ trap bench_cleanup EXIT
 mix_share_ok() {
   awk '/requests in/ { n = $1 } /Non-2xx or 3xx responses/ { e = $NF }
        END { s = 100 * e / n; printf "%.2f", s; exit !(s >= 19 && s <= 21) }' "$1"
+}
+# wait_line FILE PATTERN: waits up to 60 s for PATTERN in FILE (a server's output); fails with
+# the file's text when it does not come.
+wait_line() {
+  for _ in $(seq 1 600); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
+  echo "timed out waiting for '$2' in $1" >&2; cat "$1" >&2; exit 1
+}
+# A wrk latency (us, ms or s) on stdin, in milliseconds.
+to_ms() { awk '{ v=$1; if (v ~ /us$/) { sub(/us$/,"",v); print v/1000 } else if (v ~ /ms$/) { sub(/ms$/,"",v); print v } else if (v ~ /s$/) { sub(/s$/,"",v); print v*1000 } }'; }
+# cpu_secs PID: CPU seconds (user + system) the process has used so far.
+cpu_secs() { awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$1/stat"; }
+# runs_share_ok RESULTS COLUMN: mix_share_ok for every run of a whole benchmark: whether each row
+# of RESULTS (tab-separated, the setup's name first) has the mix's 20 % (+-1 point) of non-2xx
+# answers in COLUMN (0-based, the name is 0); prints the runs that do not, or that all do.
+runs_share_ok() {
+  python3 - "$1" "$2" <<'PY'
+import sys
+rows = [l.split('\t') for l in open(sys.argv[1]).read().split('\n') if l]
+col = int(sys.argv[2])
+bad = [(r[0], float(r[col])) for r in rows if abs(float(r[col]) - 20.0) > 1.0]
+if bad:
+    print(f"\nFAIL: non-2xx share differs from the mix's 20%: {bad}")
+    sys.exit(1)
+print("\nnon-2xx share is the mix's 20% on every run")
+PY
 }

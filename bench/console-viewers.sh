@@ -56,7 +56,6 @@ status="$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: $COOKIE" "$URL/cons
 
 source bench/mix.sh
 mix "$APP" "$SECRET" 2000 7 1 1 1 >"$WORK/mix.lua"
-to_ms() { awk '{ v=$1; if (v ~ /us$/) { sub(/us$/,"",v); print v/1000 } else if (v ~ /ms$/) { sub(/ms$/,"",v); print v } else if (v ~ /s$/) { sub(/s$/,"",v); print v*1000 } }'; }
 run() { # KIND
   local out="$WORK/wrk-$1.txt" vpid=""
   if [ "$1" = with-viewers ]; then

@@ -6,22 +6,13 @@
 #   signatures (401) and expired ones (401), at CONNECTIONS connections.
 # Reports req/s, p50 and p99 per run, min/median per target, and the ratios.
 # Knobs: ROUNDS (3), SECONDS (10), CONNECTIONS (64), THREADS (1: the machine has 2 cores and wrk
-# shares them with the server; see BENCHMARKS.md).
+# shares them with the server; see BENCHMARKS.md), DROPFIX_BIN (default: this tree's release
+# build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS="${ROUNDS:-3}"; SECS="${SECONDS_PER_RUN:-10}"; CONN="${CONNECTIONS:-64}"; THREADS="${THREADS:-1}"
-command -v wrk >/dev/null || { sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }; sudo_ apt-get install -y -qq wrk >/dev/null; }
-cargo build --quiet --release -p dropfix-server
-BIN="${CARGO_TARGET_DIR:-target}/release/dropfix-server"
-WORK="$(mktemp -d)"
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-
-wait_line() { # FILE PATTERN
-  for _ in $(seq 1 300); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
-  echo "timed out waiting for '$2' in $1" >&2; cat "$1" >&2; exit 1
-}
+source bench/common.sh
+need_wrk
 
 declare -A PID_OF
 start_dropfix() { # NAME EXTRA_ARGS...
@@ -49,10 +40,7 @@ source bench/mix.sh
 mix "$APP" "$SECRET" >"$WORK/mix.lua"
 mix "$APP_E" "$SECRET_E" >"$WORK/mix-e.lua"
 
-to_ms() { awk '{ v=$1; if (v ~ /us$/) { sub(/us$/,"",v); print v/1000 } else if (v ~ /ms$/) { sub(/ms$/,"",v); print v } else if (v ~ /s$/) { sub(/s$/,"",v); print v*1000 } }'; }
 RESULTS="$WORK/results.tsv"
-# CPU seconds (user + system) a process has used so far.
-cpu_secs() { awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$1/stat"; }
 run() { # TARGET URL LUA PROCESS
   local out="$WORK/wrk-$1.txt" pid="${PID_OF[$4]}" cpu0 cpu1
   cpu0="$(cpu_secs "$pid")"

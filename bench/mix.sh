@@ -1,11 +1,11 @@
-# Sourced by the load benchmarks: `mix APP SECRET [IDS] [VALID UNSIGNED WRONG EXPIRED]` prints the
-# wrk Lua script of a load mix over IDS distinct user ids (default 1000), weighted per kind
-# (default a quarter each): valid seed signatures (200), unsigned calls (202), wrong signatures
-# (401) and expired ones (401). Ids are `user-<n>` with n spread over ID_SPACE (default IDS), so
-# a mix can address a sample of a large stored population (ID_OFFSET, default 0, shifts the
-# sample: a warm-up mix over other users of the same population). The requests cycle through the
-# bodies in a fixed interleaved order, so every window of the run has the same mix.
-# Signatures are made when it runs, so they stay fresh for the run.
+# Sourced by the load benchmarks and tests/reliability/soak.sh: `mix APP SECRET [IDS] [VALID
+# UNSIGNED WRONG EXPIRED]` prints the wrk Lua script of a load mix over IDS distinct user ids
+# (default 1000), weighted per kind (default a quarter each): valid seed signatures (200),
+# unsigned calls (202), wrong signatures (401) and expired ones (401). Ids are `user-<n>` with n
+# spread over ID_SPACE (default IDS), so a mix can address a sample of a large stored population
+# (ID_OFFSET, default 0, shifts the sample: a warm-up mix over other users of the same
+# population). The requests cycle through the bodies in a fixed interleaved order, so every window
+# of the run has the same mix. Signatures are made when it runs, so they stay fresh for the run.
 mix() { # APP SECRET [IDS] [VALID UNSIGNED WRONG EXPIRED]
   node - "$1" "$2" "${3:-1000}" "${4:-1}" "${5:-1}" "${6:-1}" "${7:-1}" "${ID_SPACE:-${3:-1000}}" "${ID_OFFSET:-0}" <<'JS'
 const { createHmac } = require('node:crypto');

@@ -11,27 +11,22 @@
 # (user + system time of every postgres process, from /proc), and FAILS when a setup's share of
 # non-2xx answers is not the mix's 20% (+-1 point). Rate limits are off. PostgreSQL comes from
 # scripts/postgres.sh (started or installed as the test command does).
-# Knobs: ROUNDS (3), SECONDS_PER_RUN (5), CONNECTIONS (64), IDS (2000).
+# Knobs: ROUNDS (3), SECONDS_PER_RUN (5), CONNECTIONS (64), IDS (2000), DROPFIX_BIN (default:
+# this tree's release build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS="${ROUNDS:-3}"; SECS="${SECONDS_PER_RUN:-5}"; CONN="${CONNECTIONS:-64}"; IDS="${IDS:-2000}"
-sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-command -v wrk >/dev/null || sudo_ apt-get install -y -qq wrk >/dev/null
-cargo build --quiet --release -p dropfix-server
-BIN="${CARGO_TARGET_DIR:-target}/release/dropfix-server"
+source bench/common.sh
+need_wrk
 URL="$(scripts/postgres.sh 2>/dev/null | tail -1)"
-WORK="$(mktemp -d)"; chmod 700 "$WORK"
 DB="dropfix_bench_$$"
 psql -q "$URL" -c "CREATE DATABASE $DB" >/dev/null
 DB_URL="${URL%/*}/$DB"
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true
+pg_cleanup() {
+  bench_cleanup
   psql -q "$URL" -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
-  rm -rf "$WORK"
 }
-trap cleanup EXIT
-wait_line() { for _ in $(seq 1 600); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done; echo "timeout: $1" >&2; cat "$1" >&2; exit 1; }
+trap pg_cleanup EXIT
 export DROPFIX_MASTER_KEYS="$("$BIN" master-key generate --id mk1)"
 declare -A PID_OF URL_OF
 start() { # NAME EXTRA_ARGS...   (extra env through the environment of the call)
@@ -57,7 +52,6 @@ mix "$APP_S" "$SECRET_S" "$IDS" 7 1 1 1 >"$WORK/mix-sqlite.lua"
 
 cpu_of() { local t=0; for p in "$@"; do t="$(awk -v t="$t" -v hz="$(getconf CLK_TCK)" '{ print t + ($14 + $15) / hz }' "/proc/$p/stat")"; done; echo "$t"; }
 pg_cpu() { cpu_of $(pgrep -x postgres || pgrep -f 'postgres:' ) ; }
-to_ms() { awk '{ v=$1; if (v ~ /us$/) { sub(/us$/,"",v); print v/1000 } else if (v ~ /ms$/) { sub(/ms$/,"",v); print v } else if (v ~ /s$/) { sub(/s$/,"",v); print v*1000 } }'; }
 RESULTS="$WORK/results.tsv"
 measure() { # LABEL LUA "name..."  (one wrk per verifier, connections split)
   local label="$1" lua="$2"; shift 2
@@ -110,9 +104,5 @@ print("\nratios (medians)")
 print(f"  one verifier on PostgreSQL / embedded store   {med('pg-1',0)/med('sqlite',0):.2f}x   (aim >= 0.6x)")
 print(f"  two verifiers / one, on PostgreSQL            {med('pg-2',0)/med('pg-1',0):.2f}x")
 print(f"  batched / one row per transaction             {med('pg-1',0)/med('pg-1-row',0):.2f}x req/s, PostgreSQL CPU per stored identify {med('pg-1-row',3)/med('pg-1',3):.2f}x less")
-bad = [(n, r[4]) for n, runs in by.items() for r in runs if abs(r[4] - 20.0) > 1.0]
-if bad:
-    print(f"\nFAIL: non-2xx share differs from the mix's 20%: {bad}")
-    sys.exit(1)
-print("\nnon-2xx share is the mix's 20% on every run")
 PY
+runs_share_ok "$RESULTS" 5

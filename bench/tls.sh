@@ -34,7 +34,6 @@ for name in http https; do
   secret="$(grep -o 'secret=[^ ]*' "$WORK/$name.out" | cut -d= -f2)"
   mix "$app" "$secret" 2000 7 1 1 1 >"$WORK/mix-$name.lua"
 done
-cpu_secs() { awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$1/stat"; }
 run() { # NAME MODE
   local name="$1" mode="$2" out="$WORK/wrk.txt" cpu0 cpu1 extra=() conns="$CONN"
   if [ "$mode" = new-conn ]; then extra=(-H "Connection: close"); conns=16; fi

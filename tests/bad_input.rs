@@ -88,49 +88,33 @@ fn cases(app: &str) -> Vec<Case> {
     let ok = |extra: &str| format!(r#"{{"app_id":"{app}","user_id":"u1"{extra}}}"#);
 
     // Malformed and truncated JSON.
-    add("empty body", body(""), err(400, "invalid_json", ""));
-    add(
-        "truncated object",
-        body(&format!(r#"{{"app_id":"{app}","user_id":"u1""#)),
-        err(400, "invalid_json", ""),
-    );
-    add(
-        "truncated inside a string",
-        body(&format!(r#"{{"app_id":"{app}","user_id":"u"#)),
-        err(400, "invalid_json", ""),
-    );
-    add(
-        "trailing garbage",
-        body(&format!("{} xyz", ok(""))),
-        err(400, "invalid_json", ""),
-    );
-    add(
-        "two JSON documents",
-        body(&format!("{}{}", ok(""), ok(""))),
-        err(400, "invalid_json", ""),
-    );
-    add(
-        "not JSON at all",
-        body("user_id=1"),
-        err(400, "invalid_json", ""),
-    );
-    add("array body", body("[1,2]"), err(400, "invalid_json", ""));
-    add(
-        "string body",
-        body(r#""hello""#),
-        err(400, "invalid_json", ""),
-    );
-    add("null body", body("null"), err(400, "invalid_json", ""));
-    add(
-        "single quotes",
-        body(&format!("{{'app_id':'{app}','user_id':'u1'}}")),
-        err(400, "invalid_json", ""),
-    );
-    add(
-        "trailing comma",
-        body(&format!(r#"{{"app_id":"{app}","user_id":"u1",}}"#)),
-        err(400, "invalid_json", ""),
-    );
+    for (name, text) in [
+        ("empty body", String::new()),
+        (
+            "truncated object",
+            format!(r#"{{"app_id":"{app}","user_id":"u1""#),
+        ),
+        (
+            "truncated inside a string",
+            format!(r#"{{"app_id":"{app}","user_id":"u"#),
+        ),
+        ("trailing garbage", format!("{} xyz", ok(""))),
+        ("two JSON documents", format!("{}{}", ok(""), ok(""))),
+        ("not JSON at all", "user_id=1".into()),
+        ("array body", "[1,2]".into()),
+        ("string body", r#""hello""#.into()),
+        ("null body", "null".into()),
+        (
+            "single quotes",
+            format!("{{'app_id':'{app}','user_id':'u1'}}"),
+        ),
+        (
+            "trailing comma",
+            format!(r#"{{"app_id":"{app}","user_id":"u1",}}"#),
+        ),
+    ] {
+        add(name, body(&text), err(400, "invalid_json", ""));
+    }
 
     // Missing, empty, oversized and wrongly typed ids.
     add(
@@ -153,31 +137,23 @@ fn cases(app: &str) -> Vec<Case> {
         json_body(json!({"app_id": app, "user_id": "x".repeat(256)})),
         err(400, "too_long", "user_id"),
     );
-    add(
-        "user_id a float",
-        json_body(json!({"app_id": app, "user_id": 4.5})),
-        err(400, "invalid_type", "user_id"),
-    );
+    for (name, id) in [
+        ("user_id a float", json!(4.5)),
+        ("user_id a boolean", json!(true)),
+        ("user_id an object", json!({"id": 1})),
+        ("user_id an array", json!(["1"])),
+    ] {
+        add(
+            name,
+            json_body(json!({"app_id": app, "user_id": id})),
+            err(400, "invalid_type", "user_id"),
+        );
+    }
     add(
         "user_id beyond i64",
         body(&format!(
             r#"{{"app_id":"{app}","user_id":18446744073709551616}}"#
         )),
-        err(400, "invalid_type", "user_id"),
-    );
-    add(
-        "user_id a boolean",
-        json_body(json!({"app_id": app, "user_id": true})),
-        err(400, "invalid_type", "user_id"),
-    );
-    add(
-        "user_id an object",
-        json_body(json!({"app_id": app, "user_id": {"id": 1}})),
-        err(400, "invalid_type", "user_id"),
-    );
-    add(
-        "user_id an array",
-        json_body(json!({"app_id": app, "user_id": ["1"]})),
         err(400, "invalid_type", "user_id"),
     );
     add(

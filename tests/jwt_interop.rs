@@ -3,8 +3,8 @@
 //! verify in the core; tampering with what the token covers is refused, and a token the library
 //! signed with the raw secret instead of the claims key is a mismatch.
 
-use dropfix_core::{Decision, Identify, Method, Policy, Rejection, SecretKey, StrictMode, Value};
-use dropfix_tests::{now, run};
+use dropfix_core::{Decision, Method, Rejection, SecretKey, Value};
+use dropfix_tests::{decide_enforced, run};
 use serde_json::json;
 
 const ISSUERS: [(&str, &str); 3] = [
@@ -38,18 +38,10 @@ fn issue(program: &str, script: &str) -> String {
 }
 
 fn decide(secret: &str, user_id: &str, traits: serde_json::Value, token: &str) -> Decision {
-    let body: Value = serde_json::from_value(json!({
+    let body = json!({
         "app_id": "app_jwt", "user_id": user_id, "traits": traits, "signature": token,
-    }))
-    .unwrap();
-    let call = Identify::from_wire(&body).unwrap();
-    let secrets = [SecretKey::new(secret)];
-    let policy = Policy {
-        secrets: &secrets,
-        strict: StrictMode::Enforce,
-        require_signed_claims: true,
-    };
-    dropfix_core::decide(&policy, &call, now())
+    });
+    decide_enforced(body, secret, true)
 }
 
 #[test]

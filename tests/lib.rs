@@ -1,9 +1,10 @@
-//! Shared helpers for the cross-crate and cross-language tests: the vector file and running the
-//! other languages' programs.
+//! Shared helpers for the cross-crate and cross-language tests: the vector file, running the
+//! other languages' programs, and the core's decision on what they produced.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use dropfix_core::{Decision, Identify, Policy, SecretKey, StrictMode, Value};
 use serde_json::Value as Json;
 
 /// The one vector file, embedded at compile time.
@@ -64,4 +65,18 @@ pub fn now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
+}
+
+/// The core's decision, now, on one identify call in wire form (`body`) to a workspace with the
+/// one secret `secret` and strict mode on; `require_signed_claims` as the workspace sets it.
+pub fn decide_enforced(body: Json, secret: &str, require_signed_claims: bool) -> Decision {
+    let body: Value = serde_json::from_value(body).unwrap();
+    let call = Identify::from_wire(&body).unwrap();
+    let secrets = [SecretKey::new(secret)];
+    let policy = Policy {
+        secrets: &secrets,
+        strict: StrictMode::Enforce,
+        require_signed_claims,
+    };
+    dropfix_core::decide(&policy, &call, now())
 }

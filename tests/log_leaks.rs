@@ -56,6 +56,33 @@ impl Secrets {
             token.rsplit('.').next().unwrap(),
         );
     }
+
+    /// Signs `user_id` in the seed form with `key` and adds the signature.
+    fn seed_signature(&mut self, label: &str, key: &SecretKey, user_id: &str) -> String {
+        let sig = seed::sign(key, user_id);
+        self.add_seed_signature(label, &sig);
+        sig
+    }
+
+    /// Signs claims for `sub` with `plan` at `iat` with `key` and adds the token.
+    fn claims_token(
+        &mut self,
+        label: &str,
+        key: &SecretKey,
+        sub: &str,
+        iat: i64,
+        plan: &str,
+    ) -> String {
+        let claims = Claims {
+            sub: sub.into(),
+            iat,
+            plan: Some(plan.into()),
+            ..Claims::default()
+        };
+        let token = claims::sign(key, &claims);
+        self.add_token(label, &token);
+        token
+    }
 }
 
 fn identify(server: &Server, body: Json) -> (u16, Json) {
@@ -81,24 +108,14 @@ fn exercise(server: &Server, dev_app: &str, dev_secret: &str) -> Secrets {
     let t = now();
 
     // Verified (seed form and signed claims) and unverified.
-    let sig = seed::sign(&dev_key, "leak-1");
-    secrets.add_seed_signature("seed signature", &sig);
+    let sig = secrets.seed_signature("seed signature", &dev_key, "leak-1");
     let (s, _) = identify(
         server,
         json!({"app_id": dev_app, "user_id": "leak-1", "traits": {"plan": "pro", "mrr": 5},
                "hash": sig, "signedAt": t}),
     );
     assert_eq!(s, 200);
-    let token = claims::sign(
-        &dev_key,
-        &Claims {
-            sub: "leak-2".into(),
-            iat: t,
-            plan: Some("pro".into()),
-            ..Claims::default()
-        },
-    );
-    secrets.add_token("claims token", &token);
+    let token = secrets.claims_token("claims token", &dev_key, "leak-2", t, "pro");
     let (s, _) = identify(
         server,
         json!({"app_id": dev_app, "user_id": "leak-2", "signature": token}),
@@ -138,10 +155,10 @@ fn exercise(server: &Server, dev_app: &str, dev_secret: &str) -> Secrets {
         401,
         "signature_required",
     );
-    let seed_for_claims_ws = seed::sign(&SecretKey::new(claims_secret.as_str()), "x");
-    secrets.add_seed_signature(
+    let seed_for_claims_ws = secrets.seed_signature(
         "seed signature to claims-only workspace",
-        &seed_for_claims_ws,
+        &SecretKey::new(claims_secret.as_str()),
+        "x",
     );
     expect_code(
         server,
@@ -150,23 +167,19 @@ fn exercise(server: &Server, dev_app: &str, dev_secret: &str) -> Secrets {
         "signed_claims_required",
     );
     // A mismatch: signed with another key. Both the sent and the expected signature are secret.
-    let wrong = seed::sign(
+    let wrong = secrets.seed_signature(
+        "mismatching signature",
         &SecretKey::new("dfsk_not_the_right_key_0000000000"),
         "leak-4",
     );
-    secrets.add_seed_signature("mismatching signature", &wrong);
-    secrets.add_seed_signature(
-        "signature the server expected",
-        &seed::sign(&dev_key, "leak-4"),
-    );
+    secrets.seed_signature("signature the server expected", &dev_key, "leak-4");
     expect_code(
         server,
         json!({"app_id": dev_app, "user_id": "leak-4", "hash": wrong, "signedAt": t}),
         401,
         "signature_mismatch",
     );
-    let sig5 = seed::sign(&dev_key, "leak-5");
-    secrets.add_seed_signature("expired signature", &sig5);
+    let sig5 = secrets.seed_signature("expired signature", &dev_key, "leak-5");
     expect_code(
         server,
         json!({"app_id": dev_app, "user_id": "leak-5", "hash": sig5, "signedAt": t - 3600}),
@@ -199,16 +212,7 @@ fn exercise(server: &Server, dev_app: &str, dev_secret: &str) -> Secrets {
         401,
         "signature_malformed",
     );
-    let token6 = claims::sign(
-        &dev_key,
-        &Claims {
-            sub: "leak-6".into(),
-            iat: t,
-            plan: Some("free".into()),
-            ..Claims::default()
-        },
-    );
-    secrets.add_token("contradicted claims token", &token6);
+    let token6 = secrets.claims_token("contradicted claims token", &dev_key, "leak-6", t, "free");
     expect_code(
         server,
         json!({"app_id": dev_app, "user_id": "leak-6", "traits": {"plan": "enterprise"},
@@ -216,8 +220,7 @@ fn exercise(server: &Server, dev_app: &str, dev_secret: &str) -> Secrets {
         401,
         "claims_mismatch",
     );
-    let sig7 = seed::sign(&dev_key, "leak-7");
-    secrets.add_seed_signature("signature sent to an unknown app", &sig7);
+    let sig7 = secrets.seed_signature("signature sent to an unknown app", &dev_key, "leak-7");
     expect_code(
         server,
         json!({"app_id": "app_nope", "user_id": "leak-7", "hash": sig7, "signedAt": t}),
@@ -240,8 +243,7 @@ fn exercise(server: &Server, dev_app: &str, dev_secret: &str) -> Secrets {
         400,
         "secret_not_allowed",
     );
-    let sig9 = seed::sign(&dev_key, "leak-9");
-    secrets.add_seed_signature("signature in a call with a bad trait", &sig9);
+    let sig9 = secrets.seed_signature("signature in a call with a bad trait", &dev_key, "leak-9");
     expect_code(
         server,
         json!({"app_id": dev_app, "user_id": "leak-9", "traits": {"mrr": -1},
@@ -286,8 +288,11 @@ fn exercise(server: &Server, dev_app: &str, dev_secret: &str) -> Secrets {
     // Both keys verify during the grace period.
     for (label, key) in [("old", &strict_secret), ("new", &new_secret)] {
         let user = format!("leak-rot-{label}");
-        let sig = seed::sign(&SecretKey::new(key.as_str()), &user);
-        secrets.add_seed_signature(&format!("signature with the {label} key"), &sig);
+        let sig = secrets.seed_signature(
+            &format!("signature with the {label} key"),
+            &SecretKey::new(key.as_str()),
+            &user,
+        );
         let (s, j) = identify(
             server,
             json!({"app_id": strict_app, "user_id": user, "hash": sig, "signedAt": t}),
@@ -300,24 +305,15 @@ fn exercise(server: &Server, dev_app: &str, dev_secret: &str) -> Secrets {
         Some(json!({})),
     );
     assert_eq!(s, 200);
-    let (s, _) = admin_json(
-        "GET",
-        &format!("/v1/admin/workspaces/{dev_app}/users/leak-1"),
-        None,
-    );
-    assert_eq!(s, 200);
-    let (s, _) = admin_json(
-        "GET",
-        &format!("/v1/admin/workspaces/{dev_app}/users/nobody"),
-        None,
-    );
-    assert_eq!(s, 404);
-    let (s, _) = admin_json(
-        "GET",
-        &format!("/v1/admin/workspaces/{dev_app}/users?verified=true&limit=10"),
-        None,
-    );
-    assert_eq!(s, 200);
+    for (users_path, status) in [
+        ("users/leak-1", 200),
+        ("users/nobody", 404),
+        ("users?verified=true&limit=10", 200),
+    ] {
+        let path = format!("/v1/admin/workspaces/{dev_app}/{users_path}");
+        let (s, _) = admin_json("GET", &path, None);
+        assert_eq!(s, status, "{path}");
+    }
     let r = server.admin("GET", "/metrics", None);
     assert_eq!(r.status, 200, "/metrics with the admin token");
     secrets

@@ -4,9 +4,9 @@
 //! The snippet files hold the page's code verbatim between BEGIN/END markers; the first test
 //! checks that against the page text so the copies cannot drift.
 
-use dropfix_core::{Decision, Identify, Method, Policy, Rejection, SecretKey, StrictMode, Value};
-use dropfix_tests::{now, run, tests_dir, vectors};
-use serde_json::Value as Json;
+use dropfix_core::{Decision, Method, Rejection};
+use dropfix_tests::{decide_enforced, now, run, tests_dir, vectors};
+use serde_json::{Value as Json, json};
 
 const SNIPPETS: [(&str, &str); 3] = [
     ("node", "snippets/node.mjs"),
@@ -29,19 +29,11 @@ fn sign_with(program: &str, script: &str, secret: &str, user_id: &str) -> (Strin
 }
 
 fn decide(secret: &str, user_id: &str, signature: &str, signed_at: i64) -> Decision {
-    let body: Value = serde_json::from_value(serde_json::json!({
+    let body = json!({
         "app_id": "app_snippets", "user_id": user_id,
         "traits": {"plan": "pro", "mrr": 49}, "signature": signature, "signedAt": signed_at,
-    }))
-    .unwrap();
-    let call = Identify::from_wire(&body).unwrap();
-    let secrets = [SecretKey::new(secret)];
-    let policy = Policy {
-        secrets: &secrets,
-        strict: StrictMode::Enforce,
-        require_signed_claims: false,
-    };
-    dropfix_core::decide(&policy, &call, now())
+    });
+    decide_enforced(body, secret, false)
 }
 
 #[test]
@@ -144,19 +136,9 @@ fn a_snippet_hash_of_a_registered_signing_input_is_not_a_token() {
             .map(|i| u8::from_str_radix(&hash[i..i + 2], 16).unwrap())
             .collect();
         let forged = format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(raw));
-        let body: Value = serde_json::from_value(serde_json::json!({
-            "app_id": "app_snippets", "user_id": "1001", "signature": forged,
-        }))
-        .unwrap();
-        let call = Identify::from_wire(&body).unwrap();
-        let secrets = [SecretKey::new(secret)];
-        let policy = Policy {
-            secrets: &secrets,
-            strict: StrictMode::Enforce,
-            require_signed_claims: true,
-        };
+        let body = json!({"app_id": "app_snippets", "user_id": "1001", "signature": forged});
         assert_eq!(
-            dropfix_core::decide(&policy, &call, now()),
+            decide_enforced(body, secret, true),
             Decision::Rejected(Rejection::SignatureMismatch),
             "{program}"
         );

@@ -312,20 +312,15 @@ fn custom_trait_values() {
     }
     // Non-finite numbers only come from JS (the SDK); the same rule applies.
     for f in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
-        let traits = Value::Object(vec![("x".into(), Value::Float(f))]);
-        let e = Identify::from_sdk("a", &Value::Int(1), &traits).unwrap_err();
-        assert_eq!(
-            (e.code, e.field.as_str()),
-            ("invalid_value", "traits.x"),
-            "{f}"
-        );
-        let mrr = Value::Object(vec![("mrr".into(), Value::Float(f))]);
-        let e = Identify::from_sdk("a", &Value::Int(1), &mrr).unwrap_err();
-        assert_eq!(
-            (e.code, e.field.as_str()),
-            ("invalid_value", "traits.mrr"),
-            "{f}"
-        );
+        for name in ["x", "mrr"] {
+            let traits = Value::Object(vec![(name.into(), Value::Float(f))]);
+            let e = Identify::from_sdk("a", &Value::Int(1), &traits).unwrap_err();
+            assert_eq!(
+                (e.code, e.field),
+                ("invalid_value", format!("traits.{name}")),
+                "{f}"
+            );
+        }
     }
 }
 
@@ -700,25 +695,23 @@ fn decide_policy_rows() {
             Decision::Rejected(Rejection::SignedClaimsRequired)
         );
     }
-    // The millisecond check comes before the MAC (a wrong signature in ms is reported as ms).
-    let ms = wire(
-        json!({"app_id": "a", "user_id": "1", "signature": "a".repeat(64),
-                         "signed_at": 100_000_000_000_i64}),
-    )
-    .unwrap();
-    assert_eq!(
-        decide(&policy(StrictMode::Off, false), &ms, NOW),
-        Decision::Rejected(Rejection::SignedAtNotSeconds)
-    );
-    let below = wire(
-        json!({"app_id": "a", "user_id": "1", "signature": "a".repeat(64),
-                            "signed_at": 99_999_999_999_i64}),
-    )
-    .unwrap();
-    assert_eq!(
-        decide(&policy(StrictMode::Off, false), &below, NOW),
-        Decision::Rejected(Rejection::SignatureMismatch)
-    );
+    // The millisecond check comes before the MAC (a wrong signature in ms is reported as ms);
+    // just below milliseconds, the wrong signature is what is reported.
+    for (signed_at, rejection) in [
+        (100_000_000_000_i64, Rejection::SignedAtNotSeconds),
+        (99_999_999_999_i64, Rejection::SignatureMismatch),
+    ] {
+        let call = wire(
+            json!({"app_id": "a", "user_id": "1", "signature": "a".repeat(64),
+                   "signed_at": signed_at}),
+        )
+        .unwrap();
+        assert_eq!(
+            decide(&policy(StrictMode::Off, false), &call, NOW),
+            Decision::Rejected(rejection),
+            "signed_at {signed_at}"
+        );
+    }
     // A seed signature verified: key index and signing time reported.
     let seed_call = wire(
         json!({"app_id": "a", "user_id": "1", "signature": seed::sign(&secrets[0], "1"),

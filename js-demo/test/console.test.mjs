@@ -13,13 +13,12 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { launchChromium } from './demo.mjs';
 import { serverBinary } from '../../tests/js/verifier.mjs';
 
 const require = createRequire(import.meta.url);
 const AXE = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
 const shots = fileURLToPath(new URL('../../test-output/console/', import.meta.url));
-const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
 const EMAIL = 'owner@acme.example';
 const PASSWORD = `pw-${randomBytes(12).toString('hex')}`;
 
@@ -50,7 +49,7 @@ before(async () => {
     });
     server.on('exit', (code) => reject(new Error(`server exited with ${code}: ${stderr}`)));
   });
-  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: CHROMIUM_ARGS });
+  browser = await launchChromium();
   const context = await browser.newContext({ viewport: { width: 1100, height: 900 } });
   page = await context.newPage();
 });

@@ -1,10 +1,45 @@
-// Starts the demo app (../server.mjs) on a free port for the browser tests, pointed at a
-// verifier from tests/js/verifier.mjs. `extraEnv` adds to its environment.
+// What the demo's browser tests run against: the demo app (../server.mjs) on a free port, pointed
+// at a verifier from tests/js/verifier.mjs, and headless Chromium (Debian's chromium through
+// playwright-core).
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { startVerifier } from '../../tests/js/verifier.mjs';
 
-/** `{ url, stop() }` */
-export async function startDemo(verifier, extraEnv = {}) {
+const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
+
+/** Headless Chromium, for every browser test of the demo. */
+export function launchChromium() {
+  return chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: CHROMIUM_ARGS });
+}
+
+/**
+ * A verifier (`tls` as startVerifier takes it; the demo's backend then trusts its certificate),
+ * the demo pointed at it, and a browser: `{ verifier, demoUrl, browser, stop() }`. stop() ends
+ * what was started; a start that fails part way ends what it had started before throwing.
+ */
+export async function startStack({ tls } = {}) {
+  const stack = {
+    async stop() {
+      await stack.browser?.close();
+      await stack.demo?.stop();
+      await stack.verifier?.stop();
+    },
+  };
+  try {
+    stack.verifier = await startVerifier({ tls });
+    stack.demo = await startDemo(stack.verifier, tls ? { NODE_EXTRA_CA_CERTS: tls.cert } : {});
+    stack.demoUrl = stack.demo.url;
+    stack.browser = await launchChromium();
+  } catch (e) {
+    await stack.stop();
+    throw e;
+  }
+  return stack;
+}
+
+/** The demo app for `verifier`, `extraEnv` added to its environment: `{ url, stop() }`. */
+async function startDemo(verifier, extraEnv) {
   const child = spawn('node', [fileURLToPath(new URL('../server.mjs', import.meta.url))], {
     env: {
       ...process.env,

@@ -6,29 +6,20 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
-import { startDemo } from './demo.mjs';
-import { startVerifier } from '../../tests/js/verifier.mjs';
+import { startStack } from './demo.mjs';
 
 const shots = fileURLToPath(new URL('../../test-output/e2e/', import.meta.url));
-const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
 
-let verifier, demo, demoUrl, browser;
+let stack, verifier, demoUrl, browser;
 
 before(async () => {
   rmSync(shots, { recursive: true, force: true }); // only this run's screenshots
   mkdirSync(shots, { recursive: true });
-  verifier = await startVerifier();
-  demo = await startDemo(verifier);
-  demoUrl = demo.url;
-  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: CHROMIUM_ARGS });
+  stack = await startStack();
+  ({ verifier, demoUrl, browser } = stack);
 });
 
-after(async () => {
-  await browser?.close();
-  await demo?.stop();
-  await verifier?.stop();
-});
+after(() => stack?.stop());
 
 const stored = async (userId) => {
   const r = await verifier.admin('GET', `/v1/admin/workspaces/${verifier.appId}/users/${encodeURIComponent(userId)}`);

@@ -7,28 +7,20 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
-import { startDemo } from './demo.mjs';
-import { makeCertificate, startVerifier } from '../../tests/js/verifier.mjs';
+import { startStack } from './demo.mjs';
+import { makeCertificate } from '../../tests/js/verifier.mjs';
 
-const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
-
-let certDir, tls, verifier, demo, demoUrl, browser;
+let certDir, stack, verifier, demoUrl, browser;
 
 before(async () => {
   certDir = mkdtempSync(join(tmpdir(), 'dropfix-tls-'));
-  tls = makeCertificate(certDir);
-  verifier = await startVerifier({ tls });
+  stack = await startStack({ tls: makeCertificate(certDir) });
+  ({ verifier, demoUrl, browser } = stack);
   assert.match(verifier.url, /^https:\/\//);
-  demo = await startDemo(verifier, { NODE_EXTRA_CA_CERTS: tls.cert });
-  demoUrl = demo.url;
-  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: CHROMIUM_ARGS });
 });
 
 after(async () => {
-  await browser?.close();
-  await demo?.stop();
-  await verifier?.stop();
+  await stack?.stop();
   if (certDir) rmSync(certDir, { recursive: true, force: true });
 });
 

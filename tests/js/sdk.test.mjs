@@ -116,12 +116,18 @@ test('network errors and 5xx are retried with backoff, bounded', async () => {
   assert.equal(failing.calls.length, 3, 'one try and two retries');
 });
 
-test('429 honours Retry-After', async () => {
-  const { fetch, calls } = stubFetch([{ status: 429, body: { error: { code: 'rate_limited', message: 'slow down' } }, headers: { 'Retry-After': '1' } }, ok('u')]);
+/** Identifies through one 429 answer (`body`, Retry-After `retryAfter`) and then a 200. */
+async function throughA429(retryAfter, body) {
+  const { fetch, calls } = stubFetch([{ status: 429, body, headers: { 'Retry-After': retryAfter } }, ok('u')]);
   init(fetch);
   const started = Date.now();
   await DropFix.identify('u');
-  assert.ok(Date.now() - started >= 950, 'waited for Retry-After');
+  return { waited: Date.now() - started, calls };
+}
+
+test('429 honours Retry-After', async () => {
+  const { waited, calls } = await throughA429('1', { error: { code: 'rate_limited', message: 'slow down' } });
+  assert.ok(waited >= 950, 'waited for Retry-After');
   assert.equal(calls.length, 2);
 });
 
@@ -136,12 +142,9 @@ test('429 with a Retry-After beyond a minute rejects at once instead of holding 
 
 test('429 honours Retry-After given as an HTTP date', async () => {
   const at = new Date(Date.now() + 2000).toUTCString();
-  const { fetch, calls } = stubFetch([{ status: 429, body: {}, headers: { 'Retry-After': at } }, ok('u')]);
-  init(fetch);
-  const started = Date.now();
-  await DropFix.identify('u');
+  const { waited, calls } = await throughA429(at, {});
   // HTTP dates have one-second resolution: the wait is between 1 and 2 s.
-  assert.ok(Date.now() - started >= 950, 'waited for the date');
+  assert.ok(waited >= 950, 'waited for the date');
   assert.equal(calls.length, 2);
 });
 

@@ -23,44 +23,28 @@ else
   BIN="${CARGO_TARGET_DIR:-target}/debug/dropfix-server"
 fi
 
-work="$(mktemp -d "${TMPDIR:-/tmp}/dropfix-openapi.XXXXXX")"
-server_pid=""
-cleanup() {
-  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-    kill -TERM "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
+source tests/support/server.sh
 admin_token="dfadm_$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"
-mkdir -m 700 "$work/data"
+mkdir -m 700 "$WORK/data"
 # The token goes through the environment, not argv, as server/README.md recommends.
-DROPFIX_ADMIN_TOKEN="$admin_token" "$BIN" serve --listen 127.0.0.1:0 --data-dir "$work/data" \
-  --ephemeral >"$work/stdout" 2>"$work/stderr" &
-server_pid=$!
-for _ in $(seq 1 200); do
-  grep -q 'listening on' "$work/stdout" 2>/dev/null && break
-  kill -0 "$server_pid" 2>/dev/null || { cat "$work/stderr" >&2; exit 1; }
-  sleep 0.05
-done
-url="$(grep -o 'listening on http://[^ ]*' "$work/stdout" | cut -d' ' -f3)"
-app_id="$(grep -o 'app_id=[^ ]*' "$work/stdout" | cut -d= -f2)"
-[ -n "$url" ] && [ -n "$app_id" ] || { echo "server did not start:"; cat "$work/stdout" "$work/stderr"; exit 1; } >&2
+DROPFIX_ADMIN_TOKEN="$admin_token" start_server --listen 127.0.0.1:0 --data-dir "$WORK/data" \
+  --ephemeral
+url="http://$ADDR"
+app_id="$(grep -o 'app_id=[^ ]*' "$WORK/server.out" | cut -d= -f2)"
+[ -n "$app_id" ] || { echo "server did not start:"; cat "$WORK/server.out" "$WORK/server.err"; exit 1; } >&2
 echo "dropfix-server at $url, dev workspace $app_id" >&2
 
 # The spec's examples name a placeholder app id; the copy under test names this server's dev
 # workspace, so that the example calls reach a real workspace (200/202 answers, admin reads of
 # an existing workspace) instead of only 401 unknown_app / 404.
-sed "s/app_3b6c1f0e9a2d4c57/$app_id/g" docs/openapi.yaml >"$work/openapi.yaml"
+sed "s/app_3b6c1f0e9a2d4c57/$app_id/g" docs/openapi.yaml >"$WORK/openapi.yaml"
 
 status=0
 # One worker: with several, hypothesis parses lambda sources from threads, which CPython 3.11
 # sometimes fails with "SystemError: AST constructor recursion depth mismatch" (a runner crash,
 # not a server finding). Run from the temporary dir: schemathesis keeps a cache of past failures (.schemathesis/) in
 # its working directory and replays them, which would make one checkout's runs differ from CI's.
-(cd "$work" && "$ST" run "$work/openapi.yaml" \
+(cd "$WORK" && "$ST" run "$WORK/openapi.yaml" \
   --url "$url" \
   --header "Authorization: Bearer $admin_token" \
   --checks not_a_server_error,response_schema_conformance,status_code_conformance \
@@ -74,6 +58,6 @@ status=0
   || status=$?
 if [ "$status" -ne 0 ]; then
   echo "--- server stderr (last 40 lines)" >&2
-  tail -n 40 "$work/stderr" >&2
+  tail -n 40 "$WORK/server.err" >&2
 fi
 exit "$status"

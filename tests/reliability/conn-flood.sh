@@ -20,25 +20,10 @@ if [ -z "${BIN:-}" ]; then
   BIN="${CARGO_TARGET_DIR:-target}/release/dropfix-server"
 fi
 
-WORK="$(mktemp -d)"
-SERVER_PID=""
-cleanup() {
-  [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+source tests/support/server.sh
 
 # shellcheck disable=SC2086 # SERVER_ARGS is a list of flags
-"$BIN" serve --listen 127.0.0.1:0 --ephemeral --admin-token dfadm_flood_admin_token \
-  --header-timeout-secs 60 ${SERVER_ARGS:-} \
-  >"$WORK/server.out" 2>"$WORK/server.err" &
-SERVER_PID=$!
-for _ in $(seq 1 600); do
-  grep -q "dropfix-server listening on http://" "$WORK/server.out" 2>/dev/null && break
-  kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/server.err" >&2; exit 1; }
-  sleep 0.1
-done
-ADDR="$(grep -o 'listening on http://[^ ]*' "$WORK/server.out" | sed 's|listening on http://||')"
-[ -n "$ADDR" ] || { echo "could not read the listening line" >&2; exit 1; }
+start_server --listen 127.0.0.1:0 --ephemeral --admin-token dfadm_flood_admin_token \
+  --header-timeout-secs 60 ${SERVER_ARGS:-}
 ulimit -n 20000 2>/dev/null || true
 node tests/reliability/conn-flood.mjs "$ADDR" "$SERVER_PID" "$CONNECTIONS" "$HEADER_KB" "$SOURCES"

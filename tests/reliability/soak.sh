@@ -15,7 +15,7 @@
 #
 # Usage: tests/reliability/soak.sh            (knobs: SOAK_SECONDS, SOAK_CONNECTIONS,
 #        SOAK_SLOW_CLIENTS, SOAK_RSS_SLACK_KIB, SOAK_SAMPLE_SECONDS)
-# Needs wrk (apt-get install wrk) and python3.
+# Needs wrk (apt-get install wrk), node and python3.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -31,61 +31,18 @@ command -v wrk >/dev/null || { echo "soak.sh needs wrk: apt-get install wrk" >&2
 cargo build --quiet --release -p dropfix-server
 BIN="${CARGO_TARGET_DIR:-target}/release/dropfix-server"
 
-WORK="$(mktemp -d)"
-SERVER_PID=""
-cleanup() {
-  [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-"$BIN" serve --listen 127.0.0.1:0 --data-dir "$WORK/data" --admin-token "$ADMIN_TOKEN" \
-  --rate-limit-per-ip 0 --rate-limit-per-app 0 \
-  >"$WORK/server.out" 2>"$WORK/server.err" &
-SERVER_PID=$!
-for _ in $(seq 1 600); do
-  grep -q "dropfix-server listening on http://" "$WORK/server.out" 2>/dev/null && break
-  kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/server.err" >&2; exit 1; }
-  sleep 0.1
-done
-ADDR="$(grep -o 'listening on http://[^ ]*' "$WORK/server.out" | sed 's|listening on http://||')"
+source tests/support/server.sh
+start_server --listen 127.0.0.1:0 --data-dir "$WORK/data" --admin-token "$ADMIN_TOKEN" \
+  --rate-limit-per-ip 0 --rate-limit-per-app 0
 APP_ID="$(grep -o 'app_id=[^ ]*' "$WORK/server.out" | head -1 | cut -d= -f2)"
 SECRET="$(grep -o 'secret=[^ ]*' "$WORK/server.out" | head -1 | cut -d= -f2)"
-[ -n "$ADDR" ] && [ -n "$APP_ID" ] && [ -n "$SECRET" ] || { echo "could not read server start-up lines" >&2; exit 1; }
+[ -n "$APP_ID" ] && [ -n "$SECRET" ] || { echo "could not read server start-up lines" >&2; exit 1; }
 echo "server pid $SERVER_PID on $ADDR, app $APP_ID"
 
-# Request bodies: 2000 users, each signed (seed form, signedAt = now, valid for the 300 s window
-# that covers the run) and unsigned.
-python3 - "$APP_ID" "$SECRET" >"$WORK/load.lua" <<'EOF'
-import hashlib, hmac, json, sys, time
-app, secret = sys.argv[1], sys.argv[2]
-now = int(time.time())
-bodies = []
-for i in range(2000):
-    uid = f"soak-{i}"
-    sig = hmac.new(secret.encode(), uid.encode(), hashlib.sha256).hexdigest()
-    bodies.append(json.dumps({"app_id": app, "user_id": uid,
-                              "traits": {"plan": "pro", "mrr": i}, "hash": sig, "signedAt": now}))
-    bodies.append(json.dumps({"app_id": app, "user_id": f"anon-{i}",
-                              "traits": {"plan": "free", "visits": i}}))
-print("local bodies = {")
-for b in bodies:
-    print("  [==[" + b + "]==],")
-print("}")
-print('''
-local counter = 0
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-request = function()
-  counter = counter + 1
-  return wrk.format(nil, "/v1/identify", nil, bodies[(counter % #bodies) + 1])
-end
-local statuses = {}
-response = function(status, headers, body)
-  statuses[status] = (statuses[status] or 0) + 1
-end
-''')
-EOF
+# Request bodies (bench/mix.sh): 4000, alternately seed-signed (signedAt = now, valid for the
+# 300 s window that covers the run) and unsigned, each for its own user.
+source bench/mix.sh
+mix "$APP_ID" "$SECRET" 4000 1 1 0 0 >"$WORK/load.lua"
 
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$SERVER_PID/status"; }
 
