@@ -1410,10 +1410,25 @@ fn debug_signature(args: DebugArgs) -> ExitCode {
 
 #[cfg(test)]
 mod tests {
+    use clap::{CommandFactory, FromArgMatches};
+
     use super::*;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("dropfix-server").chain(args.iter().copied()))
+    }
+
+    /// The store flags of the command `args` names, read from its innermost subcommand's
+    /// matches: what every store command flattens in, whichever enum its variant is in.
+    fn store_flags(args: &[&str]) -> DataDir {
+        let matches = Cli::command()
+            .try_get_matches_from(std::iter::once("dropfix-server").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        let mut leaf = &matches;
+        while let Some((_, sub)) = leaf.subcommand() {
+            leaf = sub;
+        }
+        DataDir::from_arg_matches(leaf).unwrap_or_else(|e| panic!("{args:?}: {e}"))
     }
 
     #[test]
@@ -1449,39 +1464,7 @@ mod tests {
             args.extend(["--database-url", url, "--db-pool-size", "3"]);
             let cli = parse(&args).unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
             assert!(!format!("{cli:?}").contains("hunter2"), "{cmd:?}");
-            let data = match cli.command {
-                Command::Serve(a) => a.data,
-                Command::Workspace(
-                    WorkspaceCommand::Create { data, .. }
-                    | WorkspaceCommand::List { data, .. }
-                    | WorkspaceCommand::Set { data, .. }
-                    | WorkspaceCommand::AddKey { data, .. }
-                    | WorkspaceCommand::Roll { data, .. }
-                    | WorkspaceCommand::Retire { data, .. }
-                    | WorkspaceCommand::Rotate { data, .. }
-                    | WorkspaceCommand::RetireOld { data, .. },
-                ) => data,
-                Command::MasterKey(
-                    MasterKeyCommand::Status { data, .. }
-                    | MasterKeyCommand::Add { data, .. }
-                    | MasterKeyCommand::Activate { data, .. }
-                    | MasterKeyCommand::Rewrap { data }
-                    | MasterKeyCommand::Drop { data, .. },
-                ) => data,
-                Command::User(
-                    UserCommand::Create { data, .. }
-                    | UserCommand::AddToWorkspace { data, .. }
-                    | UserCommand::RemoveFromWorkspace { data, .. }
-                    | UserCommand::SetPassword { data, .. }
-                    | UserCommand::Delete { data, .. }
-                    | UserCommand::List { data, .. },
-                ) => data,
-                Command::MigrateToPostgres { data, .. }
-                | Command::Backup { data, .. }
-                | Command::Restore { data, .. } => data,
-                Command::MasterKey(MasterKeyCommand::Generate { .. })
-                | Command::DebugSignature(_) => unreachable!(),
-            };
+            let data = store_flags(&args);
             match data.backend(false) {
                 Backend::Postgres(opts) => {
                     assert_eq!((opts.url.as_str(), opts.pool_size), (url, 3));
@@ -1509,10 +1492,7 @@ mod tests {
         ];
         let mut args = args.to_vec();
         args.push(data_dir.to_str().unwrap());
-        let Command::Workspace(WorkspaceCommand::List { data, .. }) = parse(&args).unwrap().command
-        else {
-            panic!()
-        };
+        let data = store_flags(&args);
         let err = data.keyring(&data.backend(false)).unwrap_err().to_string();
         assert!(err.contains("DROPFIX_MASTER_KEYS"), "{err}");
         assert!(err.contains("--master-key-file"), "{err}");
@@ -1527,21 +1507,16 @@ mod tests {
         let file = dir.path().join("keys");
         Keyring::create_file(&file).unwrap();
         args.extend(["--master-key-file", file.to_str().unwrap()]);
-        let Command::Workspace(WorkspaceCommand::List { data, .. }) = parse(&args).unwrap().command
-        else {
-            panic!()
-        };
+        let data = store_flags(&args);
         assert!(data.keyring(&data.backend(false)).is_ok());
         assert_eq!(data.key_file().unwrap(), file);
     }
 
     #[test]
     fn without_a_url_the_embedded_store_is_used_and_ephemeral_conflicts_with_a_url() {
-        let Command::Serve(a) = parse(&["serve", "--data-dir", "/tmp/d"]).unwrap().command else {
-            panic!()
-        };
-        assert!(matches!(a.data.backend(false), Backend::Sqlite { .. }));
-        assert!(matches!(a.data.backend(true), Backend::SqliteMemory));
+        let data = store_flags(&["serve", "--data-dir", "/tmp/d"]);
+        assert!(matches!(data.backend(false), Backend::Sqlite { .. }));
+        assert!(matches!(data.backend(true), Backend::SqliteMemory));
         assert!(parse(&["serve", "--ephemeral", "--database-url", "postgres://h/d"]).is_err());
         assert!(
             parse(&[
