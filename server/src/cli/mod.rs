@@ -1,6 +1,7 @@
 //! The command line: `serve`, `workspace ...`, `debug-signature`. Every flag has an environment
 //! variable (`DROPFIX_*`) so a container or a systemd unit can configure it without arguments.
 
+mod debug_signature;
 mod master_key;
 mod serve;
 mod user;
@@ -11,11 +12,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use dropfix_core::SecretKey;
 
 use crate::sealing::{self, Keyring, MasterKey};
 use crate::store::{Backend, Hooks, Store, postgres};
-use crate::{diagnose, http::now};
+use debug_signature::{DebugArgs, debug_signature};
 use master_key::{MasterKeyCommand, master_key_command};
 use serve::{ServeArgs, serve};
 use user::{UserCommand, user_command};
@@ -188,30 +188,6 @@ impl DataDir {
             .into()),
         }
     }
-}
-
-#[derive(Debug, Args)]
-struct DebugArgs {
-    /// The workspace secret key.
-    #[arg(long, env = "DROPFIX_SECRET_KEY", hide_env_values = true)]
-    secret: String,
-    /// The user id passed to identify().
-    #[arg(long)]
-    user_id: String,
-    /// The signature (or signed-claims token) passed to identify().
-    #[arg(long)]
-    signature: String,
-    /// The signedAt passed to identify().
-    #[arg(long)]
-    signed_at: Option<i64>,
-    /// Check against this time instead of now (Unix seconds), e.g. when the call was made.
-    #[arg(long)]
-    now: Option<i64>,
-    /// The user's email, to test whether the backend signed it instead of the id.
-    #[arg(long)]
-    email: Option<String>,
-    #[arg(long)]
-    json: bool,
 }
 
 fn parse_pool_size(s: &str) -> Result<usize, String> {
@@ -399,43 +375,6 @@ fn migrate_to_postgres(mut data: DataDir, skip_unstorable: bool) -> CliResult {
 
 fn keyring_from_env() -> bool {
     std::env::var(sealing::MASTER_KEYS_ENV).is_ok_and(|v| !v.trim().is_empty())
-}
-
-fn debug_signature(args: DebugArgs) -> ExitCode {
-    let report = diagnose::diagnose(&diagnose::Input {
-        secret: SecretKey::new(args.secret),
-        user_id: args.user_id,
-        signature: args.signature,
-        signed_at: args.signed_at,
-        now: args.now.unwrap_or_else(now),
-        email: args.email,
-    });
-    if args.json {
-        println!("{}", serde_json::to_string(&report).unwrap_or_default());
-    } else {
-        for f in &report.findings {
-            println!(
-                "{} {:<9} {}",
-                if f.ok { "ok  " } else { "FAIL" },
-                f.check,
-                f.detail
-            );
-        }
-        match (&report.code, &report.fix) {
-            (None, _) => println!("\nthe verifier would accept this call (200, verified)"),
-            (Some(code), fix) => {
-                println!("\nthe verifier would answer 401 {code}");
-                if let Some(fix) = fix {
-                    println!("fix: {fix}");
-                }
-            }
-        }
-    }
-    if report.valid {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
 }
 
 #[cfg(test)]
