@@ -1,13 +1,15 @@
 //! The command line: `serve`, `workspace ...`, `debug-signature`. Every flag has an environment
 //! variable (`DROPFIX_*`) so a container or a systemd unit can configure it without arguments.
 
+mod backup;
 mod debug_signature;
 mod master_key;
+mod migrate;
 mod serve;
 mod user;
 mod workspace;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -15,8 +17,10 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::sealing::{self, Keyring, MasterKey};
 use crate::store::{Backend, Hooks, Store, postgres};
+use backup::{backup_command, restore_command};
 use debug_signature::{DebugArgs, debug_signature};
 use master_key::{MasterKeyCommand, master_key_command};
+use migrate::migrate_to_postgres;
 use serve::{ServeArgs, serve};
 use user::{UserCommand, user_command};
 use workspace::{WorkspaceCommand, workspace_command};
@@ -263,115 +267,6 @@ where
 }
 
 const CLI_ACTOR: &str = "cli";
-
-fn embedded_only(data: &DataDir, what: &str) -> CliResult {
-    if data.database_url.is_some() {
-        return Err(format!(
-            "{what} is for the embedded store; back up PostgreSQL with pg_dump or its point-in-time \
-             recovery (docs/SCALING.md, \"Backups\")"
-        )
-        .into());
-    }
-    Ok(())
-}
-
-fn backup_command(to: &Path, data: &DataDir) -> CliResult {
-    embedded_only(data, "backup")?;
-    let summary = crate::backup::backup(&data.data_dir, to)?;
-    println!("backed up {summary} to {}", to.display());
-    println!(
-        "the master keys are not in it: keep {} (or your DROPFIX_MASTER_KEYS) backed up apart; \
-         the backup is useless without them",
-        sealing::default_key_file(&data.data_dir).display()
-    );
-    Ok(())
-}
-
-fn restore_command(from: &Path, data: DataDir) -> CliResult {
-    embedded_only(&data, "restore")?;
-    let key_file = sealing::default_key_file(&data.data_dir);
-    let keys_at_hand = keyring_from_env() || data.master_key_file.is_some() || key_file.exists();
-    let (summary, db) = crate::backup::restore(from, &data.data_dir)?;
-    if !keys_at_hand {
-        println!("restored {summary} into {}", db.display());
-        println!(
-            "no master keys yet: copy the master key file backed up with this store to {} (or \
-             give --master-key-file / DROPFIX_MASTER_KEYS) before starting a server; a server \
-             started without it cannot open the secrets",
-            key_file.display()
-        );
-        return Ok(());
-    }
-    // Opening the store unseals every secret: proof that these keys are the right ones.
-    let opened = with_store(&data, |store| async move {
-        store.workspaces().await?;
-        Ok(())
-    });
-    if let Err(e) = opened {
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
-        }
-        return Err(format!(
-            "the restored secrets do not open with the master keys given ({e}); nothing was \
-             restored: give the key file that was backed up with this store"
-        )
-        .into());
-    }
-    println!(
-        "restored {summary} into {}; every secret opens with the master keys given",
-        db.display()
-    );
-    Ok(())
-}
-
-fn migrate_to_postgres(mut data: DataDir, skip_unstorable: bool) -> CliResult {
-    if data.database_url.is_none() {
-        return Err("give the PostgreSQL database to copy into with --database-url".into());
-    }
-    if !keyring_from_env() && data.master_key_file.is_none() {
-        // The secrets stay sealed as they are: the instances need the keys that sealed them.
-        let path = sealing::default_key_file(&data.data_dir);
-        if !path.exists() {
-            return Err(format!(
-                "no master key file at {}: give --master-key-file",
-                path.display()
-            )
-            .into());
-        }
-        data.master_key_file = Some(path);
-    }
-    // Opened as a store first and closed again: an embedded store written by an earlier version
-    // gets its one-time upgrades (secrets bound to their key rows) before it is copied.
-    let embedded = DataDir {
-        database_url: None,
-        ..data.clone()
-    };
-    with_store(&embedded, |_store| async move { Ok(()) })?;
-    let sqlite = crate::store::sqlite::open_file(&data.data_dir)?;
-    let key_file = data.master_key_file.clone();
-    with_store(&data, |store| async move {
-        let Store::Postgres(pg) = &store else {
-            return Err("--database-url names no PostgreSQL database".into());
-        };
-        let counts = pg.import_embedded(&sqlite, skip_unstorable).await?;
-        for (table, n) in counts {
-            println!("{table}: {n} rows copied");
-        }
-        let keys = match key_file {
-            Some(path) => format!(
-                "--master-key-file {} (or its keys in {})",
-                path.display(),
-                sealing::MASTER_KEYS_ENV
-            ),
-            None => format!("the same {}", sealing::MASTER_KEYS_ENV),
-        };
-        println!(
-            "done. Start every instance with --database-url and {keys}; keep the data dir until \
-             they serve (it is no longer written to)."
-        );
-        Ok(())
-    })
-}
 
 fn keyring_from_env() -> bool {
     std::env::var(sealing::MASTER_KEYS_ENV).is_ok_and(|v| !v.trim().is_empty())
