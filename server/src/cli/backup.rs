@@ -4,7 +4,8 @@
 
 use std::path::Path;
 
-use super::{CliResult, DataDir, keyring_from_env, with_store};
+use super::CliResult;
+use super::data_dir::{DataDir, keyring_from_env, with_store};
 use crate::sealing;
 
 fn embedded_only(data: &DataDir, what: &str) -> CliResult {

@@ -5,7 +5,8 @@
 use clap::Subcommand;
 use serde_json::json;
 
-use super::{CliResult, DataDir, keyring_from_env, print_rows, with_store, with_store_value};
+use super::data_dir::{DataDir, keyring_from_env, with_store, with_store_value};
+use super::{CliResult, print_rows};
 use crate::sealing::{self, Keyring, MasterKey};
 
 #[derive(Debug, Subcommand)]

@@ -1,7 +1,8 @@
 //! `migrate-to-postgres`: copy an embedded store into an empty PostgreSQL, with its secrets
 //! sealed as they are (the instances then need the same master keys).
 
-use super::{CliResult, DataDir, keyring_from_env, with_store};
+use super::CliResult;
+use super::data_dir::{DataDir, keyring_from_env, with_store};
 use crate::sealing;
 use crate::store::Store;
 

@@ -10,7 +10,8 @@ use clap::Args;
 use dropfix_core::StrictMode;
 use sha2::Digest;
 
-use super::{CliResult, DataDir};
+use super::CliResult;
+use super::data_dir::DataDir;
 use crate::store::{Hooks, Store};
 use crate::workspace::{self, NewWorkspace};
 use crate::{AppState, Config, http::now};

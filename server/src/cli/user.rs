@@ -4,7 +4,8 @@
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use super::{CLI_ACTOR, CliResult, DataDir, print_rows, with_store};
+use super::data_dir::{DataDir, with_store};
+use super::{CLI_ACTOR, CliResult, print_rows};
 use crate::http::now;
 use crate::store::{AccountChange, Role};
 

@@ -6,7 +6,8 @@ use clap::Subcommand;
 use dropfix_core::StrictMode;
 use serde_json::json;
 
-use super::{CLI_ACTOR, CliResult, DataDir, print_rows, with_store};
+use super::data_dir::{DataDir, with_store};
+use super::{CLI_ACTOR, CliResult, print_rows};
 use crate::http::now;
 use crate::workspace::{self, NewKey, NewWorkspace, Workspace, WorkspacePatch};
 
