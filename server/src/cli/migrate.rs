@@ -1,0 +1,56 @@
+//! `migrate-to-postgres`: copy an embedded store into an empty PostgreSQL, with its secrets
+//! sealed as they are (the instances then need the same master keys).
+
+use super::CliResult;
+use super::data_dir::{DataDir, keyring_from_env, with_store};
+use crate::sealing;
+use crate::store::Store;
+
+pub(super) fn migrate_to_postgres(mut data: DataDir, skip_unstorable: bool) -> CliResult {
+    if data.database_url.is_none() {
+        return Err("give the PostgreSQL database to copy into with --database-url".into());
+    }
+    if !keyring_from_env() && data.master_key_file.is_none() {
+        // The secrets stay sealed as they are: the instances need the keys that sealed them.
+        let path = sealing::default_key_file(&data.data_dir);
+        if !path.exists() {
+            return Err(format!(
+                "no master key file at {}: give --master-key-file",
+                path.display()
+            )
+            .into());
+        }
+        data.master_key_file = Some(path);
+    }
+    // Opened as a store first and closed again: an embedded store written by an earlier version
+    // gets its one-time upgrades (secrets bound to their key rows) before it is copied.
+    let embedded = DataDir {
+        database_url: None,
+        ..data.clone()
+    };
+    with_store(&embedded, |_store| async move { Ok(()) })?;
+    let sqlite = crate::store::sqlite::open_file(&data.data_dir)?;
+    let key_file = data.master_key_file.clone();
+    with_store(&data, |store| async move {
+        let Store::Postgres(pg) = &store else {
+            return Err("--database-url names no PostgreSQL database".into());
+        };
+        let counts = pg.import_embedded(&sqlite, skip_unstorable).await?;
+        for (table, n) in counts {
+            println!("{table}: {n} rows copied");
+        }
+        let keys = match key_file {
+            Some(path) => format!(
+                "--master-key-file {} (or its keys in {})",
+                path.display(),
+                sealing::MASTER_KEYS_ENV
+            ),
+            None => format!("the same {}", sealing::MASTER_KEYS_ENV),
+        };
+        println!(
+            "done. Start every instance with --database-url and {keys}; keep the data dir until \
+             they serve (it is no longer written to)."
+        );
+        Ok(())
+    })
+}

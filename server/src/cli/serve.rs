@@ -1,0 +1,283 @@
+//! `serve`: its flags, logging, the first start's dev workspace and admin token, and the
+//! signals that stop the server.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use dropfix_core::StrictMode;
+use sha2::Digest;
+
+use super::CliResult;
+use super::data_dir::DataDir;
+use crate::store::{Hooks, Store};
+use crate::workspace::{self, NewWorkspace};
+use crate::{AppState, Config, http::now};
+
+#[derive(Debug, Args)]
+pub(super) struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port (printed on start).
+    #[arg(long, env = "DROPFIX_LISTEN", default_value = "127.0.0.1:8787")]
+    listen: SocketAddr,
+    #[command(flatten)]
+    data: DataDir,
+    /// Bearer token for /v1/admin. If unset, one is generated on first start, printed once, and
+    /// only its hash is kept.
+    #[arg(long, env = "DROPFIX_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Log as JSON lines (stderr) instead of text.
+    #[arg(long, env = "DROPFIX_JSON_LOGS")]
+    json_logs: bool,
+    /// Keep everything in memory: nothing survives a restart (benchmarks, throwaway demos).
+    #[arg(long, env = "DROPFIX_EPHEMERAL", conflicts_with = "database_url")]
+    ephemeral: bool,
+    /// Identify calls per second per client IP (burst twice that); 0 = unlimited.
+    #[arg(long, env = "DROPFIX_RATE_LIMIT_PER_IP", default_value_t = Config::default().rate_per_ip)]
+    rate_limit_per_ip: u32,
+    /// Identify calls per second per workspace (burst twice that); 0 = unlimited.
+    #[arg(long, env = "DROPFIX_RATE_LIMIT_PER_APP", default_value_t = Config::default().rate_per_app)]
+    rate_limit_per_app: u32,
+    /// Seconds a client has to send a request head (and the most a keep-alive connection idles).
+    #[arg(long, env = "DROPFIX_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    header_timeout_secs: u64,
+    /// Seconds a client has to send a request body.
+    #[arg(long, env = "DROPFIX_BODY_TIMEOUT_SECS", default_value_t = 10)]
+    body_timeout_secs: u64,
+    /// Seconds a graceful shutdown waits for in-flight requests.
+    #[arg(long, env = "DROPFIX_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    shutdown_grace_secs: u64,
+    /// Open connections at most.
+    #[arg(long, env = "DROPFIX_MAX_CONNECTIONS", default_value_t = Config::default().max_connections)]
+    max_connections: usize,
+    /// Open connections at most per client address (IPv6: per /64); 0 = no cap. Connections over
+    /// the cap are closed at once. Trusted proxies are exempt.
+    #[arg(long, env = "DROPFIX_MAX_CONNECTIONS_PER_IP", default_value_t = Config::default().max_connections_per_ip)]
+    max_connections_per_ip: usize,
+    /// A load balancer or reverse proxy (CIDR or address, repeatable; env: comma-separated)
+    /// whose X-Forwarded-For / Forwarded header names the client for rate limits. Headers from
+    /// any other peer are ignored.
+    #[arg(long = "trusted-proxy", env = "DROPFIX_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_ip_net)]
+    trusted_proxies: Vec<ipnet::IpNet>,
+    /// Also serve GET /metrics without a token on this address, for Prometheus on a private
+    /// interface (on the main address /metrics needs the admin token).
+    #[arg(long, env = "DROPFIX_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+    /// Worker threads (default: one per CPU).
+    #[arg(long, env = "DROPFIX_WORKERS")]
+    workers: Option<usize>,
+    /// The console is served over https by a TLS proxy: mark its session cookie Secure and
+    /// expect https:// origins on its forms (automatic with --tls-cert).
+    #[arg(long, env = "DROPFIX_CONSOLE_SECURE_COOKIES")]
+    console_secure_cookies: bool,
+    /// Serve HTTPS with this certificate: a PEM file, the server's certificate first, then its
+    /// chain. Needs --tls-key. Reloaded without a restart when the files change (checked every
+    /// 10 s) or at SIGHUP.
+    #[arg(long, env = "DROPFIX_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key: PEM, PKCS#8, PKCS#1 RSA or SEC1 EC.
+    #[arg(long, env = "DROPFIX_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+/// `10.0.0.0/8`, `fd00::/8`, or one address (`10.0.0.2` = `10.0.0.2/32`).
+fn parse_ip_net(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map(|net| net.trunc())
+        .map_err(|_| format!("{s:?} is not an IP address or CIDR block (e.g. 10.0.0.0/8)"))
+}
+
+pub(super) fn serve(args: ServeArgs) -> CliResult {
+    init_logging(args.json_logs);
+    // Checked before anything is opened or written: a certificate that cannot be served stops
+    // the start with what is wrong with which file.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(std::sync::Arc::new(crate::tls::Tls::new(
+            crate::tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+        )?)),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    if tls.is_none() && !args.console_secure_cookies && !args.listen.ip().is_loopback() {
+        tracing::warn!(
+            listen = %args.listen,
+            "the console is served over plain HTTP on a non-loopback address: passwords and \
+             session cookies cross the network in clear. Serve HTTPS with --tls-cert/--tls-key, \
+             or behind an HTTPS proxy with --console-secure-cookies"
+        );
+    }
+    let config = Config {
+        header_timeout: Duration::from_secs(args.header_timeout_secs.max(1)),
+        body_timeout: Duration::from_secs(args.body_timeout_secs.max(1)),
+        shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
+        max_connections: args.max_connections.max(1),
+        max_connections_per_ip: args.max_connections_per_ip,
+        rate_per_ip: args.rate_limit_per_ip,
+        rate_per_app: args.rate_limit_per_app,
+        trusted_proxies: args.trusted_proxies,
+        metrics_listen: args.metrics_listen,
+        console: crate::console::ConsoleConfig {
+            // Under TLS the cookie is Secure and the forms' origin is https:// by itself.
+            secure_cookies: args.console_secure_cookies || tls.is_some(),
+            ..Default::default()
+        },
+        tls,
+    };
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if let Some(n) = args.workers {
+        runtime.worker_threads(n.max(1));
+    }
+    let runtime = runtime.build()?;
+    runtime.block_on(async move {
+        let backend = args.data.backend(args.ephemeral);
+        let hooks = Hooks::new(args.data.keyring(&backend)?);
+        let store = Store::open(&backend, hooks.clone()).await?;
+        let admin_sha256 = admin_token_hash(&store, args.admin_token.as_deref()).await?;
+        // Only on an empty store, checked and created in one step: of several instances
+        // starting together on one new database, one creates it.
+        let dev = NewWorkspace {
+            name: "development".into(),
+            strict: StrictMode::Off,
+            require_signed_claims: false,
+            allowed_origins: workspace::DEV_ORIGINS.map(String::from).to_vec(),
+        };
+        if let Some(k) = store.create_first_workspace(&dev, "serve", now()).await? {
+            announce(&format!(
+                "dev workspace app_id={} secret={}",
+                k.workspace.app_id,
+                k.secret.expose_secret()
+            ));
+        }
+        let state = AppState::with_store(config, store, hooks, admin_sha256);
+        let listener = tokio::net::TcpListener::bind(args.listen).await?;
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, ephemeral = args.ephemeral, "listening");
+        announce(&format!("dropfix-server listening on {scheme}://{addr}"));
+        #[cfg(unix)]
+        if scheme == "http" {
+            // SIGHUP (`systemctl reload`) reloads the certificate under TLS; without TLS there
+            // is nothing to reload, and the signal's default action would end the process.
+            tokio::spawn(async {
+                use tokio::signal::unix::{SignalKind, signal};
+                if let Ok(mut hup) = signal(SignalKind::hangup()) {
+                    while hup.recv().await.is_some() {
+                        tracing::info!("SIGHUP: nothing to reload (no --tls-cert)");
+                    }
+                }
+            });
+        }
+        crate::run(listener, state, shutdown_signal()).await?;
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })?;
+    // Dropping the runtime drops the last store handle; the store thread finishes what is
+    // queued. Every acknowledged write was committed before its response anyway.
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn init_logging(json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = std::env::var("DROPFIX_LOG")
+        .ok()
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .or_else(|| EnvFilter::try_from_default_env().ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    // Colour codes only for a person at a terminal: in a file, journald or a log collector they
+    // are noise that breaks grep. NO_COLOR (no-color.org) turns them off at a terminal too.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Prints a line on stdout and flushes it: the lines tools and tests wait for.
+fn announce(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown signal received");
+}
+
+/// Below this an admin token is warned about at start (a generated one has 48 hex characters).
+const MIN_ADMIN_TOKEN_CHARS: usize = 20;
+
+/// The admin token's SHA-256: from the flag, else the stored hash, else a new token printed
+/// once (only its hash is kept).
+async fn admin_token_hash(
+    store: &Store,
+    flag: Option<&str>,
+) -> Result<[u8; 32], Box<dyn std::error::Error>> {
+    if let Some(token) = flag {
+        let token = token.trim();
+        if token.chars().count() < MIN_ADMIN_TOKEN_CHARS {
+            tracing::warn!(
+                "the admin token is shorter than {MIN_ADMIN_TOKEN_CHARS} characters: anyone who \
+                 reaches this port could guess it; use a long random one (without \
+                 DROPFIX_ADMIN_TOKEN, a 24-byte one is generated and printed once)"
+            );
+        }
+        return Ok(sha2::Sha256::digest(token.as_bytes()).into());
+    }
+    if let Some(hash) = store
+        .meta_get("admin_token_sha256")
+        .await?
+        .and_then(|h| hex::decode(h).ok())
+        .and_then(|h| <[u8; 32]>::try_from(h).ok())
+    {
+        return Ok(hash);
+    }
+    let token = workspace::random_token("dfadm_", 24);
+    let hash: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+    // Another instance starting on the same new database may store its token first: then that
+    // one is the token, and this instance neither shows nor keeps its own.
+    let stored = store
+        .meta_set_if_absent("admin_token_sha256", &hex::encode(hash))
+        .await?;
+    if stored != hex::encode(hash) {
+        return hex::decode(&stored)
+            .ok()
+            .and_then(|h| <[u8; 32]>::try_from(h).ok())
+            .ok_or_else(|| "the stored admin token hash is not 32 bytes of hex".into());
+    }
+    announce(&format!(
+        "admin token: {token}  (shown once; only its hash is stored. Set \
+         DROPFIX_ADMIN_TOKEN to choose your own)"
+    ));
+    Ok(hash)
+}
