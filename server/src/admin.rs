@@ -17,9 +17,9 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::AppState;
-use crate::http::{Body, error, json_response, now, read_body, store_unavailable};
 use crate::store::StoreError;
 use crate::users::{UserQuery, UserRecord};
+use crate::web::{Body, error, json_response, now, read_body, store_unavailable};
 use crate::workspace::{self, KeyRuleError, NewKey, NewWorkspace, Workspace, WorkspacePatch};
 
 /// Admin request bodies are small JSON objects.
@@ -160,7 +160,7 @@ async fn body_json<T: serde::de::DeserializeOwned + Default>(
     req: Request<Incoming>,
     optional: bool,
 ) -> Result<T, Response<Body>> {
-    let body = read_body(state, req, MAX_ADMIN_BODY_BYTES).await?;
+    let body = read_body(req, MAX_ADMIN_BODY_BYTES, state.config.body_timeout).await?;
     if optional && body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }

@@ -27,6 +27,7 @@ pub mod sealing;
 pub mod store;
 pub mod tls;
 pub mod users;
+pub mod web;
 pub mod workspace;
 
 use std::future::Future;
@@ -400,14 +401,14 @@ pub async fn run_metrics(
         let metrics = Arc::clone(&state.metrics);
         let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
             let res = if req.uri().path() != "/metrics" {
-                http::error(
+                web::error(
                     hyper::StatusCode::NOT_FOUND,
                     "not_found",
                     "this address serves GET /metrics only",
                     None,
                 )
             } else if req.method() != hyper::Method::GET {
-                http::error(
+                web::error(
                     hyper::StatusCode::METHOD_NOT_ALLOWED,
                     "method_not_allowed",
                     "this endpoint accepts GET only",

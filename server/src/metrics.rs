@@ -164,8 +164,8 @@ impl Metrics {
     }
 
     /// The rendered metrics as an HTTP 200.
-    pub fn response(&self) -> Response<crate::http::Body> {
-        let mut res = Response::new(crate::http::full(self.render()));
+    pub fn response(&self) -> Response<crate::web::Body> {
+        let mut res = Response::new(crate::web::full(self.render()));
         res.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),

@@ -13,8 +13,8 @@ use serde_json::json;
 use super::pages::Link;
 use super::{Ctx, message, security_headers, unavailable};
 use crate::AppState;
-use crate::http::{Body, channel_body, now};
 use crate::users::{UserQuery, UserRecord};
+use crate::web::{Body, channel_body, now};
 
 /// Users per store read while exporting (one chunk of the response).
 const EXPORT_PAGE: usize = 1000;

@@ -33,9 +33,9 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use percent_encoding::percent_decode_str;
 
-use crate::http::{Body, full, now, read_body};
 use crate::store::{Account, CallCounts, Role, SessionRules, StoreError};
 use crate::users::UserQuery;
+use crate::web::{Body, full, now, read_body};
 use crate::workspace::{self, KeyRuleError, MAX_LIVE_KEYS, Workspace, WorkspacePatch};
 use crate::{AppState, limits};
 use pages::*;
@@ -275,7 +275,7 @@ async fn read_form(
     state: &AppState,
     req: Request<Incoming>,
 ) -> Result<HashMap<String, String>, Response<Body>> {
-    read_body(state, req, MAX_FORM_BYTES)
+    read_body(req, MAX_FORM_BYTES, state.config.body_timeout)
         .await
         .map(|b| form(&b))
 }
