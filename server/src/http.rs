@@ -20,9 +20,12 @@ use serde_json::{Map, Value as Json, json};
 
 use crate::admin::admin_authorized;
 use crate::console::stats;
+use crate::metrics::Metrics;
 use crate::store::StoreError;
 use crate::users::{Claimed, IdentifyWrite, Verification};
-use crate::web::{Body, error, full, json_bytes, json_response, method_not_allowed, read_body};
+use crate::web::{
+    Body, error, full, json_bytes, json_response, method_not_allowed, read_body, uncached,
+};
 use crate::workspace;
 use crate::{AppState, limits};
 
@@ -107,7 +110,7 @@ pub async fn handle(
         // token-free `--metrics-listen` address on a private interface.
         "/metrics" if req.method() == HttpMethod::GET => {
             if admin_authorized(req.headers(), &state.admin_token_sha256) {
-                state.metrics.response()
+                metrics_response(&state.metrics)
             } else {
                 let mut res = error(
                     StatusCode::UNAUTHORIZED,
@@ -161,6 +164,37 @@ async fn health(state: &AppState) -> Response<Body> {
             StatusCode::SERVICE_UNAVAILABLE,
             &json!({"status": "store_slow"}),
         ),
+    }
+}
+
+/// The counts as OpenMetrics text.
+fn metrics_response(metrics: &Metrics) -> Response<Body> {
+    uncached(
+        StatusCode::OK,
+        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        metrics.render(),
+    )
+}
+
+/// The answer of the token-free metrics listener ([`crate::run_metrics`]): `GET /metrics`, and
+/// nothing else.
+pub(crate) fn metrics_only(metrics: &Metrics, req: &Request<Incoming>) -> Response<Body> {
+    if req.uri().path() != "/metrics" {
+        error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "this address serves GET /metrics only",
+            None,
+        )
+    } else if req.method() != HttpMethod::GET {
+        error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this endpoint accepts GET only",
+            None,
+        )
+    } else {
+        metrics_response(metrics)
     }
 }
 

@@ -400,23 +400,7 @@ pub async fn run_metrics(
         };
         let metrics = Arc::clone(&state.metrics);
         let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-            let res = if req.uri().path() != "/metrics" {
-                web::error(
-                    hyper::StatusCode::NOT_FOUND,
-                    "not_found",
-                    "this address serves GET /metrics only",
-                    None,
-                )
-            } else if req.method() != hyper::Method::GET {
-                web::error(
-                    hyper::StatusCode::METHOD_NOT_ALLOWED,
-                    "method_not_allowed",
-                    "this endpoint accepts GET only",
-                    None,
-                )
-            } else {
-                metrics.response()
-            };
+            let res = http::metrics_only(&metrics, &req);
             std::future::ready(Ok::<_, std::convert::Infallible>(res))
         });
         let conn = builder.serve_connection(TokioIo::new(stream), service);

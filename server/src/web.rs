@@ -74,12 +74,20 @@ pub(crate) fn json_response(status: StatusCode, body: &impl Serialize) -> Respon
 
 /// A JSON response around an already serialized body.
 pub(crate) fn json_bytes(status: StatusCode, bytes: Vec<u8>) -> Response<Body> {
+    uncached(status, "application/json", bytes)
+}
+
+/// A whole body of `content_type` that no cache may keep (answers, errors and counts are of the
+/// moment).
+pub(crate) fn uncached(
+    status: StatusCode,
+    content_type: &'static str,
+    bytes: impl Into<Bytes>,
+) -> Response<Body> {
     let mut res = Response::new(full(bytes));
     *res.status_mut() = status;
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
