@@ -16,7 +16,7 @@ use serde_json::{Value as Json, json};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::AppState;
+use crate::state::AppState;
 use crate::store::StoreError;
 use crate::users::{UserQuery, UserRecord};
 use crate::web::{Body, error, json_response, now, read_body, store_unavailable};

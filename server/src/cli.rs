@@ -15,7 +15,7 @@ use sha2::Digest;
 use crate::sealing::{self, Keyring, MasterKey};
 use crate::store::{AccountChange, Backend, Hooks, Role, Store, postgres};
 use crate::workspace::{self, NewKey, NewWorkspace, Workspace, WorkspacePatch};
-use crate::{AppState, Config, diagnose, http::now};
+use crate::{diagnose, state::AppState, state::Config, web::now};
 
 #[derive(Debug, Parser)]
 #[command(

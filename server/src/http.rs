@@ -20,14 +20,15 @@ use serde_json::{Map, Value as Json, json};
 
 use crate::admin::admin_authorized;
 use crate::console::stats;
+use crate::limits;
 use crate::metrics::Metrics;
+use crate::state::AppState;
 use crate::store::StoreError;
 use crate::users::{Claimed, IdentifyWrite, Verification};
 use crate::web::{
     Body, error, full, json_bytes, json_response, method_not_allowed, read_body, uncached,
 };
 use crate::workspace;
-use crate::{AppState, limits};
 
 /// The clock, at the path tests and embedders have used (`dropfix_server::http::now`).
 pub use crate::web::now;

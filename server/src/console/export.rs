@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::pages::Link;
 use super::{Ctx, message, security_headers, unavailable};
-use crate::AppState;
+use crate::state::AppState;
 use crate::users::{UserQuery, UserRecord};
 use crate::web::{Body, channel_body, now};
 

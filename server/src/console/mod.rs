@@ -33,11 +33,12 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use percent_encoding::percent_decode_str;
 
+use crate::limits;
+use crate::state::AppState;
 use crate::store::{Account, CallCounts, Role, SessionRules, StoreError};
 use crate::users::UserQuery;
 use crate::web::{Body, full, now, read_body};
 use crate::workspace::{self, KeyRuleError, MAX_LIVE_KEYS, Workspace, WorkspacePatch};
-use crate::{AppState, limits};
 use pages::*;
 
 /// Console settings (from `serve` flags; tests shorten the durations).

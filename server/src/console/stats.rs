@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use dropfix_core::{Rejection, SecretKey, seed};
 
-use crate::AppState;
+use crate::state::AppState;
 use crate::store::{CallCounts, CountsDelta, MAX_RECENT_REJECTIONS, RejectionEntry, Store};
 
 /// How an accepted identify call counted.
