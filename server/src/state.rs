@@ -2,8 +2,9 @@
 //! ([`AppState`]: the store, the workspace registry, the metrics, the limits, the console's
 //! counts). Below every route; only the serve loop and the CLI build it.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -44,7 +45,7 @@ pub struct Config {
     /// Prometheus). On the main port `/metrics` needs the admin token.
     pub metrics_listen: Option<SocketAddr>,
     /// The web console under `/console`.
-    pub console: console::ConsoleConfig,
+    pub console: ConsoleConfig,
     /// Serve HTTPS (HTTP/1.1 and HTTP/2 by ALPN) instead of plain HTTP/1.1.
     pub tls: Option<Arc<tls::Tls>>,
 }
@@ -61,8 +62,33 @@ impl Default for Config {
             rate_per_app: 10_000,
             trusted_proxies: Vec::new(),
             metrics_listen: None,
-            console: console::ConsoleConfig::default(),
+            console: ConsoleConfig::default(),
             tls: None,
+        }
+    }
+}
+
+/// Console settings (from `serve` flags; tests shorten the durations).
+#[derive(Debug, Clone)]
+pub struct ConsoleConfig {
+    /// Mark the session cookie `Secure` and expect `https://` origins: set when a TLS proxy
+    /// serves the console (the verifier itself speaks plain HTTP).
+    pub secure_cookies: bool,
+    /// A session ends after this long without a request...
+    pub session_idle: Duration,
+    /// ...and this long after login, however active.
+    pub session_absolute: Duration,
+    /// How often this instance adds its counts to the store.
+    pub stats_flush: Duration,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig {
+            secure_cookies: false,
+            session_idle: Duration::from_secs(12 * 3600),
+            session_absolute: Duration::from_secs(7 * 24 * 3600),
+            stats_flush: Duration::from_secs(2),
         }
     }
 }
@@ -78,7 +104,7 @@ pub struct AppState {
     /// SHA-256 of the admin token (the token itself is not kept).
     pub admin_token_sha256: [u8; 32],
     /// The console's live counts (flushed to the store by a task) and login limits.
-    pub console: Arc<console::ConsoleState>,
+    pub console: Arc<ConsoleState>,
 }
 
 impl AppState {
@@ -121,5 +147,40 @@ impl AppState {
         });
         console::stats::spawn_flusher(Arc::downgrade(&state), flush_every);
         state
+    }
+}
+
+/// The console's in-memory state on one instance.
+#[derive(Debug)]
+pub struct ConsoleState {
+    pub stats: console::stats::Stats,
+    pub login_limits: console::session::LoginLimits,
+    /// CSV exports running on this instance, by account.
+    pub exports: RunningExports,
+    /// Password checks (argon2id) that may run at once: one per core, at least two.
+    pub password_checks: Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for ConsoleState {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        ConsoleState {
+            stats: Default::default(),
+            login_limits: Default::default(),
+            exports: Default::default(),
+            password_checks: Arc::new(tokio::sync::Semaphore::new(cores.max(2))),
+        }
+    }
+}
+
+/// The accounts with a CSV export running on this instance (the console's export takes and
+/// frees their places).
+#[derive(Debug, Default)]
+pub struct RunningExports(Mutex<HashSet<i64>>);
+
+impl RunningExports {
+    pub(crate) fn set(&self) -> std::sync::MutexGuard<'_, HashSet<i64>> {
+        // A std Mutex: held for one set operation, never across an await.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

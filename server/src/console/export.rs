@@ -2,8 +2,7 @@
 //! stays flat however many users there are, and limited to one export per account and
 //! [`MAX_EXPORTS`] per instance (a clear 429 page otherwise).
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use hyper::header::{self, HeaderValue};
@@ -28,10 +27,6 @@ const SEND_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 const HEADER: &str = "user_id,name,email,plan,mrr,signup_date,method,key_id,verified_at,signed_at,\
                       first_seen,last_seen\r\n";
 
-/// The accounts with an export running on this instance.
-#[derive(Debug, Default)]
-pub struct Running(Mutex<HashSet<i64>>);
-
 /// An export's place among the running ones; dropping it (the export ended) frees it.
 #[derive(Debug)]
 pub struct Slot {
@@ -46,13 +41,6 @@ pub enum Busy {
     Account,
     /// [`MAX_EXPORTS`] are running on this instance.
     Instance,
-}
-
-impl Running {
-    fn set(&self) -> std::sync::MutexGuard<'_, HashSet<i64>> {
-        // A std Mutex: held for one set operation, never across an await.
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
 }
 
 /// A slot for `account`'s export, unless it already has one or the instance is at its limit.

@@ -41,30 +41,8 @@ use crate::web::{Body, full, now, read_body};
 use crate::workspace::{self, KeyRuleError, MAX_LIVE_KEYS, Workspace, WorkspacePatch};
 use pages::*;
 
-/// Console settings (from `serve` flags; tests shorten the durations).
-#[derive(Debug, Clone)]
-pub struct ConsoleConfig {
-    /// Mark the session cookie `Secure` and expect `https://` origins: set when a TLS proxy
-    /// serves the console (the verifier itself speaks plain HTTP).
-    pub secure_cookies: bool,
-    /// A session ends after this long without a request...
-    pub session_idle: Duration,
-    /// ...and this long after login, however active.
-    pub session_absolute: Duration,
-    /// How often this instance adds its counts to the store.
-    pub stats_flush: Duration,
-}
-
-impl Default for ConsoleConfig {
-    fn default() -> Self {
-        ConsoleConfig {
-            secure_cookies: false,
-            session_idle: Duration::from_secs(12 * 3600),
-            session_absolute: Duration::from_secs(7 * 24 * 3600),
-            stats_flush: Duration::from_secs(2),
-        }
-    }
-}
+/// The console's settings, at the path the CLI and tests name (`console::ConsoleConfig`).
+pub use crate::state::ConsoleConfig;
 
 fn session_rules(cfg: &ConsoleConfig) -> SessionRules {
     SessionRules {
@@ -74,29 +52,6 @@ fn session_rules(cfg: &ConsoleConfig) -> SessionRules {
             .as_secs()
             .try_into()
             .unwrap_or(i64::MAX),
-    }
-}
-
-/// The console's in-memory state on one instance.
-#[derive(Debug)]
-pub struct ConsoleState {
-    pub stats: stats::Stats,
-    pub login_limits: session::LoginLimits,
-    /// CSV exports running on this instance, by account.
-    pub exports: export::Running,
-    /// Password checks (argon2id) that may run at once: one per core, at least two.
-    pub password_checks: Arc<tokio::sync::Semaphore>,
-}
-
-impl Default for ConsoleState {
-    fn default() -> Self {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        ConsoleState {
-            stats: Default::default(),
-            login_limits: Default::default(),
-            exports: Default::default(),
-            password_checks: Arc::new(tokio::sync::Semaphore::new(cores.max(2))),
-        }
     }
 }
 
