@@ -19,10 +19,10 @@ use serde::Serialize;
 use serde_json::{Map, Value as Json, json};
 
 use crate::admin::admin_authorized;
-use crate::console::stats;
 use crate::limits;
 use crate::metrics::Metrics;
 use crate::state::AppState;
+use crate::stats;
 use crate::store::StoreError;
 use crate::users::{Claimed, IdentifyWrite, Verification};
 use crate::web::{

@@ -25,6 +25,7 @@ pub mod limits;
 pub mod metrics;
 pub mod sealing;
 pub mod state;
+pub mod stats;
 pub mod store;
 pub mod tls;
 pub mod users;

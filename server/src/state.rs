@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -13,7 +13,7 @@ use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::store::{Backend, Hooks, Store};
 use crate::workspace::Registry;
-use crate::{console, sealing, store, tls};
+use crate::{console, sealing, stats, store, tls};
 
 /// Tunables of a running server (from flags and environment variables, see [`crate::cli`]).
 #[derive(Debug, Clone)]
@@ -145,15 +145,32 @@ impl AppState {
             limits,
             console: Arc::default(),
         });
-        console::stats::spawn_flusher(Arc::downgrade(&state), flush_every);
+        spawn_flusher(Arc::downgrade(&state), flush_every);
         state
     }
+}
+
+/// Flushes `state.console.stats` every `every` while the state lives (the task holds it weakly, so a
+/// stopped server's store is not kept open by it).
+fn spawn_flusher(state: Weak<AppState>, every: Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(state) = state.upgrade() else { break };
+            if let Err(e) = state.console.stats.flush(&state.store).await {
+                tracing::warn!(error = %e, "flushing console counts failed; kept for the next try");
+            }
+        }
+    });
 }
 
 /// The console's in-memory state on one instance.
 #[derive(Debug)]
 pub struct ConsoleState {
-    pub stats: console::stats::Stats,
+    pub stats: stats::Stats,
     pub login_limits: console::session::LoginLimits,
     /// CSV exports running on this instance, by account.
     pub exports: RunningExports,

@@ -2,7 +2,7 @@
 //!
 //! - [`session`]: passwords (argon2id), session tokens kept hashed in the store, login limits;
 //! - [`csrf`]: the cross-site rule every non-GET request passes first;
-//! - [`stats`]: the live counts and recent rejections the identify path feeds;
+//! - [`crate::stats`]: the live counts and recent rejections the identify path feeds;
 //! - [`pages`]: the askama templates (HTML-escaped by default, checked at compile time).
 //!
 //! Authorization is decided here, once per request, before any page code runs: a workspace the
@@ -19,7 +19,6 @@ mod csrf;
 mod export;
 mod pages;
 pub mod session;
-pub mod stats;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -27,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use dropfix_core::{SecretKey, StrictMode};
+use dropfix_core::{Rejection, SecretKey, StrictMode};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
@@ -1205,6 +1204,20 @@ async fn origins(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
 // ---------------------------------------------------------------------------------------------
 // Rejections, signature check
 
+/// What to do about a rejection code, in plain words.
+fn fix_for(code: &str) -> &'static str {
+    if code == "origin_not_allowed" {
+        return "the page calling identify() is on an origin this workspace does not allow: add \
+                it under Allowed origins (scheme://host[:port], no path)";
+    }
+    Rejection::ALL
+        .iter()
+        .find(|r| r.code() == code)
+        .map_or("see the error message your integration received", |r| {
+            r.message()
+        })
+}
+
 async fn rejections_page(ctx: &Ctx<'_>) -> Response<Body> {
     let list = match ctx.state.store.recent_rejections(ctx.app()).await {
         Ok(l) => l,
@@ -1214,7 +1227,7 @@ async fn rejections_page(ctx: &Ctx<'_>) -> Response<Body> {
         .into_iter()
         .map(|r| RejectionRow {
             at: fmt_time(r.at),
-            fix: stats::fix_for(&r.code),
+            fix: fix_for(&r.code),
             code: r.code,
             enforced: r.enforced,
             key: r.key_id.map_or_else(|| "-".into(), |k| k.to_string()),
@@ -1507,5 +1520,13 @@ mod tests {
         assert_eq!(parse_duration("7w"), None);
         assert_eq!(parse_duration(""), None);
         assert_eq!(fmt_time(0), "1970-01-01 00:00:00 UTC");
+    }
+
+    #[test]
+    fn every_code_has_a_fix() {
+        for r in Rejection::ALL {
+            assert_ne!(fix_for(r.code()), fix_for("nope"));
+        }
+        assert!(fix_for("origin_not_allowed").contains("Allowed origins"));
     }
 }
