@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use crate::limits::Limits;
+use crate::limits::{self, Limits};
 use crate::metrics::Metrics;
 use crate::store::{Backend, Hooks, Store};
 use crate::workspace::Registry;
-use crate::{console, sealing, stats, store, tls};
+use crate::{sealing, stats, store, tls};
 
 /// Tunables of a running server (from flags and environment variables, see [`crate::cli`]).
 #[derive(Debug, Clone)]
@@ -171,7 +171,7 @@ fn spawn_flusher(state: Weak<AppState>, every: Duration) {
 #[derive(Debug)]
 pub struct ConsoleState {
     pub stats: stats::Stats,
-    pub login_limits: console::session::LoginLimits,
+    pub login_limits: limits::login::LoginLimits,
     /// CSV exports running on this instance, by account.
     pub exports: RunningExports,
     /// Password checks (argon2id) that may run at once: one per core, at least two.
