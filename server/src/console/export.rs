@@ -9,8 +9,8 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
 use serde_json::json;
 
+use super::context::{Ctx, enc, message, security_headers, unavailable};
 use super::pages::Link;
-use super::{Ctx, message, security_headers, unavailable};
 use crate::state::AppState;
 use crate::users::{UserQuery, UserRecord};
 use crate::web::{Body, channel_body, now};
@@ -132,7 +132,7 @@ pub(super) async fn export_users(ctx: &Ctx<'_>) -> Response<Body> {
                 text,
                 Some(ctx.account),
                 Some(Link::new(
-                    &format!("/console/w/{}/users", super::enc(ctx.app())),
+                    &format!("/console/w/{}/users", enc(ctx.app())),
                     "Back to Users",
                 )),
             );

@@ -3,7 +3,8 @@
 //! - [`session`]: passwords (argon2id), session tokens kept hashed in the store, login limits;
 //! - [`csrf`]: the cross-site rule every non-GET request passes first;
 //! - [`crate::stats`]: the live counts and recent rejections the identify path feeds;
-//! - [`pages`]: the askama templates (HTML-escaped by default, checked at compile time).
+//! - [`pages`]: the askama templates (HTML-escaped by default, checked at compile time);
+//! - [`context`]: what every page shares (who asks about which workspace, the HTML answers).
 //!
 //! Authorization is decided here, once per request, before any page code runs: a workspace the
 //! account is not a member of answers 404 (the same as one that does not exist, so ids cannot be
@@ -12,15 +13,12 @@
 //!
 //! [`Store`]: crate::store::Store
 
-// Helpers return the finished error page as their `Err`: it is built once, on a cold path.
-#![allow(clippy::result_large_err)]
-
+mod context;
 mod csrf;
 mod export;
 mod pages;
 pub mod session;
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,31 +32,19 @@ use percent_encoding::percent_decode_str;
 
 use crate::limits;
 use crate::state::AppState;
-use crate::store::{Account, CallCounts, Role, SessionRules, StoreError};
+use crate::store::{Account, CallCounts, Role, StoreError};
 use crate::users::UserQuery;
-use crate::web::{Body, full, now, read_body};
-use crate::workspace::{self, KeyRuleError, MAX_LIVE_KEYS, Workspace, WorkspacePatch};
+use crate::web::{Body, full, now};
+use crate::workspace::{self, KeyRuleError, MAX_LIVE_KEYS, WorkspacePatch};
+use context::*;
 use pages::*;
 
 /// The console's settings, at the path the CLI and tests name (`console::ConsoleConfig`).
 pub use crate::state::ConsoleConfig;
 
-fn session_rules(cfg: &ConsoleConfig) -> SessionRules {
-    SessionRules {
-        idle_secs: cfg.session_idle.as_secs().try_into().unwrap_or(i64::MAX),
-        absolute_secs: cfg
-            .session_absolute
-            .as_secs()
-            .try_into()
-            .unwrap_or(i64::MAX),
-    }
-}
-
 /// How long a login waits for a password check to be free before a 503 "busy" page.
 const LOGIN_QUEUE_WAIT: Duration = Duration::from_secs(10);
 
-/// Console form bodies are small.
-const MAX_FORM_BYTES: usize = 64 * 1024;
 /// Users per page of the users list.
 const USERS_PER_PAGE: usize = 50;
 /// Audit entries the audit page shows.
@@ -69,62 +55,6 @@ const JS: &str = include_str!("static/console.js");
 
 // ---------------------------------------------------------------------------------------------
 // Responses
-
-fn html(status: StatusCode, body: String) -> Response<Body> {
-    let mut res = Response::new(full(body));
-    *res.status_mut() = status;
-    let h = res.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    security_headers(h);
-    res
-}
-
-fn security_headers(h: &mut hyper::HeaderMap) {
-    // Pages may show a secret once or user data: never cached, never framed, no referrer.
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; \
-             form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-}
-
-fn render(status: StatusCode, page: &impl askama::Template) -> Response<Body> {
-    match page.render() {
-        Ok(body) => html(status, body),
-        Err(e) => {
-            tracing::error!(error = %e, "console template failed");
-            html(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "<!doctype html><title>Error</title><p>Internal error.</p>".into(),
-            )
-        }
-    }
-}
-
-fn redirect(location: &str) -> Response<Body> {
-    let mut res = Response::new(full(Bytes::new()));
-    *res.status_mut() = StatusCode::SEE_OTHER;
-    if let Ok(v) = HeaderValue::from_str(location) {
-        res.headers_mut().insert(header::LOCATION, v);
-    }
-    security_headers(res.headers_mut());
-    res
-}
 
 fn asset(body: &'static str, content_type: &'static str) -> Response<Body> {
     let mut res = Response::new(full(Bytes::from_static(body.as_bytes())));
@@ -141,33 +71,6 @@ fn asset(body: &'static str, content_type: &'static str) -> Response<Body> {
     res
 }
 
-fn message(
-    status: StatusCode,
-    title: &str,
-    text: &str,
-    account: Option<&Account>,
-    back: Option<Link>,
-) -> Response<Body> {
-    render(
-        status,
-        &MessagePage {
-            l: Layout::plain(title, account),
-            text: text.to_string(),
-            back,
-        },
-    )
-}
-
-fn not_found(account: Option<&Account>) -> Response<Body> {
-    message(
-        StatusCode::NOT_FOUND,
-        "Not found",
-        "There is no such page, or it belongs to a workspace this account is not a member of.",
-        account,
-        Some(Link::new("/console/workspaces", "Your workspaces")),
-    )
-}
-
 fn forbidden_viewer(account: &Account, app_id: &str) -> Response<Body> {
     message(
         StatusCode::FORBIDDEN,
@@ -176,72 +79,6 @@ fn forbidden_viewer(account: &Account, app_id: &str) -> Response<Body> {
         Some(account),
         Some(Link::new(&security_url(app_id), "Back to Security")),
     )
-}
-
-fn unavailable(e: &StoreError, account: Option<&Account>) -> Response<Body> {
-    tracing::error!(error = %e, "console: store failure");
-    message(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "Try again",
-        "The store did not answer; nothing was changed. Try again in a moment.",
-        account,
-        None,
-    )
-}
-
-/// A user's page, or with `delete` its delete confirmation (GET) and deletion (POST). The id
-/// travels in the query, never in the path: a browser resolves `.` and `..` path segments even
-/// when percent-encoded, so an id such as `..` or `../keys/1/retire` could only ever point
-/// elsewhere there. (`/users/{id}` paths with the id percent-encoded as one segment still work.)
-fn user_url(app_id: &str, user_id: &str, delete: bool) -> String {
-    let id: String = form_urlencoded::byte_serialize(user_id.as_bytes()).collect();
-    let tail = if delete { "/delete" } else { "" };
-    format!("/console/w/{}/user{tail}?id={id}", enc(app_id))
-}
-
-fn security_url(app_id: &str) -> String {
-    format!("/console/w/{}/security", enc(app_id))
-}
-
-/// What a URL path segment may hold unencoded: RFC 3986's unreserved characters.
-const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
-
-/// A path segment, percent-encoded.
-fn enc(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()
-}
-
-fn form(body: &[u8]) -> HashMap<String, String> {
-    form_urlencoded::parse(body).into_owned().collect()
-}
-
-fn query(req: &Request<Incoming>) -> HashMap<String, String> {
-    req.uri()
-        .query()
-        .map(|q| form(q.as_bytes()))
-        .unwrap_or_default()
-}
-
-async fn read_form(
-    state: &AppState,
-    req: Request<Incoming>,
-) -> Result<HashMap<String, String>, Response<Body>> {
-    read_body(req, MAX_FORM_BYTES, state.config.body_timeout)
-        .await
-        .map(|b| form(&b))
-}
-
-/// Unix seconds as `2026-01-02 03:04:05 UTC`.
-pub fn fmt_time(t: i64) -> String {
-    workspace::rfc3339(t).replace('T', " ").replace('Z', " UTC")
-}
-
-fn fmt_opt_time(t: Option<i64>) -> String {
-    t.map_or_else(|| "never".into(), fmt_time)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -287,7 +124,7 @@ pub async fn handle(state: &Arc<AppState>, peer: IpAddr, req: Request<Incoming>)
         Some(t) => {
             match state
                 .store
-                .resume_session(t, session_rules(cfg), now())
+                .resume_session(t, session::rules(cfg), now())
                 .await
             {
                 Ok(a) => a,
@@ -335,41 +172,6 @@ pub async fn handle(state: &Arc<AppState>, peer: IpAddr, req: Request<Incoming>)
             workspace_route(ctx, method, tail, req).await
         }
         _ => not_found(Some(&account)),
-    }
-}
-
-/// What every workspace page knows: who asks, in which role, about which workspace (as this
-/// instance decides with it; pages that show keys' last use read those times from the store).
-struct Ctx<'a> {
-    state: &'a Arc<AppState>,
-    account: &'a Account,
-    role: Role,
-    owner: bool,
-    ws: Arc<Workspace>,
-}
-
-impl Ctx<'_> {
-    fn layout(&self, title: &str, section: &'static str) -> Layout {
-        Layout {
-            title: title.to_string(),
-            email: Some(self.account.email.clone()),
-            ws: Some(WsNav {
-                app_id: self.ws.app_id.clone(),
-                name: self.ws.name.clone(),
-                role: self.role.as_str(),
-                links: WS_LINKS,
-            }),
-            section,
-            notice: None,
-        }
-    }
-
-    fn actor(&self) -> &str {
-        &self.account.email
-    }
-
-    fn app(&self) -> &str {
-        &self.ws.app_id
     }
 }
 
@@ -554,7 +356,7 @@ async fn login(state: &Arc<AppState>, peer: IpAddr, req: Request<Incoming>) -> R
     };
     state.console.login_limits.succeeded(attempt);
     let (token, digest) = session::new_token();
-    let rules = session_rules(&state.config.console);
+    let rules = session::rules(&state.config.console);
     if let Err(e) = state
         .store
         .create_session(digest, account_id, rules, now())
@@ -1513,13 +1315,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_and_times() {
+    fn durations() {
         assert_eq!(parse_duration("1h"), Some(3600));
         assert_eq!(parse_duration("7d"), Some(604_800));
         assert_eq!(parse_duration("now"), Some(0));
         assert_eq!(parse_duration("7w"), None);
         assert_eq!(parse_duration(""), None);
-        assert_eq!(fmt_time(0), "1970-01-01 00:00:00 UTC");
     }
 
     #[test]

@@ -13,6 +13,9 @@ use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use hyper::header::{self, HeaderMap};
 use sha2::{Digest, Sha256};
 
+use crate::state::ConsoleConfig;
+use crate::store::SessionRules;
+
 /// The session cookie. Not `__Host-`: that prefix requires `Path=/`, and the cookie is scoped to
 /// `/console` so identify calls never carry it.
 pub const COOKIE: &str = "dropfix_console";
@@ -90,6 +93,18 @@ pub fn clear_cookie(secure: bool) -> String {
 /// Longest email a login form may carry (RFC 5321's limit on a path): a longer one is refused
 /// before any limit is consulted, so it costs nothing lasting.
 pub const MAX_EMAIL_BYTES: usize = 254;
+
+/// How long a console session lasts, as the store checks it.
+pub(crate) fn rules(cfg: &ConsoleConfig) -> SessionRules {
+    SessionRules {
+        idle_secs: cfg.session_idle.as_secs().try_into().unwrap_or(i64::MAX),
+        absolute_secs: cfg
+            .session_absolute
+            .as_secs()
+            .try_into()
+            .unwrap_or(i64::MAX),
+    }
+}
 
 #[cfg(test)]
 mod tests {
