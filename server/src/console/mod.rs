@@ -16,12 +16,12 @@
 mod context;
 mod csrf;
 mod export;
+mod login;
 mod pages;
 pub mod session;
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use dropfix_core::{Rejection, SecretKey, StrictMode};
@@ -30,7 +30,6 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use percent_encoding::percent_decode_str;
 
-use crate::limits;
 use crate::state::AppState;
 use crate::store::{Account, CallCounts, Role, StoreError};
 use crate::users::UserQuery;
@@ -41,9 +40,6 @@ use pages::*;
 
 /// The console's settings, at the path the CLI and tests name (`console::ConsoleConfig`).
 pub use crate::state::ConsoleConfig;
-
-/// How long a login waits for a password check to be free before a 503 "busy" page.
-const LOGIN_QUEUE_WAIT: Duration = Duration::from_secs(10);
 
 /// Users per page of the users list.
 const USERS_PER_PAGE: usize = 50;
@@ -115,8 +111,8 @@ pub async fn handle(state: &Arc<AppState>, peer: IpAddr, req: Request<Incoming>)
         ["static", "console.js"] if get => {
             return asset(JS, "text/javascript; charset=utf-8");
         }
-        ["login"] if get => return login_page(StatusCode::OK, None, ""),
-        ["login"] if method == Method::POST => return login(state, peer, req).await,
+        ["login"] if get => return login::login_page(StatusCode::OK, None, ""),
+        ["login"] if method == Method::POST => return login::login(state, peer, req).await,
         _ => {}
     }
     let token = session::token_from(req.headers());
@@ -140,18 +136,9 @@ pub async fn handle(state: &Arc<AppState>, peer: IpAddr, req: Request<Incoming>)
     match (segs.as_slice(), get) {
         ([], true) => redirect("/console/workspaces"),
         (["logout"], false) if method == Method::POST => {
-            if let Some(t) = token
-                && let Err(e) = state.store.delete_session(t).await
-            {
-                return unavailable(&e, Some(&account));
-            }
-            let mut res = redirect("/console/login");
-            if let Ok(v) = HeaderValue::from_str(&session::clear_cookie(cfg.secure_cookies)) {
-                res.headers_mut().insert(header::SET_COOKIE, v);
-            }
-            res
+            login::logout(state, &account, token).await
         }
-        (["workspaces"], true) => workspaces_page(state, &account),
+        (["workspaces"], true) => login::workspaces_page(state, &account),
         (["w", app_id, tail @ ..], _) => {
             let Some(membership) = account.memberships.iter().find(|m| m.app_id == *app_id) else {
                 return not_found(Some(&account));
@@ -258,140 +245,6 @@ async fn workspace_route(
         (["audit"], true, _) => audit_page(&ctx).await,
         _ => not_found(Some(ctx.account)),
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Login, logout, workspace chooser
-
-fn login_page(status: StatusCode, error: Option<&str>, email: &str) -> Response<Body> {
-    render(
-        status,
-        &LoginPage {
-            l: Layout::plain("Log in", None),
-            error: error.map(str::to_string),
-            email: email.to_string(),
-        },
-    )
-}
-
-async fn login(state: &Arc<AppState>, peer: IpAddr, req: Request<Incoming>) -> Response<Body> {
-    let secure = state.config.console.secure_cookies;
-    // Limits follow the client as the identify path sees it (behind a trusted proxy, the
-    // forwarded address; IPv6 by /64), not the balancer every user shares.
-    let client = limits::client_ip(peer, req.headers(), &state.config.trusted_proxies);
-    let f = match read_form(state, req).await {
-        Ok(f) => f,
-        Err(res) => return res,
-    };
-    let email = f.get("email").map(|e| e.trim()).unwrap_or_default();
-    let password = f.get("password").cloned().unwrap_or_default();
-    if email.len() > session::MAX_EMAIL_BYTES {
-        // Refused before any limit is consulted: a flood of long emails leaves nothing behind.
-        return login_page(
-            StatusCode::BAD_REQUEST,
-            Some("That email address is too long (at most 254 characters)."),
-            "",
-        );
-    }
-    let Some(attempt) = state.console.login_limits.attempt(email, client) else {
-        let mut res = login_page(
-            StatusCode::TOO_MANY_REQUESTS,
-            Some("Too many login attempts. Wait a minute and try again."),
-            email,
-        );
-        res.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
-        return res;
-    };
-    let account = match state.store.account_login(email).await {
-        Ok(a) => a,
-        Err(e) => return unavailable(&e, None),
-    };
-    // argon2 is CPU-bound for tens of milliseconds and holds 19 MiB while it runs: off the async
-    // workers, and only a few at once (many clients each within their limits could otherwise
-    // run hundreds together). An unknown email runs it too, so timing does not tell which emails
-    // have accounts.
-    let permit = match tokio::time::timeout(
-        LOGIN_QUEUE_WAIT,
-        Arc::clone(&state.console.password_checks).acquire_owned(),
-    )
-    .await
-    {
-        Ok(Ok(permit)) => permit,
-        _ => {
-            let mut res = login_page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                Some("The server is busy checking other logins. Try again in a moment."),
-                email,
-            );
-            res.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-            return res;
-        }
-    };
-    let verified = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        match &account {
-            Some(a) if session::verify_password(&password, &a.password_phc) => Some(a.id),
-            Some(_) => None,
-            None => {
-                session::verify_unknown_account(&password);
-                None
-            }
-        }
-    })
-    .await
-    .ok()
-    .flatten();
-    let Some(account_id) = verified else {
-        // Any client can repeat this at will: rate-limited like other client-triggered lines.
-        if state.limits.may_log() {
-            tracing::info!(%client, "console login failed");
-        }
-        return login_page(
-            StatusCode::UNAUTHORIZED,
-            Some("Wrong email or password."),
-            email,
-        );
-    };
-    state.console.login_limits.succeeded(attempt);
-    let (token, digest) = session::new_token();
-    let rules = session::rules(&state.config.console);
-    if let Err(e) = state
-        .store
-        .create_session(digest, account_id, rules, now())
-        .await
-    {
-        return unavailable(&e, None);
-    }
-    let mut res = redirect("/console/workspaces");
-    if let Ok(v) = HeaderValue::from_str(&session::set_cookie(&token, secure)) {
-        res.headers_mut().insert(header::SET_COOKIE, v);
-    }
-    res
-}
-
-fn workspaces_page(state: &AppState, account: &Account) -> Response<Body> {
-    let items = account
-        .memberships
-        .iter()
-        .map(|m| WorkspaceItem {
-            name: state
-                .registry
-                .get(&m.app_id)
-                .map(|w| w.name.clone())
-                .unwrap_or_else(|| m.app_id.clone()),
-            app_id: m.app_id.clone(),
-            role: m.role.as_str(),
-        })
-        .collect();
-    render(
-        StatusCode::OK,
-        &WorkspacesPage {
-            l: Layout::plain("Workspaces", Some(account)),
-            items,
-        },
-    )
 }
 
 // ---------------------------------------------------------------------------------------------
