@@ -13,12 +13,14 @@
 //!
 //! [`Store`]: crate::store::Store
 
+mod check;
 mod context;
 mod csrf;
 mod export;
 mod keys;
 mod login;
 mod pages;
+mod rejections;
 mod security;
 pub mod session;
 
@@ -26,7 +28,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use dropfix_core::Rejection;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
@@ -196,20 +197,9 @@ async fn workspace_route(
         (["strict"], _, true) => security::strict(&ctx, req).await,
         (["claims"], _, true) => security::claims(&ctx, req).await,
         (["origins"], _, true) => security::origins(&ctx, req).await,
-        (["rejections"], true, _) => rejections_page(&ctx).await,
-        (["check"], true, _) => render(
-            StatusCode::OK,
-            &CheckPage {
-                l: ctx.layout("Check a signature", "check"),
-                app_id: ctx.app().to_string(),
-                user_id: String::new(),
-                signature: String::new(),
-                signed_at: String::new(),
-                error: None,
-                results: Vec::new(),
-            },
-        ),
-        (["check"], _, true) => check(&ctx, req).await,
+        (["rejections"], true, _) => rejections::rejections_page(&ctx).await,
+        (["check"], true, _) => check::form(&ctx),
+        (["check"], _, true) => check::check(&ctx, req).await,
         (["users"], true, _) => users_page(&ctx, &req).await,
         (["users", "export.csv"], true, _) => export::export_users(&ctx).await,
         (["user", tail @ ..], _, _) => {
@@ -229,134 +219,6 @@ async fn workspace_route(
         (["audit"], true, _) => audit_page(&ctx).await,
         _ => not_found(Some(ctx.account)),
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Rejections, signature check
-
-/// What to do about a rejection code, in plain words.
-fn fix_for(code: &str) -> &'static str {
-    if code == "origin_not_allowed" {
-        return "the page calling identify() is on an origin this workspace does not allow: add \
-                it under Allowed origins (scheme://host[:port], no path)";
-    }
-    Rejection::ALL
-        .iter()
-        .find(|r| r.code() == code)
-        .map_or("see the error message your integration received", |r| {
-            r.message()
-        })
-}
-
-async fn rejections_page(ctx: &Ctx<'_>) -> Response<Body> {
-    let list = match ctx.state.store.recent_rejections(ctx.app()).await {
-        Ok(l) => l,
-        Err(e) => return unavailable(&e, Some(ctx.account)),
-    };
-    let rows = list
-        .into_iter()
-        .map(|r| RejectionRow {
-            at: fmt_time(r.at),
-            fix: fix_for(&r.code),
-            code: r.code,
-            enforced: r.enforced,
-            key: r.key_id.map_or_else(|| "-".into(), |k| k.to_string()),
-            origin: r.origin.unwrap_or_else(|| "-".into()),
-            user_id: r.user_id.unwrap_or_else(|| "-".into()),
-        })
-        .collect();
-    render(
-        StatusCode::OK,
-        &RejectionsPage {
-            l: ctx.layout("Recent rejections", "rejections"),
-            max: crate::store::MAX_RECENT_REJECTIONS,
-            rows,
-        },
-    )
-}
-
-/// Longest user id / signature the check form takes (identify's own limits are smaller).
-const MAX_CHECK_FIELD: usize = 8 * 1024;
-
-async fn check(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
-    let f = match read_form(ctx.state, req).await {
-        Ok(f) => f,
-        Err(res) => return res,
-    };
-    let user_id = f.get("user_id").cloned().unwrap_or_default();
-    let signature = f
-        .get("signature")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default();
-    let signed_at_text = f
-        .get("signed_at")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default();
-    let mut error = None;
-    let signed_at = if signed_at_text.is_empty() {
-        None
-    } else {
-        match signed_at_text.parse::<i64>() {
-            Ok(t) => Some(t),
-            Err(_) => {
-                error = Some("signedAt is a whole number of seconds since 1970.".to_string());
-                None
-            }
-        }
-    };
-    if user_id.is_empty() || signature.is_empty() {
-        error = Some("Give the user id and the signature or token.".into());
-    }
-    if user_id.len() > MAX_CHECK_FIELD || signature.len() > MAX_CHECK_FIELD {
-        error = Some("That is longer than any identify call can be.".into());
-    }
-    let mut results = Vec::new();
-    if error.is_none() {
-        let now = now();
-        for key in ctx.ws.live_keys(now) {
-            let report = crate::diagnose::diagnose(&crate::diagnose::Input {
-                secret: key.secret.clone(),
-                user_id: user_id.clone(),
-                signature: signature.clone(),
-                signed_at,
-                now,
-                email: None,
-            });
-            results.push(CheckResult {
-                key_id: key.id,
-                label: key.label.clone(),
-                valid: report.valid,
-                code: report.code,
-                findings: report
-                    .findings
-                    .into_iter()
-                    .map(|f| FindingRow {
-                        check: f.check,
-                        ok: f.ok,
-                        detail: f.detail,
-                    })
-                    .collect(),
-                fix: report.fix,
-            });
-        }
-    }
-    let status = if error.is_some() {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::OK
-    };
-    render(
-        status,
-        &CheckPage {
-            l: ctx.layout("Check a signature", "check"),
-            app_id: ctx.app().to_string(),
-            user_id,
-            signature,
-            signed_at: signed_at_text,
-            error,
-            results,
-        },
-    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -536,17 +398,4 @@ async fn audit_page(ctx: &Ctx<'_>) -> Response<Body> {
             rows,
         },
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_code_has_a_fix() {
-        for r in Rejection::ALL {
-            assert_ne!(fix_for(r.code()), fix_for("nope"));
-        }
-        assert!(fix_for("origin_not_allowed").contains("Allowed origins"));
-    }
 }
