@@ -144,9 +144,14 @@ fn check_origins(origins: &Option<Vec<String>>) -> Result<(), Response<Body>> {
     Ok(())
 }
 
-fn check_grace(grace: i64) -> Result<(), Response<Body>> {
+/// The grace period a roll's body asks for (the default when it names none), checked.
+async fn roll_grace(state: &AppState, req: Request<Incoming>) -> Result<i64, Response<Body>> {
+    let body: RollBody = body_json(state, req, true).await?;
+    let grace = body
+        .grace_seconds
+        .unwrap_or(workspace::DEFAULT_ROTATION_GRACE_SECS);
     if (0..=MAX_GRACE_SECS).contains(&grace) {
-        Ok(())
+        Ok(grace)
     } else {
         Err(bad_request(
             "invalid_value",
@@ -375,11 +380,7 @@ async fn route(
         }
         (&Method::POST, [app, "rotate"]) => {
             no_query(&req)?;
-            let body: RollBody = body_json(state, req, true).await?;
-            let grace = body
-                .grace_seconds
-                .unwrap_or(workspace::DEFAULT_ROTATION_GRACE_SECS);
-            check_grace(grace)?;
+            let grace = roll_grace(state, req).await?;
             let k = store
                 .roll_key(app, None, grace, ACTOR, now)
                 .await
@@ -415,11 +416,7 @@ async fn route(
         (&Method::POST, [app, "keys", id, "roll"]) => {
             no_query(&req)?;
             let id = key_id_param(id)?;
-            let body: RollBody = body_json(state, req, true).await?;
-            let grace = body
-                .grace_seconds
-                .unwrap_or(workspace::DEFAULT_ROTATION_GRACE_SECS);
-            check_grace(grace)?;
+            let grace = roll_grace(state, req).await?;
             let k = store
                 .roll_key(app, Some(id), grace, ACTOR, now)
                 .await
