@@ -1,16 +1,16 @@
 //! The console: Settings -> Security as server-rendered pages under `/console`. This file routes
 //! every `/console...` request; each page has a file of its own:
 //!
-//! - [`login`]: logging in and out, the list of the account's workspaces;
-//! - [`security`]: a workspace's counts and settings (strict mode, signed claims, origins);
-//! - [`keys`]: creating, rolling and retiring secret keys;
-//! - [`rejections`], [`check`]: recent rejections, and checking a signature;
-//! - [`users`], [`export`]: the stored users, and their CSV export;
-//! - [`audit`]: the audit log.
+//! - `login.rs`: logging in and out, the list of the account's workspaces;
+//! - `security.rs`: a workspace's counts and settings (strict mode, signed claims, origins);
+//! - `keys.rs`: creating, rolling and retiring secret keys;
+//! - `rejections.rs`, `check.rs`: recent rejections, and checking a signature;
+//! - `users.rs`, `export.rs`: the stored users, and their CSV export;
+//! - `audit.rs`: the audit log.
 //!
-//! What the pages share: [`context`] (who asks about which workspace, the HTML answers),
-//! [`pages`] (the askama templates, HTML-escaped by default, checked at compile time),
-//! [`session`] (passwords, session tokens kept hashed in the store) and [`csrf`] (the cross-site
+//! What the pages share: `context.rs` (who asks about which workspace, the HTML answers),
+//! `pages.rs` (the askama templates, HTML-escaped by default, checked at compile time),
+//! [`session`] (passwords, session tokens kept hashed in the store) and `csrf.rs` (the cross-site
 //! rule every non-GET request passes first). The counts they show are [`crate::stats`]; the
 //! login limits are [`crate::limits::login`].
 //!
