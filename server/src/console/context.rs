@@ -78,6 +78,13 @@ pub(super) fn redirect(location: &str) -> Response<Body> {
     res
 }
 
+/// `res` with `Retry-After: secs`: a refusal that says when to try again.
+pub(super) fn retry_after(mut res: Response<Body>, secs: &'static str) -> Response<Body> {
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static(secs));
+    res
+}
+
 pub(super) fn message(
     status: StatusCode,
     title: &str,

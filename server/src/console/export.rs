@@ -9,7 +9,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
 use serde_json::json;
 
-use super::context::{Ctx, enc, message, security_headers, unavailable};
+use super::context::{Ctx, enc, message, retry_after, security_headers, unavailable};
 use super::pages::Link;
 use crate::state::AppState;
 use crate::users::{UserQuery, UserRecord};
@@ -126,7 +126,7 @@ pub(super) async fn export_users(ctx: &Ctx<'_>) -> Response<Body> {
                     "Other exports are running on this server. Try again in a minute."
                 }
             };
-            let mut res = message(
+            let page = message(
                 StatusCode::TOO_MANY_REQUESTS,
                 "Export already running",
                 text,
@@ -136,9 +136,7 @@ pub(super) async fn export_users(ctx: &Ctx<'_>) -> Response<Body> {
                     "Back to Users",
                 )),
             );
-            res.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
-            return res;
+            return retry_after(page, "60");
         }
     };
     // The first page is read before answering, so a store that does not answer still gets the

@@ -9,7 +9,7 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 
-use super::context::{read_form, redirect, render, unavailable};
+use super::context::{read_form, redirect, render, retry_after, unavailable};
 use super::pages::{Layout, LoginPage, WorkspaceItem, WorkspacesPage};
 use super::session;
 use crate::limits;
@@ -55,14 +55,12 @@ pub(super) async fn login(
         );
     }
     let Some(attempt) = state.console.login_limits.attempt(email, client) else {
-        let mut res = login_page(
+        let page = login_page(
             StatusCode::TOO_MANY_REQUESTS,
             Some("Too many login attempts. Wait a minute and try again."),
             email,
         );
-        res.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
-        return res;
+        return retry_after(page, "60");
     };
     let account = match state.store.account_login(email).await {
         Ok(a) => a,
@@ -80,14 +78,12 @@ pub(super) async fn login(
     {
         Ok(Ok(permit)) => permit,
         _ => {
-            let mut res = login_page(
+            let page = login_page(
                 StatusCode::SERVICE_UNAVAILABLE,
                 Some("The server is busy checking other logins. Try again in a moment."),
                 email,
             );
-            res.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-            return res;
+            return retry_after(page, "5");
         }
     };
     let verified = tokio::task::spawn_blocking(move || {
