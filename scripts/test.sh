@@ -55,7 +55,7 @@ step "mutation testing: every mutant of dropfix-core caught (cargo mutants)" \
 # here, so not in this command; RELIABILITY.md section 8 has the run). This only checks that its
 # selection still finds the glue (a rename would otherwise empty it silently): 63 mutants today.
 step "scripts/mutants-server.sh still selects the decision glue (cargo mutants --list)" \
-  bash -c 'n="$(scripts/mutants-server.sh --list | grep -c "server/src/http.rs")"; echo "$n mutants"; [ "$n" -ge 50 ]'
+  bash -c 'n="$(scripts/mutants-server.sh --list | grep -c "server/src/\(http\|web\).rs")"; echo "$n mutants"; [ "$n" -ge 50 ]'
 step "wasm bridge tests (wasm-bindgen-test, Node)" \
   env CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
   cargo test -p dropfix-wasm --target wasm32-unknown-unknown --features node-signing

@@ -16,10 +16,10 @@ use serde_json::{Value as Json, json};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::AppState;
-use crate::http::{Body, error, json_response, now, read_body, store_unavailable};
+use crate::state::AppState;
 use crate::store::StoreError;
 use crate::users::{UserQuery, UserRecord};
+use crate::web::{Body, error, json_response, now, read_body, store_unavailable};
 use crate::workspace::{self, KeyRuleError, NewKey, NewWorkspace, Workspace, WorkspacePatch};
 
 /// Admin request bodies are small JSON objects.
@@ -144,9 +144,14 @@ fn check_origins(origins: &Option<Vec<String>>) -> Result<(), Response<Body>> {
     Ok(())
 }
 
-fn check_grace(grace: i64) -> Result<(), Response<Body>> {
+/// The grace period a roll's body asks for (the default when it names none), checked.
+async fn roll_grace(state: &AppState, req: Request<Incoming>) -> Result<i64, Response<Body>> {
+    let body: RollBody = body_json(state, req, true).await?;
+    let grace = body
+        .grace_seconds
+        .unwrap_or(workspace::DEFAULT_ROTATION_GRACE_SECS);
     if (0..=MAX_GRACE_SECS).contains(&grace) {
-        Ok(())
+        Ok(grace)
     } else {
         Err(bad_request(
             "invalid_value",
@@ -160,7 +165,7 @@ async fn body_json<T: serde::de::DeserializeOwned + Default>(
     req: Request<Incoming>,
     optional: bool,
 ) -> Result<T, Response<Body>> {
-    let body = read_body(state, req, MAX_ADMIN_BODY_BYTES).await?;
+    let body = read_body(req, MAX_ADMIN_BODY_BYTES, state.config.body_timeout).await?;
     if optional && body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
@@ -375,11 +380,7 @@ async fn route(
         }
         (&Method::POST, [app, "rotate"]) => {
             no_query(&req)?;
-            let body: RollBody = body_json(state, req, true).await?;
-            let grace = body
-                .grace_seconds
-                .unwrap_or(workspace::DEFAULT_ROTATION_GRACE_SECS);
-            check_grace(grace)?;
+            let grace = roll_grace(state, req).await?;
             let k = store
                 .roll_key(app, None, grace, ACTOR, now)
                 .await
@@ -415,11 +416,7 @@ async fn route(
         (&Method::POST, [app, "keys", id, "roll"]) => {
             no_query(&req)?;
             let id = key_id_param(id)?;
-            let body: RollBody = body_json(state, req, true).await?;
-            let grace = body
-                .grace_seconds
-                .unwrap_or(workspace::DEFAULT_ROTATION_GRACE_SECS);
-            check_grace(grace)?;
+            let grace = roll_grace(state, req).await?;
             let k = store
                 .roll_key(app, Some(id), grace, ACTOR, now)
                 .await

@@ -1,10 +1,9 @@
-//! The HTTP API: routing, `POST /v1/identify`, CORS, limits, health, metrics and the admin API.
+//! The HTTP API: routing, `POST /v1/identify`, CORS, limits, health and metrics; the admin API
+//! and the console are routed here.
 //!
 //! Every error leaves as JSON `{"error":{"code","message","field"?}}` built in one place
-//! ([`error`]); anything internal is logged and answered with a 503/500 that carries no detail.
-
-// Helpers return the finished error response as their `Err`: it is built once, on a cold path.
-#![allow(clippy::result_large_err)]
+//! ([`crate::web::error`]); anything internal is logged and answered with a 503/500 that carries
+//! no detail.
 
 use std::convert::Infallible;
 use std::net::IpAddr;
@@ -13,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use dropfix_core::{Decision, Identify, MAX_BODY_BYTES, Method, Policy, Value};
-use http_body_util::{BodyExt, Either, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method as HttpMethod, Request, Response, StatusCode};
@@ -21,114 +19,19 @@ use serde::Serialize;
 use serde_json::{Map, Value as Json, json};
 
 use crate::admin::admin_authorized;
-use crate::console::stats;
+use crate::limits;
+use crate::metrics::Metrics;
+use crate::state::AppState;
+use crate::stats;
 use crate::store::StoreError;
 use crate::users::{Claimed, IdentifyWrite, Verification};
+use crate::web::{
+    Body, error, full, json_bytes, json_response, method_not_allowed, read_body, uncached,
+};
 use crate::workspace;
-use crate::{AppState, limits};
 
-/// Every response body: whole (nearly all), or sent as it is produced ([`ChannelBody`]: the CSV
-/// export, whose size grows with the users).
-pub type Body = Either<Full<Bytes>, ChannelBody>;
-
-/// A whole body.
-pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Either::Left(Full::new(bytes.into()))
-}
-
-/// A body whose chunks arrive on a bounded channel: the producer waits while the client is slow,
-/// so memory stays at a few chunks whatever the size. An `Err` chunk aborts the response (the
-/// client sees a truncated transfer, never a complete-looking one).
-#[derive(Debug)]
-pub struct ChannelBody(tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>);
-
-/// A streamed body and the sender that feeds it (at most `chunks` waiting at a time).
-pub fn channel_body(
-    chunks: usize,
-) -> (
-    tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
-    Body,
-) {
-    let (tx, rx) = tokio::sync::mpsc::channel(chunks);
-    (tx, Either::Right(ChannelBody(rx)))
-}
-
-impl hyper::body::Body for ChannelBody {
-    type Data = Bytes;
-    type Error = std::io::Error;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
-        self.0
-            .poll_recv(cx)
-            .map(|chunk| chunk.map(|r| r.map(hyper::body::Frame::data)))
-    }
-}
-
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-pub(crate) fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Body> {
-    json_bytes(
-        status,
-        serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec()),
-    )
-}
-
-/// A JSON response around an already serialized body.
-fn json_bytes(status: StatusCode, bytes: Vec<u8>) -> Response<Body> {
-    let mut res = Response::new(full(bytes));
-    *res.status_mut() = status;
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    res
-}
-
-/// The one error shape.
-pub fn error(status: StatusCode, code: &str, message: &str, field: Option<&str>) -> Response<Body> {
-    #[derive(Serialize)]
-    struct Outer<'a> {
-        error: Inner<'a>,
-    }
-    #[derive(Serialize)]
-    struct Inner<'a> {
-        code: &'a str,
-        message: &'a str,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        field: Option<&'a str>,
-    }
-    let field = field.filter(|f| !f.is_empty());
-    json_response(
-        status,
-        &Outer {
-            error: Inner {
-                code,
-                message,
-                field,
-            },
-        },
-    )
-}
-
-pub(crate) fn store_unavailable(e: &StoreError) -> Response<Body> {
-    tracing::error!(error = %e, "store failure");
-    error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "store_unavailable",
-        "the verifier's store did not answer in time; retry later",
-        None,
-    )
-}
+/// The clock, at the path tests and embedders have used (`dropfix_server::http::now`).
+pub use crate::web::now;
 
 /// The 503 of every identify call while this instance's workspaces are older than the stored
 /// ones ([`workspace::Registry::stale`]): deciding with a key that may have been retired, or a
@@ -208,7 +111,7 @@ pub async fn handle(
         // token-free `--metrics-listen` address on a private interface.
         "/metrics" if req.method() == HttpMethod::GET => {
             if admin_authorized(req.headers(), &state.admin_token_sha256) {
-                state.metrics.response()
+                metrics_response(&state.metrics)
             } else {
                 let mut res = error(
                     StatusCode::UNAUTHORIZED,
@@ -265,16 +168,35 @@ async fn health(state: &AppState) -> Response<Body> {
     }
 }
 
-pub(crate) fn method_not_allowed(allow: &'static str) -> Response<Body> {
-    let mut res = error(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        &format!("this endpoint accepts {allow} only"),
-        None,
-    );
-    res.headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static(allow));
-    res
+/// The counts as OpenMetrics text.
+fn metrics_response(metrics: &Metrics) -> Response<Body> {
+    uncached(
+        StatusCode::OK,
+        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        metrics.render(),
+    )
+}
+
+/// The answer of the token-free metrics listener ([`crate::run_metrics`]): `GET /metrics`, and
+/// nothing else.
+pub(crate) fn metrics_only(metrics: &Metrics, req: &Request<Incoming>) -> Response<Body> {
+    if req.uri().path() != "/metrics" {
+        error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "this address serves GET /metrics only",
+            None,
+        )
+    } else if req.method() != HttpMethod::GET {
+        error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this endpoint accepts GET only",
+            None,
+        )
+    } else {
+        metrics_response(metrics)
+    }
 }
 
 fn origin_of(headers: &HeaderMap) -> Option<String> {
@@ -471,48 +393,6 @@ fn is_json_content_type(headers: &HeaderMap) -> bool {
         .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
 }
 
-fn too_large(limit: usize) -> Response<Body> {
-    error(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "body_too_large",
-        &format!("the request body is larger than {limit} bytes"),
-        None,
-    )
-}
-
-/// Reads a body of at most `limit` bytes within the configured time.
-pub(crate) async fn read_body(
-    state: &AppState,
-    req: Request<Incoming>,
-    limit: usize,
-) -> Result<Bytes, Response<Body>> {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large(limit));
-    }
-    let body = Limited::new(req.into_body(), limit);
-    match tokio::time::timeout(state.config.body_timeout, body.collect()).await {
-        Err(_) => Err(error(
-            StatusCode::REQUEST_TIMEOUT,
-            "body_timeout",
-            "the request body did not arrive in time",
-            None,
-        )),
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large(limit)),
-        Ok(Err(_)) => Err(error(
-            StatusCode::BAD_REQUEST,
-            "body_unreadable",
-            "the request body could not be read (connection error or bad chunked encoding)",
-            None,
-        )),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-    }
-}
-
 /// The decision table of PROTOCOL.md, over HTTP.
 async fn identify(
     state: &AppState,
@@ -547,7 +427,7 @@ async fn identify(
             "unsupported_media_type"
         );
     }
-    let body = match read_body(state, req, MAX_BODY_BYTES).await {
+    let body = match read_body(req, MAX_BODY_BYTES, state.config.body_timeout).await {
         Ok(b) => b,
         Err(res) => bail!(res, "bad_request"),
     };

@@ -4,7 +4,8 @@
 //!   `Retry-After`;
 //! - a cap on open connections per client ([`ConnectionCaps`]), enforced in the accept loop;
 //! - which address a call comes from ([`client_ip`]): the TCP peer, or, when the peer is a
-//!   trusted proxy, the address that proxy forwarded.
+//!   trusted proxy, the address that proxy forwarded;
+//! - the console's login attempt limits ([`login`]).
 //!
 //! Every per-client key goes through [`client_key`]: an IPv6 client is one /64, because a single
 //! subscriber or server is routinely given a whole /64 and could otherwise rotate through
@@ -15,6 +16,8 @@
 //! keys arriving while the store is full share one overflow bucket until pruning frees room. The
 //! connection counts hold one entry per client with an open connection, so they are bounded by
 //! `--max-connections`.
+
+pub mod login;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};

@@ -2,12 +2,11 @@
 //! commit batch sizes, strict report-only would-be rejections and refused origins per workspace,
 //! CORS preflights, and connections refused by the per-client cap.
 //!
-//! Served behind the admin token on the main port (`GET /metrics`) and, when configured, without
-//! a token on a listener of its own (`--metrics-listen`, see [`crate::run_metrics`]): the counts
-//! name workspaces and show an attack's progress, so they are not for the public.
+//! Served by [`crate::http`] behind the admin token on the main port (`GET /metrics`) and, when
+//! configured, without a token on a listener of its own (`--metrics-listen`, see
+//! [`crate::run_metrics`]): the counts name workspaces and show an attack's progress, so they are
+//! not for the public.
 
-use hyper::Response;
-use hyper::header::{self, HeaderValue};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -161,17 +160,5 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
-    }
-
-    /// The rendered metrics as an HTTP 200.
-    pub fn response(&self) -> Response<crate::http::Body> {
-        let mut res = Response::new(crate::http::full(self.render()));
-        res.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
-        );
-        res.headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        res
     }
 }

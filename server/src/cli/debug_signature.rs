@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Args;
 use dropfix_core::SecretKey;
 
-use crate::{diagnose, http::now};
+use crate::{diagnose, web::now};
 
 #[derive(Debug, Args)]
 pub(super) struct DebugArgs {

@@ -12,9 +12,10 @@ use sha2::Digest;
 
 use super::CliResult;
 use super::data_dir::DataDir;
+use crate::state::{AppState, Config};
 use crate::store::{Hooks, Store};
+use crate::web::now;
 use crate::workspace::{self, NewWorkspace};
-use crate::{AppState, Config, http::now};
 
 #[derive(Debug, Args)]
 pub(super) struct ServeArgs {
@@ -173,7 +174,7 @@ pub(super) fn serve(args: ServeArgs) -> CliResult {
                 }
             });
         }
-        crate::run(listener, state, shutdown_signal()).await?;
+        crate::serve::run(listener, state, shutdown_signal()).await?;
         Ok::<_, Box<dyn std::error::Error>>(())
     })?;
     // Dropping the runtime drops the last store handle; the store thread finishes what is

@@ -6,8 +6,8 @@ use serde_json::json;
 
 use super::data_dir::{DataDir, with_store};
 use super::{CLI_ACTOR, CliResult, print_rows};
-use crate::http::now;
 use crate::store::{AccountChange, Role};
+use crate::web::now;
 
 /// How a console account's password is given.
 #[derive(Debug, Args)]

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::data_dir::{DataDir, with_store};
 use super::{CLI_ACTOR, CliResult, print_rows};
-use crate::http::now;
+use crate::web::now;
 use crate::workspace::{self, NewKey, NewWorkspace, Workspace, WorkspacePatch};
 
 #[derive(Debug, Subcommand)]

@@ -40,7 +40,7 @@ pub fn same_origin(
 mod tests {
     use super::*;
 
-    fn h(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+    fn h(pairs: &[Header]) -> HeaderMap {
         let mut m = HeaderMap::new();
         for (k, v) in pairs {
             m.insert(*k, v.parse().unwrap());
@@ -48,68 +48,46 @@ mod tests {
         m
     }
 
+    /// The request's headers, the request target's authority, the scheme the console is served
+    /// with, and whether a POST may proceed.
+    type Case = (&'static [Header], Option<&'static str>, &'static str, bool);
+    type Header = (&'static str, &'static str);
+
+    const ORIGIN: Header = ("origin", "http://a:1");
+    const HOST: Header = ("host", "a:1");
+    const H2_ORIGIN: Header = ("origin", "https://a:1");
+
+    const CASES: &[Case] = &[
+        (&[], None, "http", false),
+        (&[("sec-fetch-site", "same-origin")], None, "http", true),
+        (&[("sec-fetch-site", "none")], None, "http", true),
+        (&[("sec-fetch-site", "same-site")], None, "http", false),
+        // Sec-Fetch-Site decides when present, whatever Origin says.
+        (
+            &[("sec-fetch-site", "cross-site"), ORIGIN, HOST],
+            None,
+            "http",
+            false,
+        ),
+        (&[ORIGIN, HOST], None, "http", true),
+        (&[ORIGIN, HOST], None, "https", false),
+        (&[("origin", "http://evil"), HOST], None, "http", false),
+        (&[("origin", "null"), HOST], None, "http", false),
+        // HTTP/2: no Host header, the authority of the request target instead.
+        (&[H2_ORIGIN], Some("a:1"), "https", true),
+        (&[H2_ORIGIN], Some("b:1"), "https", false),
+        (&[H2_ORIGIN], None, "https", false),
+    ];
+
     #[test]
     fn the_rule() {
-        let post = Method::POST;
         assert!(same_origin(&Method::GET, &h(&[]), None, "http"));
-        assert!(!same_origin(&post, &h(&[]), None, "http"));
-        assert!(same_origin(
-            &post,
-            &h(&[("sec-fetch-site", "same-origin")]),
-            None,
-            "http"
-        ));
-        assert!(same_origin(
-            &post,
-            &h(&[("sec-fetch-site", "none")]),
-            None,
-            "http"
-        ));
-        assert!(!same_origin(
-            &post,
-            &h(&[("sec-fetch-site", "same-site")]),
-            None,
-            "http"
-        ));
-        // Sec-Fetch-Site decides when present, whatever Origin says.
-        assert!(!same_origin(
-            &post,
-            &h(&[
-                ("sec-fetch-site", "cross-site"),
-                ("origin", "http://a:1"),
-                ("host", "a:1")
-            ]),
-            None,
-            "http"
-        ));
-        assert!(same_origin(
-            &post,
-            &h(&[("origin", "http://a:1"), ("host", "a:1")]),
-            None,
-            "http"
-        ));
-        assert!(!same_origin(
-            &post,
-            &h(&[("origin", "http://a:1"), ("host", "a:1")]),
-            None,
-            "https"
-        ));
-        assert!(!same_origin(
-            &post,
-            &h(&[("origin", "http://evil"), ("host", "a:1")]),
-            None,
-            "http"
-        ));
-        assert!(!same_origin(
-            &post,
-            &h(&[("origin", "null"), ("host", "a:1")]),
-            None,
-            "http"
-        ));
-        // HTTP/2: no Host header, the authority of the request target instead.
-        let origin = h(&[("origin", "https://a:1")]);
-        assert!(same_origin(&post, &origin, Some("a:1"), "https"));
-        assert!(!same_origin(&post, &origin, Some("b:1"), "https"));
-        assert!(!same_origin(&post, &origin, None, "https"));
+        for &(headers, authority, scheme, allowed) in CASES {
+            assert_eq!(
+                same_origin(&Method::POST, &h(headers), authority, scheme),
+                allowed,
+                "{headers:?} {authority:?} {scheme}"
+            );
+        }
     }
 }

@@ -2,19 +2,18 @@
 //! stays flat however many users there are, and limited to one export per account and
 //! [`MAX_EXPORTS`] per instance (a clear 429 page otherwise).
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
 use serde_json::json;
 
+use super::context::{Ctx, enc, message, retry_after, security_headers, unavailable};
 use super::pages::Link;
-use super::{Ctx, message, security_headers, unavailable};
-use crate::AppState;
-use crate::http::{Body, channel_body, now};
+use crate::state::AppState;
 use crate::users::{UserQuery, UserRecord};
+use crate::web::{Body, channel_body, now};
 
 /// Users per store read while exporting (one chunk of the response).
 const EXPORT_PAGE: usize = 1000;
@@ -27,10 +26,6 @@ const SEND_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 const HEADER: &str = "user_id,name,email,plan,mrr,signup_date,method,key_id,verified_at,signed_at,\
                       first_seen,last_seen\r\n";
-
-/// The accounts with an export running on this instance.
-#[derive(Debug, Default)]
-pub struct Running(Mutex<HashSet<i64>>);
 
 /// An export's place among the running ones; dropping it (the export ended) frees it.
 #[derive(Debug)]
@@ -46,13 +41,6 @@ pub enum Busy {
     Account,
     /// [`MAX_EXPORTS`] are running on this instance.
     Instance,
-}
-
-impl Running {
-    fn set(&self) -> std::sync::MutexGuard<'_, HashSet<i64>> {
-        // A std Mutex: held for one set operation, never across an await.
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
 }
 
 /// A slot for `account`'s export, unless it already has one or the instance is at its limit.
@@ -138,19 +126,17 @@ pub(super) async fn export_users(ctx: &Ctx<'_>) -> Response<Body> {
                     "Other exports are running on this server. Try again in a minute."
                 }
             };
-            let mut res = message(
+            let page = message(
                 StatusCode::TOO_MANY_REQUESTS,
                 "Export already running",
                 text,
                 Some(ctx.account),
                 Some(Link::new(
-                    &format!("/console/w/{}/users", super::enc(ctx.app())),
+                    &format!("/console/w/{}/users", enc(ctx.app())),
                     "Back to Users",
                 )),
             );
-            res.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
-            return res;
+            return retry_after(page, "60");
         }
     };
     // The first page is read before answering, so a store that does not answer still gets the

@@ -262,7 +262,7 @@ pub struct CheckPage {
 #[derive(Debug)]
 pub struct UserRow {
     pub user_id: String,
-    /// The user's page ([`super::user_url`]).
+    /// The user's page ([`super::context::user_url`]).
     pub url: String,
     pub verified: bool,
     pub method: String,

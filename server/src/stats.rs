@@ -1,18 +1,16 @@
 //! Identify outcomes for the console's live counts and recent rejections.
 //!
 //! The identify path only touches memory: [`Stats`] adds each outcome to a per-(workspace,
-//! minute) counter and queues rejections. A task ([`spawn_flusher`]) moves them to the store every
-//! couple of seconds, where the store *adds* them to what is there, so with several verifier
-//! instances on one PostgreSQL the console shows totals across all of them. A rejected call still
-//! stores no user: the rejections go to their own bounded log.
+//! minute) counter and queues rejections. A task (started with the [`crate::state::AppState`])
+//! moves them to the store every couple of seconds, where the store *adds* them to what is there,
+//! so with several verifier instances on one PostgreSQL the console shows totals across all of
+//! them. A rejected call still stores no user: the rejections go to their own bounded log.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Mutex, Weak};
-use std::time::Duration;
+use std::sync::Mutex;
 
 use dropfix_core::{Rejection, SecretKey, seed};
 
-use crate::AppState;
 use crate::store::{CallCounts, CountsDelta, MAX_RECENT_REJECTIONS, RejectionEntry, Store};
 
 /// How an accepted identify call counted.
@@ -152,23 +150,6 @@ impl Stats {
     }
 }
 
-/// Flushes `state.console.stats` every `every` while the state lives (the task holds it weakly, so a
-/// stopped server's store is not kept open by it).
-pub fn spawn_flusher(state: Weak<AppState>, every: Duration) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
-        loop {
-            tick.tick().await;
-            let Some(state) = state.upgrade() else { break };
-            if let Err(e) = state.console.stats.flush(&state.store).await {
-                tracing::warn!(error = %e, "flushing console counts failed; kept for the next try");
-            }
-        }
-    });
-}
-
 /// A rejection log entry.
 pub fn rejection(
     app_id: &str,
@@ -215,20 +196,6 @@ pub fn signing_key(
         seed::SeedCheck::Valid { key_index } => key_ids.get(key_index).copied(),
         _ => None,
     }
-}
-
-/// What to do about a rejection code, in plain words.
-pub fn fix_for(code: &str) -> &'static str {
-    if code == "origin_not_allowed" {
-        return "the page calling identify() is on an origin this workspace does not allow: add \
-                it under Allowed origins (scheme://host[:port], no path)";
-    }
-    Rejection::ALL
-        .iter()
-        .find(|r| r.code() == code)
-        .map_or("see the error message your integration received", |r| {
-            r.message()
-        })
 }
 
 #[cfg(test)]
@@ -296,13 +263,5 @@ mod tests {
         // Counts are never dropped.
         let total: u64 = counts.iter().map(|d| d.counts.rejected).sum();
         assert_eq!(total, MAX_QUEUED_REJECTIONS as u64 + 5);
-    }
-
-    #[test]
-    fn every_code_has_a_fix() {
-        for r in Rejection::ALL {
-            assert_ne!(fix_for(r.code()), fix_for("nope"));
-        }
-        assert!(fix_for("origin_not_allowed").contains("Allowed origins"));
     }
 }

@@ -1,0 +1,110 @@
+//! "Check a signature": runs the `debug-signature` checks ([`crate::diagnose`]) on a user id and
+//! signature or token against each live key of the workspace. Changes nothing, so viewers may use
+//! it.
+
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+
+use super::context::{Ctx, read_form, render};
+use super::pages::{CheckPage, CheckResult, FindingRow};
+use crate::web::{Body, now};
+
+/// The empty form.
+pub(super) fn form(ctx: &Ctx<'_>) -> Response<Body> {
+    render(
+        StatusCode::OK,
+        &CheckPage {
+            l: ctx.layout("Check a signature", "check"),
+            app_id: ctx.app().to_string(),
+            user_id: String::new(),
+            signature: String::new(),
+            signed_at: String::new(),
+            error: None,
+            results: Vec::new(),
+        },
+    )
+}
+
+/// Longest user id / signature the check form takes (identify's own limits are smaller).
+const MAX_CHECK_FIELD: usize = 8 * 1024;
+
+pub(super) async fn check(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body> {
+    let f = match read_form(ctx.state, req).await {
+        Ok(f) => f,
+        Err(res) => return res,
+    };
+    let user_id = f.get("user_id").cloned().unwrap_or_default();
+    let signature = f
+        .get("signature")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    let signed_at_text = f
+        .get("signed_at")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    let mut error = None;
+    let signed_at = if signed_at_text.is_empty() {
+        None
+    } else {
+        match signed_at_text.parse::<i64>() {
+            Ok(t) => Some(t),
+            Err(_) => {
+                error = Some("signedAt is a whole number of seconds since 1970.".to_string());
+                None
+            }
+        }
+    };
+    if user_id.is_empty() || signature.is_empty() {
+        error = Some("Give the user id and the signature or token.".into());
+    }
+    if user_id.len() > MAX_CHECK_FIELD || signature.len() > MAX_CHECK_FIELD {
+        error = Some("That is longer than any identify call can be.".into());
+    }
+    let mut results = Vec::new();
+    if error.is_none() {
+        let now = now();
+        for key in ctx.ws.live_keys(now) {
+            let report = crate::diagnose::diagnose(&crate::diagnose::Input {
+                secret: key.secret.clone(),
+                user_id: user_id.clone(),
+                signature: signature.clone(),
+                signed_at,
+                now,
+                email: None,
+            });
+            results.push(CheckResult {
+                key_id: key.id,
+                label: key.label.clone(),
+                valid: report.valid,
+                code: report.code,
+                findings: report
+                    .findings
+                    .into_iter()
+                    .map(|f| FindingRow {
+                        check: f.check,
+                        ok: f.ok,
+                        detail: f.detail,
+                    })
+                    .collect(),
+                fix: report.fix,
+            });
+        }
+    }
+    let status = if error.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    render(
+        status,
+        &CheckPage {
+            l: ctx.layout("Check a signature", "check"),
+            app_id: ctx.app().to_string(),
+            user_id,
+            signature,
+            signed_at: signed_at_text,
+            error,
+            results,
+        },
+    )
+}

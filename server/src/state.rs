@@ -1,0 +1,203 @@
+//! What every request handler shares: the server's tunables ([`Config`]) and its running state
+//! ([`AppState`]: the store, the workspace registry, the metrics, the limits, the console's
+//! counts). Below every route; only the serve loop and the CLI build it.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use crate::limits::{self, Limits};
+use crate::metrics::Metrics;
+use crate::store::{Backend, Hooks, Store};
+use crate::workspace::Registry;
+use crate::{sealing, stats, store, tls};
+
+/// Tunables of a running server (from flags and environment variables, see [`crate::cli`]).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// A client must send its whole request head within this time (slowloris guard; also
+    /// closes keep-alive connections that sit idle between requests).
+    pub header_timeout: Duration,
+    /// A request body must arrive within this time.
+    pub body_timeout: Duration,
+    /// How long a graceful shutdown waits for in-flight requests.
+    pub shutdown_grace: Duration,
+    /// Open connections at most; further clients wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// Open connections at most per client (TCP peer; IPv6 per /64), 0 = no cap. A connection
+    /// over the cap is closed as soon as it is accepted, and never takes one of the
+    /// `max_connections` slots, so one client cannot keep everyone else waiting. Trusted proxies
+    /// are exempt: they carry many clients' connections.
+    pub max_connections_per_ip: usize,
+    /// Identify calls per second per client IP (IPv6: per /64; 0 = unlimited), with a burst of
+    /// twice that.
+    pub rate_per_ip: u32,
+    /// Accepted identify calls per second per workspace (0 = unlimited), with a burst of twice
+    /// that. Rejected calls do not count: a forger cannot spend an honest workspace's quota.
+    pub rate_per_app: u32,
+    /// Peers whose `X-Forwarded-For` / `Forwarded` header names the client (load balancers,
+    /// reverse proxies). From anyone else the headers are ignored.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Also serve `GET /metrics` without a token on this address (a private interface for
+    /// Prometheus). On the main port `/metrics` needs the admin token.
+    pub metrics_listen: Option<SocketAddr>,
+    /// The web console under `/console`.
+    pub console: ConsoleConfig,
+    /// Serve HTTPS (HTTP/1.1 and HTTP/2 by ALPN) instead of plain HTTP/1.1.
+    pub tls: Option<Arc<tls::Tls>>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(10),
+            max_connections: 10_000,
+            max_connections_per_ip: 256,
+            rate_per_ip: 1_000,
+            rate_per_app: 10_000,
+            trusted_proxies: Vec::new(),
+            metrics_listen: None,
+            console: ConsoleConfig::default(),
+            tls: None,
+        }
+    }
+}
+
+/// Console settings (from `serve` flags; tests shorten the durations).
+#[derive(Debug, Clone)]
+pub struct ConsoleConfig {
+    /// Mark the session cookie `Secure` and expect `https://` origins: set when a TLS proxy
+    /// serves the console (the verifier itself speaks plain HTTP).
+    pub secure_cookies: bool,
+    /// A session ends after this long without a request...
+    pub session_idle: Duration,
+    /// ...and this long after login, however active.
+    pub session_absolute: Duration,
+    /// How often this instance adds its counts to the store.
+    pub stats_flush: Duration,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig {
+            secure_cookies: false,
+            session_idle: Duration::from_secs(12 * 3600),
+            session_absolute: Duration::from_secs(7 * 24 * 3600),
+            stats_flush: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Everything a request handler needs, shared by all connections.
+#[derive(Debug)]
+pub struct AppState {
+    pub config: Config,
+    pub store: Store,
+    pub registry: Arc<Registry>,
+    pub metrics: Arc<Metrics>,
+    pub limits: Limits,
+    /// SHA-256 of the admin token (the token itself is not kept).
+    pub admin_token_sha256: [u8; 32],
+    /// The console's live counts (flushed to the store by a task) and login limits.
+    pub console: Arc<ConsoleState>,
+}
+
+impl AppState {
+    /// Opens the store on `backend` and builds the shared state. Needs a tokio runtime.
+    /// `keyring` holds the master keys that seal and open the stored secrets.
+    pub async fn new(
+        config: Config,
+        backend: &Backend,
+        keyring: sealing::Keyring,
+        admin_token_sha256: [u8; 32],
+    ) -> Result<Arc<AppState>, store::StoreError> {
+        let hooks = Hooks::new(keyring);
+        let store = Store::open(backend, hooks.clone()).await?;
+        Ok(AppState::with_store(
+            config,
+            store,
+            hooks,
+            admin_token_sha256,
+        ))
+    }
+
+    /// The shared state over a store that is already open with these `hooks`. Starts the task
+    /// that flushes the console's counts, so it needs a tokio runtime.
+    pub fn with_store(
+        config: Config,
+        store: Store,
+        hooks: Hooks,
+        admin_token_sha256: [u8; 32],
+    ) -> Arc<AppState> {
+        let limits = Limits::new(config.rate_per_ip, config.rate_per_app);
+        let flush_every = config.console.stats_flush;
+        let state = Arc::new(AppState {
+            admin_token_sha256,
+            config,
+            store,
+            registry: hooks.registry,
+            metrics: hooks.metrics,
+            limits,
+            console: Arc::default(),
+        });
+        spawn_flusher(Arc::downgrade(&state), flush_every);
+        state
+    }
+}
+
+/// Flushes `state.console.stats` every `every` while the state lives (the task holds it weakly, so a
+/// stopped server's store is not kept open by it).
+fn spawn_flusher(state: Weak<AppState>, every: Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(state) = state.upgrade() else { break };
+            if let Err(e) = state.console.stats.flush(&state.store).await {
+                tracing::warn!(error = %e, "flushing console counts failed; kept for the next try");
+            }
+        }
+    });
+}
+
+/// The console's in-memory state on one instance.
+#[derive(Debug)]
+pub struct ConsoleState {
+    pub stats: stats::Stats,
+    pub login_limits: limits::login::LoginLimits,
+    /// CSV exports running on this instance, by account.
+    pub exports: RunningExports,
+    /// Password checks (argon2id) that may run at once: one per core, at least two.
+    pub password_checks: Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for ConsoleState {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        ConsoleState {
+            stats: Default::default(),
+            login_limits: Default::default(),
+            exports: Default::default(),
+            password_checks: Arc::new(tokio::sync::Semaphore::new(cores.max(2))),
+        }
+    }
+}
+
+/// The accounts with a CSV export running on this instance (the console's export takes and
+/// frees their places).
+#[derive(Debug, Default)]
+pub struct RunningExports(Mutex<HashSet<i64>>);
+
+impl RunningExports {
+    pub(crate) fn set(&self) -> std::sync::MutexGuard<'_, HashSet<i64>> {
+        // A std Mutex: held for one set operation, never across an await.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
