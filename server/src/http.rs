@@ -26,7 +26,8 @@ use crate::stats;
 use crate::store::StoreError;
 use crate::users::{Claimed, IdentifyWrite, Verification};
 use crate::web::{
-    Body, error, full, json_bytes, json_response, method_not_allowed, read_body, uncached,
+    Body, error, full, json_bytes, json_response, method_not_allowed, read_body, set_headers,
+    uncached,
 };
 use crate::workspace;
 
@@ -369,18 +370,13 @@ fn preflight(state: &AppState, req: &Request<Incoming>, origin: Option<&str>) ->
     let mut res = Response::new(full(Bytes::new()));
     *res.status_mut() = StatusCode::NO_CONTENT;
     allow_origin(&mut res, origin);
-    let h = res.headers_mut();
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("POST"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("content-type"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_MAX_AGE,
-        HeaderValue::from_static("600"),
+    set_headers(
+        res.headers_mut(),
+        &[
+            (header::ACCESS_CONTROL_ALLOW_METHODS, "POST"),
+            (header::ACCESS_CONTROL_ALLOW_HEADERS, "content-type"),
+            (header::ACCESS_CONTROL_MAX_AGE, "600"),
+        ],
     );
     res
 }

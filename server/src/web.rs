@@ -57,6 +57,13 @@ impl hyper::body::Body for ChannelBody {
     }
 }
 
+/// Sets fixed headers, from a table (what a kind of answer always carries).
+pub fn set_headers(h: &mut hyper::HeaderMap, headers: &[(header::HeaderName, &'static str)]) {
+    for (name, value) in headers {
+        h.insert(name.clone(), HeaderValue::from_static(value));
+    }
+}
+
 /// Unix seconds now.
 pub fn now() -> i64 {
     std::time::SystemTime::now()

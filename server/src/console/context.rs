@@ -16,7 +16,7 @@ use hyper::{Request, Response, StatusCode};
 use super::pages::{Layout, Link, MessagePage, WS_LINKS, WsNav};
 use crate::state::AppState;
 use crate::store::{Account, Role, StoreError};
-use crate::web::{Body, full, read_body};
+use crate::web::{Body, full, read_body, set_headers};
 use crate::workspace::{self, Workspace};
 
 /// Console form bodies are small.
@@ -36,23 +36,20 @@ pub(super) fn html(status: StatusCode, body: String) -> Response<Body> {
 
 pub(super) fn security_headers(h: &mut hyper::HeaderMap) {
     // Pages may show a secret once or user data: never cached, never framed, no referrer.
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; \
-             form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
+    set_headers(
+        h,
+        &[
+            (header::CACHE_CONTROL, "no-store"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; \
+                 form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::REFERRER_POLICY, "no-referrer"),
+            (header::X_FRAME_OPTIONS, "DENY"),
+        ],
     );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
 }
 
 pub(super) fn render(status: StatusCode, page: &impl askama::Template) -> Response<Body> {

@@ -39,13 +39,13 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use hyper::body::Incoming;
-use hyper::header::{self, HeaderValue};
+use hyper::header;
 use hyper::{Method, Request, Response, StatusCode};
 use percent_encoding::percent_decode_str;
 
 use crate::state::AppState;
 use crate::store::{Account, Role};
-use crate::web::{Body, full, now};
+use crate::web::{Body, full, now, set_headers};
 use context::{Ctx, message, not_found, query, redirect, security_url, unavailable};
 use pages::Link;
 
@@ -57,15 +57,13 @@ const JS: &str = include_str!("static/console.js");
 
 fn asset(body: &'static str, content_type: &'static str) -> Response<Body> {
     let mut res = Response::new(full(Bytes::from_static(body.as_bytes())));
-    let h = res.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=300"),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
+    set_headers(
+        res.headers_mut(),
+        &[
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
     );
     res
 }

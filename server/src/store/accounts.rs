@@ -146,14 +146,12 @@ fn membership(r: &Row, app: usize, role: usize) -> Result<Membership, StoreError
 }
 
 async fn memberships(c: &mut impl Sql, account_id: i64) -> Result<Vec<Membership>, StoreError> {
-    c.rows(
+    c.rows_as(
         "SELECT app_id, role FROM console_members WHERE account_id = $1 ORDER BY app_id",
         args![account_id],
+        |r| membership(r, 0, 1),
     )
-    .await?
-    .iter()
-    .map(|r| membership(r, 0, 1))
-    .collect()
+    .await
 }
 
 async fn account(c: &mut impl Sql, id: i64) -> Result<Option<Account>, StoreError> {

@@ -112,6 +112,19 @@ pub(crate) async fn audit(
     Ok(())
 }
 
+/// Audits a change to workspaces or keys and tells the other instances of it.
+async fn config_audited(
+    c: &mut impl Sql,
+    app_id: &str,
+    actor: &str,
+    action: &str,
+    detail: Json,
+    now: i64,
+) -> Result<(), StoreError> {
+    audit(c, app_id, actor, action, detail, now).await?;
+    c.config_changed().await
+}
+
 /// Forgets keys whose grace period is over (their secrets no longer verify anything).
 async fn purge_expired(c: &mut impl Sql, app_id: &str, now: i64) -> Result<(), StoreError> {
     c.exec(
@@ -124,15 +137,13 @@ async fn purge_expired(c: &mut impl Sql, app_id: &str, now: i64) -> Result<(), S
 
 /// The workspace's live keys, newest first.
 async fn live_key_ids(c: &mut impl Sql, app_id: &str, now: i64) -> Result<Vec<i64>, StoreError> {
-    c.rows(
+    c.rows_as(
         "SELECT id FROM keys WHERE app_id = $1 AND (expires_at IS NULL OR expires_at > $2)
          ORDER BY id DESC",
         args![app_id, now],
+        |r| r.i64(0),
     )
-    .await?
-    .iter()
-    .map(|r| r.i64(0))
-    .collect()
+    .await
 }
 
 /// A key row as [`insert_key`] writes it.
@@ -161,13 +172,18 @@ async fn insert_key(
     let id = row
         .ok_or_else(|| StoreError::Setup("the key insert returned no id".into()))?
         .i64(0)?;
-    let sealed = seal_secret(ring, key.app_id, id, key.secret);
+    store_secret(c, id, &seal_secret(ring, key.app_id, id, key.secret)).await?;
+    Ok(id)
+}
+
+/// Writes the sealed secret of key row `id`.
+async fn store_secret(c: &mut impl Sql, id: i64, sealed: &str) -> Result<(), StoreError> {
     c.exec(
         "UPDATE keys SET secret = $2 WHERE id = $1",
-        args![id, &sealed],
+        args![id, sealed],
     )
     .await?;
-    Ok(id)
+    Ok(())
 }
 
 fn origins_json(origins: &[String]) -> String {
@@ -219,8 +235,7 @@ pub(crate) async fn create_workspace(
     let detail = json!({"name": new.name, "strict": new.strict.as_str(),
         "require_signed_claims": new.require_signed_claims,
         "allowed_origins": new.allowed_origins, "key_id": key_id});
-    audit(c, &app_id, actor, "workspace.create", detail, now).await?;
-    c.config_changed().await?;
+    config_audited(c, &app_id, actor, "workspace.create", detail, now).await?;
     Ok(Some(NewKey {
         workspace: get_workspace(c, ring, &app_id).await?,
         key_id,
@@ -262,8 +277,7 @@ pub(crate) async fn update_workspace(
     }
     if !changed.is_empty() {
         let detail = Json::Object(changed);
-        audit(c, app_id, actor, "workspace.update", detail, now).await?;
-        c.config_changed().await?;
+        config_audited(c, app_id, actor, "workspace.update", detail, now).await?;
     }
     get_workspace(c, ring, app_id).await
 }
@@ -300,8 +314,7 @@ pub(crate) async fn create_key(
     };
     let key_id = insert_key(c, ring, key, actor, now).await?;
     let detail = json!({"key_id": key_id, "label": label, "expires_at": expires_at});
-    audit(c, app_id, actor, "key.create", detail, now).await?;
-    c.config_changed().await?;
+    config_audited(c, app_id, actor, "key.create", detail, now).await?;
     Ok(NewKey {
         workspace: get_workspace(c, ring, app_id).await?,
         key_id,
@@ -346,8 +359,7 @@ pub(crate) async fn roll_key(
     purge_expired(c, app_id, now).await?;
     let detail = json!({"key_id": old_id, "new_key_id": new_id, "label": label,
         "old_key_expires_at": until, "grace_seconds": grace_secs.max(0)});
-    audit(c, app_id, actor, "key.roll", detail, now).await?;
-    c.config_changed().await?;
+    config_audited(c, app_id, actor, "key.roll", detail, now).await?;
     Ok(NewKey {
         workspace: get_workspace(c, ring, app_id).await?,
         key_id: new_id,
@@ -372,8 +384,7 @@ pub(crate) async fn retire_key(
     )
     .await?;
     let detail = json!({"key_id": key_id});
-    audit(c, app_id, actor, "key.retire", detail, now).await?;
-    c.config_changed().await?;
+    config_audited(c, app_id, actor, "key.retire", detail, now).await?;
     get_workspace(c, ring, app_id).await
 }
 
@@ -394,8 +405,7 @@ pub(crate) async fn retire_old_keys(
         )
         .await?;
         let detail = json!({"kept_key_id": newest, "retired_key_ids": older});
-        audit(c, app_id, actor, "key.retire_old", detail, now).await?;
-        c.config_changed().await?;
+        config_audited(c, app_id, actor, "key.retire_old", detail, now).await?;
     }
     get_workspace(c, ring, app_id).await
 }
@@ -405,14 +415,14 @@ pub(crate) async fn key_last_used(
     c: &mut impl Sql,
     app_id: &str,
 ) -> Result<HashMap<i64, i64>, StoreError> {
-    c.rows(
-        "SELECT id, last_used_at FROM keys WHERE app_id = $1 AND last_used_at IS NOT NULL",
-        args![app_id],
-    )
-    .await?
-    .iter()
-    .map(|r| Ok((r.i64(0)?, r.i64(1)?)))
-    .collect()
+    let used = c
+        .rows_as(
+            "SELECT id, last_used_at FROM keys WHERE app_id = $1 AND last_used_at IS NOT NULL",
+            args![app_id],
+            |r| Ok((r.i64(0)?, r.i64(1)?)),
+        )
+        .await?;
+    Ok(used.into_iter().collect())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -426,11 +436,8 @@ async fn lock_all_keys(c: &mut impl Sql) -> Result<Vec<(i64, String, String)>, S
     let sql = format!("SELECT 1 FROM workspaces ORDER BY app_id{lock}");
     c.rows(&sql, &[]).await?;
     let sql = format!("SELECT id, app_id, secret FROM keys ORDER BY id{lock}");
-    c.rows(&sql, &[])
-        .await?
-        .iter()
-        .map(|r| Ok((r.i64(0)?, r.text(1)?, r.text(2)?)))
-        .collect()
+    c.rows_as(&sql, &[], |r| Ok((r.i64(0)?, r.text(1)?, r.text(2)?)))
+        .await
 }
 
 /// Re-seals every secret that is not sealed with the active master key (and seals any stored
@@ -439,11 +446,7 @@ pub(crate) async fn rewrap_secrets(c: &mut impl Sql, ring: &Keyring) -> Result<u
     let mut changed = 0u64;
     for (id, app_id, stored) in lock_all_keys(c).await? {
         if let Some(sealed) = super::rewrap_secret(ring, &app_id, id, &stored)? {
-            c.exec(
-                "UPDATE keys SET secret = $2 WHERE id = $1",
-                args![id, &sealed],
-            )
-            .await?;
+            store_secret(c, id, &sealed).await?;
             changed += 1;
         }
     }
@@ -464,11 +467,7 @@ pub(crate) async fn upgrade_secrets(c: &mut impl Sql, ring: &Keyring) -> Result<
     }
     let updates = super::upgrade_secrets(ring, &lock_all_keys(c).await?)?;
     for (id, sealed) in &updates {
-        c.exec(
-            "UPDATE keys SET secret = $2 WHERE id = $1",
-            args![*id, sealed],
-        )
-        .await?;
+        store_secret(c, *id, sealed).await?;
     }
     c.exec(
         "INSERT INTO meta (key, value) VALUES ($1, '1') ON CONFLICT (key) DO NOTHING",

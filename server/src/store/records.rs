@@ -85,11 +85,7 @@ pub(crate) async fn list_users(
         pattern.as_deref(),
         i64::try_from(q.limit).unwrap_or(i64::MAX),
     ];
-    c.rows(&sql, args)
-        .await?
-        .iter()
-        .map(user_from_row)
-        .collect()
+    c.rows_as(&sql, args, user_from_row).await
 }
 
 /// Deletes one user's stored data (audited); `false` when there was none.
@@ -119,20 +115,18 @@ pub(crate) async fn audit_log(
     app_id: &str,
     limit: usize,
 ) -> Result<Vec<AuditEntry>, StoreError> {
-    c.rows(
+    c.rows_as(
         "SELECT at, actor, action, detail FROM audit_log WHERE app_id = $1
          ORDER BY id DESC LIMIT $2",
         args![app_id, i64::try_from(limit).unwrap_or(i64::MAX)],
+        |r| {
+            Ok(AuditEntry {
+                at: r.i64(0)?,
+                actor: r.text(1)?,
+                action: r.text(2)?,
+                detail: serde_json::from_str(r.str(3)?).unwrap_or(Json::Null),
+            })
+        },
     )
-    .await?
-    .iter()
-    .map(|r| {
-        Ok(AuditEntry {
-            at: r.i64(0)?,
-            actor: r.text(1)?,
-            action: r.text(2)?,
-            detail: serde_json::from_str(r.str(3)?).unwrap_or(Json::Null),
-        })
-    })
-    .collect()
+    .await
 }

@@ -30,59 +30,28 @@ pub(crate) enum Arg<'a> {
     Bytes(&'a [u8]),
 }
 
-impl From<i64> for Arg<'_> {
-    fn from(v: i64) -> Self {
-        Arg::Int(Some(v))
-    }
+/// `Arg::from` for each type a statement argument may have: `(type, variant, wrap)`.
+macro_rules! arg_from {
+    ($(($t:ty, $variant:ident, $wrap:expr)),* $(,)?) => {$(
+        impl<'a> From<$t> for Arg<'a> {
+            fn from(v: $t) -> Self {
+                Arg::$variant($wrap(v))
+            }
+        }
+    )*};
 }
 
-impl From<Option<i64>> for Arg<'_> {
-    fn from(v: Option<i64>) -> Self {
-        Arg::Int(v)
-    }
-}
-
-impl From<f64> for Arg<'_> {
-    fn from(v: f64) -> Self {
-        Arg::Real(Some(v))
-    }
-}
-
-impl From<bool> for Arg<'_> {
-    fn from(v: bool) -> Self {
-        Arg::Bool(Some(v))
-    }
-}
-
-impl From<Option<bool>> for Arg<'_> {
-    fn from(v: Option<bool>) -> Self {
-        Arg::Bool(v)
-    }
-}
-
-impl<'a> From<&'a str> for Arg<'a> {
-    fn from(v: &'a str) -> Self {
-        Arg::Text(Some(v))
-    }
-}
-
-impl<'a> From<&'a String> for Arg<'a> {
-    fn from(v: &'a String) -> Self {
-        Arg::Text(Some(v))
-    }
-}
-
-impl<'a> From<Option<&'a str>> for Arg<'a> {
-    fn from(v: Option<&'a str>) -> Self {
-        Arg::Text(v)
-    }
-}
-
-impl<'a> From<&'a [u8]> for Arg<'a> {
-    fn from(v: &'a [u8]) -> Self {
-        Arg::Bytes(v)
-    }
-}
+arg_from!(
+    (i64, Int, Some),
+    (Option<i64>, Int, std::convert::identity),
+    (f64, Real, Some),
+    (bool, Bool, Some),
+    (Option<bool>, Bool, std::convert::identity),
+    (&'a str, Text, Some),
+    (&'a String, Text, |v: &'a String| Some(v.as_str())),
+    (Option<&'a str>, Text, std::convert::identity),
+    (&'a [u8], Bytes, std::convert::identity),
+);
 
 /// `&[Arg]` from values: `args![app_id, now, expires_at]`.
 macro_rules! args {
@@ -222,6 +191,16 @@ pub(crate) trait Sql {
 
     /// Runs one query; returns its rows.
     async fn rows(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<Row>, StoreError>;
+
+    /// Runs one query; returns its rows, each read by `read`.
+    async fn rows_as<T>(
+        &mut self,
+        sql: &str,
+        args: &[Arg<'_>],
+        read: impl Fn(&Row) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        self.rows(sql, args).await?.iter().map(read).collect()
+    }
 
     /// The first row of a query, if any.
     async fn row(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<Option<Row>, StoreError> {

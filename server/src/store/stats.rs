@@ -94,26 +94,24 @@ pub(crate) async fn call_counts(
     app_id: &str,
     since_minute: i64,
 ) -> Result<Vec<(i64, CallCounts)>, StoreError> {
-    c.rows(
+    c.rows_as(
         "SELECT minute, verified_seed, verified_claims, unverified, would_reject, rejected
          FROM call_counts WHERE app_id = $1 AND minute >= $2 ORDER BY minute",
         args![app_id, since_minute],
+        |r| {
+            Ok((
+                r.i64(0)?,
+                CallCounts {
+                    verified_seed: r.count(1)?,
+                    verified_claims: r.count(2)?,
+                    unverified: r.count(3)?,
+                    would_reject: r.count(4)?,
+                    rejected: r.count(5)?,
+                },
+            ))
+        },
     )
-    .await?
-    .iter()
-    .map(|r| {
-        Ok((
-            r.i64(0)?,
-            CallCounts {
-                verified_seed: r.count(1)?,
-                verified_claims: r.count(2)?,
-                unverified: r.count(3)?,
-                would_reject: r.count(4)?,
-                rejected: r.count(5)?,
-            },
-        ))
-    })
-    .collect()
+    .await
 }
 
 /// A workspace's recent rejections, newest first.
@@ -121,23 +119,21 @@ pub(crate) async fn recent_rejections(
     c: &mut impl Sql,
     app_id: &str,
 ) -> Result<Vec<RejectionEntry>, StoreError> {
-    c.rows(
+    c.rows_as(
         "SELECT at, code, enforced, key_id, origin, user_id FROM recent_rejections
          WHERE app_id = $1 ORDER BY id DESC LIMIT $2",
         args![app_id, MAX_RECENT_REJECTIONS as i64],
+        |r| {
+            Ok(RejectionEntry {
+                app_id: app_id.to_string(),
+                at: r.i64(0)?,
+                code: r.text(1)?,
+                enforced: r.bool(2)?,
+                key_id: r.opt_i64(3)?,
+                origin: r.opt_text(4)?,
+                user_id: r.opt_text(5)?,
+            })
+        },
     )
-    .await?
-    .iter()
-    .map(|r| {
-        Ok(RejectionEntry {
-            app_id: app_id.to_string(),
-            at: r.i64(0)?,
-            code: r.text(1)?,
-            enforced: r.bool(2)?,
-            key_id: r.opt_i64(3)?,
-            origin: r.opt_text(4)?,
-            user_id: r.opt_text(5)?,
-        })
-    })
-    .collect()
+    .await
 }
