@@ -113,13 +113,10 @@ pub async fn run(
             },
         };
         let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
+            accepted = accept(&listener, "accept failed") => match accepted {
+                Some(a) => a,
+                None => {
                     permit = Some(held);
-                    tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             },
@@ -247,13 +244,9 @@ pub async fn run_metrics(
             () = &mut shutdown => break,
         };
         let (stream, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "metrics accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
+            accepted = accept(&listener, "metrics accept failed") => match accepted {
+                Some(a) => a,
+                None => continue,
             },
             () = &mut shutdown => break,
         };
@@ -271,4 +264,20 @@ pub async fn run_metrics(
         while connections.try_join_next().is_some() {}
     }
     Ok(())
+}
+
+/// Accepts one connection. On an error (out of file descriptors and the like) it logs `failed`
+/// and pauses briefly, so the loop backs off instead of spinning, and gives `None`.
+async fn accept(
+    listener: &TcpListener,
+    failed: &str,
+) -> Option<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    match listener.accept().await {
+        Ok(a) => Some(a),
+        Err(e) => {
+            tracing::warn!(error = %e, "{failed}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            None
+        }
+    }
 }
