@@ -86,7 +86,8 @@ trap stop INT TERM EXIT
 LOG="$DATA/server.log"
 # The admin token reaches the server through the exported DROPFIX_ADMIN_TOKEN, not --admin-token,
 # so that it does not show in `ps` for other users of the machine.
-"$BIN" serve --listen "$LISTEN" --data-dir "$DATA" >"$DATA/server.out" 2>"$LOG" &
+# --drain-secs 0: no balancer in front, so Ctrl-C stops at once.
+"$BIN" serve --listen "$LISTEN" --data-dir "$DATA" --drain-secs 0 >"$DATA/server.out" 2>"$LOG" &
 pids+=($!)
 wait_for "$DATA/server.out" "listening on" "${pids[0]}" "$LOG"
 ENDPOINT="$(grep -o 'http://[^ ]*' "$DATA/server.out" | head -1)"

@@ -89,6 +89,7 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_string();
+    let version = req.version();
     let res = match path.as_str() {
         "/v1/identify" if req.method() == HttpMethod::OPTIONS => {
             // A preflight is the browser asking, not an identify call: counted on its own.
@@ -140,13 +141,35 @@ pub async fn handle(
             None,
         ),
     };
-    Ok(res)
+    Ok(closing_if_draining(&state, version, res))
+}
+
+/// While draining, an HTTP/1.1 response closes its connection, so a keep-alive client's next
+/// call opens a new one (which the load balancer sends elsewhere). HTTP/2 has no such header:
+/// its connections get GOAWAY when the listener closes.
+fn closing_if_draining(
+    state: &AppState,
+    version: hyper::Version,
+    mut res: Response<Body>,
+) -> Response<Body> {
+    if state.is_draining() && version <= hyper::Version::HTTP_11 {
+        res.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    res
 }
 
 /// 200 only when the store answers a query within a second and this instance's workspaces are
 /// the stored ones, so a load balancer stops sending calls to a verifier that could not store
-/// them or would decide with retired keys.
+/// them or would decide with retired keys; 503 `draining` once shutdown has begun.
 async fn health(state: &AppState) -> Response<Body> {
+    if state.is_draining() {
+        // First: a draining instance is healthy, and leaving.
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"status": "draining"}),
+        );
+    }
     if state.registry.is_stale() {
         return json_response(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -201,6 +201,8 @@ pub async fn run(
         });
     }
     drop(listener);
+    // Whatever is still answered closes its connection.
+    state.start_draining();
     pruner.abort();
     if let Some(task) = tls_watcher {
         task.abort();

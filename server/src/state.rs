@@ -25,6 +25,10 @@ pub struct Config {
     pub body_timeout: Duration,
     /// How long a graceful shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
+    /// How long `serve` keeps serving after SIGTERM with `/healthz` at 503 (`draining`), so a
+    /// load balancer takes the instance out before its listener closes (`--drain-secs`).
+    /// Embedders drain with [`AppState::start_draining`] before completing the shutdown future.
+    pub drain: Duration,
     /// Open connections at most; further clients wait in the kernel's accept queue.
     pub max_connections: usize,
     /// Open connections at most per client (TCP peer; IPv6 per /64), 0 = no cap. A connection
@@ -56,6 +60,7 @@ impl Default for Config {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
+            drain: Duration::ZERO,
             max_connections: 10_000,
             max_connections_per_ip: 256,
             rate_per_ip: 1_000,
@@ -105,6 +110,9 @@ pub struct AppState {
     pub admin_token_sha256: [u8; 32],
     /// The console's live counts (flushed to the store by a task) and login limits.
     pub console: Arc<ConsoleState>,
+    /// Set when shutdown begins: `/healthz` answers 503 and HTTP/1.1 responses close their
+    /// connection, while requests are still served.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl AppState {
@@ -144,9 +152,24 @@ impl AppState {
             metrics: hooks.metrics,
             limits,
             console: Arc::default(),
+            draining: Default::default(),
         });
         spawn_flusher(Arc::downgrade(&state), flush_every);
         state
+    }
+}
+
+impl AppState {
+    /// Starts draining: `/healthz` answers 503 `draining` (a load balancer stops sending new
+    /// calls), and every HTTP/1.1 response closes its connection (keep-alive clients reconnect,
+    /// through the balancer, elsewhere). Requests are still served.
+    pub fn start_draining(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 

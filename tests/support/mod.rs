@@ -87,10 +87,15 @@ pub struct Options<'a> {
 impl Server {
     /// Starts the binary on `127.0.0.1:0` with `data_dir` and waits for its listening line.
     pub fn start(data_dir: &Path, opts: &Options<'_>) -> Server {
+        Server::start_at(data_dir, "127.0.0.1:0", opts)
+    }
+
+    /// [`Server::start`] listening on `listen` (a port a restarted instance keeps).
+    pub fn start_at(data_dir: &Path, listen: &str, opts: &Options<'_>) -> Server {
         owner_only(data_dir);
         let mut cmd = Command::new(server_binary());
         cmd.arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["--listen", listen, "--data-dir"])
             .arg(data_dir)
             .args(["--admin-token", ADMIN_TOKEN])
             .args(&opts.args)
@@ -189,17 +194,29 @@ impl Server {
     /// Asks for a graceful stop (SIGTERM) and waits for the process to exit, so every log line
     /// it would write has been written. Falls back to SIGKILL after the hang guard.
     pub fn stop(&mut self) {
+        self.signal("TERM");
+        if self.wait_exit(HANG_GUARD).is_none() {
+            self.kill9();
+        }
+    }
+
+    /// Sends the signal named `name` (`TERM`, `INT`, ...) to the process.
+    pub fn signal(&self, name: &str) {
         let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([&format!("-{name}"), &self.child.id().to_string()])
             .status();
-        let deadline = Instant::now() + HANG_GUARD;
+    }
+
+    /// The exit status, once the process has exited within `within`.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
         while Instant::now() < deadline {
-            if self.child.try_wait().ok().flatten().is_some() {
-                return;
+            if let Some(status) = self.child.try_wait().ok().flatten() {
+                return Some(status);
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        self.kill9();
+        None
     }
 
     /// Everything printed so far.

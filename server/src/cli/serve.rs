@@ -4,6 +4,7 @@
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
@@ -49,6 +50,11 @@ pub(super) struct ServeArgs {
     /// Seconds a graceful shutdown waits for in-flight requests.
     #[arg(long, env = "DROPFIX_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     shutdown_grace_secs: u64,
+    /// Seconds to keep serving after SIGTERM or Ctrl-C, with /healthz answering 503 `draining`
+    /// and HTTP/1.1 responses closing their connections, before the listener closes: longer than
+    /// the load balancer takes to mark the instance down. A second signal ends it early; 0: none.
+    #[arg(long, env = "DROPFIX_DRAIN_SECS", default_value_t = 5)]
+    drain_secs: u64,
     /// Open connections at most.
     #[arg(long, env = "DROPFIX_MAX_CONNECTIONS", default_value_t = Config::default().max_connections)]
     max_connections: usize,
@@ -117,6 +123,7 @@ pub(super) fn serve(args: ServeArgs) -> CliResult {
         header_timeout: Duration::from_secs(args.header_timeout_secs.max(1)),
         body_timeout: Duration::from_secs(args.body_timeout_secs.max(1)),
         shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
+        drain: Duration::from_secs(args.drain_secs),
         max_connections: args.max_connections.max(1),
         max_connections_per_ip: args.max_connections_per_ip,
         rate_per_ip: args.rate_limit_per_ip,
@@ -174,11 +181,14 @@ pub(super) fn serve(args: ServeArgs) -> CliResult {
                 }
             });
         }
-        crate::serve::run(listener, state, shutdown_signal()).await?;
+        let draining = Arc::clone(&state);
+        crate::serve::run(listener, state, drain_then_stop(draining)).await?;
         Ok::<_, Box<dyn std::error::Error>>(())
     })?;
-    // Dropping the runtime drops the last store handle; the store thread finishes what is
-    // queued. Every acknowledged write was committed before its response anyway.
+    // The last store handle goes with the runtime; the store thread finishes what is queued.
+    // Every acknowledged write was committed before its response anyway, so nothing left (a
+    // blocking DNS lookup of a reconnecting pool, a password check) may delay the exit.
+    runtime.shutdown_timeout(Duration::from_millis(500));
     tracing::info!("stopped");
     Ok(())
 }
@@ -213,6 +223,26 @@ fn announce(line: &str) {
 }
 
 /// Ctrl-C or SIGTERM.
+/// Completes when the listener should close: at the first SIGTERM or Ctrl-C the instance starts
+/// draining ([`AppState::start_draining`]) for `config.drain`, or until a second signal.
+async fn drain_then_stop(state: Arc<AppState>) {
+    shutdown_signal().await;
+    let drain = state.config.drain;
+    if drain.is_zero() {
+        return;
+    }
+    state.start_draining();
+    tracing::info!(
+        drain_secs = drain.as_secs(),
+        "draining: /healthz answers 503 while calls are still served, then the listener closes \
+         (a second signal stops now)"
+    );
+    tokio::select! {
+        () = tokio::time::sleep(drain) => {}
+        () = shutdown_signal() => tracing::info!("second signal: draining cut short"),
+    }
+}
+
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;

@@ -40,7 +40,7 @@ use sha2::Digest;
 #[allow(unused_imports)]
 pub use binary::{
     ADMIN_TOKEN, Options, Response, Server, build_request, eventually, owner_only, parse_response,
-    raw_request, server_binary,
+    raw_request, server_binary, try_raw_request,
 };
 
 /// The console's own origin: the Host header [`build_request`] sends, over plain HTTP.
