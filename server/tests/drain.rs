@@ -77,7 +77,7 @@ fn sigterm_drains_then_closes_the_listener_and_exits_promptly() {
         "exited after {took:?}, before the drain period"
     );
     assert!(
-        took < drain + Duration::from_millis(1500),
+        took < drain + Duration::from_secs(3),
         "exited {took:?} after the signal: the drain is {drain:?}, the rest should be prompt"
     );
     assert!(
