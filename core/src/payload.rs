@@ -512,6 +512,13 @@ impl Traits {
 
     fn to_value(&self) -> Value {
         let mut entries = Vec::with_capacity(5 + self.custom.len());
+        self.push_entries(&mut entries);
+        Value::Object(entries)
+    }
+
+    /// Appends the traits as JSON object entries: the standard traits that are set, in the page's
+    /// order, then the custom ones. The wire body and a signed-claims token write them alike.
+    pub(crate) fn push_entries(&self, entries: &mut Vec<(String, Value)>) {
         let strings = [
             ("name", &self.name),
             ("email", &self.email),
@@ -529,7 +536,6 @@ impl Traits {
             entries.push(("signup_date".to_owned(), Value::Str(d.clone())));
         }
         entries.extend(self.custom.iter().cloned());
-        Value::Object(entries)
     }
 }
 
