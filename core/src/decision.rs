@@ -6,7 +6,6 @@
 //! key; the MAC comes before the window so that a stale *valid* signature is reported as expired
 //! (the actionable message for a cached signature) while a wrong one is reported as a mismatch.
 
-use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::claims::{self, Claims};
@@ -77,18 +76,10 @@ impl Method {
     }
 }
 
-/// Trait values a verified call establishes as trusted.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct TrustedTraits {
-    pub name: Option<String>,
-    pub email: Option<String>,
-    pub plan: Option<String>,
-    pub mrr: Option<f64>,
-    pub signup_date: Option<String>,
-    /// Custom traits a signed-claims token signs (empty for the seed form, whose custom traits
-    /// are stored as sent, like every browser-sent custom trait).
-    pub custom: Vec<(String, Value)>,
-}
+/// Trait values a verified call establishes as trusted: the fields of the call's [`Traits`].
+/// `custom` holds the custom traits a signed-claims token signs (empty for the seed form, whose
+/// custom traits are stored as sent, like every browser-sent custom trait).
+pub type TrustedTraits = Traits;
 
 /// A verified call.
 #[derive(Debug, Clone, PartialEq)]
@@ -155,18 +146,13 @@ fn decide_signed(
             SeedCheck::Malformed => return Err(Rejection::SignatureMalformed),
         };
         timestamp::check(signed_at, now)?;
-        let t = &call.traits;
         return Ok(Some(Verified {
             method: Method::SeedHmac,
             key_index,
             signed_at,
             trusted: TrustedTraits {
-                name: t.name.clone(),
-                email: t.email.clone(),
-                plan: t.plan.clone(),
-                mrr: t.mrr,
-                signup_date: t.signup_date.clone(),
                 custom: Vec::new(),
+                ..call.traits.clone()
             },
         }));
     }
@@ -177,14 +163,7 @@ fn decide_signed(
             method: Method::SignedClaims,
             key_index,
             signed_at: claims.iat,
-            trusted: TrustedTraits {
-                name: claims.name,
-                email: claims.email,
-                plan: claims.plan,
-                mrr: claims.mrr,
-                signup_date: claims.signup_date,
-                custom: claims.custom,
-            },
+            trusted: claims.into_traits(),
         }));
     }
     Err(Rejection::SignatureMalformed)
