@@ -211,23 +211,7 @@ mod tests {
 
     const NOW: i64 = 1_732_406_400;
 
-    fn full_claims() -> Claims {
-        Claims {
-            sub: "42".into(),
-            iat: NOW,
-            exp: None,
-            name: Some("Ada".into()),
-            email: Some("ada@example.com".into()),
-            plan: Some("pro".into()),
-            mrr: Some(49.0),
-            signup_date: Some("2024-03-01".into()),
-            custom: vec![
-                ("team".into(), Value::Str("core".into())),
-                ("seats".into(), Value::Int(5)),
-            ],
-        }
-    }
-
+    /// The call's traits, every one of them set.
     fn full_traits() -> Traits {
         Traits {
             name: Some("Ada".into()),
@@ -240,6 +224,14 @@ mod tests {
                 ("seats".into(), Value::Float(5.0)),
             ],
         }
+    }
+
+    /// A token for user 42 covering the same traits, with `seats` signed as `5` where the call
+    /// sends `5.0` (the same value from another JSON encoder).
+    fn full_claims() -> Claims {
+        let mut claims = Claims::from_traits("42", NOW, None, full_traits());
+        claims.custom[1].1 = Value::Int(5);
+        claims
     }
 
     /// Exactly one contradicting trait is enough (a core that refused only when every trait
@@ -322,18 +314,7 @@ mod tests {
         };
         assert_eq!(v.method, Method::SignedClaims);
         assert_eq!(v.signed_at, NOW);
-        let c = full_claims();
-        assert_eq!(
-            v.trusted,
-            TrustedTraits {
-                name: c.name,
-                email: c.email,
-                plan: c.plan,
-                mrr: c.mrr,
-                signup_date: c.signup_date,
-                custom: c.custom,
-            }
-        );
+        assert_eq!(v.trusted, full_claims().into_traits());
         // The seed form trusts the call's standard traits, signup_date included; no custom.
         let seed_call = Identify {
             signature: Some(seed::sign(&secrets[0], "42")),
