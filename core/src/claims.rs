@@ -68,6 +68,18 @@ impl Claims {
                 .collect(),
         }
     }
+
+    /// The traits these claims sign (the reverse of [`Claims::from_traits`]).
+    pub(crate) fn into_traits(self) -> Traits {
+        Traits {
+            name: self.name,
+            email: self.email,
+            plan: self.plan,
+            mrr: self.mrr,
+            signup_date: self.signup_date,
+            custom: self.custom,
+        }
+    }
 }
 
 /// Whether `s` has the shape of a compact JWS: three base64url segments joined by dots.
@@ -98,22 +110,7 @@ pub fn sign(secret: &SecretKey, claims: &Claims) -> String {
     if let Some(exp) = claims.exp {
         entries.push(("exp".to_owned(), Value::Int(exp)));
     }
-    for (k, v) in [
-        ("name", &claims.name),
-        ("email", &claims.email),
-        ("plan", &claims.plan),
-    ] {
-        if let Some(v) = v {
-            entries.push((k.to_owned(), Value::Str(v.clone())));
-        }
-    }
-    if let Some(mrr) = claims.mrr {
-        entries.push(("mrr".to_owned(), Value::Float(mrr)));
-    }
-    if let Some(d) = &claims.signup_date {
-        entries.push(("signup_date".to_owned(), Value::Str(d.clone())));
-    }
-    entries.extend(claims.custom.iter().cloned());
+    claims.clone().into_traits().push_entries(&mut entries);
     let payload = serde_json::to_vec(&Value::Object(entries)).expect("claims serialize");
     let mut token = String::with_capacity(256);
     token.push_str(HEADER_B64);

@@ -6,7 +6,6 @@
 //! key; the MAC comes before the window so that a stale *valid* signature is reported as expired
 //! (the actionable message for a cached signature) while a wrong one is reported as a mismatch.
 
-use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::claims::{self, Claims};
@@ -77,18 +76,10 @@ impl Method {
     }
 }
 
-/// Trait values a verified call establishes as trusted.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct TrustedTraits {
-    pub name: Option<String>,
-    pub email: Option<String>,
-    pub plan: Option<String>,
-    pub mrr: Option<f64>,
-    pub signup_date: Option<String>,
-    /// Custom traits a signed-claims token signs (empty for the seed form, whose custom traits
-    /// are stored as sent, like every browser-sent custom trait).
-    pub custom: Vec<(String, Value)>,
-}
+/// Trait values a verified call establishes as trusted: the fields of the call's [`Traits`].
+/// `custom` holds the custom traits a signed-claims token signs (empty for the seed form, whose
+/// custom traits are stored as sent, like every browser-sent custom trait).
+pub type TrustedTraits = Traits;
 
 /// A verified call.
 #[derive(Debug, Clone, PartialEq)]
@@ -155,18 +146,13 @@ fn decide_signed(
             SeedCheck::Malformed => return Err(Rejection::SignatureMalformed),
         };
         timestamp::check(signed_at, now)?;
-        let t = &call.traits;
         return Ok(Some(Verified {
             method: Method::SeedHmac,
             key_index,
             signed_at,
             trusted: TrustedTraits {
-                name: t.name.clone(),
-                email: t.email.clone(),
-                plan: t.plan.clone(),
-                mrr: t.mrr,
-                signup_date: t.signup_date.clone(),
                 custom: Vec::new(),
+                ..call.traits.clone()
             },
         }));
     }
@@ -177,14 +163,7 @@ fn decide_signed(
             method: Method::SignedClaims,
             key_index,
             signed_at: claims.iat,
-            trusted: TrustedTraits {
-                name: claims.name,
-                email: claims.email,
-                plan: claims.plan,
-                mrr: claims.mrr,
-                signup_date: claims.signup_date,
-                custom: claims.custom,
-            },
+            trusted: claims.into_traits(),
         }));
     }
     Err(Rejection::SignatureMalformed)
@@ -232,23 +211,7 @@ mod tests {
 
     const NOW: i64 = 1_732_406_400;
 
-    fn full_claims() -> Claims {
-        Claims {
-            sub: "42".into(),
-            iat: NOW,
-            exp: None,
-            name: Some("Ada".into()),
-            email: Some("ada@example.com".into()),
-            plan: Some("pro".into()),
-            mrr: Some(49.0),
-            signup_date: Some("2024-03-01".into()),
-            custom: vec![
-                ("team".into(), Value::Str("core".into())),
-                ("seats".into(), Value::Int(5)),
-            ],
-        }
-    }
-
+    /// The call's traits, every one of them set.
     fn full_traits() -> Traits {
         Traits {
             name: Some("Ada".into()),
@@ -261,6 +224,14 @@ mod tests {
                 ("seats".into(), Value::Float(5.0)),
             ],
         }
+    }
+
+    /// A token for user 42 covering the same traits, with `seats` signed as `5` where the call
+    /// sends `5.0` (the same value from another JSON encoder).
+    fn full_claims() -> Claims {
+        let mut claims = Claims::from_traits("42", NOW, None, full_traits());
+        claims.custom[1].1 = Value::Int(5);
+        claims
     }
 
     /// Exactly one contradicting trait is enough (a core that refused only when every trait
@@ -343,18 +314,7 @@ mod tests {
         };
         assert_eq!(v.method, Method::SignedClaims);
         assert_eq!(v.signed_at, NOW);
-        let c = full_claims();
-        assert_eq!(
-            v.trusted,
-            TrustedTraits {
-                name: c.name,
-                email: c.email,
-                plan: c.plan,
-                mrr: c.mrr,
-                signup_date: c.signup_date,
-                custom: c.custom,
-            }
-        );
+        assert_eq!(v.trusted, full_claims().into_traits());
         // The seed form trusts the call's standard traits, signup_date included; no custom.
         let seed_call = Identify {
             signature: Some(seed::sign(&secrets[0], "42")),

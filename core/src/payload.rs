@@ -512,6 +512,13 @@ impl Traits {
 
     fn to_value(&self) -> Value {
         let mut entries = Vec::with_capacity(5 + self.custom.len());
+        self.push_entries(&mut entries);
+        Value::Object(entries)
+    }
+
+    /// Appends the traits as JSON object entries: the standard traits that are set, in the page's
+    /// order, then the custom ones. The wire body and a signed-claims token write them alike.
+    pub(crate) fn push_entries(&self, entries: &mut Vec<(String, Value)>) {
         let strings = [
             ("name", &self.name),
             ("email", &self.email),
@@ -529,7 +536,6 @@ impl Traits {
             entries.push(("signup_date".to_owned(), Value::Str(d.clone())));
         }
         entries.extend(self.custom.iter().cloned());
-        Value::Object(entries)
     }
 }
 
@@ -702,74 +708,29 @@ mod tests {
 
     #[test]
     fn field_level_errors() {
+        // The body, or what follows a valid app_id and user_id in it; the code; the field.
+        let ids = |rest: &str| alloc::format!(r#"{{"app_id":"a","user_id":"1",{rest}}}"#);
+        #[rustfmt::skip]
         let cases = [
-            (r#"{"app_id":"a"}"#, "missing_field", "user_id"),
-            (r#"{"app_id":"a","user_id":""}"#, "empty_value", "user_id"),
-            (
-                r#"{"app_id":"a","user_id":"a\u0000b"}"#,
-                "invalid_characters",
-                "user_id",
-            ),
-            (r#"{"user_id":"1"}"#, "missing_field", "app_id"),
-            (
-                r#"{"app_id":"a","user_id":"1","traits":{"mrr":-1}}"#,
-                "invalid_value",
-                "traits.mrr",
-            ),
-            (
-                r#"{"app_id":"a","user_id":"1","traits":{"mrr":"49"}}"#,
-                "invalid_type",
-                "traits.mrr",
-            ),
-            (
-                r#"{"app_id":"a","user_id":"1","traits":{"plan":3}}"#,
-                "invalid_type",
-                "traits.plan",
-            ),
-            (
-                r#"{"app_id":"a","user_id":"1","traits":{"verified":true}}"#,
-                "reserved_trait",
-                "traits.verified",
-            ),
-            (
-                r#"{"app_id":"a","user_id":"1","traits":{"dropfix_hash":"x"}}"#,
-                "reserved_trait",
-                "traits.dropfix_hash",
-            ),
-            (
-                r#"{"app_id":"a","user_id":"1","traits":{"x":[1]}}"#,
-                "invalid_type",
-                "traits.x",
-            ),
-            (
-                r#"{"app_id":"a","user_id":"1","signature":"a","hash":"b"}"#,
-                "conflicting_fields",
-                "signature",
-            ),
-            (
-                r#"{"app_id":"a","user_id":"1","signed_at":1.5}"#,
-                "invalid_type",
-                "signed_at",
-            ),
-            (
-                r#"{"app_id":"a","user_id":"1","signedat":1}"#,
-                "unknown_field",
-                "signedat",
-            ),
-            (
-                r#"{"app_id":"a","user_id":"1","signature":"dfsk_abc"}"#,
-                "secret_not_allowed",
-                "signature",
-            ),
-            (
-                r#"{"app_id":"a","user_id":"1","traits":{"secret_key":"x"}}"#,
-                "secret_not_allowed",
-                "traits.secret_key",
-            ),
-            (r#"[1]"#, "invalid_json", ""),
+            (r#"{"app_id":"a"}"#.into(), "missing_field", "user_id"),
+            (r#"{"app_id":"a","user_id":""}"#.into(), "empty_value", "user_id"),
+            (r#"{"app_id":"a","user_id":"a\u0000b"}"#.into(), "invalid_characters", "user_id"),
+            (r#"{"user_id":"1"}"#.into(), "missing_field", "app_id"),
+            (ids(r#""traits":{"mrr":-1}"#), "invalid_value", "traits.mrr"),
+            (ids(r#""traits":{"mrr":"49"}"#), "invalid_type", "traits.mrr"),
+            (ids(r#""traits":{"plan":3}"#), "invalid_type", "traits.plan"),
+            (ids(r#""traits":{"verified":true}"#), "reserved_trait", "traits.verified"),
+            (ids(r#""traits":{"dropfix_hash":"x"}"#), "reserved_trait", "traits.dropfix_hash"),
+            (ids(r#""traits":{"x":[1]}"#), "invalid_type", "traits.x"),
+            (ids(r#""signature":"a","hash":"b""#), "conflicting_fields", "signature"),
+            (ids(r#""signed_at":1.5"#), "invalid_type", "signed_at"),
+            (ids(r#""signedat":1"#), "unknown_field", "signedat"),
+            (ids(r#""signature":"dfsk_abc""#), "secret_not_allowed", "signature"),
+            (ids(r#""traits":{"secret_key":"x"}"#), "secret_not_allowed", "traits.secret_key"),
+            (r#"[1]"#.into(), "invalid_json", ""),
         ];
         for (json, code, field) in cases {
-            let e = wire(json).unwrap_err();
+            let e = wire(&json).unwrap_err();
             assert_eq!(
                 (e.code, e.field.as_str()),
                 (code, field),
