@@ -26,6 +26,10 @@ if [ "$mode" = "--test" ]; then
   command -v nginx >/dev/null || missing+=(nginx-light)
   command -v haproxy >/dev/null || missing+=(haproxy)
   command -v caddy >/dev/null || missing+=(caddy)
+  # ... and deploy/prometheus's alert rules and the Grafana dashboard's queries with promtool.
+  # Debian ships it in the prometheus package, which also installs the Prometheus server (started
+  # as a service where systemd runs); only promtool is used.
+  command -v promtool >/dev/null || missing+=(prometheus)
   # Debian splits ensurepip (which `python3 -m venv` needs) into python3-venv.
   python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
   if [ "${#missing[@]}" -gt 0 ]; then

@@ -45,7 +45,7 @@ step "PostgreSQL over TLS (sslmode=verify-full): store behaviour, instances, wro
     rc=$?; scripts/postgres-tls.sh stop; exit $rc'
 step "OpenAPI: schemathesis against a live server (docs/openapi.yaml)" tests/openapi/schemathesis.sh
 step "README and DEPLOY.md: the operator commands run as written" tests/docs/readme-commands.sh
-step "deploy/: systemd unit (systemd-analyze), nginx, HAProxy and Caddy configurations checked" tests/deploy/check.sh
+step "deploy/: systemd unit (systemd-analyze), nginx, HAProxy and Caddy configurations, Prometheus alert rules and the Grafana dashboard (promtool) checked" tests/deploy/check.sh
 # Every mutant of dropfix-core must be caught by the core's own tests (cargo-mutants exits non-zero
 # on any missed mutant or timeout; exclusions live in .cargo/mutants.toml with a reason each). It
 # builds in its own copy of the tree, so a CARGO_TARGET_DIR shared with other builds is not used.

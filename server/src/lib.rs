@@ -19,7 +19,7 @@
 //! - [`stats`]: the console's live counts; [`limits`]: rate, connection and login limits;
 //!   [`backup`]: backup and restore of the embedded store
 //! - [`store`]: the storage interface and its backends (embedded SQLite with group commit)
-//! - [`tls`]: the HTTPS certificate; [`metrics`]: the Prometheus counters
+//! - [`tls`]: the HTTPS certificate; [`metrics`]: the Prometheus metrics
 //! - [`workspace`]: workspaces, keys and the rules on them, the in-memory registry; [`users`]:
 //!   stored users and the stored-data rules of an identify call; [`sealing`]: workspace secrets
 //!   encrypted at rest under a keyring of master keys; [`diagnose`]: the `debug-signature` checks

@@ -252,9 +252,9 @@ pub async fn run_metrics(
             },
             () = &mut shutdown => break,
         };
-        let metrics = Arc::clone(&state.metrics);
+        let scraped = Arc::clone(&state);
         let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-            let res = http::metrics_only(&metrics, &req);
+            let res = http::metrics_only(&scraped, &req);
             std::future::ready(Ok::<_, std::convert::Infallible>(res))
         });
         let conn = builder.serve_connection(TokioIo::new(stream), service);

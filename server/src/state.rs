@@ -10,7 +10,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::limits::{self, Limits};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Sample};
 use crate::store::{Backend, Hooks, Store};
 use crate::workspace::Registry;
 use crate::{sealing, stats, store, tls};
@@ -157,6 +157,23 @@ impl AppState {
         spawn_flusher(Arc::downgrade(&state), flush_every);
         state
     }
+
+    /// `/metrics`: the counts, and what this instance reads now of its store, workspaces and
+    /// certificate.
+    pub fn metrics_text(&self) -> String {
+        let mut sample = Sample {
+            config_stale: self.registry.is_stale(),
+            config_last_reload: self.registry.last_reload(),
+            tls_expiry: self.config.tls.as_ref().map(|t| {
+                t.not_after()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64())
+            }),
+            ..Sample::default()
+        };
+        self.store.fill_sample(&mut sample);
+        self.metrics.render(&sample)
+    }
 }
 
 impl AppState {
@@ -222,5 +239,54 @@ impl RunningExports {
     pub(crate) fn set(&self) -> std::sync::MutexGuard<'_, HashSet<i64>> {
         // A std Mutex: held for one set operation, never across an await.
         self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The value of the sample line `series` in `text`.
+    fn value<'t>(text: &'t str, series: &str) -> Option<&'t str> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+    }
+
+    #[tokio::test]
+    async fn a_scrape_reads_the_registry_and_the_store_now() {
+        let key = sealing::MasterKey::generate("mk1").unwrap();
+        let ring = sealing::Keyring::new(vec![key]).unwrap();
+        let backend = Backend::SqliteMemory;
+        let state = AppState::new(Config::default(), &backend, ring, [0; 32])
+            .await
+            .unwrap();
+        let text = state.metrics_text();
+        assert_eq!(value(&text, "dropfix_config_stale"), Some("0"));
+        assert_eq!(value(&text, "dropfix_store_queue_length"), Some("0"));
+        let build = format!(
+            "dropfix_build_info{{version=\"{}\",backend=\"sqlite\"}}",
+            env!("CARGO_PKG_VERSION")
+        );
+        assert_eq!(value(&text, &build), Some("1"), "{text}");
+        let loaded: f64 = value(&text, "dropfix_config_last_reload_timestamp_seconds")
+            .expect("the store loaded the workspaces when it opened")
+            .parse()
+            .unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        assert!(loaded <= now && now - loaded < 60.0, "{loaded} vs {now}");
+
+        state.registry.mark_stale("a change could not be loaded");
+        assert_eq!(
+            value(&state.metrics_text(), "dropfix_config_stale"),
+            Some("1")
+        );
+        state.registry.replace(Vec::new());
+        assert_eq!(
+            value(&state.metrics_text(), "dropfix_config_stale"),
+            Some("0")
+        );
     }
 }

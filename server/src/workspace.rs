@@ -283,6 +283,9 @@ pub struct Registry {
     /// and a retired key or a tightened strict mode would not apply here.
     stale: std::sync::atomic::AtomicBool,
     stale_reason: std::sync::Mutex<String>,
+    /// When [`Registry::replace`] last ran, in milliseconds since the epoch (0: never), for
+    /// the metrics.
+    loaded_at_ms: std::sync::atomic::AtomicU64,
 }
 
 impl Registry {
@@ -294,6 +297,20 @@ impl Registry {
         *self.by_app.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(map);
         self.stale
             .store(false, std::sync::atomic::Ordering::Release);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.loaded_at_ms
+            .store(now, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// When the workspaces were last loaded (a [`Registry::replace`]), in seconds since the
+    /// epoch; `None` before the first load.
+    pub fn last_reload(&self) -> Option<f64> {
+        match self.loaded_at_ms.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => None,
+            ms => Some(ms as f64 / 1000.0),
+        }
     }
 
     /// Records that the stored workspaces changed but could not be loaded (see

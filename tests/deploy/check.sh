@@ -4,7 +4,10 @@
 #   - the systemd unit: `systemd-analyze verify` prints nothing (no unknown key, no bad value),
 #     and `systemd-analyze security --offline` rates its exposure at most 2.0 ("OK");
 #   - nginx.conf: `nginx -t`; haproxy.cfg: `haproxy -c`; Caddyfile: `caddy validate`,
-# each on a copy whose certificate paths point at a throwaway certificate (nothing is started).
+#     each on a copy whose certificate paths point at a throwaway certificate (nothing is started);
+#   - prometheus/dropfix-alerts.yml: `promtool check rules`; grafana/dropfix.json: valid JSON whose
+#     every query parses as PromQL (`promtool check rules` on them as recording rules, Grafana's
+#     $variables replaced by values). That the metric names exist is server/tests/metrics.rs's.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root="$PWD"
@@ -44,3 +47,19 @@ echo "haproxy.cfg: haproxy -c ok"
   caddy validate --config "$root/deploy/Caddyfile" --adapter caddyfile >"$work/caddy.log" 2>&1) \
   || { cat "$work/caddy.log" >&2; exit 1; }
 echo "Caddyfile: caddy validate ok"
+
+promtool check rules deploy/prometheus/dropfix-alerts.yml >"$work/promtool.log" 2>&1 \
+  || { cat "$work/promtool.log" >&2; exit 1; }
+echo "prometheus/dropfix-alerts.yml: promtool check rules ok" \
+  "($(grep -o '[0-9]* rules found' "$work/promtool.log"))"
+
+# Each panel query as a recording rule, so promtool parses it.
+jq -r '"groups:\n  - name: dashboard\n    rules:",
+  (.panels[] | .id as $id | .targets[] |
+    "      - record: dashboard:panel_\($id):\(.refId)\n        expr: \(.expr | tojson)")' \
+  deploy/grafana/dropfix.json \
+  | sed -e 's/\$__rate_interval/5m/g' -e 's/\$instance/.*/g' >"$work/dashboard-rules.yml"
+promtool check rules "$work/dashboard-rules.yml" >"$work/promtool.log" 2>&1 \
+  || { cat "$work/promtool.log" >&2; exit 1; }
+echo "grafana/dropfix.json: every query parses" \
+  "($(grep -o '[0-9]* rules found' "$work/promtool.log"))"

@@ -47,7 +47,7 @@ pub(crate) use writes::{MergeRows, keys_used, merge_on_conflict};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Sample};
 use crate::sealing::{Keyring, KeyringHandle};
 use crate::users::{IdentifyWrite, UserQuery, UserRecord};
 use crate::workspace::{KeyRuleError, NewKey, NewWorkspace, Registry, Workspace, WorkspacePatch};
@@ -126,6 +126,9 @@ pub(crate) fn reload_failed(registry: &crate::workspace::Registry, e: &StoreErro
 pub enum StoreError {
     Sqlite(rusqlite::Error),
     Postgres(String),
+    /// The database did not answer in time (PostgreSQL: a pooled connection, a round, or a
+    /// batch's answer).
+    Timeout(String),
     /// The store has stopped (only during shutdown or after a fatal error).
     Closed,
     /// The database's schema version is not one this build knows (written by a newer
@@ -151,7 +154,7 @@ impl std::fmt::Display for StoreError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StoreError::Sqlite(e) => write!(f, "sqlite: {e}"),
-            StoreError::Postgres(e) => write!(f, "postgres: {e}"),
+            StoreError::Postgres(e) | StoreError::Timeout(e) => write!(f, "postgres: {e}"),
             StoreError::Closed => f.write_str("store stopped"),
             StoreError::UnknownSchema { found, known } => write!(
                 f,
@@ -170,6 +173,40 @@ impl std::fmt::Display for StoreError {
 }
 
 impl std::error::Error for StoreError {}
+
+impl StoreError {
+    /// Its kind in `dropfix_store_errors_total` (one of [`crate::metrics::STORE_ERROR_KINDS`]);
+    /// `None` for the caller's mistakes (no such workspace, a key rule), which are answered 4xx
+    /// and say nothing about the store.
+    pub fn kind(&self) -> Option<&'static str> {
+        use rusqlite::ErrorCode as Code;
+        Some(match self {
+            StoreError::WorkspaceNotFound | StoreError::Key(_) => return None,
+            StoreError::Timeout(_) => "timeout",
+            StoreError::Sealing(_) => "sealing",
+            StoreError::InvalidValue(_) => "invalid_value",
+            // PostgreSQL's errors are mostly a database away or failing; the rules' own
+            // refusals are checked before any statement runs.
+            StoreError::Postgres(_) | StoreError::Closed => "unavailable",
+            StoreError::Sqlite(e) => match e.sqlite_error_code() {
+                Some(Code::DatabaseBusy | Code::DatabaseLocked) => "timeout",
+                Some(
+                    Code::SystemIoFailure
+                    | Code::DiskFull
+                    | Code::CannotOpen
+                    | Code::ReadOnly
+                    | Code::DatabaseCorrupt
+                    | Code::NotADatabase
+                    | Code::PermissionDenied
+                    | Code::OutOfMemory
+                    | Code::FileLockingProtocolFailed,
+                ) => "unavailable",
+                _ => "other",
+            },
+            StoreError::UnknownSchema { .. } | StoreError::Setup(_) => "other",
+        })
+    }
+}
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
@@ -196,10 +233,10 @@ pub enum Store {
 /// it runs on the store thread.
 macro_rules! on_backend {
     ($self:ident, $mode:expr, |$c:ident, $ring:ident| $rule:expr) => {
-        match $self {
+        $self.counted(match $self {
             Store::Sqlite(s) => s.run($mode, move |$c, $ring| sql::run_now($rule)).await,
             Store::Postgres(s) => s.run($mode, async move |$c, $ring| $rule.await).await,
-        }
+        })
     };
 }
 
@@ -221,6 +258,29 @@ impl Store {
             Store::Sqlite(_) => "sqlite",
             Store::Postgres(_) => "postgres",
         }
+    }
+
+    /// Fills the store's part of a scrape: its backend and queue, and on PostgreSQL the pool,
+    /// the config version and the listener.
+    pub fn fill_sample(&self, sample: &mut Sample) {
+        sample.backend = self.backend_name();
+        match self {
+            Store::Sqlite(s) => sample.store_queue_length = s.queue_length(),
+            Store::Postgres(s) => s.fill_sample(sample),
+        }
+    }
+
+    /// `result`, its error counted in `dropfix_store_errors_total` (see [`StoreError::kind`]).
+    /// The identify path counts its own (`crate::http`), so its future holds no metrics handle.
+    fn counted<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Some(kind) = result.as_ref().err().and_then(StoreError::kind) {
+            let hooks = match self {
+                Store::Sqlite(s) => s.hooks(),
+                Store::Postgres(s) => s.hooks(),
+            };
+            hooks.metrics.store_error(kind);
+        }
+        result
     }
 
     /// Stores an accepted identify call; resolves once it is committed (a 2xx may be sent
@@ -250,7 +310,7 @@ impl Store {
                 Some(limit) => tokio::time::timeout(limit, queued.done())
                     .await
                     .unwrap_or_else(|_| {
-                        Err(StoreError::Postgres(format!(
+                        Err(StoreError::Timeout(format!(
                             "no answer from the database within {limit:?}"
                         )))
                     }),
@@ -260,19 +320,19 @@ impl Store {
 
     /// Whether the store answers (health checks).
     pub async fn ping(&self) -> Result<(), StoreError> {
-        match self {
+        self.counted(match self {
             Store::Sqlite(s) => s.ping().await,
             Store::Postgres(s) => s.ping().await,
-        }
+        })
     }
 
     /// Reads every workspace now and puts them in the registry (after this instance changed
     /// one, so its own answer reflects the change at once).
     pub async fn reload(&self) -> Result<(), StoreError> {
-        match self {
+        self.counted(match self {
             Store::Sqlite(s) => s.reload().await,
             Store::Postgres(s) => s.reload().await,
-        }
+        })
     }
 
     pub async fn workspaces(&self) -> Result<Vec<Workspace>, StoreError> {

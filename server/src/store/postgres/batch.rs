@@ -8,7 +8,8 @@ use std::time::Duration;
 use deadpool_postgres::{Pool, PoolError};
 use tokio::sync::mpsc;
 
-use super::{MAX_BATCH, Pending, describe};
+use super::{MAX_BATCH, Pending, describe, pooled};
+use crate::metrics::Metrics;
 use crate::store::{Hooks, MergeRows, StoreError, keys_used, merge_on_conflict};
 use crate::users::IdentifyWrite;
 
@@ -169,8 +170,12 @@ fn rounds<'a>(writes: &[&'a IdentifyWrite]) -> Vec<Round<'a>> {
 }
 
 /// Commits `writes` in one transaction: one upsert per round, then the keys' `last_used_at`.
-async fn write_batch(pool: &Pool, writes: &[&IdentifyWrite]) -> Result<(), BatchError> {
-    let mut client = pool.get().await.map_err(BatchError::pool)?;
+async fn write_batch(
+    pool: &Pool,
+    metrics: &Metrics,
+    writes: &[&IdentifyWrite],
+) -> Result<(), BatchError> {
+    let mut client = pooled(pool, metrics).await.map_err(BatchError::pool)?;
     let tx = client.transaction().await?;
     let upsert = tx.prepare_cached(&UPSERT_USERS).await?;
     for round in rounds(writes) {
@@ -190,6 +195,8 @@ async fn write_batch(pool: &Pool, writes: &[&IdentifyWrite]) -> Result<(), Batch
 struct BatchError {
     message: String,
     kind: Failure,
+    /// No answer in time (a [`Failure::Unavailable`] that is counted as a timeout).
+    timed_out: bool,
 }
 
 #[derive(PartialEq, Eq)]
@@ -205,9 +212,20 @@ enum Failure {
 
 impl BatchError {
     fn pool(e: PoolError) -> BatchError {
+        let e = StoreError::from(e);
         BatchError {
-            message: StoreError::from(e).to_string(),
+            timed_out: matches!(e, StoreError::Timeout(_)),
+            message: e.to_string(),
             kind: Failure::Unavailable,
+        }
+    }
+
+    /// The error every caller of the failed batch gets.
+    fn to_store_error(&self) -> StoreError {
+        if self.timed_out {
+            StoreError::Timeout(self.message.clone())
+        } else {
+            StoreError::Postgres(self.message.clone())
         }
     }
 }
@@ -224,6 +242,7 @@ impl From<tokio_postgres::Error> for BatchError {
         BatchError {
             message: format!("postgres: {}", describe(&e)),
             kind,
+            timed_out: false,
         }
     }
 }
@@ -231,14 +250,16 @@ impl From<tokio_postgres::Error> for BatchError {
 async fn bounded_batch(
     limit: Duration,
     pool: &Pool,
+    metrics: &Metrics,
     writes: &[&IdentifyWrite],
 ) -> Result<(), BatchError> {
-    tokio::time::timeout(limit, write_batch(pool, writes))
+    tokio::time::timeout(limit, write_batch(pool, metrics, writes))
         .await
         .unwrap_or_else(|_| {
             Err(BatchError {
                 message: format!("postgres: the database did not answer within {limit:?}"),
                 kind: Failure::Unavailable,
+                timed_out: true,
             })
         })
 }
@@ -262,19 +283,24 @@ pub(super) async fn batcher(
             }
         }
         hooks.metrics.observe_batch(batch.len());
-        commit_batch(&pool, &mut batch, limit).await;
+        commit_batch(&pool, &hooks.metrics, &mut batch, limit).await;
     }
     tracing::debug!("postgres batcher stopped");
 }
 
-pub(super) async fn commit_batch(pool: &Pool, batch: &mut Vec<Pending>, limit: Duration) {
+pub(super) async fn commit_batch(
+    pool: &Pool,
+    metrics: &Metrics,
+    batch: &mut Vec<Pending>,
+    limit: Duration,
+) {
     let writes: Vec<&IdentifyWrite> = batch.iter().map(|(w, _)| w).collect();
-    let mut result = bounded_batch(limit, pool, &writes).await;
+    let mut result = bounded_batch(limit, pool, metrics, &writes).await;
     if let Err(e) = &result
         && e.kind == Failure::Transient
     {
         tracing::info!(error = %e.message, size = writes.len(), "batch conflicted; retrying");
-        result = bounded_batch(limit, pool, &writes).await;
+        result = bounded_batch(limit, pool, metrics, &writes).await;
     }
     drop(writes);
     match result {
@@ -287,7 +313,7 @@ pub(super) async fn commit_batch(pool: &Pool, batch: &mut Vec<Pending>, limit: D
             tracing::warn!(error = %e.message, size = batch.len(), "batch commit failed; retrying it in halves");
             let mut answers = vec![None; batch.len()];
             let writes: Vec<&IdentifyWrite> = batch.iter().map(|(w, _)| w).collect();
-            bisect(pool, limit, &writes, &mut answers).await;
+            bisect(pool, metrics, limit, &writes, &mut answers).await;
             for ((_, done), answer) in batch.drain(..).zip(answers) {
                 let answer = answer.unwrap_or_else(|| Err("not committed".into()));
                 let _ = done.send(answer.map_err(StoreError::Postgres));
@@ -296,7 +322,7 @@ pub(super) async fn commit_batch(pool: &Pool, batch: &mut Vec<Pending>, limit: D
         Err(e) => {
             tracing::error!(error = %e.message, size = batch.len(), "storing identify calls failed");
             for (_, done) in batch.drain(..) {
-                let _ = done.send(Err(StoreError::Postgres(e.message.clone())));
+                let _ = done.send(Err(e.to_store_error()));
             }
         }
     }
@@ -315,6 +341,7 @@ pub(super) fn json_text_has_nul(s: &str) -> bool {
 /// instead of one statement per write, and only it gets the error.
 async fn bisect(
     pool: &Pool,
+    metrics: &Metrics,
     limit: Duration,
     writes: &[&IdentifyWrite],
     answers: &mut [Option<Result<(), String>>],
@@ -325,10 +352,10 @@ async fn bisect(
         if part.is_empty() {
             continue;
         }
-        match bounded_batch(limit, pool, part).await {
+        match bounded_batch(limit, pool, metrics, part).await {
             Ok(()) => out.fill(Some(Ok(()))),
             Err(e) if e.kind != Failure::Unavailable && part.len() > 1 => {
-                Box::pin(bisect(pool, limit, part, out)).await;
+                Box::pin(bisect(pool, metrics, limit, part, out)).await;
             }
             Err(e) => {
                 tracing::error!(error = %e.message, size = part.len(), "storing identify calls failed");

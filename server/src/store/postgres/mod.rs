@@ -25,7 +25,8 @@ mod import;
 mod sync;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
@@ -38,6 +39,7 @@ use self::batch::{batcher, commit_batch};
 use self::sync::{listen, migrate, poll_version, reload};
 use super::sql::{Arg, Cell, Lock, Mode, Row, RowLock, Sql};
 use super::{Hooks, Queued, StoreError};
+use crate::metrics::{Metrics, PoolStatus, Sample};
 use crate::sealing::Keyring;
 use crate::users::IdentifyWrite;
 
@@ -144,7 +146,7 @@ impl From<PoolError> for StoreError {
         match e {
             PoolError::Backend(e) => e.into(),
             PoolError::Timeout(kind) => {
-                StoreError::Postgres(format!("no database connection in time ({kind:?})"))
+                StoreError::Timeout(format!("no database connection in time ({kind:?})"))
             }
             other => StoreError::Postgres(other.to_string()),
         }
@@ -191,6 +193,18 @@ type Pending = (IdentifyWrite, oneshot::Sender<Result<(), StoreError>>);
 #[derive(Debug, Default)]
 struct ConfigSync {
     seen: tokio::sync::Mutex<Option<i64>>,
+    /// The last version loaded, readable without the lock (the metrics).
+    loaded: AtomicI64,
+    /// Whether the LISTEN connection is up (the metrics).
+    listening: AtomicBool,
+}
+
+/// A pooled connection, the wait for it (got or not) recorded in `dropfix_db_pool_wait_seconds`.
+async fn pooled(pool: &Pool, metrics: &Metrics) -> Result<Object, PoolError> {
+    let started = Instant::now();
+    let got = pool.get().await;
+    metrics.observe_pool_wait(started.elapsed().as_secs_f64());
+    got
 }
 
 fn pg_config(
@@ -291,7 +305,7 @@ impl PgStore {
         F: AsyncFnOnce(&mut Object) -> Result<T, StoreError>,
     {
         bounded(self.inner.op_timeout, async {
-            let mut client = self.inner.pool.get().await?;
+            let mut client = pooled(&self.inner.pool, &self.inner.hooks.metrics).await?;
             f(&mut client).await
         })
         .await
@@ -342,7 +356,8 @@ impl PgStore {
             let inner = Arc::clone(&self.inner);
             return Queued::Waiting(Box::pin(async move {
                 let mut one = vec![(write, done)];
-                commit_batch(&inner.pool, &mut one, inner.op_timeout).await;
+                let metrics = &inner.hooks.metrics;
+                commit_batch(&inner.pool, metrics, &mut one, inner.op_timeout).await;
                 wait.await.map_err(|_| StoreError::Closed)?
             }));
         }
@@ -375,6 +390,25 @@ impl PgStore {
         let i = &self.inner;
         bounded(i.op_timeout, reload(&i.pool, &i.hooks, &i.sync, true)).await
     }
+
+    pub(super) fn hooks(&self) -> &Hooks {
+        &self.inner.hooks
+    }
+
+    /// The pool, the batcher's queue, the config version and the listener, for a scrape.
+    pub(super) fn fill_sample(&self, sample: &mut Sample) {
+        let i = &self.inner;
+        let status = i.pool.status();
+        sample.pool = Some(PoolStatus {
+            max: status.max_size,
+            open: status.size,
+            in_use: status.size.saturating_sub(status.available),
+            waiting: status.waiting,
+        });
+        sample.store_queue_length = i.queue.max_capacity() - i.queue.capacity();
+        sample.config_version = Some(i.sync.loaded.load(Ordering::Relaxed));
+        sample.listener_connected = Some(i.sync.listening.load(Ordering::Relaxed));
+    }
 }
 
 /// `fut`, or an error once `limit` has passed (a database that stopped answering).
@@ -383,7 +417,7 @@ async fn bounded<T>(
     fut: impl Future<Output = Result<T, StoreError>>,
 ) -> Result<T, StoreError> {
     tokio::time::timeout(limit, fut).await.unwrap_or_else(|_| {
-        Err(StoreError::Postgres(format!(
+        Err(StoreError::Timeout(format!(
             "the database did not answer within {limit:?}"
         )))
     })

@@ -2,6 +2,7 @@
 //! LISTEN connection and version poll that reload workspaces changed by any instance.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
@@ -10,7 +11,7 @@ use tokio_postgres::{AsyncMessage, IsolationLevel};
 
 use super::{
     CHANNEL, ConfigSync, MAX_BACKOFF, MIGRATION_LOCK, MIGRATIONS, POLL_INTERVAL, PgConn, bounded,
-    describe,
+    describe, pooled,
 };
 use crate::sealing::Keyring;
 use crate::store::sql::schema_version;
@@ -66,7 +67,7 @@ pub(super) async fn reload(
     force: bool,
 ) -> Result<(), StoreError> {
     let mut seen = sync.seen.lock().await;
-    let mut client = pool.get().await?;
+    let mut client = pooled(pool, &hooks.metrics).await?;
     if !force {
         let stmt = client
             .prepare_cached("SELECT version FROM config_version")
@@ -107,6 +108,7 @@ pub(super) async fn reload(
     }
     hooks.registry.replace(workspaces);
     *seen = Some(version);
+    sync.loaded.store(version, Ordering::Relaxed);
     Ok(())
 }
 
@@ -166,6 +168,7 @@ pub(super) async fn listen(
                 return Err(e);
             }
             tracing::debug!("listening for workspace changes");
+            sync.listening.store(true, Ordering::Relaxed);
             if let Some(tx) = ready.take() {
                 let _ = tx.send(());
             }
@@ -189,6 +192,7 @@ pub(super) async fn listen(
             }
             _ = stop.changed() => return,
         }
+        sync.listening.store(false, Ordering::Relaxed);
         tokio::select! {
             () = tokio::time::sleep(backoff) => {}
             _ = stop.changed() => return,

@@ -113,6 +113,15 @@ impl SqliteStore {
         Ok(SqliteStore { tx, hooks })
     }
 
+    pub(super) fn hooks(&self) -> &Hooks {
+        &self.hooks
+    }
+
+    /// Commands queued for the store thread and not yet taken (the metrics).
+    pub fn queue_length(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
     /// Hands `write` to the store thread; see [`super::Queued`].
     pub fn enqueue(&self, write: IdentifyWrite) -> Queued {
         let (done, wait) = oneshot::channel();
