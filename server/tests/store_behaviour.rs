@@ -2565,7 +2565,7 @@ fn rejection(app: &str, at: i64, n: usize) -> RejectionEntry {
         app_id: app.into(),
         at,
         code: "signature_mismatch".into(),
-        enforced: n % 2 == 0,
+        enforced: n.is_multiple_of(2),
         key_id: Some(n as i64),
         origin: Some("https://app.example".into()),
         user_id: Some(format!("user-{n}")),

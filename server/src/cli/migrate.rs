@@ -4,12 +4,13 @@
 use super::CliResult;
 use super::data_dir::{DataDir, keyring_from_env, with_store};
 use crate::sealing;
-use crate::store::Store;
+use crate::store::{Store, postgres};
 
 pub(super) fn migrate_to_postgres(mut data: DataDir, skip_unstorable: bool) -> CliResult {
-    if data.database_url.is_none() {
+    let Some(url) = data.database_url.clone() else {
         return Err("give the PostgreSQL database to copy into with --database-url".into());
-    }
+    };
+    crate::store::sqlite::refuse_if_served(&data.data_dir, "copying its store")?;
     if !keyring_from_env() && data.master_key_file.is_none() {
         // The secrets stay sealed as they are: the instances need the keys that sealed them.
         let path = sealing::default_key_file(&data.data_dir);
@@ -31,7 +32,17 @@ pub(super) fn migrate_to_postgres(mut data: DataDir, skip_unstorable: bool) -> C
     with_store(&embedded, |_store| async move { Ok(()) })?;
     let sqlite = crate::store::sqlite::open_file(&data.data_dir)?;
     let key_file = data.master_key_file.clone();
-    with_store(&data, |store| async move {
+    // Checked before the target is opened as a store (which needs the keys of what it holds),
+    // and what it holds now is what a failed copy leaves.
+    let target = postgres::PgOptions {
+        pool_size: data.db_pool_size,
+        ..postgres::PgOptions::new(url)
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let before = runtime.block_on(postgres::import_target(&target))?;
+    let copied = with_store(&data, |store| async move {
         let Store::Postgres(pg) = &store else {
             return Err("--database-url names no PostgreSQL database".into());
         };
@@ -52,5 +63,16 @@ pub(super) fn migrate_to_postgres(mut data: DataDir, skip_unstorable: bool) -> C
              they serve (it is no longer written to)."
         );
         Ok(())
-    })
+    });
+    if copied.is_err() {
+        match runtime.block_on(postgres::drop_tables_created(&target, &before)) {
+            Ok(dropped) if !dropped.is_empty() => eprintln!(
+                "the copy failed: the {} tables it created in the target were dropped",
+                dropped.len()
+            ),
+            Ok(_) => {}
+            Err(e) => eprintln!("the copy failed, and dropping the tables it created failed: {e}"),
+        }
+    }
+    copied
 }

@@ -14,7 +14,7 @@ use sha2::Digest;
 use super::CliResult;
 use super::data_dir::DataDir;
 use crate::state::{AppState, Config};
-use crate::store::{Hooks, Store};
+use crate::store::{Backend, Hooks, Store};
 use crate::web::now;
 use crate::workspace::{self, NewWorkspace};
 
@@ -147,6 +147,11 @@ pub(super) fn serve(args: ServeArgs) -> CliResult {
         let backend = args.data.backend(args.ephemeral);
         let hooks = Hooks::new(args.data.keyring(&backend)?);
         let store = Store::open(&backend, hooks.clone()).await?;
+        // Held until the process ends: migrate-to-postgres and restore refuse a served data dir.
+        let _serving = match &backend {
+            Backend::Sqlite { data_dir } => Some(crate::store::sqlite::hold_serve_lock(data_dir)?),
+            _ => None,
+        };
         let admin_sha256 = admin_token_hash(&store, args.admin_token.as_deref()).await?;
         // Only on an empty store, checked and created in one step: of several instances
         // starting together on one new database, one creates it.

@@ -3,7 +3,7 @@
 use deadpool_postgres::GenericClient;
 
 use super::batch::json_text_has_nul;
-use super::{FIRST_WORKSPACE_LOCK, PgConn, PgStore};
+use super::{FIRST_WORKSPACE_LOCK, PgConn, PgOptions, PgStore, pg_config};
 use crate::store::StoreError;
 use crate::store::config;
 use crate::store::sql::Sql;
@@ -25,21 +25,8 @@ impl PgStore {
         // Another importer (or a server creating its first workspace) waits, then sees data.
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&FIRST_WORKSPACE_LOCK])
             .await?;
-        let held: i64 = tx
-            .query_one(
-                "SELECT (SELECT count(*) FROM workspaces) + (SELECT count(*) FROM users)
-                      + (SELECT count(*) FROM console_accounts)",
-                &[],
-            )
-            .await?
-            .get(0);
-        if held > 0 {
-            return Err(StoreError::Setup(
-                "the PostgreSQL database already holds workspaces, users or console accounts; \
-                 import into an empty one (a server started on it creates a development \
-                 workspace: import before starting any)"
-                    .into(),
-            ));
+        if holds_data(&*tx).await? {
+            return Err(not_empty());
         }
         use rusqlite::OptionalExtension as _;
         // One snapshot of the embedded store for the whole copy.
@@ -307,4 +294,84 @@ impl PgStore {
         self.reload().await?;
         Ok(counts)
     }
+}
+
+/// Whether the database holds workspaces, users or console accounts (its schema exists).
+async fn holds_data(c: &impl tokio_postgres::GenericClient) -> Result<bool, StoreError> {
+    let held: i64 = c
+        .query_one(
+            "SELECT (SELECT count(*) FROM workspaces) + (SELECT count(*) FROM users)
+                  + (SELECT count(*) FROM console_accounts)",
+            &[],
+        )
+        .await?
+        .get(0);
+    Ok(held > 0)
+}
+
+fn not_empty() -> StoreError {
+    StoreError::Setup(
+        "the PostgreSQL database already holds workspaces, users or console accounts; import \
+         into an empty one (a server started on it creates a development workspace: import \
+         before starting any); nothing was changed"
+            .into(),
+    )
+}
+
+/// A plain connection for what runs before the target is opened as a store.
+async fn connect(opts: &PgOptions) -> Result<tokio_postgres::Client, StoreError> {
+    let (cfg, tls) = pg_config(opts)?;
+    let (client, connection) = cfg.connect(tls).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+/// The tables of the target's schema now. The first check of `migrate-to-postgres`, before it
+/// opens the target as a store (which needs the master keys of whatever it holds): a database
+/// holding data is refused as such. The tables returned are what a failed import must leave
+/// ([`drop_tables_created`]).
+pub async fn import_target(opts: &PgOptions) -> Result<Vec<String>, StoreError> {
+    let client = connect(opts).await?;
+    let tables: Vec<String> = client
+        .query(
+            "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema()",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if tables.iter().any(|t| t == "workspaces") && holds_data(&client).await? {
+        return Err(not_empty());
+    }
+    Ok(tables)
+}
+
+/// After a failed import: drops the tables that were not there before it (`before`, from
+/// [`import_target`]), so the target is left as it was; returns their names.
+pub async fn drop_tables_created(
+    opts: &PgOptions,
+    before: &[String],
+) -> Result<Vec<String>, StoreError> {
+    let mut client = connect(opts).await?;
+    let tx = client.transaction().await?;
+    let now: Vec<String> = tx
+        .query(
+            "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema()",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let created: Vec<String> = now.into_iter().filter(|t| !before.contains(t)).collect();
+    for table in &created {
+        let quoted = table.replace('"', "\"\"");
+        tx.batch_execute(&format!("DROP TABLE IF EXISTS \"{quoted}\" CASCADE"))
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(created)
 }

@@ -22,6 +22,8 @@
 
 mod batch;
 mod import;
+
+pub use import::{drop_tables_created, import_target};
 mod sync;
 
 use std::sync::Arc;

@@ -235,6 +235,44 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The file every `serve` on a data dir holds a shared lock on for as long as it runs, so that
+/// what must not run beside a live server (`migrate-to-postgres`, `restore`) can tell.
+pub const SERVE_LOCK_FILE: &str = "dropfix.serve.lock";
+
+/// Takes the data dir's serve lock (shared: it says "served", several holders are possible); it
+/// is released when the returned file is dropped or the process ends, however it ends.
+pub fn hold_serve_lock(data_dir: &Path) -> Result<std::fs::File, StoreError> {
+    let path = data_dir.join(SERVE_LOCK_FILE);
+    create_owner_only(&path)?;
+    let file = std::fs::File::open(&path)
+        .map_err(|e| StoreError::Setup(format!("cannot open {}: {e}", path.display())))?;
+    file.try_lock_shared()
+        .map_err(|e| StoreError::Setup(format!("cannot take the lock {}: {e}", path.display())))?;
+    Ok(file)
+}
+
+/// Refuses (naming `what`) while a `serve` holds the data dir: what that server acknowledges
+/// after this point would not be in what `what` reads or replaces.
+pub fn refuse_if_served(data_dir: &Path, what: &str) -> Result<(), StoreError> {
+    let path = data_dir.join(SERVE_LOCK_FILE);
+    let Ok(file) = std::fs::File::open(&path) else {
+        // Never served (or an older version served it, and is not running now).
+        return Ok(());
+    };
+    match file.try_lock() {
+        Ok(()) => Ok(()),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Setup(format!(
+            "a dropfix-server is serving from {}: stop it before {what} (calls it acknowledges \
+             meanwhile would be missed); nothing was changed",
+            data_dir.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Setup(format!(
+            "cannot check the lock {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
 /// How many migrations this build knows (tests of the schema-version refusal).
 pub fn schema_version_known() -> usize {
     MIGRATIONS.len()
