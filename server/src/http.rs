@@ -63,7 +63,9 @@ fn identify_not_stored(metrics: &Metrics, e: &StoreError) -> Response<Body> {
             Some(field.as_str()),
         );
     }
-    tracing::error!(error = %e, "store failure");
+    // One line per call only at debug: an outage is logged once, with a summary and the
+    // recovery ([`crate::store::Outage`]).
+    tracing::debug!(error = %e, "identify call not stored");
     error(
         StatusCode::SERVICE_UNAVAILABLE,
         "store_unavailable",
@@ -181,18 +183,26 @@ async fn health(state: &AppState) -> Response<Body> {
         );
     }
     match tokio::time::timeout(Duration::from_secs(1), state.store.ping()).await {
-        Ok(Ok(_)) => json_response(StatusCode::OK, &json!({"status": "ok"})),
+        Ok(Ok(_)) => {
+            state.outage.answered();
+            json_response(StatusCode::OK, &json!({"status": "ok"}))
+        }
         Ok(Err(e)) => {
-            tracing::error!(error = %e, "health check: store failed");
+            state.outage.failed(&e, false);
+            tracing::debug!(error = %e, "health check: store failed");
             json_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &json!({"status": "store_unavailable"}),
             )
         }
-        Err(_) => json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &json!({"status": "store_slow"}),
-        ),
+        Err(_) => {
+            let cause = "the health check's query did not answer within 1 s";
+            state.outage.unanswered(&cause, false);
+            json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"status": "store_slow"}),
+            )
+        }
     }
 }
 
@@ -616,9 +626,11 @@ async fn identify(
         claimed_custom,
     };
     if let Err(e) = state.store.identify(write).await {
+        state.outage.failed(&e, true);
         let res = identify_not_stored(&state.metrics, &e);
         return (res, "store_unavailable", Some(ws));
     }
+    state.outage.answered();
     state.console.stats.count(&ws.app_id, now, stat);
     tracing::debug!(app_id = %ws.app_id, outcome, "identify stored");
     let status = if method.is_some() {

@@ -105,6 +105,8 @@ pub struct AppState {
     pub store: Store,
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
+    /// Logs the store's outages once, with a summary and the recovery (not each refused call).
+    pub outage: Arc<crate::store::Outage>,
     pub limits: Limits,
     /// SHA-256 of the admin token (the token itself is not kept).
     pub admin_token_sha256: [u8; 32],
@@ -150,6 +152,7 @@ impl AppState {
             store,
             registry: hooks.registry,
             metrics: hooks.metrics,
+            outage: hooks.outage,
             limits,
             console: Arc::default(),
             draining: Default::default(),

@@ -204,7 +204,9 @@ fn init_logging(json: bool) {
         .ok()
         .and_then(|f| EnvFilter::try_new(f).ok())
         .or_else(|| EnvFilter::try_from_default_env().ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
+        // deadpool's own line for a lost connection says only "db error": the store's outage
+        // line says why, once.
+        .unwrap_or_else(|| EnvFilter::new("info,deadpool.postgres=error"));
     // Colour codes only for a person at a terminal: in a file, journald or a log collector they
     // are noise that breaks grep. NO_COLOR (no-color.org) turns them off at a terminal too.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())

@@ -23,6 +23,7 @@
 mod accounts;
 mod config;
 mod model;
+mod outage;
 pub mod pg_tls;
 pub mod postgres;
 mod records;
@@ -36,6 +37,7 @@ pub use model::{
     Account, AccountChange, AccountLogin, AuditEntry, CallCounts, CountsDelta,
     MAX_RECENT_REJECTIONS, Membership, RejectionEntry, Role, SessionRules,
 };
+pub use outage::Outage;
 pub use secrets::{
     SECRETS_BOUND_META, SealCounts, open_secret, rewrap_secret, seal_secret, secret_aad,
     upgrade_secrets,
@@ -87,6 +89,8 @@ pub struct Hooks {
     pub metrics: Arc<Metrics>,
     /// Seals secrets before they are stored and opens them when workspaces load.
     pub keyring: Arc<KeyringHandle>,
+    /// Whether the store answers, as calls and health checks see it (and what the log says).
+    pub outage: Arc<Outage>,
 }
 
 impl Hooks {
@@ -96,6 +100,7 @@ impl Hooks {
             registry: Arc::default(),
             metrics: Arc::default(),
             keyring: Arc::new(KeyringHandle::new(keyring)),
+            outage: Arc::default(),
         }
     }
 }
@@ -113,9 +118,11 @@ pub(crate) fn reload_failed(registry: &crate::workspace::Registry, e: &StoreErro
         tracing::error!(
             error = %e,
             "the stored workspaces changed and cannot be loaded with this verifier's master \
-             keys: it refuses identify calls and fails /healthz until they can (give it the \
-             master key the secrets are sealed with, then restart it; or, if the error names a \
-             key row, that row was changed outside DropFix)"
+             keys: it refuses identify calls and fails /healthz until they can. Add the master \
+             key the secrets are sealed with to its key file (it is read again when it changes, \
+             and the instance recovers by itself at its next reload) or, with \
+             DROPFIX_MASTER_KEYS, restart it with that key; if the error names a key row, that \
+             row was changed outside DropFix"
         );
     }
     registry.mark_stale(&e.to_string());

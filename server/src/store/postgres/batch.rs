@@ -240,7 +240,7 @@ impl From<tokio_postgres::Error> for BatchError {
             _ => Failure::Unavailable,
         };
         BatchError {
-            message: format!("postgres: {}", describe(&e)),
+            message: describe(&e),
             kind,
             timed_out: false,
         }
@@ -257,7 +257,7 @@ async fn bounded_batch(
         .await
         .unwrap_or_else(|_| {
             Err(BatchError {
-                message: format!("postgres: the database did not answer within {limit:?}"),
+                message: format!("the database did not answer within {limit:?}"),
                 kind: Failure::Unavailable,
                 timed_out: true,
             })
@@ -320,7 +320,12 @@ pub(super) async fn commit_batch(
             }
         }
         Err(e) => {
-            tracing::error!(error = %e.message, size = batch.len(), "storing identify calls failed");
+            // The database away is logged once, by the calls' outage tracker (store::Outage).
+            if e.kind == Failure::Unavailable {
+                tracing::debug!(error = %e.message, size = batch.len(), "storing identify calls failed");
+            } else {
+                tracing::error!(error = %e.message, size = batch.len(), "storing identify calls failed");
+            }
             for (_, done) in batch.drain(..) {
                 let _ = done.send(Err(e.to_store_error()));
             }
