@@ -200,13 +200,16 @@ pub(super) fn serve(args: ServeArgs) -> CliResult {
 
 fn init_logging(json: bool) {
     use tracing_subscriber::EnvFilter;
-    let filter = std::env::var("DROPFIX_LOG")
+    let given = std::env::var("DROPFIX_LOG")
         .ok()
-        .and_then(|f| EnvFilter::try_new(f).ok())
-        .or_else(|| EnvFilter::try_from_default_env().ok())
-        // deadpool's own line for a lost connection says only "db error": the store's outage
-        // line says why, once.
-        .unwrap_or_else(|| EnvFilter::new("info,deadpool.postgres=error"));
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .filter(|f| EnvFilter::try_new(f).is_ok());
+    let mut filter = EnvFilter::new(given.as_deref().unwrap_or("info"));
+    // deadpool's own line for each lost connection says only "db error" (and comes once per
+    // pooled connection): the store's outage line says why, once. Unless the filter names it.
+    if !given.as_deref().is_some_and(|f| f.contains("deadpool")) {
+        filter = filter.add_directive("deadpool.postgres=error".parse().expect("a directive"));
+    }
     // Colour codes only for a person at a terminal: in a file, journald or a log collector they
     // are noise that breaks grep. NO_COLOR (no-color.org) turns them off at a terminal too.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())

@@ -212,10 +212,15 @@ enum Failure {
 
 impl BatchError {
     fn pool(e: PoolError) -> BatchError {
-        let e = StoreError::from(e);
+        // The message without StoreError's "postgres: ", which to_store_error adds back.
+        let (timed_out, message) = match StoreError::from(e) {
+            StoreError::Timeout(m) => (true, m),
+            StoreError::Postgres(m) => (false, m),
+            other => (false, other.to_string()),
+        };
         BatchError {
-            timed_out: matches!(e, StoreError::Timeout(_)),
-            message: e.to_string(),
+            timed_out,
+            message,
             kind: Failure::Unavailable,
         }
     }
