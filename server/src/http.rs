@@ -20,7 +20,6 @@ use serde_json::{Map, Value as Json, json};
 
 use crate::admin::admin_authorized;
 use crate::limits;
-use crate::metrics::Metrics;
 use crate::state::AppState;
 use crate::stats;
 use crate::store::StoreError;
@@ -111,7 +110,7 @@ pub async fn handle(
         // token-free `--metrics-listen` address on a private interface.
         "/metrics" if req.method() == HttpMethod::GET => {
             if admin_authorized(req.headers(), &state.admin_token_sha256) {
-                metrics_response(&state.metrics)
+                metrics_response(&state)
             } else {
                 let mut res = error(
                     StatusCode::UNAUTHORIZED,
@@ -144,42 +143,49 @@ pub async fn handle(
 
 /// 200 only when the store answers a query within a second and this instance's workspaces are
 /// the stored ones, so a load balancer stops sending calls to a verifier that could not store
-/// them or would decide with retired keys.
+/// them or would decide with retired keys. Every answer names the master keys this instance
+/// holds (ids and fingerprints, never a key), so a key rollout can be checked on each instance.
 async fn health(state: &AppState) -> Response<Body> {
-    if state.registry.is_stale() {
-        return json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &json!({"status": "config_stale"}),
-        );
-    }
-    match tokio::time::timeout(Duration::from_secs(1), state.store.ping()).await {
-        Ok(Ok(_)) => json_response(StatusCode::OK, &json!({"status": "ok"})),
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "health check: store failed");
-            json_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &json!({"status": "store_unavailable"}),
-            )
+    let ring = state.keyring.get();
+    let master_keys = json!({
+        "active": ring.active_id(),
+        "fingerprints": ring
+            .fingerprints()
+            .map(|(id, fp)| (id.to_owned(), Json::from(fp)))
+            .collect::<Map<String, Json>>(),
+    });
+    let status = if state.registry.is_stale() {
+        Err("config_stale")
+    } else {
+        match tokio::time::timeout(Duration::from_secs(1), state.store.ping()).await {
+            Ok(Ok(_)) => Ok("ok"),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "health check: store failed");
+                Err("store_unavailable")
+            }
+            Err(_) => Err("store_slow"),
         }
-        Err(_) => json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &json!({"status": "store_slow"}),
-        ),
-    }
+    };
+    let (code, status) = match status {
+        Ok(s) => (StatusCode::OK, s),
+        Err(s) => (StatusCode::SERVICE_UNAVAILABLE, s),
+    };
+    json_response(code, &json!({"status": status, "master_keys": master_keys}))
 }
 
-/// The counts as OpenMetrics text.
-fn metrics_response(metrics: &Metrics) -> Response<Body> {
+/// The counts as OpenMetrics text, with the master keys as of now.
+fn metrics_response(state: &AppState) -> Response<Body> {
+    state.metrics.master_keys(&state.keyring.get());
     uncached(
         StatusCode::OK,
         "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        metrics.render(),
+        state.metrics.render(),
     )
 }
 
 /// The answer of the token-free metrics listener ([`crate::run_metrics`]): `GET /metrics`, and
 /// nothing else.
-pub(crate) fn metrics_only(metrics: &Metrics, req: &Request<Incoming>) -> Response<Body> {
+pub(crate) fn metrics_only(state: &AppState, req: &Request<Incoming>) -> Response<Body> {
     if req.uri().path() != "/metrics" {
         error(
             StatusCode::NOT_FOUND,
@@ -195,7 +201,7 @@ pub(crate) fn metrics_only(metrics: &Metrics, req: &Request<Incoming>) -> Respon
             None,
         )
     } else {
-        metrics_response(metrics)
+        metrics_response(state)
     }
 }
 

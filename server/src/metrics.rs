@@ -1,6 +1,7 @@
 //! Prometheus metrics (OpenMetrics text): identify outcomes by code, identify latency, store
 //! commit batch sizes, strict report-only would-be rejections and refused origins per workspace,
-//! CORS preflights, and connections refused by the per-client cap.
+//! CORS preflights, connections refused by the per-client cap, and the master keys this
+//! instance holds (id and fingerprint, to compare instances during a key rollout).
 //!
 //! Served by [`crate::http`] behind the admin token on the main port (`GET /metrics`) and, when
 //! configured, without a token on a listener of its own (`--metrics-listen`, see
@@ -10,6 +11,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -31,6 +33,14 @@ struct PreflightLabels {
     result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MasterKeyLabels {
+    key_id: String,
+    fingerprint: String,
+    /// `true` for the key that seals, else `false`.
+    active: &'static str,
+}
+
 /// The `app_id` label for a call whose workspace does not exist: the label set stays bounded
 /// by the workspaces there are, whatever ids clients send.
 pub const UNKNOWN_APP: &str = "unknown";
@@ -44,6 +54,9 @@ pub struct Metrics {
     connections_refused: Counter,
     latency: Histogram,
     batch: Histogram,
+    master_keys: Family<MasterKeyLabels, Gauge>,
+    /// The label sets `master_keys` shows now (the keyring changes rarely: compared, not redone).
+    master_keys_shown: std::sync::Mutex<Vec<MasterKeyLabels>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -99,6 +112,13 @@ impl Default for Metrics {
             "Identify writes committed per store transaction (group commit)",
             batch.clone(),
         );
+        let master_keys = Family::<MasterKeyLabels, Gauge>::default();
+        registry.register(
+            "master_key_info",
+            "1 for each master key this instance holds, by id and fingerprint (never the key); \
+             active=\"true\" for the one it seals with. Every instance should show the same",
+            master_keys.clone(),
+        );
         Metrics {
             registry,
             outcomes,
@@ -108,6 +128,8 @@ impl Default for Metrics {
             connections_refused,
             latency,
             batch,
+            master_keys,
+            master_keys_shown: Default::default(),
         }
     }
 }
@@ -153,6 +175,38 @@ impl Metrics {
 
     pub fn observe_batch(&self, size: usize) {
         self.batch.observe(size as f64);
+    }
+
+    /// Shows the keys of `ring` in `dropfix_master_key_info` (called before each render, so a
+    /// reloaded key file shows at the next scrape). New series are set before old ones go, so
+    /// a scrape meanwhile never sees none.
+    pub fn master_keys(&self, ring: &crate::sealing::Keyring) {
+        let now: Vec<MasterKeyLabels> = ring
+            .fingerprints()
+            .map(|(id, fingerprint)| MasterKeyLabels {
+                active: if id == ring.active_id() {
+                    "true"
+                } else {
+                    "false"
+                },
+                key_id: id.to_owned(),
+                fingerprint,
+            })
+            .collect();
+        let mut shown = self
+            .master_keys_shown
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if *shown == now {
+            return;
+        }
+        for labels in &now {
+            self.master_keys.get_or_create(labels).set(1);
+        }
+        for gone in shown.iter().filter(|l| !now.contains(l)) {
+            self.master_keys.remove(gone);
+        }
+        *shown = now;
     }
 
     pub fn render(&self) -> String {

@@ -100,6 +100,9 @@ pub struct AppState {
     pub store: Store,
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
+    /// The master keys the store seals and opens with (the key file read again when it
+    /// changes), shown by id and fingerprint in `/healthz` and `/metrics`.
+    pub keyring: Arc<sealing::KeyringHandle>,
     pub limits: Limits,
     /// SHA-256 of the admin token (the token itself is not kept).
     pub admin_token_sha256: [u8; 32],
@@ -142,6 +145,7 @@ impl AppState {
             store,
             registry: hooks.registry,
             metrics: hooks.metrics,
+            keyring: hooks.keyring,
             limits,
             console: Arc::default(),
         });
