@@ -36,8 +36,8 @@ impl PgStore {
         if held > 0 {
             return Err(StoreError::Setup(
                 "the PostgreSQL database already holds workspaces, users or console accounts; \
-                 import into an empty one (a server started on it creates a development \
-                 workspace: import before starting any)"
+                 import into an empty one (before any workspace is created on it, and before \
+                 a server started with --create-dev-workspace creates one)"
                     .into(),
             ));
         }

@@ -22,7 +22,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 
-pub use schema::{DB_FILE, open_file, open_memory_conn, schema_version_known};
+pub use schema::{DB_FILE, open_file, open_memory_conn, prepare_data_dir, schema_version_known};
 
 use super::sql::{Arg, Cell, Lock, Mode, Row, RowLock, Sql, numbered_to_question, run_now};
 use super::{Hooks, Queued, StoreError, config};
