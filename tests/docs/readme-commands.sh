@@ -2,7 +2,7 @@
 # Runs the operator commands of the READMEs exactly as written, so the docs cannot drift from the
 # binary. A command block is checked when the line before its ```sh fence is
 # `<!-- readme-check: operator -->`; the blocks run in document order (README.md,
-# server/README.md, then docs/DEPLOY.md) in one bash with `set -euo pipefail`, so a variable set in one is seen by
+# server/README.md, docs/DEPLOY.md, then docs/SEALING.md) in one bash with `set -euo pipefail`, so a variable set in one is seen by
 # the next, in an empty temporary directory (the default ./dropfix-data lands there) with
 # `dropfix-server` on PATH, as after `cargo install --path server`.
 set -euo pipefail
@@ -40,7 +40,7 @@ script="$work/commands.sh"
 {
   echo 'set -euo pipefail'
   echo 'set -x'
-  for f in README.md server/README.md docs/DEPLOY.md; do extract "$root/$f"; done
+  for f in README.md server/README.md docs/DEPLOY.md docs/SEALING.md; do extract "$root/$f"; done
 } >"$script"
 blocks="$(grep -c '^# --- ' "$script" || true)"
 # Fewer blocks than this means the markers were lost and the docs went unchecked.

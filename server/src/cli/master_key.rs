@@ -41,6 +41,8 @@ pub(super) enum MasterKeyCommand {
     /// --no-activate`, check that every host shows the same fingerprint (`master-key status`,
     /// /healthz), then `activate` it on every host.
     Add {
+        /// Add it after the active key instead of as the active one: nothing is sealed with it
+        /// until `activate`, so every instance can be given it first.
         #[arg(long)]
         no_activate: bool,
         /// Id of the new key (default: the next `mkN`).
