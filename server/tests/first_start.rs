@@ -13,35 +13,14 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
 
 use support::pg::TestDb;
-use support::{ADMIN_TOKEN, Options, Server, data_dir, with_store};
+use support::{ADMIN_TOKEN, Options, Server, cli_output, data_dir, with_store};
 
-/// Runs `dropfix-server args` (no store setting from the test's environment) to its end, which
-/// must come within a minute (a start that should fail but serves instead is killed).
+/// Runs `dropfix-server args` with `env` to its end (killed if it serves instead).
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dropfix-server"))
-        .args(args)
-        .env_remove("DROPFIX_ADMIN_TOKEN")
-        .env_remove("DROPFIX_MASTER_KEYS")
-        .env_remove("DROPFIX_DATABASE_URL")
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
+    cli_output(args, env, "")
 }
 
 /// What is in `dir`: names, recursively (empty when it does not exist).
@@ -170,17 +149,21 @@ fn a_first_start_on_postgres_creates_no_development_workspace_unless_asked() {
     };
     let (plain, _dir) = start(&[]);
     assert_eq!(plain.dev_workspace, None);
-    let said = plain.output();
+    // The log line comes on stderr, read apart from the stdout line the start waited for.
+    let said = support::eventually("the log line saying how to create a workspace", || {
+        let said = plain.output();
+        said.iter()
+            .any(|l| {
+                l.stderr
+                    && l.text.contains("holds no workspace yet")
+                    && l.text.contains("dropfix-server workspace create --name")
+                    && l.text.contains("--create-dev-workspace")
+            })
+            .then_some(said)
+    });
     assert!(
         said.iter()
             .all(|l| !l.text.contains("dfsk_") && !l.text.contains("dev workspace")),
-        "{said:?}"
-    );
-    assert!(
-        said.iter().any(|l| l.stderr
-            && l.text.contains("holds no workspace yet")
-            && l.text.contains("dropfix-server workspace create --name")
-            && l.text.contains("--create-dev-workspace")),
         "{said:?}"
     );
     assert_eq!(workspaces(), 0);

@@ -17,7 +17,6 @@ mod support;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use dropfix_core::SecretKey;
 use dropfix_server::Config;
@@ -41,31 +40,9 @@ impl Ran {
     }
 }
 
-/// Runs `dropfix-server args` with `env` (and no store setting from the test's environment),
-/// `stdin` on its standard input.
+/// Runs `dropfix-server args` with `env` and `stdin` ([`support::cli_output`]).
 fn dropfix(args: &[&str], env: &[(&str, &str)], stdin: &str) -> Ran {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dropfix-server"));
-    cmd.args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for var in [
-        "DROPFIX_MASTER_KEYS",
-        "DROPFIX_MASTER_KEY_FILE",
-        "DROPFIX_DATABASE_URL",
-        "DROPFIX_DATA_DIR",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.envs(env.iter().copied());
-    let mut child = cmd.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = support::cli_output(args, env, stdin);
     Ran {
         ok: out.status.success(),
         out: String::from_utf8_lossy(&out.stdout).into_owned(),
