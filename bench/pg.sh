@@ -39,7 +39,7 @@ start() { # NAME EXTRA_ARGS...   (extra env through the environment of the call)
   URL_OF[$name]="$(grep -o 'http://[^ ]*' "$WORK/$name.out" | head -1)"
 }
 start sqlite
-start pg-a --database-url "$DB_URL"
+start pg-a --database-url "$DB_URL" --create-dev-workspace   # the workspace the mix calls
 start pg-b --database-url "$DB_URL"
 DROPFIX_BENCH_PG_ROW_COMMITS=1 start pg-row --database-url "$DB_URL"
 APP="$(grep -o 'app_id=[^ ]*' "$WORK/pg-a.out" | cut -d= -f2)"

@@ -48,6 +48,8 @@ fn verifiers(db: &TestDb, n: usize, master: &str) -> (Vec<Server>, Vec<tempfile:
                 args: vec![
                     "--database-url",
                     &db.url,
+                    // The workspace the calls go to (one instance creates it, and prints it).
+                    "--create-dev-workspace",
                     "--db-timeout-secs",
                     "2",
                     "--rate-limit-per-ip",

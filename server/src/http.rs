@@ -167,47 +167,51 @@ fn closing_if_draining(
 
 /// 200 only when the store answers a query within a second and this instance's workspaces are
 /// the stored ones, so a load balancer stops sending calls to a verifier that could not store
-/// them or would decide with retired keys; 503 `draining` once shutdown has begun.
+/// them or would decide with retired keys; 503 `draining` once shutdown has begun. Every answer
+/// names the master keys this instance holds (ids and fingerprints, never a key), so a key
+/// rollout can be checked on each instance.
 async fn health(state: &AppState) -> Response<Body> {
-    if state.is_draining() {
-        // First: a draining instance is healthy, and leaving.
-        return json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &json!({"status": "draining"}),
-        );
-    }
-    if state.registry.is_stale() {
-        return json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &json!({"status": "config_stale"}),
-        );
-    }
-    match tokio::time::timeout(Duration::from_secs(1), state.store.ping()).await {
-        Ok(Ok(_)) => {
-            state.outage.answered();
-            json_response(StatusCode::OK, &json!({"status": "ok"}))
+    let ring = state.keyring.get();
+    let master_keys = json!({
+        "active": ring.active_id(),
+        "fingerprints": ring
+            .fingerprints()
+            .map(|(id, fp)| (id.to_owned(), Json::from(fp)))
+            .collect::<Map<String, Json>>(),
+    });
+    // Draining first: a draining instance may be healthy, and it is leaving.
+    let status = if state.is_draining() {
+        Err("draining")
+    } else if state.registry.is_stale() {
+        Err("config_stale")
+    } else {
+        match tokio::time::timeout(Duration::from_secs(1), state.store.ping()).await {
+            Ok(Ok(_)) => {
+                state.outage.answered();
+                Ok("ok")
+            }
+            Ok(Err(e)) => {
+                state.outage.failed(&e, false);
+                tracing::debug!(error = %e, "health check: store failed");
+                Err("store_unavailable")
+            }
+            Err(_) => {
+                let cause = "the health check's query did not answer within 1 s";
+                state.outage.unanswered(&cause, false);
+                Err("store_slow")
+            }
         }
-        Ok(Err(e)) => {
-            state.outage.failed(&e, false);
-            tracing::debug!(error = %e, "health check: store failed");
-            json_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &json!({"status": "store_unavailable"}),
-            )
-        }
-        Err(_) => {
-            let cause = "the health check's query did not answer within 1 s";
-            state.outage.unanswered(&cause, false);
-            json_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &json!({"status": "store_slow"}),
-            )
-        }
-    }
+    };
+    let (code, status) = match status {
+        Ok(s) => (StatusCode::OK, s),
+        Err(s) => (StatusCode::SERVICE_UNAVAILABLE, s),
+    };
+    json_response(code, &json!({"status": status, "master_keys": master_keys}))
 }
 
-/// The metrics as OpenMetrics text.
+/// The metrics as OpenMetrics text, with the master keys as of now.
 fn metrics_response(state: &AppState) -> Response<Body> {
+    state.metrics.master_keys(&state.keyring.get());
     uncached(
         StatusCode::OK,
         "application/openmetrics-text; version=1.0.0; charset=utf-8",

@@ -4,7 +4,9 @@
 //! workspace, CORS preflights, and connections refused by the per-client cap. Read at each
 //! scrape ([`Sample`], filled by the state that knows them): the build, the store's queue and
 //! PostgreSQL pool, whether the workspaces are stale and when they last loaded, the LISTEN
-//! connection, the TLS certificate's expiry, and the `process_*` metrics ([`process`]).
+//! connection, the TLS certificate's expiry, the master keys this instance holds (id and
+//! fingerprint, to compare instances during a key rollout), and the `process_*` metrics
+//! ([`process`]).
 //! server/README.md ("Metrics") lists every series with an example alert.
 //!
 //! Served by [`crate::http`] behind the admin token on the main port (`GET /metrics`) and, when
@@ -18,7 +20,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::{encode_eof, encode_registry};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
@@ -65,6 +67,14 @@ pub const STORE_ERROR_KINDS: [&str; 5] = [
     "other",
 ];
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MasterKeyLabels {
+    key_id: String,
+    fingerprint: String,
+    /// `true` for the key that seals, else `false`.
+    active: &'static str,
+}
+
 /// The `app_id` label for a call whose workspace does not exist: the label set stays bounded
 /// by the workspaces there are, whatever ids clients send.
 pub const UNKNOWN_APP: &str = "unknown";
@@ -81,6 +91,9 @@ pub struct Metrics {
     store_errors: Family<KindLabels, Counter>,
     /// Registered at a scrape only on PostgreSQL (see [`Sample::pool`]).
     pool_wait: Histogram,
+    master_keys: Family<MasterKeyLabels, Gauge>,
+    /// The label sets `master_keys` shows now (the keyring changes rarely: compared, not redone).
+    master_keys_shown: std::sync::Mutex<Vec<MasterKeyLabels>>,
 }
 
 /// The state of a PostgreSQL connection pool at a scrape.
@@ -184,6 +197,13 @@ impl Default for Metrics {
         );
         // 100 µs .. ~6.6 s (the pool wait's default bound is 5 s)
         let pool_wait = Histogram::new(exponential_buckets(0.000_1, 4.0, 9));
+        let master_keys = Family::<MasterKeyLabels, Gauge>::default();
+        registry.register(
+            "master_key_info",
+            "1 for each master key this instance holds, by id and fingerprint (never the key); \
+             active=\"true\" for the one it seals with. Every instance should show the same",
+            master_keys.clone(),
+        );
         Metrics {
             registry,
             outcomes,
@@ -195,6 +215,8 @@ impl Default for Metrics {
             batch,
             store_errors,
             pool_wait,
+            master_keys,
+            master_keys_shown: Default::default(),
         }
     }
 }
@@ -250,6 +272,38 @@ impl Metrics {
     /// How long a caller waited for a pooled PostgreSQL connection (got one or not).
     pub fn observe_pool_wait(&self, seconds: f64) {
         self.pool_wait.observe(seconds);
+    }
+
+    /// Shows the keys of `ring` in `dropfix_master_key_info` (called before each render, so a
+    /// reloaded key file shows at the next scrape). New series are set before old ones go, so
+    /// a scrape meanwhile never sees none.
+    pub fn master_keys(&self, ring: &crate::sealing::Keyring) {
+        let now: Vec<MasterKeyLabels> = ring
+            .fingerprints()
+            .map(|(id, fingerprint)| MasterKeyLabels {
+                active: if id == ring.active_id() {
+                    "true"
+                } else {
+                    "false"
+                },
+                key_id: id.to_owned(),
+                fingerprint,
+            })
+            .collect();
+        let mut shown = self
+            .master_keys_shown
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if *shown == now {
+            return;
+        }
+        for labels in &now {
+            self.master_keys.get_or_create(labels).set(1);
+        }
+        for gone in shown.iter().filter(|l| !now.contains(l)) {
+            self.master_keys.remove(gone);
+        }
+        *shown = now;
     }
 
     /// Everything, as OpenMetrics text: the counts, then `sample`, then the process.

@@ -1,6 +1,7 @@
 //! The serve loop: accepts connections (within the connection caps), speaks HTTP/1.1, or HTTPS
 //! with HTTP/1.1 or HTTP/2 by ALPN, hands each request to [`crate::http::handle`], and shuts down
-//! gracefully; and the token-free metrics listener beside it.
+//! gracefully; keeps this instance registered in a shared database with the master keys it
+//! holds; and the token-free metrics listener beside it.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use tokio::sync::Semaphore;
 use crate::http;
 use crate::limits::{self, ConnectionCaps};
 use crate::state::{AppState, Config};
+use crate::store::instances::{self, Instance};
 
 /// The most a request head (request line and headers) may take. A browser's identify call
 /// sends well under 2 KiB; this leaves room for long cookies or proxy headers.
@@ -100,6 +102,13 @@ pub async fn run(
             limits_state.console.login_limits.prune();
         }
     });
+    // On a shared database, the master keys this instance holds are registered before it
+    // accepts a call, and kept current, so that a key rollout run from any host can check them.
+    let me = Instance::this_process(listener.local_addr()?);
+    if let Err(e) = state.store.register_instance(&me).await {
+        tracing::warn!(error = %e, "registering this instance's master keys failed; retrying");
+    }
+    let registration = tokio::spawn(keep_registered(Arc::clone(&state), me.clone()));
     tokio::pin!(shutdown);
     // A permit is taken before accepting (when all are taken, new clients wait in the kernel's
     // queue) and kept across connections refused by the per-client cap, so those never hold one.
@@ -204,6 +213,7 @@ pub async fn run(
     // Whatever is still answered closes its connection.
     state.start_draining();
     pruner.abort();
+    registration.abort();
     if let Some(task) = tls_watcher {
         task.abort();
     }
@@ -217,11 +227,36 @@ pub async fn run(
             tracing::warn!("shutdown grace period over; closing remaining connections");
         }
     }
+    // Gone from the live instances at once: a key rollout need not wait for the row to age.
+    if let Err(e) = state.store.unregister_instance(&me).await {
+        tracing::warn!(error = %e, "unregistering this instance failed; its entry ages out");
+    }
     // The console's counts of calls answered since the last flush, so a restart loses none.
     if let Err(e) = state.console.stats.flush(&state.store).await {
         tracing::warn!(error = %e, "final flush of console counts failed");
     }
     Ok(())
+}
+
+/// Writes this instance's registration again every [`instances::REFRESH`], with the keyring as
+/// of then (a key file changed since is read again). A failure is logged once until it passes:
+/// an unreachable database is reported by the health check already.
+async fn keep_registered(state: Arc<AppState>, me: Instance) {
+    let mut tick = tokio::time::interval(instances::REFRESH);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    let mut failing = false;
+    loop {
+        tick.tick().await;
+        match state.store.register_instance(&me).await {
+            Ok(()) => failing = false,
+            Err(e) if !failing => {
+                tracing::warn!(error = %e, "refreshing this instance's registration failed");
+                failing = true;
+            }
+            Err(e) => tracing::debug!(error = %e, "refreshing this instance's registration failed"),
+        }
+    }
 }
 
 /// Most connections the metrics listener serves at once (Prometheus needs one or two).

@@ -107,6 +107,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Logs the store's outages once, with a summary and the recovery (not each refused call).
     pub outage: Arc<crate::store::Outage>,
+    /// The master keys the store seals and opens with (the key file read again when it
+    /// changes), shown by id and fingerprint in `/healthz` and `/metrics`.
+    pub keyring: Arc<sealing::KeyringHandle>,
     pub limits: Limits,
     /// SHA-256 of the admin token (the token itself is not kept).
     pub admin_token_sha256: [u8; 32],
@@ -153,6 +156,7 @@ impl AppState {
             registry: hooks.registry,
             metrics: hooks.metrics,
             outage: hooks.outage,
+            keyring: hooks.keyring,
             limits,
             console: Arc::default(),
             draining: Default::default(),

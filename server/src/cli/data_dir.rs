@@ -9,7 +9,7 @@ use clap::Args;
 
 use super::CliResult;
 use crate::sealing::{self, Keyring, MasterKey};
-use crate::store::{Backend, Hooks, Store, postgres};
+use crate::store::{Backend, Hooks, Store, postgres, sqlite};
 
 #[derive(Args, Clone)]
 pub(super) struct DataDir {
@@ -92,6 +92,9 @@ impl DataDir {
         match backend {
             Backend::SqliteMemory => Ok(Keyring::new(vec![MasterKey::generate("ephemeral")?])?),
             Backend::Sqlite { data_dir } => {
+                // Before the key file is created in it: a directory other users can write is
+                // refused with nothing written there.
+                sqlite::prepare_data_dir(data_dir)?;
                 let path = sealing::default_key_file(data_dir);
                 let (ring, created) = Keyring::load_or_create(&path)?;
                 if created {

@@ -53,7 +53,7 @@ enum Command {
     Workspace(WorkspaceCommand),
     /// Explain why a signature fails: which check, and what to fix.
     DebugSignature(DebugArgs),
-    /// The master keys that seal stored secrets: status, add, activate, rewrap, drop.
+    /// The master keys that seal stored secrets: status, generate, add, activate, rewrap, drop.
     #[command(subcommand)]
     MasterKey(MasterKeyCommand),
     /// Console accounts: create them and give them a role in workspaces.

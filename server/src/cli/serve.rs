@@ -1,5 +1,9 @@
 //! `serve`: its flags, logging, the first start's dev workspace and admin token, and the
 //! signals that stop the server.
+//!
+//! A start binds its addresses first and checks the data dir before it writes anything (the
+//! key file, the database, the admin token): a start that cannot serve leaves nothing behind
+//! and prints no secret.
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -29,6 +33,12 @@ pub(super) struct ServeArgs {
     /// only its hash is kept.
     #[arg(long, env = "DROPFIX_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// On PostgreSQL, create the `development` workspace (strict off, localhost origins) on a
+    /// database that holds no workspace, and print its secret. Without it a first start on
+    /// PostgreSQL creates none (its secret would sit in the logs) and says how to create the
+    /// first one. The embedded store always creates it on a first start.
+    #[arg(long, env = "DROPFIX_CREATE_DEV_WORKSPACE")]
+    create_dev_workspace: bool,
     /// Log as JSON lines (stderr) instead of text.
     #[arg(long, env = "DROPFIX_JSON_LOGS")]
     json_logs: bool,
@@ -129,7 +139,8 @@ pub(super) fn serve(args: ServeArgs) -> CliResult {
         rate_per_ip: args.rate_limit_per_ip,
         rate_per_app: args.rate_limit_per_app,
         trusted_proxies: args.trusted_proxies,
-        metrics_listen: args.metrics_listen,
+        // Bound below, before anything is written, and served beside `run`.
+        metrics_listen: None,
         console: crate::console::ConsoleConfig {
             // Under TLS the cookie is Secure and the forms' origin is https:// by itself.
             secure_cookies: args.console_secure_cookies || tls.is_some(),
@@ -144,6 +155,16 @@ pub(super) fn serve(args: ServeArgs) -> CliResult {
     }
     let runtime = runtime.build()?;
     runtime.block_on(async move {
+        // Bound first: an address in use stops the start before anything is written.
+        let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| {
+            format!("cannot listen on {}: {e} (nothing was written)", args.listen)
+        })?;
+        let metrics_listener = match args.metrics_listen {
+            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                format!("cannot serve metrics on {addr}: {e} (nothing was written)")
+            })?),
+            None => None,
+        };
         let backend = args.data.backend(args.ephemeral);
         let hooks = Hooks::new(args.data.keyring(&backend)?);
         let store = Store::open(&backend, hooks.clone()).await?;
@@ -153,23 +174,17 @@ pub(super) fn serve(args: ServeArgs) -> CliResult {
             _ => None,
         };
         let admin_sha256 = admin_token_hash(&store, args.admin_token.as_deref()).await?;
-        // Only on an empty store, checked and created in one step: of several instances
-        // starting together on one new database, one creates it.
-        let dev = NewWorkspace {
-            name: "development".into(),
-            strict: StrictMode::Off,
-            require_signed_claims: false,
-            allowed_origins: workspace::DEV_ORIGINS.map(String::from).to_vec(),
-        };
-        if let Some(k) = store.create_first_workspace(&dev, "serve", now()).await? {
-            announce(&format!(
-                "dev workspace app_id={} secret={}",
-                k.workspace.app_id,
-                k.secret.expose_secret()
+        first_workspace(&store, &backend, args.create_dev_workspace).await?;
+        let state = AppState::with_store(config, store, hooks, admin_sha256);
+        if let Some(metrics_listener) = metrics_listener {
+            tracing::info!(addr = %metrics_listener.local_addr()?, "metrics listening (no token: keep this address private)");
+            let metrics_state = std::sync::Arc::clone(&state);
+            tokio::spawn(crate::serve::run_metrics(
+                metrics_listener,
+                metrics_state,
+                std::future::pending(),
             ));
         }
-        let state = AppState::with_store(config, store, hooks, admin_sha256);
-        let listener = tokio::net::TcpListener::bind(args.listen).await?;
         let addr = listener.local_addr()?;
         tracing::info!(%addr, ephemeral = args.ephemeral, "listening");
         announce(&format!("dropfix-server listening on {scheme}://{addr}"));
@@ -195,6 +210,42 @@ pub(super) fn serve(args: ServeArgs) -> CliResult {
     // blocking DNS lookup of a reconnecting pool, a password check) may delay the exit.
     runtime.shutdown_timeout(Duration::from_millis(500));
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// The first workspace of an empty store. The embedded store gets the `development` one (its
+/// secret printed); PostgreSQL only when asked (`--create-dev-workspace`): its instances' output
+/// usually goes to a log collector, which would keep the secret. Of several instances starting
+/// together on one new database, one creates it (checked and created in one step).
+async fn first_workspace(
+    store: &Store,
+    backend: &Backend,
+    create_dev_workspace: bool,
+) -> CliResult {
+    if matches!(backend, Backend::Postgres(_)) && !create_dev_workspace {
+        if store.workspaces().await?.is_empty() {
+            tracing::info!(
+                "the database holds no workspace yet: create the first with `dropfix-server \
+                 workspace create --name NAME --allowed-origin https://app.example.com \
+                 --database-url ...` (its secret is printed there, once), or start one \
+                 instance with --create-dev-workspace for a development workspace"
+            );
+        }
+        return Ok(());
+    }
+    let dev = NewWorkspace {
+        name: "development".into(),
+        strict: StrictMode::Off,
+        require_signed_claims: false,
+        allowed_origins: workspace::DEV_ORIGINS.map(String::from).to_vec(),
+    };
+    if let Some(k) = store.create_first_workspace(&dev, "serve", now()).await? {
+        announce(&format!(
+            "dev workspace app_id={} secret={}",
+            k.workspace.app_id,
+            k.secret.expose_secret()
+        ));
+    }
     Ok(())
 }
 

@@ -109,18 +109,26 @@ impl Keyring {
         Ok(key.id().to_owned())
     }
 
-    /// Adds `key` to the key file at `path`: first (active) when `activate`, else last.
-    /// Refuses an id already in the file.
+    /// Adds `key` to the key file at `path`: first (active) when `activate`, else last. A key
+    /// already there (the same id and bytes) is left where it is ([`KeyAdded::AlreadyThere`],
+    /// the file untouched), so distributing a key twice is harmless; another key under the same
+    /// id is refused ([`KeyringError::IdTaken`]).
     pub fn add_key_to_file(
         path: &Path,
         key: &MasterKey,
         activate: bool,
-    ) -> Result<(), KeyringError> {
+    ) -> Result<KeyAdded, KeyringError> {
+        let mut added = KeyAdded::AlreadyThere;
         edit_key_file(path, |ring, lines| {
-            if ring.contains(key.id()) {
-                return Err(KeyringError::Invalid {
-                    origin: path.display().to_string(),
-                    problem: format!("already holds a key with id `{}`", key.id()),
+            if let Some(held) = ring.key(key.id()) {
+                if held.same_key(key) {
+                    return Ok(false);
+                }
+                return Err(KeyringError::IdTaken {
+                    path: path.to_owned(),
+                    id: key.id().to_owned(),
+                    held: held.fingerprint(),
+                    given: key.fingerprint(),
                 });
             }
             let at = if activate {
@@ -129,8 +137,10 @@ impl Keyring {
                 last_key_line(lines).map_or(lines.len(), |i| i + 1)
             };
             lines.insert(at, FileLine::key(key.id().to_owned(), key.export_entry()));
-            Ok(())
-        })
+            added = KeyAdded::Added;
+            Ok(true)
+        })?;
+        Ok(added)
     }
 
     /// Makes key `id` (already in the file) the active one by moving it to the first entry.
@@ -139,7 +149,7 @@ impl Keyring {
             let i = find_key_line(lines, path, id)?;
             let line = lines.remove(i);
             lines.insert(first_key_line(lines), line);
-            Ok(())
+            Ok(true)
         })
     }
 
@@ -156,9 +166,18 @@ impl Keyring {
             }
             let i = find_key_line(lines, path, id)?;
             lines.remove(i);
-            Ok(())
+            Ok(true)
         })
     }
+}
+
+/// What [`Keyring::add_key_to_file`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyAdded {
+    /// The key is in the file now.
+    Added,
+    /// The file held this very key already (same id, same bytes): nothing changed.
+    AlreadyThere,
 }
 
 const FILE_HEADER: &str = "\
@@ -207,10 +226,11 @@ fn find_key_line(lines: &[FileLine], path: &Path, id: &str) -> Result<usize, Key
 }
 
 /// Loads the key file (with every check of [`Keyring::load_file`]), lets `edit` change its lines,
-/// checks that the result is still a valid keyring and replaces the file atomically.
+/// checks that the result is still a valid keyring and replaces the file atomically. When `edit`
+/// answers `false` (nothing to change) the file is left alone: a running server sees no change.
 fn edit_key_file(
     path: &Path,
-    edit: impl FnOnce(&Keyring, &mut Vec<FileLine>) -> Result<(), KeyringError>,
+    edit: impl FnOnce(&Keyring, &mut Vec<FileLine>) -> Result<bool, KeyringError>,
 ) -> Result<(), KeyringError> {
     let text = read_key_file(path)?;
     let ring = Keyring::parse_file_text(&text, path)?;
@@ -227,7 +247,9 @@ fn edit_key_file(
             }
         })
         .collect();
-    edit(&ring, &mut lines)?;
+    if !edit(&ring, &mut lines)? {
+        return Ok(());
+    }
     let mut new_text = Zeroizing::new(String::with_capacity(text.len() + 64));
     for line in &lines {
         new_text.push_str(&line.text);
@@ -407,7 +429,10 @@ mod tests {
         let generated = MasterKey::generate(&ring1.next_key_id()).unwrap();
         let mk2 = MasterKey::parse(&generated.export_entry()).unwrap();
         assert_eq!(mk2.id(), "mk2");
-        Keyring::add_key_to_file(&path, &mk2, false).unwrap();
+        assert_eq!(
+            Keyring::add_key_to_file(&path, &mk2, false).unwrap(),
+            KeyAdded::Added
+        );
         let staged = Keyring::load_file(&path).unwrap();
         assert_eq!(
             staged.active_id(),
@@ -415,11 +440,27 @@ mod tests {
             "adding without activating keeps mk1 active"
         );
         assert!(staged.contains("mk2"));
-        // Adding the same id again is refused.
-        assert!(matches!(
-            Keyring::add_key_to_file(&path, &mk2, true),
-            Err(KeyringError::Invalid { .. })
-        ));
+        // Adding the same key again changes nothing (not even the file's time, which running
+        // servers watch); another key under the same id is refused, naming both fingerprints.
+        let before = (
+            fs::read(&path).unwrap(),
+            fs::metadata(&path).unwrap().modified().unwrap(),
+        );
+        assert_eq!(
+            Keyring::add_key_to_file(&path, &mk2, true).unwrap(),
+            KeyAdded::AlreadyThere
+        );
+        let other = MasterKey::generate("mk2").unwrap();
+        let err = Keyring::add_key_to_file(&path, &other, false).unwrap_err();
+        assert!(matches!(err, KeyringError::IdTaken { .. }), "{err}");
+        let text = err.to_string();
+        assert!(text.contains(&mk2.fingerprint()) && text.contains(&other.fingerprint()));
+        let after = (
+            fs::read(&path).unwrap(),
+            fs::metadata(&path).unwrap().modified().unwrap(),
+        );
+        assert_eq!(before, after);
+        assert_eq!(Keyring::load_file(&path).unwrap().active_id(), "mk1");
 
         Keyring::activate_key_in_file(&path, "mk2").unwrap();
         let active = Keyring::load_file(&path).unwrap();

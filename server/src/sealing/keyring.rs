@@ -119,6 +119,17 @@ impl Keyring {
         self.keys.iter().map(|k| k.id())
     }
 
+    /// Each key's id and fingerprint ([`MasterKey::fingerprint`]), the active one first: what
+    /// `master-key status`, `/healthz` and `/metrics` show, so that hosts can be compared.
+    pub fn fingerprints(&self) -> impl Iterator<Item = (&str, String)> {
+        self.keys.iter().map(|k| (k.id(), k.fingerprint()))
+    }
+
+    /// The fingerprint of key `id`, if the ring holds it.
+    pub fn fingerprint(&self, id: &str) -> Option<String> {
+        self.key(id).map(MasterKey::fingerprint)
+    }
+
     /// Whether the ring holds a key with this id.
     pub fn contains(&self, id: &str) -> bool {
         self.key(id).is_some()
@@ -166,6 +177,14 @@ pub enum KeyringError {
     NoSuchKey { path: PathBuf, id: String },
     /// The active key cannot be removed.
     ActiveKey { path: PathBuf, id: String },
+    /// The key file holds another key under the id of the key being added (the fingerprints of
+    /// both: two hosts must never hold different keys under one id).
+    IdTaken {
+        path: PathBuf,
+        id: String,
+        held: String,
+        given: String,
+    },
 }
 
 impl KeyringError {
@@ -211,6 +230,19 @@ impl fmt::Display for KeyringError {
                 f,
                 "key {id} is the active key in {}: add or activate another key and rewrap the \
                  secrets before dropping it",
+                path.display()
+            ),
+            KeyringError::IdTaken {
+                path,
+                id,
+                held,
+                given,
+            } => write!(
+                f,
+                "master key file {} already holds another key with id {id} (fingerprint {held}; \
+                 the key given has fingerprint {given}): refusing to replace it. If the file's \
+                 key is the wrong one and nothing is sealed with it yet, drop it first \
+                 (`master-key drop {id}`)",
                 path.display()
             ),
         }

@@ -59,15 +59,19 @@
 //!
 //! # Rotation without downtime
 //!
-//! 1. Add the new key to every instance's keyring *after* the active one (every instance can now
-//!    open values sealed with it): [`Keyring::add_key_to_file`] with `activate = false`, or append
-//!    the entry to `DROPFIX_MASTER_KEYS`.
-//! 2. Make it active everywhere (move it first: [`Keyring::activate_key_in_file`]). New values are
-//!    now sealed with it.
-//! 3. Rewrap: re-seal every stored value still under the old key ([`Keyring::rewrap`]).
-//! 4. Drop the old key ([`Keyring::remove_key_from_file`]) once nothing is sealed with it.
+//! 1. Generate the new key once ([`MasterKey::generate`], [`MasterKey::export_entry`]) and add
+//!    that same key to every instance's keyring *after* the active one (every instance can now
+//!    open values sealed with it): [`MasterKey::parse_one`] then [`Keyring::add_key_to_file`]
+//!    with `activate = false`, or append the entry to `DROPFIX_MASTER_KEYS`. A key generated on
+//!    each host would give the hosts different keys under one id.
+//! 2. Check that every instance holds it: [`MasterKey::fingerprint`] is the same wherever the
+//!    same key is held under the same id, and tells nothing about the key.
+//! 3. Make it active everywhere (move it first: [`Keyring::activate_key_in_file`]). New values
+//!    are now sealed with it.
+//! 4. Rewrap: re-seal every stored value still under the old key ([`Keyring::rewrap`]).
+//! 5. Drop the old key ([`Keyring::remove_key_from_file`]) once nothing is sealed with it.
 //!
-//! A single instance (the embedded default) can do 1 and 2 in one step with
+//! A single instance (the embedded default) can do 1 and 3 in one step with
 //! [`Keyring::add_new_key_to_file`].
 //!
 //! Key files are rewritten atomically (a new `0600` file renamed over the old one), so a reader
@@ -86,7 +90,7 @@ mod seal;
 #[cfg(test)]
 mod test_support;
 
-pub use key_file::{DEFAULT_KEY_FILE_NAME, default_key_file};
+pub use key_file::{DEFAULT_KEY_FILE_NAME, KeyAdded, default_key_file};
 pub use keyring::{KeySource, Keyring, KeyringError, KeyringHandle, MASTER_KEYS_ENV};
 pub use master_key::{MASTER_KEY_LEN, MAX_KEY_ID_LEN, MasterKey, is_valid_key_id};
 pub use seal::{SealError, sealed_key_id};

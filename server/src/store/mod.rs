@@ -4,7 +4,8 @@
 //!
 //! The rules on stored data are written once, above the backends, against [`sql::Sql`]
 //! (statements, rows, locks): `config` (workspaces, keys, sealed secrets), `accounts` (console
-//! accounts and sessions), `stats` (live counts, rejections), `records` (users, audit log);
+//! accounts and sessions), `stats` (live counts, rejections), `records` (users, audit log),
+//! `instances` (the instances serving a shared database and the master keys they hold);
 //! `secrets`, `model` and `writes` hold what they and the backends share. A backend is the SQL
 //! execution below them, plus what only its engine does:
 //! - [`sqlite`]: the embedded default, a SQLite file owned by one writer thread that commits
@@ -22,6 +23,7 @@
 
 mod accounts;
 mod config;
+pub mod instances;
 mod model;
 mod outage;
 pub mod pg_tls;
@@ -542,6 +544,42 @@ impl Store {
         on_backend!(self, Mode::Config, |c, ring| config::rewrap_secrets(
             c, ring
         ))
+    }
+
+    /// Registers this serving instance and the master keys it holds now (or refreshes its
+    /// registration), for [`Store::live_instances`]. Nothing on the embedded store.
+    pub async fn register_instance(&self, me: &instances::Instance) -> Result<(), StoreError> {
+        let Store::Postgres(s) = self else {
+            return Ok(());
+        };
+        let me = me.clone();
+        s.run(Mode::Write, async move |c, ring| {
+            instances::register(c, &me, ring).await
+        })
+        .await
+    }
+
+    /// Removes this instance's registration (it stops serving).
+    pub async fn unregister_instance(&self, me: &instances::Instance) -> Result<(), StoreError> {
+        let Store::Postgres(s) = self else {
+            return Ok(());
+        };
+        let id = me.id.clone();
+        s.run(Mode::Write, async move |c, _ring| {
+            instances::unregister(c, &id).await
+        })
+        .await
+    }
+
+    /// The instances serving this database lately, with the master keys each holds; `None` on
+    /// the embedded store, which does not track them (one host, one key file).
+    pub async fn live_instances(&self) -> Result<Option<Vec<instances::InstanceKeys>>, StoreError> {
+        let Store::Postgres(s) = self else {
+            return Ok(None);
+        };
+        s.run(Mode::Read, async move |c, _ring| instances::live(c).await)
+            .await
+            .map(Some)
     }
 
     pub async fn seal_counts(&self) -> Result<SealCounts, StoreError> {

@@ -7,7 +7,8 @@
 //! - the store opened beside it, as the CLI opens it from another process ([`with_store`]), and
 //!   the workspaces and console accounts made there;
 //! - the real binary: `dropfix-server serve` started ([`start_binary`], or [`serve_command`] and
-//!   [`listening`] for flags of the test's own) and its other commands run ([`run_cli`]).
+//!   [`listening`] for flags of the test's own) and its other commands run ([`run_cli`],
+//!   [`cli_output`]).
 //!
 //! Two parts live in files that other test crates also include by path, and are re-exported
 //! here: the raw HTTP/1.1 client and the spawned [`Server`] (`tests/support`, shared with the
@@ -25,7 +26,7 @@ pub mod pg;
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 
 use dropfix_core::{SecretKey, StrictMode, seed};
 use dropfix_server::sealing::{self, Keyring};
@@ -395,24 +396,50 @@ pub fn listening(child: &mut Child, scheme: &str) -> Listening {
 /// Runs a `dropfix-server` command on the data dir `dir` with `stdin`: whether it succeeded,
 /// and its stdout then stderr.
 pub fn run_cli(dir: &Path, args: &[&str], stdin: &str) -> (bool, String) {
+    let mut args = args.to_vec();
+    args.extend(["--data-dir", dir.to_str().unwrap()]);
+    let out = cli_output(&args, &[], stdin);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+/// Runs `dropfix-server args` to its end with `env` (the store settings of the test's own
+/// environment left out) and `stdin`. A command still running after [`binary::HANG_GUARD`] (a
+/// `serve` expected to fail that serves instead) is killed, so the test fails instead of hanging.
+pub fn cli_output(args: &[&str], env: &[(&str, &str)], stdin: &str) -> Output {
     // Cargo builds the binary for integration tests and names its path here.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dropfix-server"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_dropfix-server"));
+    command
         .args(args)
-        .arg("--data-dir")
-        .arg(dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::piped());
+    for var in [
+        "DROPFIX_MASTER_KEYS",
+        "DROPFIX_MASTER_KEY_FILE",
+        "DROPFIX_DATABASE_URL",
+        "DROPFIX_DATA_DIR",
+        "DROPFIX_ADMIN_TOKEN",
+    ] {
+        command.env_remove(var);
+    }
+    let mut child = command.envs(env.iter().copied()).spawn().unwrap();
     child
         .stdin
         .take()
         .unwrap()
         .write_all(stdin.as_bytes())
         .unwrap();
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let pid = child.id().to_string();
+    let watchdog = std::thread::spawn(move || {
+        if finished.recv_timeout(binary::HANG_GUARD).is_err() {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        }
+    });
     let out = child.wait_with_output().unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
+    let _ = done.send(());
+    let _ = watchdog.join();
+    out
 }

@@ -312,8 +312,8 @@ async fn holds_data(c: &impl tokio_postgres::GenericClient) -> Result<bool, Stor
 fn not_empty() -> StoreError {
     StoreError::Setup(
         "the PostgreSQL database already holds workspaces, users or console accounts; import \
-         into an empty one (a server started on it creates a development workspace: import \
-         before starting any); nothing was changed"
+         into an empty one (before any workspace is created on it, and before a server started \
+         with --create-dev-workspace creates one); nothing was changed"
             .into(),
     )
 }

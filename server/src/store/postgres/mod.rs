@@ -74,6 +74,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0001_init.sql"),
     include_str!("../migrations/postgres/0002_console.sql"),
+    include_str!("../migrations/postgres/0003_instances.sql"),
 ];
 
 /// How many migrations this build knows (tests of the schema-version refusal).

@@ -23,8 +23,8 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 
 pub use schema::{
-    DB_FILE, SERVE_LOCK_FILE, hold_serve_lock, open_file, open_memory_conn, refuse_if_served,
-    schema_version_known,
+    DB_FILE, SERVE_LOCK_FILE, hold_serve_lock, open_file, open_memory_conn, prepare_data_dir,
+    refuse_if_served, schema_version_known,
 };
 
 use super::sql::{Arg, Cell, Lock, Mode, Row, RowLock, Sql, numbered_to_question, run_now};

@@ -141,8 +141,11 @@ pub fn open_memory_conn() -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// Creates the data dir owner-only when it is missing, and refuses an existing one that other
+/// users can read or write (or that is not a directory). Run before anything is written in it:
+/// the database, and the default master key file, which the CLI creates first.
 #[cfg(unix)]
-fn prepare_data_dir(dir: &Path) -> Result<(), StoreError> {
+pub fn prepare_data_dir(dir: &Path) -> Result<(), StoreError> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let setup = |msg: String| StoreError::Setup(msg);
     if !dir.exists() {
@@ -173,7 +176,7 @@ fn prepare_data_dir(dir: &Path) -> Result<(), StoreError> {
 }
 
 #[cfg(not(unix))]
-fn prepare_data_dir(dir: &Path) -> Result<(), StoreError> {
+pub fn prepare_data_dir(dir: &Path) -> Result<(), StoreError> {
     std::fs::create_dir_all(dir)
         .map_err(|e| StoreError::Setup(format!("cannot create data dir {}: {e}", dir.display())))
 }
