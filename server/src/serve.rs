@@ -227,13 +227,21 @@ pub async fn run(
             tracing::warn!("shutdown grace period over; closing remaining connections");
         }
     }
-    // Gone from the live instances at once: a key rollout need not wait for the row to age.
-    if let Err(e) = state.store.unregister_instance(&me).await {
-        tracing::warn!(error = %e, "unregistering this instance failed; its entry ages out");
+    // The console's counts of calls answered since the last flush, so a restart loses none;
+    // then gone from the live instances at once (a key rollout need not wait for the row to
+    // age). Each is bounded, so a database that stopped answering cannot hold up the exit.
+    let last_writes = Duration::from_secs(2);
+    match tokio::time::timeout(last_writes, state.console.stats.flush(&state.store)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "final flush of console counts failed"),
+        Err(_) => tracing::warn!("final flush of console counts did not finish in 2 s"),
     }
-    // The console's counts of calls answered since the last flush, so a restart loses none.
-    if let Err(e) = state.console.stats.flush(&state.store).await {
-        tracing::warn!(error = %e, "final flush of console counts failed");
+    match tokio::time::timeout(last_writes, state.store.unregister_instance(&me)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "unregistering this instance failed; its entry ages out")
+        }
+        Err(_) => tracing::warn!("unregistering this instance did not finish; its entry ages out"),
     }
     Ok(())
 }

@@ -179,6 +179,8 @@ impl AppState {
             ..Sample::default()
         };
         self.store.fill_sample(&mut sample);
+        // The key file is read again when it changes: the master keys as of this scrape.
+        self.metrics.master_keys(&self.keyring.get());
         self.metrics.render(&sample)
     }
 }

@@ -87,8 +87,18 @@ fn upstream(url: &str) -> SocketAddr {
     let rest = url.split_once("://").unwrap().1;
     let host = rest.split('/').next().unwrap();
     let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
-    host.parse()
-        .expect("a host:port database URL (what scripts/postgres.sh prints)")
+    let with_port = if host
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        host.to_string()
+    } else {
+        format!("{host}:5432")
+    };
+    std::net::ToSocketAddrs::to_socket_addrs(&with_port)
+        .expect("the database URL's host resolves")
+        .next()
+        .expect("an address for the database host")
 }
 
 #[test]

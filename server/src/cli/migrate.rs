@@ -10,7 +10,6 @@ pub(super) fn migrate_to_postgres(mut data: DataDir, skip_unstorable: bool) -> C
     let Some(url) = data.database_url.clone() else {
         return Err("give the PostgreSQL database to copy into with --database-url".into());
     };
-    crate::store::sqlite::refuse_if_served(&data.data_dir, "copying its store")?;
     if !keyring_from_env() && data.master_key_file.is_none() {
         // The secrets stay sealed as they are: the instances need the keys that sealed them.
         let path = sealing::default_key_file(&data.data_dir);
@@ -23,6 +22,8 @@ pub(super) fn migrate_to_postgres(mut data: DataDir, skip_unstorable: bool) -> C
         }
         data.master_key_file = Some(path);
     }
+    // Held until the copy is done: no server starts on the data dir meanwhile.
+    let _not_served = crate::store::sqlite::refuse_if_served(&data.data_dir, "copying its store")?;
     // Opened as a store first and closed again: an embedded store written by an earlier version
     // gets its one-time upgrades (secrets bound to their key rows) before it is copied.
     let embedded = DataDir {

@@ -154,7 +154,7 @@ pub(super) fn serve(args: ServeArgs) -> CliResult {
         runtime.worker_threads(n.max(1));
     }
     let runtime = runtime.build()?;
-    runtime.block_on(async move {
+    let serving = runtime.block_on(async move {
         // Bound first: an address in use stops the start before anything is written.
         let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| {
             format!("cannot listen on {}: {e} (nothing was written)", args.listen)
@@ -167,12 +167,13 @@ pub(super) fn serve(args: ServeArgs) -> CliResult {
         };
         let backend = args.data.backend(args.ephemeral);
         let hooks = Hooks::new(args.data.keyring(&backend)?);
-        let store = Store::open(&backend, hooks.clone()).await?;
-        // Held until the process ends: migrate-to-postgres and restore refuse a served data dir.
-        let _serving = match &backend {
+        // Taken before the store is opened (the data dir was checked with the keyring) and held
+        // until the process ends: migrate-to-postgres refuses a served data dir.
+        let serving = match &backend {
             Backend::Sqlite { data_dir } => Some(crate::store::sqlite::hold_serve_lock(data_dir)?),
             _ => None,
         };
+        let store = Store::open(&backend, hooks.clone()).await?;
         let admin_sha256 = admin_token_hash(&store, args.admin_token.as_deref()).await?;
         first_workspace(&store, &backend, args.create_dev_workspace).await?;
         let state = AppState::with_store(config, store, hooks, admin_sha256);
@@ -203,12 +204,13 @@ pub(super) fn serve(args: ServeArgs) -> CliResult {
         }
         let draining = Arc::clone(&state);
         crate::serve::run(listener, state, drain_then_stop(draining)).await?;
-        Ok::<_, Box<dyn std::error::Error>>(())
+        Ok::<_, Box<dyn std::error::Error>>(serving)
     })?;
     // The last store handle goes with the runtime; the store thread finishes what is queued.
     // Every acknowledged write was committed before its response anyway, so nothing left (a
     // blocking DNS lookup of a reconnecting pool, a password check) may delay the exit.
     runtime.shutdown_timeout(Duration::from_millis(500));
+    drop(serving);
     tracing::info!("stopped");
     Ok(())
 }

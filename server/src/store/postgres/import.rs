@@ -357,6 +357,18 @@ pub async fn drop_tables_created(
 ) -> Result<Vec<String>, StoreError> {
     let mut client = connect(opts).await?;
     let tx = client.transaction().await?;
+    // As an import or a first workspace does: whoever else writes there now waits for this.
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&FIRST_WORKSPACE_LOCK])
+        .await?;
+    let workspaces = tx
+        .query_opt("SELECT to_regclass('workspaces')::text", &[])
+        .await?
+        .and_then(|r| r.get::<_, Option<String>>(0));
+    if workspaces.is_some() && holds_data(&tx).await? {
+        // Data arrived meanwhile (another import, a server creating a workspace, or this copy
+        // committed and failed after): never ours to drop.
+        return Ok(Vec::new());
+    }
     let now: Vec<String> = tx
         .query(
             "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema()",

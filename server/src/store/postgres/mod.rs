@@ -477,13 +477,17 @@ fn params<'a>(args: &'a [Arg<'_>]) -> Vec<&'a (dyn ToSql + Sync)> {
 }
 
 impl Sql for PgConn<'_, '_> {
+    // Statements are prepared once per pooled connection (deadpool's statement cache): a rule
+    // that runs one statement per row (a flush of rejections) pays one round trip per row.
     async fn exec(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<u64, StoreError> {
-        Ok(self.0.execute(sql, &params(args)).await?)
+        let stmt = self.0.prepare_cached(sql).await?;
+        Ok(self.0.execute(&stmt, &params(args)).await?)
     }
 
     async fn rows(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<Row>, StoreError> {
+        let stmt = self.0.prepare_cached(sql).await?;
         self.0
-            .query(sql, &params(args))
+            .query(&stmt, &params(args))
             .await?
             .iter()
             .map(cells)

@@ -239,7 +239,8 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
 }
 
 /// The file every `serve` on a data dir holds a shared lock on for as long as it runs, so that
-/// what must not run beside a live server (`migrate-to-postgres`, `restore`) can tell.
+/// what must not run beside a live server (`migrate-to-postgres`) can tell, and keep one from
+/// starting meanwhile.
 pub const SERVE_LOCK_FILE: &str = "dropfix.serve.lock";
 
 /// Takes the data dir's serve lock (shared: it says "served", several holders are possible); it
@@ -255,15 +256,15 @@ pub fn hold_serve_lock(data_dir: &Path) -> Result<std::fs::File, StoreError> {
 }
 
 /// Refuses (naming `what`) while a `serve` holds the data dir: what that server acknowledges
-/// after this point would not be in what `what` reads or replaces.
-pub fn refuse_if_served(data_dir: &Path, what: &str) -> Result<(), StoreError> {
+/// after this point would not be in what `what` reads. Otherwise returns the lock, held
+/// exclusively until it is dropped, so that no `serve` starts on the data dir meanwhile.
+pub fn refuse_if_served(data_dir: &Path, what: &str) -> Result<std::fs::File, StoreError> {
     let path = data_dir.join(SERVE_LOCK_FILE);
-    let Ok(file) = std::fs::File::open(&path) else {
-        // Never served (or an older version served it, and is not running now).
-        return Ok(());
-    };
+    create_owner_only(&path)?;
+    let file = std::fs::File::open(&path)
+        .map_err(|e| StoreError::Setup(format!("cannot open {}: {e}", path.display())))?;
     match file.try_lock() {
-        Ok(()) => Ok(()),
+        Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Setup(format!(
             "a dropfix-server is serving from {}: stop it before {what} (calls it acknowledges \
              meanwhile would be missed); nothing was changed",
