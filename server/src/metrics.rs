@@ -337,26 +337,30 @@ impl Metrics {
             ConstGauge::new(sample.store_queue_length),
         );
         if let Some(pool) = sample.pool {
-            r.register(
-                "db_pool_max_connections",
-                "Connections the PostgreSQL pool may open (--db-pool-size)",
-                ConstGauge::new(pool.max),
-            );
-            r.register(
-                "db_pool_connections",
-                "Connections the PostgreSQL pool has open",
-                ConstGauge::new(pool.open),
-            );
-            r.register(
-                "db_pool_connections_in_use",
-                "Pooled PostgreSQL connections lent out now",
-                ConstGauge::new(pool.in_use),
-            );
-            r.register(
-                "db_pool_waiting",
-                "Callers waiting for a pooled PostgreSQL connection now",
-                ConstGauge::new(pool.waiting),
-            );
+            for (name, help, value) in [
+                (
+                    "db_pool_max_connections",
+                    "Connections the PostgreSQL pool may open (--db-pool-size)",
+                    pool.max,
+                ),
+                (
+                    "db_pool_connections",
+                    "Connections the PostgreSQL pool has open",
+                    pool.open,
+                ),
+                (
+                    "db_pool_connections_in_use",
+                    "Pooled PostgreSQL connections lent out now",
+                    pool.in_use,
+                ),
+                (
+                    "db_pool_waiting",
+                    "Callers waiting for a pooled PostgreSQL connection now",
+                    pool.waiting,
+                ),
+            ] {
+                r.register(name, help, ConstGauge::new(value));
+            }
             r.register(
                 "db_pool_wait_seconds",
                 "Time callers waited for a pooled PostgreSQL connection, whether they got one \

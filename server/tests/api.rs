@@ -15,9 +15,9 @@ use std::time::Duration;
 use dropfix_core::claims::{self, Claims};
 use dropfix_core::{SecretKey, StrictMode, seed};
 use dropfix_server::Config;
-use dropfix_server::workspace::{self, WorkspacePatch};
+use dropfix_server::workspace::WorkspacePatch;
 use serde_json::{Value as Json, json};
-use support::{ADMIN_TOKEN, Verifier, eventually, new_workspace, now, raw_request, with_store};
+use support::{ADMIN_TOKEN, Verifier, eventually, now, raw_request, with_store};
 
 /// A verifier over a fresh embedded store that holds one workspace (not strict, local origins).
 struct TestServer {
@@ -38,14 +38,12 @@ impl Deref for TestServer {
 impl TestServer {
     fn start(config: Config) -> TestServer {
         let dir = support::data_dir();
-        let (app, secret) = with_store(dir.path(), async |store| {
-            let settings = new_workspace("test", StrictMode::Off, &workspace::DEV_ORIGINS);
-            let k = store
-                .create_workspace(&settings, "test", now())
-                .await
-                .unwrap();
-            (k.workspace.app_id, k.secret)
-        });
+        let (app, secret) = support::workspace_on(
+            &support::embedded(dir.path()),
+            &support::keyring(dir.path()),
+            "test",
+            StrictMode::Off,
+        );
         TestServer {
             server: Verifier::embedded(dir.path(), config),
             app,

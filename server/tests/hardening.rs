@@ -542,17 +542,15 @@ fn an_instance_without_the_current_master_key_fails_closed() {
 
     // What `master-key rewrap` and `workspace set --strict on` do with both keys, mk2 active.
     let ring = Keyring::new(vec![new.clone(), old.clone()]).unwrap();
-    support::with_store_on(&support::embedded(dir.path()), &ring, async |store| {
+    let backend = support::embedded(dir.path());
+    support::with_store_on(&backend, &ring, async |store| {
         assert_eq!(store.rewrap_secrets().await.unwrap(), 1);
-        let strict = WorkspacePatch {
-            strict: Some(dropfix_core::StrictMode::Enforce),
-            ..Default::default()
-        };
-        store
-            .update_workspace(&app, &strict, "cli", now())
-            .await
-            .unwrap();
     });
+    let strict = WorkspacePatch {
+        strict: Some(dropfix_core::StrictMode::Enforce),
+        ..Default::default()
+    };
+    support::update_on(&backend, &ring, &app, &strict);
 
     let health = eventually("the health check to fail", || {
         let r = server.request("GET", "/healthz", &[], b"");

@@ -18,7 +18,7 @@ use dropfix_core::StrictMode;
 use dropfix_server::sealing::{Keyring, MasterKey};
 use dropfix_server::store::Backend;
 use dropfix_server::tls::{Tls, TlsFiles};
-use dropfix_server::workspace::{self, WorkspacePatch};
+use dropfix_server::workspace::WorkspacePatch;
 use dropfix_server::{AppState, Config};
 use serde_json::json;
 use support::pg::TestDb;
@@ -238,14 +238,7 @@ fn check_served(scrape: &Scrape, backend: &str) {
 /// A workspace in `report_only` (so an unsigned call counts as a would-be rejection) made on
 /// `backend` as the CLI makes it; its app id and secret.
 fn workspace_on(backend: &Backend, ring: &Keyring) -> (String, dropfix_core::SecretKey) {
-    with_store_on(backend, ring, async |store| {
-        let settings = new_workspace("metrics", StrictMode::ReportOnly, &workspace::DEV_ORIGINS);
-        let k = store
-            .create_workspace(&settings, "cli", now())
-            .await
-            .unwrap();
-        (k.workspace.app_id, k.secret)
-    })
+    support::workspace_on(backend, ring, "metrics", StrictMode::ReportOnly)
 }
 
 fn ring() -> Keyring {
@@ -393,16 +386,11 @@ fn postgres_has_its_pool_listener_and_config_version_too() {
         before.get("dropfix_config_last_reload_timestamp_seconds"),
     );
     let app = pg.app.clone();
-    with_store_on(&pg.backend, &pg.ring, async |store| {
-        let patch = WorkspacePatch {
-            name: Some("renamed".into()),
-            ..Default::default()
-        };
-        store
-            .update_workspace(&app, &patch, "cli", now())
-            .await
-            .unwrap();
-    });
+    let patch = WorkspacePatch {
+        name: Some("renamed".into()),
+        ..Default::default()
+    };
+    support::update_on(&pg.backend, &pg.ring, &app, &patch);
     let after = eventually("the change to arrive", || {
         let s = scrape(v);
         (s.get("dropfix_config_version") > version).then_some(s)

@@ -32,7 +32,7 @@ use dropfix_core::{SecretKey, StrictMode, seed};
 use dropfix_server::sealing::{self, Keyring};
 use dropfix_server::store::postgres::PgOptions;
 use dropfix_server::store::{Backend, Hooks, Role, Store};
-use dropfix_server::workspace::NewWorkspace;
+use dropfix_server::workspace::{NewWorkspace, WorkspacePatch};
 use dropfix_server::{AppState, Config};
 use serde_json::{Value as Json, json};
 use sha2::Digest;
@@ -123,6 +123,34 @@ pub fn new_workspace(name: &str, strict: StrictMode, allowed_origins: &[&str]) -
         require_signed_claims: false,
         allowed_origins: allowed_origins.iter().map(|o| o.to_string()).collect(),
     }
+}
+
+/// A workspace made on `backend` as the CLI makes it (the development origins allowed); its
+/// app id and secret.
+pub fn workspace_on(
+    backend: &Backend,
+    ring: &Keyring,
+    name: &str,
+    strict: StrictMode,
+) -> (String, SecretKey) {
+    with_store_on(backend, ring, async |store| {
+        let settings = new_workspace(name, strict, &dropfix_server::workspace::DEV_ORIGINS);
+        let k = store
+            .create_workspace(&settings, "cli", now())
+            .await
+            .unwrap();
+        (k.workspace.app_id, k.secret)
+    })
+}
+
+/// Changes workspace `app` on `backend` as the CLI does (from outside a running server).
+pub fn update_on(backend: &Backend, ring: &Keyring, app: &str, patch: &WorkspacePatch) {
+    with_store_on(backend, ring, async |store| {
+        store
+            .update_workspace(app, patch, "cli", now())
+            .await
+            .unwrap();
+    });
 }
 
 /// A console account with the password hash `phc` and `role` in `app`, as
