@@ -220,14 +220,20 @@ pub(crate) trait Sql {
     fn ilike(&self) -> &'static str;
 }
 
-/// The schema version a database records (`found`), checked against the `known` migrations of
-/// this build: a newer one (written by a newer dropfix-server, or not DropFix's) is refused,
-/// since migrating or writing it could corrupt it.
-pub(crate) fn schema_version(found: i64, known: usize) -> Result<usize, StoreError> {
-    usize::try_from(found)
+/// The migrations a database whose schema is at version `found` still needs, each with the
+/// version it brings the schema to (1 for the first). A schema newer than this build knows
+/// (written by a newer dropfix-server, or not DropFix's) is refused: migrating or writing it
+/// could corrupt it.
+pub(crate) fn pending_migrations<'m>(
+    migrations: &'m [&'m str],
+    found: i64,
+) -> Result<impl Iterator<Item = (i64, &'m str)>, StoreError> {
+    let known = migrations.len();
+    let version = usize::try_from(found)
         .ok()
         .filter(|&v| v <= known)
-        .ok_or(StoreError::UnknownSchema { found, known })
+        .ok_or(StoreError::UnknownSchema { found, known })?;
+    Ok((1..).zip(migrations.iter().copied()).skip(version))
 }
 
 /// `$1, $2` placeholders as `?1, ?2` (SQLite reads `$1` as a *named* parameter, numbered by

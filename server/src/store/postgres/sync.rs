@@ -14,7 +14,7 @@ use super::{
     describe, pooled,
 };
 use crate::sealing::Keyring;
-use crate::store::sql::schema_version;
+use crate::store::sql::pending_migrations;
 use crate::store::{Hooks, StoreError, config};
 
 // ---------------------------------------------------------------------------------------------
@@ -40,10 +40,9 @@ pub(super) async fn migrate(pool: &Pool, ring: &Keyring) -> Result<(), StoreErro
         )
         .await?
         .get(0);
-    let version = schema_version(found, MIGRATIONS.len())?;
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+    for (version, sql) in pending_migrations(MIGRATIONS, found)? {
         tx.batch_execute(sql).await?;
-        let n = i32::try_from(i + 1).unwrap_or(i32::MAX);
+        let n = i32::try_from(version).unwrap_or(i32::MAX);
         tx.execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[&n])
             .await?;
         tracing::info!(version = n, "postgres schema migrated");

@@ -7,7 +7,7 @@ use std::time::Duration;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use crate::store::StoreError;
-use crate::store::sql::schema_version;
+use crate::store::sql::pending_migrations;
 
 /// The database file in the data directory.
 pub const DB_FILE: &str = "dropfix.sqlite3";
@@ -222,13 +222,11 @@ fn create_owner_only(path: &Path) -> Result<(), StoreError> {
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
     let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    let version = schema_version(found, MIGRATIONS.len())?;
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+    for (next, sql) in pending_migrations(MIGRATIONS, found)? {
         // IMMEDIATE, and the version read again inside: a server and a CLI opening a new
         // database together apply each migration once, whichever takes the write lock first.
         let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
         let now: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        let next = i64::try_from(i + 1).unwrap_or(i64::MAX);
         if now < next {
             tx.execute_batch(sql)?;
             tx.pragma_update(None, "user_version", next)?;
