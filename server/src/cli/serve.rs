@@ -188,6 +188,7 @@ pub(super) fn serve(args: ServeArgs) -> CliResult {
         }
         let addr = listener.local_addr()?;
         tracing::info!(%addr, ephemeral = args.ephemeral, "listening");
+        let signals = StopSignals::new()?;
         announce(&format!("dropfix-server listening on {scheme}://{addr}"));
         #[cfg(unix)]
         if scheme == "http" {
@@ -203,7 +204,7 @@ pub(super) fn serve(args: ServeArgs) -> CliResult {
             });
         }
         let draining = Arc::clone(&state);
-        crate::serve::run(listener, state, drain_then_stop(draining)).await?;
+        crate::serve::run(listener, state, drain_then_stop(draining, signals)).await?;
         Ok::<_, Box<dyn std::error::Error>>(serving)
     })?;
     // The last store handle goes with the runtime; the store thread finishes what is queued.
@@ -285,11 +286,10 @@ fn announce(line: &str) {
     let _ = out.flush();
 }
 
-/// Ctrl-C or SIGTERM.
 /// Completes when the listener should close: at the first SIGTERM or Ctrl-C the instance starts
 /// draining ([`AppState::start_draining`]) for `config.drain`, or until a second signal.
-async fn drain_then_stop(state: Arc<AppState>) {
-    shutdown_signal().await;
+async fn drain_then_stop(state: Arc<AppState>, mut signals: StopSignals) {
+    signals.recv().await;
     let drain = state.config.drain;
     if drain.is_zero() {
         return;
@@ -302,30 +302,44 @@ async fn drain_then_stop(state: Arc<AppState>) {
     );
     tokio::select! {
         () = tokio::time::sleep(drain) => {}
-        () = shutdown_signal() => tracing::info!("second signal: draining cut short"),
+        () = signals.recv() => tracing::info!("second signal: draining cut short"),
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// SIGTERM and Ctrl-C (SIGINT), heard from when this is made: before the listening line is
+/// printed, so a signal sent as soon as it appears is not met by the default action (the process
+/// ending at once, without a drain).
+struct StopSignals {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn new() -> std::io::Result<StopSignals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(StopSignals {
+                term: signal(SignalKind::terminate())?,
+                int: signal(SignalKind::interrupt())?,
+            })
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+        #[cfg(not(unix))]
+        Ok(StopSignals {})
     }
-    tracing::info!("shutdown signal received");
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.term.recv() => {},
+            _ = self.int.recv() => {},
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutdown signal received");
+    }
 }
 
 /// Below this an admin token is warned about at start (a generated one has 48 hex characters).
