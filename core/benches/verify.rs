@@ -100,6 +100,7 @@ fn benches(c: &mut Criterion) {
             secrets: &secrets,
             strict: StrictMode::Off,
             require_signed_claims: false,
+            issuers: dropfix_core::NO_ISSUERS,
         };
         b.iter(|| {
             let value: Value = serde_json::from_str(black_box(&body)).unwrap();

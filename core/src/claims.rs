@@ -223,22 +223,25 @@ pub fn verify(secrets: &[SecretKey], token: &str, now: i64) -> Result<(Claims, u
     if opt_time(&payload, "nbf")?.is_some_and(|nbf| nbf > now + timestamp::MAX_FUTURE_SKEW_SECS) {
         return Err(Rejection::SignedAtInFuture);
     }
-    // The payload's MRR rule (a finite number in 0..=1e12), so a token cannot store what a
-    // browser-sent call could not.
-    let mrr =
-        payload::mrr("mrr", find(&payload, "mrr")).map_err(|_| Rejection::SignatureMalformed)?;
-    let claims = Claims {
-        sub,
-        iat,
-        exp,
-        name: opt_str(&payload, "name")?,
-        email: opt_str(&payload, "email")?,
-        plan: opt_str(&payload, "plan")?,
-        mrr,
-        signup_date: opt_str(&payload, "signup_date")?,
-        custom: custom_traits(&payload)?,
-    };
+    let claims = Claims::from_traits(sub, iat, exp, traits_of(&payload)?);
     Ok((claims, key_index))
+}
+
+/// The traits a token's claims sign: the standard ones by name and every other claim that is not
+/// a registered one as a custom trait, under the payload's rules (so a token cannot store what a
+/// browser-sent call could not). Also used for issuer tokens ([`crate::issuer`]).
+pub(crate) fn traits_of(payload: &[(String, Value)]) -> Result<Traits, Rejection> {
+    // The payload's MRR rule (a finite number in 0..=1e12).
+    let mrr =
+        payload::mrr("mrr", find(payload, "mrr")).map_err(|_| Rejection::SignatureMalformed)?;
+    Ok(Traits {
+        name: opt_str(payload, "name")?,
+        email: opt_str(payload, "email")?,
+        plan: opt_str(payload, "plan")?,
+        mrr,
+        signup_date: opt_str(payload, "signup_date")?,
+        custom: custom_traits(payload)?,
+    })
 }
 
 #[cfg(test)]

@@ -7,8 +7,10 @@
 //! (the actionable message for a cached signature) while a wrong one is reported as a mismatch.
 
 use alloc::vec::Vec;
+use core::fmt;
 
 use crate::claims::{self, Claims};
+use crate::issuer;
 use crate::payload::{Identify, Traits};
 use crate::rejection::Rejection;
 use crate::secret::SecretKey;
@@ -55,7 +57,31 @@ pub struct Policy<'a> {
     pub secrets: &'a [SecretKey],
     pub strict: StrictMode,
     pub require_signed_claims: bool,
+    /// The workspace's token issuers: who checks public-key tokens ([`NO_ISSUERS`] if none).
+    pub issuers: &'a dyn TokenIssuers,
 }
+
+/// Verifies public-key tokens ([`issuer::is_issuer_token`]) against a workspace's token issuers.
+/// The verifier implements it over its issuers' keys (static, or fetched from a JWKS URL): it
+/// chooses the issuer by `iss` and the key by `kid`, checks the signature with the algorithm the
+/// issuer allows and the key supports, then applies [`issuer::check_claims`].
+pub trait TokenIssuers: fmt::Debug + Sync {
+    /// The token's claims and the index of the issuer that vouched for them.
+    fn verify(&self, token: &str, now: i64) -> Result<(Claims, usize), Rejection>;
+}
+
+/// A workspace without token issuers: every public-key token is from an unknown issuer.
+#[derive(Debug, Clone, Copy)]
+pub struct NoIssuers;
+
+impl TokenIssuers for NoIssuers {
+    fn verify(&self, _token: &str, _now: i64) -> Result<(Claims, usize), Rejection> {
+        Err(Rejection::UnknownIssuer)
+    }
+}
+
+/// [`NoIssuers`], for [`Policy::issuers`].
+pub const NO_ISSUERS: &NoIssuers = &NoIssuers;
 
 /// How a verified call was verified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +90,9 @@ pub enum Method {
     SeedHmac,
     /// An HS256 token with `sub`, `iat` and optional trusted traits.
     SignedClaims,
+    /// A public-key token of one of the workspace's token issuers (its own backend's key pair,
+    /// or its identity provider).
+    IssuerToken,
 }
 
 impl Method {
@@ -72,6 +101,7 @@ impl Method {
         match self {
             Method::SeedHmac => "seed_hmac",
             Method::SignedClaims => "signed_claims",
+            Method::IssuerToken => "issuer_token",
         }
     }
 }
@@ -85,7 +115,8 @@ pub type TrustedTraits = Traits;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verified {
     pub method: Method,
-    /// Which active secret verified it (0 = newest); lets operators see when an old key is unused.
+    /// Which active secret verified it (0 = newest), or for [`Method::IssuerToken`] which token
+    /// issuer; lets operators see when an old key is unused.
     pub key_index: usize,
     /// When the customer's backend signed (`signedAt` or the token's `iat`).
     pub signed_at: i64,
@@ -154,6 +185,16 @@ fn decide_signed(
                 custom: Vec::new(),
                 ..call.traits.clone()
             },
+        }));
+    }
+    if issuer::is_issuer_token(signature) {
+        let (claims, issuer_index) = policy.issuers.verify(signature, now)?;
+        check_consistent(&claims, &call.user_id, &call.traits)?;
+        return Ok(Some(Verified {
+            method: Method::IssuerToken,
+            key_index: issuer_index,
+            signed_at: claims.iat,
+            trusted: claims.into_traits(),
         }));
     }
     if claims::is_jws_form(signature) {
@@ -308,6 +349,7 @@ mod tests {
             secrets: &secrets,
             strict: StrictMode::Enforce,
             require_signed_claims: true,
+            issuers: NO_ISSUERS,
         };
         let Decision::Verified(v) = decide(&policy, &call, NOW) else {
             panic!("not verified");
@@ -355,5 +397,94 @@ mod tests {
         assert_eq!(StrictMode::default(), StrictMode::Off);
         assert_eq!(Method::SeedHmac.as_str(), "seed_hmac");
         assert_eq!(Method::SignedClaims.as_str(), "signed_claims");
+        assert_eq!(Method::IssuerToken.as_str(), "issuer_token");
+    }
+
+    /// A token issuer that vouches for `42` with plan `pro` (issuer 3), or refuses.
+    #[derive(Debug)]
+    struct FakeIssuer(Option<Rejection>);
+
+    impl TokenIssuers for FakeIssuer {
+        fn verify(&self, token: &str, now: i64) -> Result<(Claims, usize), Rejection> {
+            assert!(issuer::is_issuer_token(token));
+            match self.0 {
+                Some(r) => Err(r),
+                None => Ok((
+                    Claims {
+                        sub: "42".into(),
+                        iat: now - 1000,
+                        plan: Some("pro".into()),
+                        ..Claims::default()
+                    },
+                    3,
+                )),
+            }
+        }
+    }
+
+    #[test]
+    fn public_key_tokens_go_to_the_issuers_and_count_as_signed_claims() {
+        use base64::Engine as _;
+        let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        let token = alloc::format!("{}.{}.AAAA", b64(r#"{"alg":"ES256"}"#), b64("{}"));
+        let call = |user: &str, plan: &str| Identify {
+            app_id: "a".into(),
+            user_id: user.into(),
+            traits: Traits {
+                plan: Some(plan.into()),
+                ..Traits::default()
+            },
+            signature: Some(token.clone()),
+            signed_at: None,
+        };
+        let secrets = [SecretKey::new("k")];
+        let ok = FakeIssuer(None);
+        let policy = Policy {
+            secrets: &secrets,
+            strict: StrictMode::Enforce,
+            require_signed_claims: true,
+            issuers: &ok,
+        };
+        let Decision::Verified(v) = decide(&policy, &call("42", "pro"), NOW) else {
+            panic!("not verified");
+        };
+        assert_eq!(v.method, Method::IssuerToken);
+        assert_eq!(v.key_index, 3);
+        assert_eq!(v.signed_at, NOW - 1000);
+        assert_eq!(v.trusted.plan.as_deref(), Some("pro"));
+        for (user, plan) in [("43", "pro"), ("42", "enterprise")] {
+            assert_eq!(
+                decide(&policy, &call(user, plan), NOW),
+                Decision::Rejected(Rejection::ClaimsMismatch)
+            );
+        }
+        let refusing = FakeIssuer(Some(Rejection::AudienceMismatch));
+        let policy = Policy {
+            issuers: &refusing,
+            ..policy
+        };
+        assert_eq!(
+            decide(&policy, &call("42", "pro"), NOW),
+            Decision::Rejected(Rejection::AudienceMismatch)
+        );
+        let policy = Policy {
+            issuers: NO_ISSUERS,
+            ..policy
+        };
+        assert_eq!(
+            decide(&policy, &call("42", "pro"), NOW),
+            Decision::Rejected(Rejection::UnknownIssuer)
+        );
+        // HS256 stays with the claims key, whatever issuers there are.
+        let hs = claims::sign(&secrets[0], &Claims::from_traits("42", NOW, None, Traits::default()));
+        let policy = Policy {
+            issuers: &refusing,
+            ..policy
+        };
+        let hs_call = Identify {
+            signature: Some(hs),
+            ..call("42", "pro")
+        };
+        assert!(matches!(decide(&policy, &hs_call, NOW), Decision::Verified(v) if v.method == Method::SignedClaims));
     }
 }

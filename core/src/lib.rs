@@ -17,7 +17,10 @@
 //!          "hash":"{dropfix_hash}","signedAt":{now}}}"#
 //! )).unwrap();
 //! let call = Identify::from_wire(&body).unwrap();
-//! let policy = Policy { secrets: &[secret], strict: StrictMode::Off, require_signed_claims: false };
+//! let policy = Policy {
+//!     secrets: &[secret], strict: StrictMode::Off, require_signed_claims: false,
+//!     issuers: dropfix_core::NO_ISSUERS,
+//! };
 //! assert!(matches!(decide(&policy, &call, now), Decision::Verified(_)));
 //! ```
 #![no_std]
@@ -26,6 +29,7 @@ extern crate alloc;
 
 pub mod claims;
 mod decision;
+pub mod issuer;
 mod payload;
 mod rejection;
 mod secret;
@@ -33,7 +37,10 @@ pub mod seed;
 pub mod timestamp;
 mod value;
 
-pub use decision::{Decision, Method, Policy, StrictMode, TrustedTraits, Verified, decide};
+pub use decision::{
+    Decision, Method, NO_ISSUERS, NoIssuers, Policy, StrictMode, TokenIssuers, TrustedTraits, Verified,
+    decide,
+};
 pub use payload::{
     Identify, MAX_BODY_BYTES, MAX_CUSTOM_TRAITS, MAX_SIGNATURE_BYTES, MAX_TRAIT_STRING_BYTES,
     MAX_USER_ID_BYTES, RESERVED_TRAIT_NAMES, RESERVED_TRAIT_PREFIXES, Traits, ValidationError,

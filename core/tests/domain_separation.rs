@@ -63,6 +63,7 @@ fn a_seed_hash_of_a_signing_input_is_not_a_token() {
             secrets: &secrets,
             strict,
             require_signed_claims,
+            issuers: dropfix_core::NO_ISSUERS,
         };
         assert_eq!(
             decide(&policy, &call("1001", &forged, None), NOW),
@@ -94,6 +95,7 @@ fn a_tokens_signing_input_and_mac_are_not_a_seed_signature() {
         secrets: &secrets,
         strict: StrictMode::Off,
         require_signed_claims: false,
+        issuers: dropfix_core::NO_ISSUERS,
     };
     assert_eq!(
         decide(&policy, &call(signing_input, &hex_tag, Some(NOW)), NOW),

@@ -33,6 +33,7 @@ pub fn run_decision_case(case: &Json) -> Json {
         secrets: &secrets,
         strict: StrictMode::parse(case["strict"].as_str().unwrap()).unwrap(),
         require_signed_claims: case["require_signed_claims"].as_bool().unwrap(),
+        issuers: dropfix_core::NO_ISSUERS,
     };
     decision_json(&dropfix_core::decide(
         &policy,

@@ -511,6 +511,7 @@ async fn identify(
         secrets: &secrets,
         strict: ws.strict,
         require_signed_claims: ws.require_signed_claims,
+        issuers: dropfix_core::NO_ISSUERS,
     };
     let decision = dropfix_core::decide(&policy, &call, now);
     let mut stat = stats::Outcome::Unverified;
@@ -564,12 +565,16 @@ async fn identify(
             signed_custom = v.trusted.custom;
             let verification = Verification {
                 method: v.method.as_str(),
-                key_id: key_ids.get(v.key_index).copied().unwrap_or_default(),
+                // An issuer token is verified by no key of the workspace: no key id.
+                key_id: match v.method {
+                    Method::IssuerToken => 0,
+                    _ => key_ids.get(v.key_index).copied().unwrap_or_default(),
+                },
                 signed_at: v.signed_at,
             };
             stat = match v.method {
                 Method::SeedHmac => stats::Outcome::VerifiedSeed,
-                Method::SignedClaims => stats::Outcome::VerifiedClaims,
+                Method::SignedClaims | Method::IssuerToken => stats::Outcome::VerifiedClaims,
             };
             (Some(verification), trusted, "verified")
         }
@@ -595,7 +600,7 @@ async fn identify(
     // A token vouches for its own custom traits only: what the browser added beside it is a
     // claim (kept aside), so a valid token cannot carry unsigned traits into the user's set.
     let (custom, claimed_custom): (Map<String, Json>, Map<String, Json>) =
-        if verification.is_some_and(|v| v.method == Method::SignedClaims.as_str()) {
+        if verification.is_some_and(|v| v.method != Method::SeedHmac.as_str()) {
             let added: Map<String, Json> = traits
                 .custom
                 .into_iter()

@@ -23,6 +23,7 @@
 //! - [`workspace`]: workspaces, keys and the rules on them, the in-memory registry; [`users`]:
 //!   stored users and the stored-data rules of an identify call; [`sealing`]: workspace secrets
 //!   encrypted at rest under a keyring of master keys; [`diagnose`]: the `debug-signature` checks
+//! - [`issuers`]: token issuers (public keys, identity providers' JWKS) and their tokens' checks
 
 pub mod admin;
 pub mod backup;
@@ -30,6 +31,7 @@ pub mod cli;
 pub mod console;
 pub mod diagnose;
 pub mod http;
+pub mod issuers;
 pub mod limits;
 pub mod metrics;
 pub mod sealing;

@@ -184,8 +184,10 @@ def decision_cases():
         case("signed claims: wrong key", {"user_id": "42", "signature": jws(OTHER_SECRET, hs, good)}, rejected("signature_mismatch")),
         case("signed claims: alg none",
              {"user_id": "42", "signature": b64url(b'{"alg":"none"}') + "." + payload + "." + tag}, rejected("signature_malformed")),
+        # A public-key alg goes to the workspace's token issuers, never to the claims key: an HS256
+        # MAC relabelled RS256 meets a workspace that trusts no issuer.
         case("signed claims: alg RS256", {"user_id": "42", "signature": jws(SECRET, {"alg": "RS256"}, good)},
-             rejected("signature_malformed")),
+             rejected("unknown_issuer")),
         case("signed claims: crit header", {"user_id": "42", "signature": jws(SECRET, {"alg": "HS256", "crit": ["x"]}, good)},
              rejected("signature_malformed")),
         case("signed claims: iat 301 s old", {"user_id": "42", "signature": jws(SECRET, hs, {**good, "iat": NOW - 301})},

@@ -31,6 +31,7 @@ pub fn identify(data: &[u8]) -> bool {
                 secrets: &secrets,
                 strict,
                 require_signed_claims,
+                issuers: dropfix_core::NO_ISSUERS,
             };
             let _ = decide(&policy, &call, NOW);
         }

@@ -1,0 +1,376 @@
+//! Token issuers: who may vouch for a user with a *public-key* token instead of the workspace's
+//! shared secret. An issuer is either the customer's own backend, holding a private key whose
+//! public half is registered here (static keys), or the customer's identity provider, whose keys
+//! are fetched from its JWKS URL. Either way the workspace stores nothing that can mint a user.
+//!
+//! - [`keys`]: public keys from PEM, JWK and JWKS, checked before they are trusted;
+//! - [`verify`]: signature checks (`ring`);
+//! - this module: an issuer's configuration as stored and its rules, and [`WorkspaceIssuers`],
+//!   which the decision ([`dropfix_core::decide`]) asks about public-key tokens.
+//!
+//! Choosing the issuer: a token's (unverified) `iss` picks the issuers configured with that
+//! `iss`; a token without `iss` can only be from an issuer of static keys configured without
+//! one. The key is picked by `kid` (every key of the issuer when the token names none); the
+//! algorithm must be allowed by the issuer *and* made by the key's family, so neither `none`
+//! nor an HS256 MAC keyed with a public key can pass (HS256 never even reaches an issuer: it is
+//! the claims key's, see [`dropfix_core::issuer::PUBLIC_KEY_ALGS`]). Headers that carry a key
+//! (`jwk`, `jku`, `x5u`, `x5c`) are ignored.
+
+pub mod keys;
+pub mod verify;
+
+use std::fmt;
+use std::sync::Arc;
+
+use dropfix_core::claims::Claims;
+use dropfix_core::issuer::{IssuerRules, Jws, PUBLIC_KEY_ALGS, check_claims};
+use dropfix_core::{Rejection, TokenIssuers};
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+use keys::{KeySet, PublicKey};
+
+/// The algorithms an issuer allows when its configuration names none.
+pub const DEFAULT_ALGORITHMS: [&str; 4] = ["ES256", "EdDSA", "RS256", "PS256"];
+/// At most this many issuers per workspace.
+pub const MAX_ISSUERS: usize = 16;
+const MAX_AUDIENCES: usize = 16;
+const MAX_CLAIM_MAPS: usize = 32;
+const MAX_TEXT: usize = 512;
+
+/// One claim of an identity provider's token mapped to a trait.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimMap {
+    /// A top-level claim name (a namespaced URL too) or a dotted path (`app_metadata.plan`).
+    pub claim: String,
+    /// `name`, `email`, `plan`, `mrr`, `signup_date` or a custom trait name.
+    #[serde(rename = "trait")]
+    pub to: String,
+}
+
+/// An issuer as stored (a JSON array of these is the workspace's `token_issuers` column) and as
+/// the admin API shows it. Keys are public JWKs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    /// Unique in the workspace: `[A-Za-z0-9._-]{1,64}`.
+    pub name: String,
+    /// The `iss` its tokens carry; `None` (static keys only): its tokens carry no `iss`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    /// Accepted `aud` values; required for a JWKS issuer, optional for static keys.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audiences: Vec<String>,
+    /// The claim that holds the user id.
+    #[serde(default = "default_user_claim")]
+    pub user_claim: String,
+    /// `None`: the signed-claims format (every unregistered claim is a trait); the default for
+    /// static keys. `Some`: only these claims, the default for JWKS issuers being `email` and
+    /// `name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claims: Option<Vec<ClaimMap>>,
+    /// The JWS algorithms its tokens may use.
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+    /// Where its keys are published (https).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_url: Option<String>,
+    /// Its static public keys, as public JWKs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<Json>,
+}
+
+fn default_user_claim() -> String {
+    "sub".into()
+}
+
+fn default_algorithms() -> Vec<String> {
+    DEFAULT_ALGORITHMS.iter().map(|a| (*a).to_owned()).collect()
+}
+
+/// The default trait mapping of an identity provider's token.
+pub fn default_idp_claims() -> Vec<ClaimMap> {
+    ["email", "name"]
+        .iter()
+        .map(|c| ClaimMap {
+            claim: (*c).into(),
+            to: (*c).into(),
+        })
+        .collect()
+}
+
+/// A checked issuer, ready to verify.
+#[derive(Clone, PartialEq)]
+pub struct Issuer {
+    pub config: IssuerConfig,
+    /// Parsed static keys (`None` for a JWKS issuer).
+    pub static_keys: Option<Arc<KeySet>>,
+    /// [`IssuerConfig::claims`] as the core's `(claim, trait)` pairs.
+    trait_pairs: Option<Vec<(String, String)>>,
+}
+
+impl fmt::Debug for Issuer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Issuer")
+            .field("name", &self.config.name)
+            .field("iss", &self.config.iss)
+            .field("jwks_url", &self.config.jwks_url)
+            .finish_non_exhaustive()
+    }
+}
+
+fn check_text(what: &str, s: &str) -> Result<(), String> {
+    if s.is_empty() || s.len() > MAX_TEXT || s.chars().any(char::is_control) {
+        return Err(format!(
+            "{what} must be 1 to {MAX_TEXT} bytes without control characters"
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `url` is an https URL with a host (the fetcher checks the address it resolves to).
+fn check_jwks_url(url: &str) -> Result<(), String> {
+    let uri: hyper::Uri = url
+        .parse()
+        .map_err(|_| format!("jwks_url {url:?} is not a URL"))?;
+    if uri.scheme_str() != Some("https") {
+        return Err(format!("jwks_url must be https (got {url:?})"));
+    }
+    let authority = uri.authority().map(|a| a.as_str()).unwrap_or_default();
+    if uri.host().is_none_or(str::is_empty) || authority.contains('@') {
+        return Err(format!("jwks_url {url:?} needs a host and no user info"));
+    }
+    check_text("jwks_url", url)
+}
+
+fn check_trait_name(name: &str) -> Result<(), String> {
+    const STANDARD: [&str; 5] = ["name", "email", "plan", "mrr", "signup_date"];
+    if STANDARD.contains(&name) {
+        return Ok(());
+    }
+    if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+        return Err(format!("trait {name:?} is not a valid trait name (1 to 64 bytes)"));
+    }
+    if dropfix_core::is_reserved_trait(name)
+        || dropfix_core::claims::REGISTERED_CLAIMS.contains(&name)
+        || name.to_ascii_lowercase().contains("secret")
+    {
+        return Err(format!("trait {name:?} is a reserved name"));
+    }
+    Ok(())
+}
+
+impl IssuerConfig {
+    /// Checks the configuration and parses its keys. Every refusal says what to change.
+    pub fn check(self) -> Result<Issuer, String> {
+        let c = self;
+        let name_ok = !c.name.is_empty()
+            && c.name.len() <= 64
+            && c.name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if !name_ok {
+            return Err(format!(
+                "issuer name {:?} must be 1 to 64 letters, digits, '.', '_' or '-'",
+                c.name
+            ));
+        }
+        if let Some(iss) = &c.iss {
+            check_text("iss", iss)?;
+        }
+        if c.audiences.len() > MAX_AUDIENCES {
+            return Err(format!("at most {MAX_AUDIENCES} audiences"));
+        }
+        for aud in &c.audiences {
+            check_text("audience", aud)?;
+        }
+        check_text("user_claim", &c.user_claim)?;
+        if let Some(map) = &c.claims {
+            if map.len() > MAX_CLAIM_MAPS {
+                return Err(format!("at most {MAX_CLAIM_MAPS} claim mappings"));
+            }
+            for m in map {
+                check_text("claim", &m.claim)?;
+                check_trait_name(&m.to)?;
+                if m.claim == c.user_claim {
+                    return Err(format!(
+                        "claim {:?} is the user id claim; it cannot also be a trait",
+                        m.claim
+                    ));
+                }
+            }
+        }
+        if c.algorithms.is_empty() {
+            return Err("algorithms must name at least one of ES256, EdDSA, RS256, PS256".into());
+        }
+        for alg in &c.algorithms {
+            if !PUBLIC_KEY_ALGS.contains(&alg.as_str()) {
+                return Err(format!(
+                    "algorithm {alg:?} is not supported: use {}",
+                    PUBLIC_KEY_ALGS.join(", ")
+                ));
+            }
+        }
+        let static_keys = match (&c.jwks_url, c.keys.is_empty()) {
+            (Some(_), false) => {
+                return Err("an issuer has either a jwks_url or static keys, not both".into());
+            }
+            (None, true) => {
+                return Err("an issuer needs a jwks_url or at least one public key".into());
+            }
+            (Some(url), true) => {
+                check_jwks_url(url)?;
+                if c.iss.is_none() {
+                    return Err("an issuer with a jwks_url needs its iss (the exact issuer \
+                                string of its tokens)"
+                        .into());
+                }
+                if c.audiences.is_empty() {
+                    return Err("an issuer with a jwks_url needs at least one audience (your \
+                                app's client id or API identifier): without one, any app of \
+                                the same provider tenant could sign users in"
+                        .into());
+                }
+                None
+            }
+            (None, false) => {
+                if c.keys.len() > keys::MAX_KEYS {
+                    return Err(format!("at most {} keys", keys::MAX_KEYS));
+                }
+                let mut parsed: Vec<PublicKey> = Vec::with_capacity(c.keys.len());
+                for jwk in &c.keys {
+                    let key = keys::parse_jwk(jwk).map_err(|e| e.0)?;
+                    if !c.algorithms.iter().any(|a| key.supports(a)) {
+                        return Err(format!(
+                            "key {} ({}) can make none of the allowed algorithms {}",
+                            key.kid.clone().unwrap_or_else(|| key.thumbprint()),
+                            key.kind(),
+                            c.algorithms.join(", ")
+                        ));
+                    }
+                    if let Some(kid) = &key.kid
+                        && parsed.iter().any(|k| k.kid.as_ref() == Some(kid))
+                    {
+                        return Err(format!("two keys have the kid {kid:?}"));
+                    }
+                    parsed.push(key);
+                }
+                Some(Arc::new(KeySet {
+                    keys: parsed,
+                    skipped: Vec::new(),
+                }))
+            }
+        };
+        let trait_pairs = c
+            .claims
+            .as_ref()
+            .map(|map| map.iter().map(|m| (m.claim.clone(), m.to.clone())).collect());
+        Ok(Issuer {
+            config: c,
+            static_keys,
+            trait_pairs,
+        })
+    }
+}
+
+impl Issuer {
+    fn rules(&self) -> IssuerRules<'_> {
+        let c = &self.config;
+        IssuerRules {
+            issuer: c.iss.as_deref(),
+            audiences: &c.audiences,
+            user_claim: &c.user_claim,
+            traits: self.trait_pairs.as_deref(),
+        }
+    }
+
+    /// Whether the token's (unverified) `iss` makes it a token of this issuer.
+    pub fn claims_token(&self, iss: Option<&str>) -> bool {
+        self.config.iss.as_deref() == iss
+    }
+}
+
+/// The keys of JWKS issuers as the process's cache holds them, read without waiting.
+pub trait JwksKeys: Send + Sync {
+    /// The keys last fetched from `url`, while they may still be trusted.
+    fn get(&self, url: &str) -> Option<Arc<KeySet>>;
+}
+
+/// No JWKS cache (the CLI's checks): every JWKS issuer is unavailable.
+#[derive(Debug, Clone, Copy)]
+pub struct NoJwks;
+
+impl JwksKeys for NoJwks {
+    fn get(&self, _url: &str) -> Option<Arc<KeySet>> {
+        None
+    }
+}
+
+/// A workspace's issuers and where their keys are, for one decision.
+pub struct WorkspaceIssuers<'a> {
+    pub issuers: &'a [Issuer],
+    pub jwks: &'a dyn JwksKeys,
+}
+
+impl fmt::Debug for WorkspaceIssuers<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkspaceIssuers")
+            .field("issuers", &self.issuers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WorkspaceIssuers<'_> {
+    /// The keys an issuer verifies with now: its static keys, or its JWKS as cached.
+    pub fn keys_of(&self, issuer: &Issuer) -> Option<Arc<KeySet>> {
+        match (&issuer.static_keys, &issuer.config.jwks_url) {
+            (Some(keys), _) => Some(Arc::clone(keys)),
+            (None, Some(url)) => self.jwks.get(url),
+            (None, None) => None,
+        }
+    }
+
+    /// Checks a token against one issuer.
+    fn verify_with(&self, issuer: &Issuer, jws: &Jws<'_>, now: i64) -> Result<Claims, Rejection> {
+        let alg = jws.alg().unwrap_or_default();
+        if !issuer.config.algorithms.iter().any(|a| a == alg) {
+            return Err(Rejection::AlgorithmNotAllowed);
+        }
+        let keys = self.keys_of(issuer).ok_or(Rejection::IssuerUnavailable)?;
+        let kid = jws.kid();
+        if let Some(kid) = kid
+            && !keys.has_kid(kid)
+        {
+            return Err(Rejection::UnknownKeyId);
+        }
+        let mut candidates = keys.candidates(kid, alg).peekable();
+        if candidates.peek().is_none() {
+            return Err(Rejection::AlgorithmNotAllowed);
+        }
+        let msg = jws.signing_input.as_bytes();
+        if !candidates.any(|key| verify::verify(key, alg, msg, &jws.signature)) {
+            return Err(Rejection::SignatureMismatch);
+        }
+        check_claims(&issuer.rules(), jws, now)
+    }
+}
+
+impl TokenIssuers for WorkspaceIssuers<'_> {
+    fn verify(&self, token: &str, now: i64) -> Result<(Claims, usize), Rejection> {
+        let jws = Jws::parse(token)?;
+        let mut first_refusal = None;
+        for (i, issuer) in self.issuers.iter().enumerate() {
+            if !issuer.claims_token(jws.iss()) {
+                continue;
+            }
+            match self.verify_with(issuer, &jws, now) {
+                Ok(claims) => return Ok((claims, i)),
+                Err(r) => {
+                    first_refusal.get_or_insert(r);
+                }
+            }
+        }
+        Err(first_refusal.unwrap_or(Rejection::UnknownIssuer))
+    }
+}
