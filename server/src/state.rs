@@ -197,6 +197,16 @@ impl AppState {
     pub fn is_draining(&self) -> bool {
         self.draining.load(std::sync::atomic::Ordering::Relaxed)
     }
+
+    /// The JWKS keys this verifier holds, for decisions and checks.
+    pub fn jwks_keys(&self) -> &dyn crate::issuers::JwksKeys {
+        &crate::issuers::NoJwks
+    }
+
+    /// What this verifier knows of a JWKS URL's keys (the admin API's and console's view).
+    pub fn jwks_status(&self, _url: &str) -> serde_json::Value {
+        serde_json::Value::Null
+    }
 }
 
 /// Flushes `state.console.stats` every `every` while the state lives (the task holds it weakly, so a
