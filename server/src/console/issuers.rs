@@ -26,7 +26,10 @@ fn rows(ctx: &Ctx<'_>) -> Vec<IssuerRow> {
             let c = &i.config;
             let keys = match &i.static_keys {
                 Some(set) => Some(std::sync::Arc::clone(set)),
-                None => c.jwks_url.as_deref().and_then(|u| ctx.state.jwks_keys().get(u)),
+                None => c
+                    .jwks_url
+                    .as_deref()
+                    .and_then(|u| ctx.state.jwks_keys().get(u)),
             };
             let fetch = c.jwks_url.as_deref().map(|u| {
                 let status = ctx.state.jwks_status(u);
@@ -44,7 +47,10 @@ fn rows(ctx: &Ctx<'_>) -> Vec<IssuerRow> {
                     .jwks_url
                     .clone()
                     .map_or_else(|| "registered public keys".into(), |u| format!("JWKS {u}")),
-                iss: c.iss.clone().unwrap_or_else(|| "(none: tokens carry no iss)".into()),
+                iss: c
+                    .iss
+                    .clone()
+                    .unwrap_or_else(|| "(none: tokens carry no iss)".into()),
                 audiences: if c.audiences.is_empty() {
                     "(not checked)".into()
                 } else {
@@ -79,7 +85,12 @@ fn rows(ctx: &Ctx<'_>) -> Vec<IssuerRow> {
         .collect()
 }
 
-fn page(ctx: &Ctx<'_>, status: StatusCode, form: IssuerForm, error: Option<String>) -> Response<Body> {
+fn page(
+    ctx: &Ctx<'_>,
+    status: StatusCode,
+    form: IssuerForm,
+    error: Option<String>,
+) -> Response<Body> {
     render(
         status,
         &IssuersPage {
@@ -106,7 +117,11 @@ pub(super) async fn add(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body>
         Ok(f) => f,
         Err(res) => return res,
     };
-    let field = |name: &str| f.get(name).map(|v| v.trim().to_string()).unwrap_or_default();
+    let field = |name: &str| {
+        f.get(name)
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default()
+    };
     let form = IssuerForm {
         name: field("name"),
         public_key: field("public_key"),
@@ -133,7 +148,11 @@ pub(super) async fn add(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body>
         Ok(c) => c,
         Err(e) => return page(ctx, StatusCode::UNPROCESSABLE_ENTITY, form, Some(e)),
     };
-    let algorithms: Vec<String> = form.algorithms.split_whitespace().map(str::to_string).collect();
+    let algorithms: Vec<String> = form
+        .algorithms
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
     let nonempty = |s: &str| (!s.is_empty()).then(|| s.to_string());
     let input = IssuerInput {
         name: form.name.clone(),
@@ -159,9 +178,12 @@ pub(super) async fn add(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Body>
         .await
     {
         Ok(_) => redirect(&url(ctx.app())),
-        Err(StoreError::Issuer(e)) => {
-            page(ctx, StatusCode::UNPROCESSABLE_ENTITY, form, Some(e.message()))
-        }
+        Err(StoreError::Issuer(e)) => page(
+            ctx,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            form,
+            Some(e.message()),
+        ),
         Err(StoreError::WorkspaceNotFound) => not_found(Some(ctx.account)),
         Err(e) => unavailable(&e, Some(ctx.account)),
     }
