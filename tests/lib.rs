@@ -77,6 +77,7 @@ pub fn decide_enforced(body: Json, secret: &str, require_signed_claims: bool) ->
         secrets: &secrets,
         strict: StrictMode::Enforce,
         require_signed_claims,
+        issuers: dropfix_core::NO_ISSUERS,
     };
     dropfix_core::decide(&policy, &call, now())
 }

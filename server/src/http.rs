@@ -427,6 +427,10 @@ fn is_json_content_type(headers: &HeaderMap) -> bool {
         .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
 }
 
+/// How long an identify call waits for its issuer's keys to be fetched (a new kid, or an issuer
+/// this verifier has no keys of yet) before it is answered 503 `issuer_unavailable`.
+const JWKS_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// The decision table of PROTOCOL.md, over HTTP.
 async fn identify(
     state: &AppState,
@@ -506,6 +510,12 @@ async fn identify(
         return (res, "origin_not_allowed", Some(ws));
     }
 
+    if let Some(token) = call.signature.as_deref()
+        && !ws.issuers.is_empty()
+        && dropfix_core::issuer::is_issuer_token(token)
+    {
+        crate::issuers::refresh_for_token(&ws.issuers, &state.jwks, token, JWKS_WAIT).await;
+    }
     let now = now();
     let (secrets, key_ids) = ws.live_secrets(now);
     let policy = Policy {

@@ -57,6 +57,8 @@ pub struct Config {
     /// How the token issuers' JWKS are fetched (`--jwks-allow-private-addresses`,
     /// `--jwks-ca-file`).
     pub jwks: FetchOptions,
+    /// The JWKS cache's durations (the documented constants; tests shorten them).
+    pub jwks_timing: Timing,
 }
 
 impl Default for Config {
@@ -75,6 +77,7 @@ impl Default for Config {
             console: ConsoleConfig::default(),
             tls: None,
             jwks: FetchOptions::default(),
+            jwks_timing: Timing::default(),
         }
     }
 }
@@ -160,7 +163,7 @@ impl AppState {
         let flush_every = config.console.stats_flush;
         let jwks = Arc::new(JwksCache::new(
             config.jwks.clone(),
-            Timing::default(),
+            config.jwks_timing.clone(),
             Arc::clone(&hooks.metrics),
         ));
         let state = Arc::new(AppState {
@@ -177,6 +180,7 @@ impl AppState {
             draining: Default::default(),
         });
         spawn_flusher(Arc::downgrade(&state), flush_every);
+        spawn_issuer_tracker(Arc::downgrade(&state));
         state
     }
 
@@ -216,13 +220,78 @@ impl AppState {
 
     /// The JWKS keys this verifier holds, for decisions and checks.
     pub fn jwks_keys(&self) -> &dyn crate::issuers::JwksKeys {
-        &crate::issuers::NoJwks
+        &*self.jwks
     }
 
-    /// What this verifier knows of a JWKS URL's keys (the admin API's and console's view).
-    pub fn jwks_status(&self, _url: &str) -> serde_json::Value {
-        serde_json::Value::Null
+    /// What this verifier knows of a JWKS URL's keys (the admin API's and console's view):
+    /// `ok` (keys held and fresh), a one-line `summary`, and the details.
+    pub fn jwks_status(&self, url: &str) -> serde_json::Value {
+        let Some(s) = self.jwks.status(url) else {
+            return serde_json::json!({"ok": false, "summary": "not fetched by this verifier yet"});
+        };
+        let secs = |t: Option<std::time::SystemTime>| {
+            t.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs() as i64)
+        };
+        let when = |t: Option<std::time::SystemTime>| {
+            secs(t).map_or_else(|| "never".to_string(), crate::workspace::rfc3339)
+        };
+        let summary = match (s.key_count, s.stale, &s.last_error) {
+            (0, _, Some(e)) => format!("no keys: the provider never answered usably ({e})"),
+            (0, _, None) if s.fetching => "fetching the keys now".to_string(),
+            (0, _, None) => "no keys yet".to_string(),
+            (n, true, e) => format!(
+                "{n} keys, STALE: refreshes fail ({}); still verifying until {}",
+                e.as_deref().unwrap_or("unknown error"),
+                when(s.drop_at)
+            ),
+            (n, false, _) => format!(
+                "{n} keys ({}), fetched {}, fresh until {}",
+                s.kids.join(", "),
+                when(s.last_success),
+                when(s.expires)
+            ),
+        };
+        serde_json::json!({
+            "ok": s.key_count > 0 && !s.stale,
+            "summary": summary,
+            "key_ids": s.kids,
+            "skipped": s.skipped,
+            "last_success": secs(s.last_success),
+            "last_attempt": secs(s.last_attempt),
+            "last_error": s.last_error,
+            "expires": secs(s.expires),
+            "stale": s.stale,
+            "drop_at": secs(s.drop_at),
+        })
     }
+}
+
+/// Keeps the JWKS cache's URLs those of the workspaces' issuers: checked every second (a
+/// workspace change reaches the registry within a second anyway), while the state lives.
+fn spawn_issuer_tracker(state: Weak<AppState>) {
+    tokio::spawn(async move {
+        let mut last: Option<Vec<String>> = None;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let Some(state) = state.upgrade() else {
+                return;
+            };
+            let mut urls: Vec<String> = state
+                .registry
+                .all()
+                .iter()
+                .flat_map(|w| w.issuers.iter().filter_map(|i| i.config.jwks_url.clone()))
+                .collect();
+            urls.sort_unstable();
+            urls.dedup();
+            if last.as_ref() != Some(&urls) {
+                state.jwks.track(urls.iter().cloned());
+                last = Some(urls);
+            }
+        }
+    });
 }
 
 /// Flushes `state.console.stats` every `every` while the state lives (the task holds it weakly, so a

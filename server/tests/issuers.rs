@@ -380,3 +380,243 @@ fn the_admin_api_refuses_what_cannot_verify_and_lists_no_private_material() {
     );
     assert_eq!(again.status, 404);
 }
+
+// ---------------------------------------------------------------------------------------------
+// An identity provider's tokens: keys fetched from its JWKS URL
+
+mod idp {
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+
+    use dropfix_core::StrictMode;
+    use dropfix_server::Config;
+    use dropfix_server::issuers::jwks::Timing;
+    use serde_json::{Value as Json, json};
+
+    use super::support::idp::{Answer, Ca, Provider, new_ca, options};
+    use super::support::{Verifier, now};
+    use super::{Env, Signer};
+
+    const ISS: &str = "https://idp.test/";
+
+    fn jwks(keys: &[(&Signer, &str)]) -> Answer {
+        let keys: Vec<Json> = keys.iter().map(|(s, kid)| s.public_jwk(kid)).collect();
+        Answer::Json {
+            body: json!({ "keys": keys }).to_string(),
+            headers: "Cache-Control: max-age=3600\r\n".into(),
+        }
+    }
+
+    fn timing() -> Timing {
+        Timing {
+            refetch_interval: Duration::from_secs(1),
+            max_stale: Duration::from_secs(4),
+            min_lifetime: Duration::from_secs(2),
+            max_lifetime: Duration::from_secs(2),
+            default_lifetime: Duration::from_secs(2),
+            retry_min: Duration::from_millis(200),
+            retry_max: Duration::from_millis(500),
+        }
+    }
+
+    /// A verifier whose JWKS fetches trust `ca` and may reach 127.0.0.1 (`allow_private`).
+    fn start(ca: &Ca, allow_private: bool) -> Env {
+        let dir = super::support::data_dir();
+        let (app, _) = super::support::workspace_on(
+            &super::support::embedded(dir.path()),
+            &super::support::keyring(dir.path()),
+            "idp",
+            StrictMode::Enforce,
+        );
+        let mut jwks = options(ca);
+        jwks.allow_private_addresses = allow_private;
+        jwks.timeout = Duration::from_secs(2);
+        let config = Config {
+            jwks,
+            jwks_timing: timing(),
+            ..Config::default()
+        };
+        Env {
+            server: Verifier::embedded(dir.path(), config),
+            app,
+            _dir: dir,
+        }
+    }
+
+    fn id_token(signer: &Signer, kid: &str, user: &str) -> String {
+        let t = now();
+        signer.sign(
+            kid,
+            &json!({"iss": ISS, "aud": ["client-1", "other"], "sub": user, "iat": t, "exp": t + 3600,
+                "email": format!("{user}@example.com"), "email_verified": true,
+                "https://acme.example/plan": "pro"}),
+        )
+    }
+
+    fn code(r: &super::support::Response) -> (u16, String) {
+        let code = r.json()["error"]["code"].as_str().unwrap_or("").to_string();
+        (r.status, code)
+    }
+
+    fn wait_until(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
+        let end = Instant::now() + within;
+        while !f() {
+            assert!(Instant::now() < end, "{what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    #[test]
+    fn a_providers_tokens_verify_through_rotation_and_outage() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let ca = new_ca("idp test CA");
+        let (a, b) = (Signer::es256(), Signer::es256());
+        let provider = rt.block_on(Provider::start(&ca, jwks(&[(&a, "a")])));
+        let env = start(&ca, true);
+        let r = env.add_issuer(
+            json!({"name": "idp", "jwks_url": provider.url(), "iss": ISS,
+            "audiences": ["client-1"], "claims": [
+                {"claim": "email", "trait": "email"},
+                {"claim": "https://acme.example/plan", "trait": "plan"}]}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+        // The provider's token verifies; its mapped claims are the trusted traits.
+        let r = env.identify("u1", json!({}), &id_token(&a, "a", "u1"));
+        assert_eq!(r.status, 200, "{}", r.text());
+        let u = env.stored("u1").unwrap();
+        assert_eq!(
+            (u["email"].as_str(), u["plan"].as_str()),
+            (Some("u1@example.com"), Some("pro"))
+        );
+        assert_eq!(u["custom"], json!({}), "unmapped claims are no traits: {u}");
+        // The console shows the issuer and its fetched keys.
+        let listed = env.server.admin(
+            "GET",
+            &format!("/v1/admin/workspaces/{}/issuers", env.app),
+            None,
+        );
+        let fetch = &listed.json()["token_issuers"][0]["fetch"];
+        assert_eq!(fetch["ok"], true, "{fetch}");
+        assert_eq!(fetch["key_ids"], json!(["a"]), "{fetch}");
+        // Rotation: the provider now serves only key b. A token naming b makes the verifier
+        // fetch again (once the refetch interval since the last fetch has passed).
+        provider.set(jwks(&[(&b, "b")]));
+        std::thread::sleep(Duration::from_millis(1100));
+        let r = env.identify("u2", json!({}), &id_token(&b, "b", "u2"));
+        assert_eq!(r.status, 200, "after rotation: {}", r.text());
+        // The old kid is gone with the old set.
+        let r = env.identify("u3", json!({}), &id_token(&a, "a", "u3"));
+        assert_eq!(code(&r), (401, "unknown_key_id".into()), "{}", r.text());
+        assert!(env.stored("u3").is_none());
+        // Outage: the last good keys keep verifying...
+        provider.set(Answer::Down);
+        let r = env.identify("u4", json!({}), &id_token(&b, "b", "u4"));
+        assert_eq!(r.status, 200, "during the outage: {}", r.text());
+        // ...until the staleness bound (4 s here, 72 h in production) drops them: 503, not 401.
+        let mut n = 0;
+        wait_until(
+            "the stale keys were never dropped",
+            Duration::from_secs(10),
+            || {
+                n += 1;
+                let user = format!("stale-{n}");
+                env.identify(&user, json!({}), &id_token(&b, "b", &user))
+                    .status
+                    == 503
+            },
+        );
+        let r = env.identify("u5", json!({}), &id_token(&b, "b", "u5"));
+        assert_eq!(code(&r), (503, "issuer_unavailable".into()), "{}", r.text());
+        assert!(env.stored("u5").is_none());
+        // The provider is back: the next token fetches and verifies.
+        provider.set(jwks(&[(&b, "b")]));
+        wait_until(
+            "the provider's return was never noticed",
+            Duration::from_secs(10),
+            || {
+                env.identify("u6", json!({}), &id_token(&b, "b", "u6"))
+                    .status
+                    == 200
+            },
+        );
+        drop(rt);
+    }
+
+    #[test]
+    fn random_kids_cannot_make_the_verifier_hammer_the_provider() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let ca = new_ca("idp test CA");
+        let a = Signer::es256();
+        let provider = rt.block_on(Provider::start(&ca, jwks(&[(&a, "a")])));
+        let env = start(&ca, true);
+        let r = env.add_issuer(
+            json!({"name": "idp", "jwks_url": provider.url(), "iss": ISS,
+            "audiences": ["client-1"]}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+        assert_eq!(
+            env.identify("u1", json!({}), &id_token(&a, "a", "u1"))
+                .status,
+            200
+        );
+        let before = provider.requests();
+        // 3 s of tokens with random kids, as fast as one client sends them.
+        let end = Instant::now() + Duration::from_secs(3);
+        let mut sent = 0;
+        while Instant::now() < end {
+            let kid = format!("random-{sent}");
+            let r = env.identify("u2", json!({}), &id_token(&a, &kid, "u2"));
+            assert_eq!(code(&r), (401, "unknown_key_id".into()));
+            sent += 1;
+        }
+        let fetched = provider.requests() - before;
+        // One refetch per second (the test's interval; 30 s in production), plus the background
+        // refresh of the 2 s lifetime.
+        assert!(sent > 100, "only {sent} calls sent");
+        assert!(fetched <= 6, "{sent} random kids caused {fetched} fetches");
+    }
+
+    #[test]
+    fn a_provider_never_reached_or_on_a_private_address_gives_503_and_no_connection() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let ca = new_ca("idp test CA");
+        let a = Signer::es256();
+        let provider = rt.block_on(Provider::start(&ca, jwks(&[(&a, "a")])));
+        // Without the operator flag, 127.0.0.1 is refused before any connection.
+        let env = start(&ca, false);
+        let r = env.add_issuer(
+            json!({"name": "idp", "jwks_url": provider.url(), "iss": ISS,
+            "audiences": ["client-1"]}),
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+        let r = env.identify("u1", json!({}), &id_token(&a, "a", "u1"));
+        assert_eq!(code(&r), (503, "issuer_unavailable".into()), "{}", r.text());
+        assert!(env.stored("u1").is_none());
+        assert_eq!(provider.connections.load(Ordering::SeqCst), 0);
+        let fetch = &env
+            .server
+            .admin(
+                "GET",
+                &format!("/v1/admin/workspaces/{}/issuers", env.app),
+                None,
+            )
+            .json()["token_issuers"][0]["fetch"];
+        assert_eq!(fetch["ok"], false, "{fetch}");
+        assert!(
+            fetch["last_error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("private"),
+            "{fetch}"
+        );
+        // A provider that is down from the start: 503 too.
+        provider.set(Answer::Down);
+        let env = start(&ca, true);
+        env.add_issuer(
+            json!({"name": "idp", "jwks_url": provider.url(), "iss": ISS,
+            "audiences": ["client-1"]}),
+        );
+        let r = env.identify("u1", json!({}), &id_token(&a, "a", "u1"));
+        assert_eq!(code(&r), (503, "issuer_unavailable".into()), "{}", r.text());
+    }
+}

@@ -164,6 +164,7 @@ pub(super) fn serve(args: ServeArgs) -> CliResult {
         },
         tls,
         jwks,
+        jwks_timing: Default::default(),
     };
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();

@@ -464,3 +464,31 @@ impl TokenIssuers for WorkspaceIssuers<'_> {
         Err(first_refusal.unwrap_or(Rejection::UnknownIssuer))
     }
 }
+
+/// Before deciding on a public-key token of a JWKS issuer: when the cached keys lack its `kid`
+/// (or none were fetched yet), fetch them again and wait up to `wait`. The cache allows one
+/// such fetch per URL per [`jwks::REFETCH_INTERVAL`], so tokens with random kids cannot make
+/// this verifier hammer the provider; a rotation is picked up by the first token that names the
+/// new key.
+pub async fn refresh_for_token(
+    issuers: &[Issuer],
+    cache: &jwks::JwksCache,
+    token: &str,
+    wait: std::time::Duration,
+) {
+    let Ok(jws) = Jws::parse(token) else {
+        return;
+    };
+    for issuer in issuers.iter().filter(|i| i.claims_token(jws.iss())) {
+        let Some(url) = &issuer.config.jwks_url else {
+            continue;
+        };
+        let lacking = match cache.get(url) {
+            None => true,
+            Some(keys) => jws.kid().is_some_and(|kid| !keys.has_kid(kid)),
+        };
+        if lacking {
+            cache.refresh(url, wait).await;
+        }
+    }
+}

@@ -20,6 +20,7 @@
 
 #[path = "../../../tests/support/mod.rs"]
 mod binary;
+pub mod idp;
 #[path = "../pg_support/mod.rs"]
 pub mod pg;
 
