@@ -476,7 +476,10 @@ mod tests {
             Decision::Rejected(Rejection::UnknownIssuer)
         );
         // HS256 stays with the claims key, whatever issuers there are.
-        let hs = claims::sign(&secrets[0], &Claims::from_traits("42", NOW, None, Traits::default()));
+        let hs = claims::sign(
+            &secrets[0],
+            &Claims::from_traits("42", NOW, None, Traits::default()),
+        );
         let policy = Policy {
             issuers: &refusing,
             ..policy
@@ -485,6 +488,8 @@ mod tests {
             signature: Some(hs),
             ..call("42", "pro")
         };
-        assert!(matches!(decide(&policy, &hs_call, NOW), Decision::Verified(v) if v.method == Method::SignedClaims));
+        assert!(
+            matches!(decide(&policy, &hs_call, NOW), Decision::Verified(v) if v.method == Method::SignedClaims)
+        );
     }
 }

@@ -200,7 +200,12 @@ pub fn check_claims(rules: &IssuerRules<'_>, jws: &Jws<'_>, now: i64) -> Result<
         }
     }
     let traits = claims::traits_of(&entries)?;
-    Ok(Claims::from_traits(sub, iat.unwrap_or(now), Some(exp), traits))
+    Ok(Claims::from_traits(
+        sub,
+        iat.unwrap_or(now),
+        Some(exp),
+        traits,
+    ))
 }
 
 /// A claim by name: the top-level key first (namespaced claims such as
@@ -316,19 +321,39 @@ mod tests {
             token(r#"{"alg":"RS256"}"#, "[]"),
             token(r#"{"alg":"RS256"}"#, "not json"),
             "a.b".to_owned(),
-            format!("{}.{}.a=", URL_SAFE_NO_PAD.encode("{}"), URL_SAFE_NO_PAD.encode("{}")),
-            format!("{}.{}.a", URL_SAFE_NO_PAD.encode("{}"), URL_SAFE_NO_PAD.encode("{}")),
+            format!(
+                "{}.{}.a=",
+                URL_SAFE_NO_PAD.encode("{}"),
+                URL_SAFE_NO_PAD.encode("{}")
+            ),
+            format!(
+                "{}.{}.a",
+                URL_SAFE_NO_PAD.encode("{}"),
+                URL_SAFE_NO_PAD.encode("{}")
+            ),
         ] {
-            assert_eq!(Jws::parse(&bad), Err(Rejection::SignatureMalformed), "{bad}");
+            assert_eq!(
+                Jws::parse(&bad),
+                Err(Rejection::SignatureMalformed),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn issuer_tokens_are_told_by_their_alg() {
         for alg in PUBLIC_KEY_ALGS {
-            assert!(is_issuer_token(&token(&format!(r#"{{"alg":"{alg}"}}"#), "{}")), "{alg}");
+            assert!(
+                is_issuer_token(&token(&format!(r#"{{"alg":"{alg}"}}"#), "{}")),
+                "{alg}"
+            );
         }
-        for header in [r#"{"alg":"HS256"}"#, r#"{"alg":"none"}"#, r#"{"alg":"es256"}"#, "{}"] {
+        for header in [
+            r#"{"alg":"HS256"}"#,
+            r#"{"alg":"none"}"#,
+            r#"{"alg":"es256"}"#,
+            "{}",
+        ] {
             assert!(!is_issuer_token(&token(header, "{}")), "{header}");
         }
         assert!(!is_issuer_token("eyJhbGciOiJFUzI1NiJ9"));
@@ -363,7 +388,10 @@ mod tests {
         assert_eq!(claims.plan.as_deref(), Some("pro"));
         assert_eq!(claims.mrr, Some(49.0));
         assert_eq!(claims.signup_date, None);
-        assert_eq!(claims.custom, vec![("team".to_owned(), Value::Str("core".into()))]);
+        assert_eq!(
+            claims.custom,
+            vec![("team".to_owned(), Value::Str("core".into()))]
+        );
         // The first claim mapped to a trait wins; a later one for the same trait is ignored.
         let twice = pairs(&[("a", "plan"), ("b", "plan")]);
         let claims = check(
@@ -408,7 +436,11 @@ mod tests {
             r#"{"uid":"1","exp":1732406700,"roles":["a"]}"#,
             r#"{"uid":"1","exp":1732406700,"verified":true}"#,
         ] {
-            assert_eq!(check(&rules, bad), Err(Rejection::SignatureMalformed), "{bad}");
+            assert_eq!(
+                check(&rules, bad),
+                Err(Rejection::SignatureMalformed),
+                "{bad}"
+            );
         }
     }
 
@@ -420,21 +452,66 @@ mod tests {
         let ok = r#"{"iss":"https://idp.example/","aud":"app-2","sub":"1","exp":1732406401}"#;
         assert!(check(&rules, ok).is_ok());
         let cases = [
-            (r#"{"iss":"https://other.example/","aud":"app-1","sub":"1","exp":1732410000}"#, Rejection::UnknownIssuer),
-            (r#"{"aud":"app-1","sub":"1","exp":1732410000}"#, Rejection::UnknownIssuer),
-            (r#"{"iss":"https://idp.example/","aud":"app-3","sub":"1","exp":1732410000}"#, Rejection::AudienceMismatch),
-            (r#"{"iss":"https://idp.example/","aud":["app-3",1],"sub":"1","exp":1732410000}"#, Rejection::AudienceMismatch),
-            (r#"{"iss":"https://idp.example/","sub":"1","exp":1732410000}"#, Rejection::AudienceMismatch),
-            (r#"{"iss":"https://idp.example/","aud":"app-1","sub":"1"}"#, Rejection::SignatureMalformed),
-            (r#"{"iss":"https://idp.example/","aud":"app-1","sub":"1","exp":"soon"}"#, Rejection::SignatureMalformed),
-            (r#"{"iss":"https://idp.example/","aud":"app-1","sub":"1","exp":1732406400}"#, Rejection::TokenExpired),
-            (r#"{"iss":"https://idp.example/","aud":"app-1","sub":"1","exp":1732410000,"nbf":1732406461}"#, Rejection::TokenNotYetValid),
-            (r#"{"iss":"https://idp.example/","aud":"app-1","sub":"1","exp":1732410000,"iat":1732406461}"#, Rejection::SignedAtInFuture),
-            (r#"{"iss":"https://idp.example/","aud":"app-1","sub":"1","exp":1732410000,"iat":1732406400000}"#, Rejection::SignedAtNotSeconds),
-            (r#"{"iss":"https://idp.example/","aud":"app-1","sub":"","exp":1732410000}"#, Rejection::SignatureMalformed),
-            (r#"{"iss":"https://idp.example/","aud":"app-1","sub":"a\nb","exp":1732410000}"#, Rejection::SignatureMalformed),
-            (r#"{"iss":"https://idp.example/","aud":"app-1","sub":1.5,"exp":1732410000}"#, Rejection::SignatureMalformed),
-            (r#"{"iss":"https://idp.example/","aud":"app-1","exp":1732410000}"#, Rejection::SignatureMalformed),
+            (
+                r#"{"iss":"https://other.example/","aud":"app-1","sub":"1","exp":1732410000}"#,
+                Rejection::UnknownIssuer,
+            ),
+            (
+                r#"{"aud":"app-1","sub":"1","exp":1732410000}"#,
+                Rejection::UnknownIssuer,
+            ),
+            (
+                r#"{"iss":"https://idp.example/","aud":"app-3","sub":"1","exp":1732410000}"#,
+                Rejection::AudienceMismatch,
+            ),
+            (
+                r#"{"iss":"https://idp.example/","aud":["app-3",1],"sub":"1","exp":1732410000}"#,
+                Rejection::AudienceMismatch,
+            ),
+            (
+                r#"{"iss":"https://idp.example/","sub":"1","exp":1732410000}"#,
+                Rejection::AudienceMismatch,
+            ),
+            (
+                r#"{"iss":"https://idp.example/","aud":"app-1","sub":"1"}"#,
+                Rejection::SignatureMalformed,
+            ),
+            (
+                r#"{"iss":"https://idp.example/","aud":"app-1","sub":"1","exp":"soon"}"#,
+                Rejection::SignatureMalformed,
+            ),
+            (
+                r#"{"iss":"https://idp.example/","aud":"app-1","sub":"1","exp":1732406400}"#,
+                Rejection::TokenExpired,
+            ),
+            (
+                r#"{"iss":"https://idp.example/","aud":"app-1","sub":"1","exp":1732410000,"nbf":1732406461}"#,
+                Rejection::TokenNotYetValid,
+            ),
+            (
+                r#"{"iss":"https://idp.example/","aud":"app-1","sub":"1","exp":1732410000,"iat":1732406461}"#,
+                Rejection::SignedAtInFuture,
+            ),
+            (
+                r#"{"iss":"https://idp.example/","aud":"app-1","sub":"1","exp":1732410000,"iat":1732406400000}"#,
+                Rejection::SignedAtNotSeconds,
+            ),
+            (
+                r#"{"iss":"https://idp.example/","aud":"app-1","sub":"","exp":1732410000}"#,
+                Rejection::SignatureMalformed,
+            ),
+            (
+                r#"{"iss":"https://idp.example/","aud":"app-1","sub":"a\nb","exp":1732410000}"#,
+                Rejection::SignatureMalformed,
+            ),
+            (
+                r#"{"iss":"https://idp.example/","aud":"app-1","sub":1.5,"exp":1732410000}"#,
+                Rejection::SignatureMalformed,
+            ),
+            (
+                r#"{"iss":"https://idp.example/","aud":"app-1","exp":1732410000}"#,
+                Rejection::SignatureMalformed,
+            ),
         ];
         for (payload, want) in cases {
             assert_eq!(check(&rules, payload).map(|_| ()), Err(want), "{payload}");
@@ -447,20 +524,24 @@ mod tests {
         let frac = r#"{"iss":"https://idp.example/","aud":"app-1","sub":"1","exp":1732406401.9}"#;
         assert_eq!(check(&rules, frac).unwrap().exp, Some(1_732_406_401));
         let huge = r#"{"iss":"https://idp.example/","aud":"app-1","sub":"1","exp":1e300}"#;
-        assert_eq!(check(&rules, huge).map(|_| ()), Err(Rejection::SignatureMalformed));
+        assert_eq!(
+            check(&rules, huge).map(|_| ()),
+            Err(Rejection::SignatureMalformed)
+        );
         // A mapped claim holding a container cannot be a trait.
         let map = pairs(&[("roles", "team")]);
         let rules = idp(&aud, &map);
         let roles = r#"{"iss":"https://idp.example/","aud":"app-1","sub":"1","exp":1732410000,"roles":{"a":1}}"#;
-        assert_eq!(check(&rules, roles).map(|_| ()), Err(Rejection::SignatureMalformed));
+        assert_eq!(
+            check(&rules, roles).map(|_| ()),
+            Err(Rejection::SignatureMalformed)
+        );
     }
 
     #[test]
     fn claims_are_found_by_name_then_by_path() {
-        let map: serde_json::Map<String, Json> = serde_json::from_str(
-            r#"{"a.b":1,"a":{"b":2,"c":{"d":3}},"s":"x"}"#,
-        )
-        .unwrap();
+        let map: serde_json::Map<String, Json> =
+            serde_json::from_str(r#"{"a.b":1,"a":{"b":2,"c":{"d":3}},"s":"x"}"#).unwrap();
         assert_eq!(claim(&map, "a.b"), Some(&Json::from(1)));
         assert_eq!(claim(&map, "a.c.d"), Some(&Json::from(3)));
         assert_eq!(claim(&map, "s.t"), None);
@@ -474,8 +555,14 @@ mod tests {
         assert_eq!(scalar(&Json::Bool(true)), Ok(Value::Bool(true)));
         assert_eq!(scalar(&Json::from(-3)), Ok(Value::Int(-3)));
         assert_eq!(scalar(&Json::from(2.5)), Ok(Value::Float(2.5)));
-        assert_eq!(scalar(&Json::from(u64::MAX)), Ok(Value::Float(u64::MAX as f64)));
+        assert_eq!(
+            scalar(&Json::from(u64::MAX)),
+            Ok(Value::Float(u64::MAX as f64))
+        );
         assert_eq!(scalar(&Json::from("s")), Ok(Value::Str("s".into())));
-        assert_eq!(scalar(&serde_json::json!([])), Err(Rejection::SignatureMalformed));
+        assert_eq!(
+            scalar(&serde_json::json!([])),
+            Err(Rejection::SignatureMalformed)
+        );
     }
 }

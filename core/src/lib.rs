@@ -38,8 +38,8 @@ pub mod timestamp;
 mod value;
 
 pub use decision::{
-    Decision, Method, NO_ISSUERS, NoIssuers, Policy, StrictMode, TokenIssuers, TrustedTraits, Verified,
-    decide,
+    Decision, Method, NO_ISSUERS, NoIssuers, Policy, StrictMode, TokenIssuers, TrustedTraits,
+    Verified, decide,
 };
 pub use payload::{
     Identify, MAX_BODY_BYTES, MAX_CUSTOM_TRAITS, MAX_SIGNATURE_BYTES, MAX_TRAIT_STRING_BYTES,

@@ -141,7 +141,7 @@ impl Rejection {
             }
             Rejection::UnknownIssuer => {
                 "the token's issuer (iss) is not one this workspace trusts: register it as a \
-                 token issuer (`dropfix-server workspace issuer add`, or the console's Security \
+                 token issuer (`dropfix-server workspace add-issuer`, or the console's Security \
                  page) with the exact iss your provider puts in its tokens, or send a token of an \
                  issuer you registered"
             }
@@ -151,9 +151,9 @@ impl Rejection {
                  request the token for that audience"
             }
             Rejection::UnknownKeyId => {
-                "no key of this issuer has the token's kid, even after fetching the issuer's keys \
-                 again: register the public key with that kid, or check that the token comes \
-                 from the issuer whose keys you registered"
+                "no key of this issuer has the token's kid (an identity provider's keys were \
+                 fetched again to look for it): register the public key with that kid, or check \
+                 that the token comes from the issuer whose keys you registered"
             }
             Rejection::AlgorithmNotAllowed => {
                 "the token's alg is not allowed for this issuer, or its key cannot make it: sign \
@@ -241,11 +241,20 @@ mod tests {
                 }
                 _ => assert_eq!(msg, r.message()),
             }
-            let status = if r == Rejection::IssuerUnavailable { 503 } else { 401 };
+            let status = if r == Rejection::IssuerUnavailable {
+                503
+            } else {
+                401
+            };
             assert_eq!(r.status(), status, "{r:?}");
         }
         let codes: alloc::vec::Vec<&str> = Rejection::ALL.iter().map(|r| r.code()).collect();
-        for code in ["unknown_issuer", "audience_mismatch", "unknown_key_id", "token_expired"] {
+        for code in [
+            "unknown_issuer",
+            "audience_mismatch",
+            "unknown_key_id",
+            "token_expired",
+        ] {
             assert!(codes.contains(&code), "{code}");
         }
     }

@@ -577,13 +577,29 @@ fn rejection_codes_and_messages_are_pinned() {
             "neither 64 hex",
         ),
         (Rejection::ClaimsMismatch, "claims_mismatch", "contradict"),
-        (Rejection::UnknownIssuer, "unknown_issuer", "not one this workspace trusts"),
-        (Rejection::AudienceMismatch, "audience_mismatch", "audience (aud)"),
+        (
+            Rejection::UnknownIssuer,
+            "unknown_issuer",
+            "not one this workspace trusts",
+        ),
+        (
+            Rejection::AudienceMismatch,
+            "audience_mismatch",
+            "audience (aud)",
+        ),
         (Rejection::UnknownKeyId, "unknown_key_id", "kid"),
-        (Rejection::AlgorithmNotAllowed, "algorithm_not_allowed", "alg is not allowed"),
+        (
+            Rejection::AlgorithmNotAllowed,
+            "algorithm_not_allowed",
+            "alg is not allowed",
+        ),
         (Rejection::TokenExpired, "token_expired", "exp has passed"),
         (Rejection::TokenNotYetValid, "token_not_yet_valid", "nbf"),
-        (Rejection::IssuerUnavailable, "issuer_unavailable", "could not be fetched"),
+        (
+            Rejection::IssuerUnavailable,
+            "issuer_unavailable",
+            "could not be fetched",
+        ),
     ];
     assert_eq!(Rejection::ALL.len(), expected.len());
     for ((r, code, phrase), all) in expected.iter().zip(Rejection::ALL) {

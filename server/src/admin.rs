@@ -20,7 +20,9 @@ use crate::state::AppState;
 use crate::store::StoreError;
 use crate::users::{UserQuery, UserRecord};
 use crate::web::{Body, error, json_response, now, read_body, store_unavailable};
-use crate::workspace::{self, KeyRuleError, NewKey, NewWorkspace, Workspace, WorkspacePatch};
+use crate::workspace::{
+    self, IssuerRuleError, KeyRuleError, NewKey, NewWorkspace, Workspace, WorkspacePatch,
+};
 
 /// Admin request bodies are small JSON objects.
 const MAX_ADMIN_BODY_BYTES: usize = 64 * 1024;
@@ -110,6 +112,16 @@ fn store_error(e: &StoreError) -> Response<Body> {
                 KeyRuleError::BadLabel | KeyRuleError::BadExpiry => StatusCode::BAD_REQUEST,
             };
             error(status, k.code(), k.message(), None)
+        }
+        StoreError::Issuer(i) => {
+            let status = match i {
+                IssuerRuleError::NotFound => StatusCode::NOT_FOUND,
+                IssuerRuleError::Invalid(_) => StatusCode::BAD_REQUEST,
+                IssuerRuleError::Exists
+                | IssuerRuleError::TooMany
+                | IssuerRuleError::LastVerifier => StatusCode::CONFLICT,
+            };
+            error(status, i.code(), &i.message(), None)
         }
         StoreError::Sealing(_) => {
             tracing::error!(error = %e, "admin call: a stored secret cannot be unsealed");

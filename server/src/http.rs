@@ -19,6 +19,7 @@ use serde::Serialize;
 use serde_json::{Map, Value as Json, json};
 
 use crate::admin::admin_authorized;
+use crate::issuers::{NoJwks, WorkspaceIssuers};
 use crate::limits;
 use crate::metrics::Metrics;
 use crate::state::AppState;
@@ -511,7 +512,10 @@ async fn identify(
         secrets: &secrets,
         strict: ws.strict,
         require_signed_claims: ws.require_signed_claims,
-        issuers: dropfix_core::NO_ISSUERS,
+        issuers: &WorkspaceIssuers {
+            issuers: &ws.issuers,
+            jwks: &NoJwks,
+        },
     };
     let decision = dropfix_core::decide(&policy, &call, now);
     let mut stat = stats::Outcome::Unverified;
@@ -523,14 +527,18 @@ async fn identify(
             // /metrics (dropfix_identify_requests_total{outcome="signature_mismatch"}).
             tracing::debug!(app_id = %ws.app_id, code = r.code(), "identify rejected");
             let (user, sig) = (&call.user_id, call.signature.as_deref());
+            let message = match sig {
+                Some(s) if dropfix_core::issuer::is_issuer_token(s) => r.issuer_token_message(),
+                Some(s) if dropfix_core::claims::is_jws_form(s) => r.token_message(),
+                _ => r.message(),
+            };
+            if r.status() == 503 {
+                // Not a refusal: the issuer's keys are unknown yet, and the SDK retries a 503.
+                let res = error(StatusCode::SERVICE_UNAVAILABLE, r.code(), message, None);
+                return (res, r.code(), Some(ws));
+            }
             let key = stats::signing_key(r.code(), &secrets, &key_ids, user, sig);
             (state.console.stats).refused(&ws.app_id, now, r.code(), origin, user, key);
-            let token = sig.is_some_and(dropfix_core::claims::is_jws_form);
-            let message = if token {
-                r.token_message()
-            } else {
-                r.message()
-            };
             let res = error(StatusCode::UNAUTHORIZED, r.code(), message, None);
             return (res, r.code(), Some(ws));
         }

@@ -9,6 +9,8 @@ use std::sync::{Arc, RwLock};
 use dropfix_core::{SECRET_ENTROPY_BYTES, SecretKey, StrictMode};
 use serde::Serialize;
 
+use crate::issuers::{Issuer, IssuerConfig};
+
 /// Grace period of the old key after a rotation, unless the operator says otherwise.
 pub const DEFAULT_ROTATION_GRACE_SECS: i64 = 7 * 24 * 3600;
 
@@ -63,6 +65,8 @@ pub struct Workspace {
     pub allowed_origins: Vec<String>,
     /// Newest first, live and expired alike until a backend purges expired ones.
     pub keys: Vec<Key>,
+    /// Its token issuers (public keys, identity providers), in the order they were added.
+    pub issuers: Vec<Issuer>,
     secrets: Vec<SecretKey>,
     /// The app id as a shared string, for per-call bookkeeping that must not allocate (the
     /// per-workspace rate limiter's key).
@@ -88,7 +92,18 @@ impl Workspace {
             strict,
             require_signed_claims,
             allowed_origins,
+            issuers: Vec::new(),
         }
+    }
+
+    /// This workspace with these token issuers.
+    pub fn with_issuers(self, issuers: Vec<Issuer>) -> Workspace {
+        Workspace { issuers, ..self }
+    }
+
+    /// Its token issuer named `name`.
+    pub fn issuer(&self, name: &str) -> Option<&Issuer> {
+        self.issuers.iter().find(|i| i.config.name == name)
     }
 
     /// The secrets that verify at `now`, newest first, and the key ids in the same order.
@@ -141,6 +156,7 @@ impl Workspace {
             require_signed_claims: self.require_signed_claims,
             allowed_origins: self.allowed_origins.clone(),
             keys: self.keys.iter().map(Key::summary).collect(),
+            token_issuers: self.issuers.iter().map(|i| i.config.clone()).collect(),
         }
     }
 }
@@ -153,6 +169,8 @@ pub struct WorkspaceSummary {
     pub require_signed_claims: bool,
     pub allowed_origins: Vec<String>,
     pub keys: Vec<KeySummary>,
+    /// Public keys and URLs only: nothing here can sign.
+    pub token_issuers: Vec<IssuerConfig>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -536,14 +554,70 @@ pub fn key_to_roll(
 }
 
 /// Whether `key_id` may be retired: it must be live and not the only live key.
-pub fn check_retire(live: &[i64], key_id: i64) -> Result<(), KeyRuleError> {
+/// Whether key `key_id` may be retired: it must be live, and not the last live key unless the
+/// workspace has a token issuer (then it verifies public-key tokens only, and stores no secret).
+pub fn check_retire(live: &[i64], key_id: i64, has_issuers: bool) -> Result<(), KeyRuleError> {
     if !live.contains(&key_id) {
         return Err(KeyRuleError::NoSuchKey);
     }
-    if live.len() == 1 {
+    if live.len() == 1 && !has_issuers {
         return Err(KeyRuleError::LastLiveKey);
     }
     Ok(())
+}
+
+/// A change to a workspace's token issuers that breaks a rule (the caller's mistake, 4xx).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IssuerRuleError {
+    /// The configuration is refused; the message says what to change.
+    Invalid(String),
+    /// The workspace already has an issuer of this name.
+    Exists,
+    NotFound,
+    /// Already [`crate::issuers::MAX_ISSUERS`].
+    TooMany,
+    /// Removing it would leave the workspace neither a live key nor an issuer.
+    LastVerifier,
+}
+
+impl IssuerRuleError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            IssuerRuleError::Invalid(_) => "invalid_issuer",
+            IssuerRuleError::Exists => "issuer_exists",
+            IssuerRuleError::NotFound => "issuer_not_found",
+            IssuerRuleError::TooMany => "too_many_issuers",
+            IssuerRuleError::LastVerifier => "last_verifier",
+        }
+    }
+
+    pub fn message(&self) -> String {
+        match self {
+            IssuerRuleError::Invalid(why) => why.clone(),
+            IssuerRuleError::Exists => {
+                "this workspace already has a token issuer of that name: remove it first, or \
+                 choose another name"
+                    .into()
+            }
+            IssuerRuleError::NotFound => "this workspace has no token issuer of that name".into(),
+            IssuerRuleError::TooMany => format!(
+                "a workspace has at most {} token issuers",
+                crate::issuers::MAX_ISSUERS
+            ),
+            IssuerRuleError::LastVerifier => {
+                "this is the workspace's last token issuer and it has no secret key: removing it \
+                 would leave nothing to verify signed calls with. Add a key or another issuer \
+                 first"
+                    .into()
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for IssuerRuleError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message())
+    }
 }
 
 /// What a roll does to the rolled key: it keeps verifying for `grace_secs` from `now`, but never

@@ -95,6 +95,61 @@ pub(super) enum WorkspaceCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Trust a token issuer: your backend's public key (its private key signs tokens; DropFix
+    /// stores nothing that can sign), or your identity provider's JWKS URL (the browser passes
+    /// the ID/access token it already has). Running servers pick it up within a second.
+    AddIssuer {
+        app_id: String,
+        /// A name for it in this workspace (letters, digits, '.', '_', '-').
+        #[arg(long)]
+        name: String,
+        /// A file with the public key(s): PEM (`PUBLIC KEY` or `CERTIFICATE`), a JWK or a JWKS.
+        #[arg(
+            long,
+            conflicts_with = "jwks_url",
+            required_unless_present = "jwks_url"
+        )]
+        public_key: Option<std::path::PathBuf>,
+        /// The key's `kid`, when the file holds one key without its own.
+        #[arg(long, requires = "public_key")]
+        kid: Option<String>,
+        /// The identity provider's JWKS URL (https).
+        #[arg(long)]
+        jwks_url: Option<String>,
+        /// The exact `iss` of its tokens (required with --jwks-url; without it, a public-key
+        /// issuer's tokens must carry no iss).
+        #[arg(long)]
+        iss: Option<String>,
+        /// An accepted `aud` (repeatable; required with --jwks-url: your app's client id or API
+        /// identifier).
+        #[arg(long = "aud")]
+        audiences: Vec<String>,
+        /// The claim that holds the user id.
+        #[arg(long, default_value = "sub")]
+        user_claim: String,
+        /// A claim that becomes a trait, `CLAIM=TRAIT` (repeatable; a dotted path reaches into
+        /// objects). Given: only these. Default: email and name for --jwks-url; for a public key,
+        /// every claim of the token that is not a registered one (the signed-claims format).
+        #[arg(long = "map", value_parser = crate::issuers::parse_claim_map)]
+        claims: Vec<crate::issuers::ClaimMap>,
+        /// An allowed algorithm (repeatable; default ES256, ES384, EdDSA, RS256, PS256).
+        #[arg(long = "alg")]
+        algorithms: Vec<String>,
+        #[command(flatten)]
+        data: DataDir,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop trusting a token issuer.
+    RemoveIssuer {
+        app_id: String,
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        data: DataDir,
+        #[arg(long)]
+        json: bool,
+    },
     /// Roll the newest key (same as `roll` without `--key`), grace in seconds.
     Rotate {
         app_id: String,
@@ -269,6 +324,58 @@ pub(super) fn workspace_command(cmd: WorkspaceCommand) -> CliResult {
             print_workspace(&k.workspace, Some(&k), json);
             Ok(())
         }),
+        WorkspaceCommand::AddIssuer {
+            app_id,
+            name,
+            public_key,
+            kid,
+            jwks_url,
+            iss,
+            audiences,
+            user_claim,
+            claims,
+            algorithms,
+            data,
+            json,
+        } => {
+            let public_keys = match &public_key {
+                Some(path) => vec![
+                    std::fs::read_to_string(path)
+                        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+                        .into(),
+                ],
+                None => Vec::new(),
+            };
+            let input = crate::issuers::IssuerInput {
+                name,
+                iss,
+                audiences,
+                user_claim: Some(user_claim),
+                claims: (!claims.is_empty()).then_some(claims),
+                algorithms: (!algorithms.is_empty()).then_some(algorithms),
+                jwks_url,
+                public_keys,
+                kid,
+            };
+            let config = input.into_config()?;
+            with_store(&data, |store| async move {
+                let ws = store.add_issuer(&app_id, config, CLI_ACTOR, now()).await?;
+                print_workspace(&ws, None, json);
+                Ok(())
+            })
+        }
+        WorkspaceCommand::RemoveIssuer {
+            app_id,
+            name,
+            data,
+            json,
+        } => with_store(&data, |store| async move {
+            let ws = store
+                .remove_issuer(&app_id, &name, CLI_ACTOR, now())
+                .await?;
+            print_workspace(&ws, None, json);
+            Ok(())
+        }),
         WorkspaceCommand::RetireOld { app_id, data, json } => {
             with_store(&data, |store| async move {
                 let ws = store.retire_old_keys(&app_id, CLI_ACTOR, now()).await?;
@@ -320,6 +427,34 @@ fn print_workspace(ws: &Workspace, new_key: Option<&NewKey>, json_out: bool) {
             line.push_str(&format!(", last used {}", workspace::rfc3339(t)));
         }
         rows.push((format!("key {}", k.id), line));
+    }
+    for i in &ws.issuers {
+        let c = &i.config;
+        let source = match (&c.jwks_url, &i.static_keys) {
+            (Some(url), _) => format!("JWKS {url}"),
+            (None, Some(keys)) => format!("public keys {}", keys.kids().join(", ")),
+            (None, None) => String::new(),
+        };
+        let mut line = format!(
+            "{source}; iss {}; user claim {}; algorithms {}",
+            c.iss.as_deref().unwrap_or("(none)"),
+            c.user_claim,
+            c.algorithms.join(" ")
+        );
+        if !c.audiences.is_empty() {
+            line.push_str(&format!("; aud {}", c.audiences.join(" ")));
+        }
+        match &c.claims {
+            Some(map) => {
+                let pairs: Vec<String> = map
+                    .iter()
+                    .map(|m| format!("{}={}", m.claim, m.to))
+                    .collect();
+                line.push_str(&format!("; traits {}", pairs.join(" ")));
+            }
+            None => line.push_str("; traits: every claim (signed-claims format)"),
+        }
+        rows.push((format!("issuer {}", c.name), line));
     }
     if let Some(k) = new_key {
         rows.push((

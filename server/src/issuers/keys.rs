@@ -49,7 +49,10 @@ fn err<T>(msg: impl Into<String>) -> Result<T, KeyError> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Material {
     /// Big-endian modulus and exponent, without leading zero bytes.
-    Rsa { n: Vec<u8>, e: Vec<u8> },
+    Rsa {
+        n: Vec<u8>,
+        e: Vec<u8>,
+    },
     /// An uncompressed SEC1 point (`04 || x || y`).
     P256(Vec<u8>),
     P384(Vec<u8>),
@@ -135,7 +138,9 @@ impl PublicKey {
         let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
         // The required members only, in lexicographic order, no whitespace.
         let canonical = match &self.material {
-            Material::Rsa { n, e } => format!(r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#, b64(e), b64(n)),
+            Material::Rsa { n, e } => {
+                format!(r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#, b64(e), b64(n))
+            }
             Material::P256(p) | Material::P384(p) => {
                 let crv = if p.len() == 65 { "P-256" } else { "P-384" };
                 let half = (p.len() - 1) / 2;
@@ -213,7 +218,9 @@ pub fn parse_jwks(bytes: &[u8]) -> Result<KeySet, KeyError> {
             .map_or_else(|| format!("key {i}"), |k| format!("kid {k}"));
         match parse_jwk(jwk) {
             Ok(key) if set.keys.len() < MAX_KEYS => set.keys.push(key),
-            Ok(_) => set.skipped.push(format!("{name}: more than {MAX_KEYS} keys")),
+            Ok(_) => set
+                .skipped
+                .push(format!("{name}: more than {MAX_KEYS} keys")),
             Err(KeyError(why)) => set.skipped.push(format!("{name}: {why}")),
         }
     }
@@ -242,8 +249,10 @@ pub fn parse_keys(text: &str, kid: Option<&str>) -> Result<Vec<PublicKey>, KeyEr
     } else if trimmed.starts_with("-----BEGIN") {
         parse_pem(text.as_bytes())?
     } else {
-        return err("expected a PEM public key or certificate (-----BEGIN PUBLIC KEY-----), a \
-                    JWK or a JWKS (JSON)");
+        return err(
+            "expected a PEM public key or certificate (-----BEGIN PUBLIC KEY-----), a \
+                    JWK or a JWKS (JSON)",
+        );
     };
     if keys.is_empty() {
         return err("no key found");
@@ -253,8 +262,10 @@ pub fn parse_keys(text: &str, kid: Option<&str>) -> Result<Vec<PublicKey>, KeyEr
     }
     if let Some(kid) = kid {
         if keys.len() != 1 {
-            return err("--kid names one key, but the file holds several: give each its kid in \
-                        a JWKS instead");
+            return err(
+                "--kid names one key, but the file holds several: give each its kid in \
+                        a JWKS instead",
+            );
         }
         keys[0].kid = Some(kid.to_owned());
     }
@@ -273,17 +284,21 @@ fn parse_pem(bytes: &[u8]) -> Result<Vec<PublicKey>, KeyError> {
                 from_spki(cert.public_key().raw)?
             }
             SectionKind::PrivateKey | SectionKind::RsaPrivateKey | SectionKind::EcPrivateKey => {
-                return err("this is a PRIVATE key: register only the public half (for example \
+                return err(
+                    "this is a PRIVATE key: register only the public half (for example \
                             `openssl pkey -in private.pem -pubout`); keep the private key on your \
-                            backend");
+                            backend",
+                );
             }
             other => return err(format!("a PEM {other:?} is not a public key")),
         };
         keys.push(key);
     }
     if keys.is_empty() && std::str::from_utf8(bytes).is_ok_and(|s| s.contains("RSA PUBLIC KEY")) {
-        return err("PKCS#1 `RSA PUBLIC KEY` PEM is not read: convert it to a SubjectPublicKeyInfo \
-                    with `openssl rsa -RSAPublicKey_in -in key.pem -pubout`");
+        return err(
+            "PKCS#1 `RSA PUBLIC KEY` PEM is not read: convert it to a SubjectPublicKeyInfo \
+                    with `openssl rsa -RSAPublicKey_in -in key.pem -pubout`",
+        );
     }
     Ok(keys)
 }
@@ -339,8 +354,10 @@ pub fn parse_jwk(jwk: &Json) -> Result<PublicKey, KeyError> {
         .iter()
         .any(|m| obj.contains_key(*m))
     {
-        return err("this JWK holds private or symmetric key material: register only the public \
-                    key (without d, p, q, k...)");
+        return err(
+            "this JWK holds private or symmetric key material: register only the public \
+                    key (without d, p, q, k...)",
+        );
     }
     if let Some(u) = obj.get("use")
         && u.as_str() != Some("sig")
@@ -376,8 +393,10 @@ pub fn parse_jwk(jwk: &Json) -> Result<PublicKey, KeyError> {
         }
         Some("OKP") => return err("only the OKP curve Ed25519 is supported"),
         Some("oct") => {
-            return err("symmetric (oct) keys are not token issuer keys: HS256 tokens are signed \
-                        with the workspace's claims key");
+            return err(
+                "symmetric (oct) keys are not token issuer keys: HS256 tokens are signed \
+                        with the workspace's claims key",
+            );
         }
         _ => return err(r#"unsupported "kty": use RSA, EC or OKP"#),
     };
@@ -394,7 +413,10 @@ pub fn parse_jwk(jwk: &Json) -> Result<PublicKey, KeyError> {
     if let Some(a) = &key.alg
         && !key.algorithms().contains(&a.as_str())
     {
-        return err(format!("its alg {a} cannot be used with a {} key", key.kind()));
+        return err(format!(
+            "its alg {a} cannot be used with a {} key",
+            key.kind()
+        ));
     }
     Ok(key)
 }
@@ -428,7 +450,9 @@ fn rsa_material(n: &[u8], e: &[u8]) -> Result<Material, KeyError> {
         ));
     }
     if size > MAX_RSA_BITS {
-        return err(format!("RSA keys over {MAX_RSA_BITS} bits are not supported"));
+        return err(format!(
+            "RSA keys over {MAX_RSA_BITS} bits are not supported"
+        ));
     }
     let e = strip_zeros(e);
     if e.is_empty() || e.len() > 4 || e[e.len() - 1] & 1 == 0 {

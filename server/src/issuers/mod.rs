@@ -30,8 +30,9 @@ use serde_json::Value as Json;
 
 use keys::{KeySet, PublicKey};
 
-/// The algorithms an issuer allows when its configuration names none.
-pub const DEFAULT_ALGORITHMS: [&str; 4] = ["ES256", "EdDSA", "RS256", "PS256"];
+/// The algorithms an issuer allows when its configuration names none (each key still verifies
+/// only what its family makes).
+pub const DEFAULT_ALGORITHMS: [&str; 5] = ["ES256", "ES384", "EdDSA", "RS256", "PS256"];
 /// At most this many issuers per workspace.
 pub const MAX_ISSUERS: usize = 16;
 const MAX_AUDIENCES: usize = 16;
@@ -100,6 +101,86 @@ pub fn default_idp_claims() -> Vec<ClaimMap> {
         .collect()
 }
 
+/// An issuer as an operator describes it (the admin API's body, the CLI's flags, the console's
+/// form): public keys as PEM text, JWK or JWKS objects, and defaults left out.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerInput {
+    pub name: String,
+    #[serde(default)]
+    pub iss: Option<String>,
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    #[serde(default)]
+    pub user_claim: Option<String>,
+    #[serde(default)]
+    pub claims: Option<Vec<ClaimMap>>,
+    #[serde(default)]
+    pub algorithms: Option<Vec<String>>,
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// PEM text (public keys or certificates), JWK objects, or JWKS objects.
+    #[serde(default)]
+    pub public_keys: Vec<Json>,
+    /// The kid of the one key `public_keys` holds, when it has none of its own.
+    #[serde(default)]
+    pub kid: Option<String>,
+}
+
+impl IssuerInput {
+    /// The configuration to store: keys read and rewritten as public JWKs, defaults filled in
+    /// (`sub`; the default algorithms; for a JWKS issuer the `email` and `name` claims). Checked
+    /// by [`IssuerConfig::check`] before it is stored.
+    pub fn into_config(self) -> Result<IssuerConfig, String> {
+        let mut keys = Vec::new();
+        for entry in &self.public_keys {
+            let text = match entry {
+                Json::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            keys.extend(keys::parse_keys(&text, None).map_err(|e| e.0)?);
+        }
+        if let Some(kid) = &self.kid {
+            match keys.as_mut_slice() {
+                [one] => one.kid = Some(kid.clone()),
+                _ => {
+                    return Err(
+                        "kid names one key: give each of several keys its kid in a JWKS".into(),
+                    );
+                }
+            }
+        }
+        let claims = match (self.claims, &self.jwks_url) {
+            (Some(map), _) => Some(map),
+            (None, Some(_)) => Some(default_idp_claims()),
+            (None, None) => None,
+        };
+        Ok(IssuerConfig {
+            name: self.name,
+            iss: self.iss.filter(|s| !s.is_empty()),
+            audiences: self.audiences,
+            user_claim: self.user_claim.unwrap_or_else(default_user_claim),
+            claims,
+            algorithms: self.algorithms.unwrap_or_else(default_algorithms),
+            jwks_url: self.jwks_url.filter(|s| !s.is_empty()),
+            keys: keys.iter().map(PublicKey::to_jwk).collect(),
+        })
+    }
+}
+
+/// Reads `CLAIM=TRAIT` (the CLI's `--map`): split at the last `=`, as trait names hold none.
+pub fn parse_claim_map(s: &str) -> Result<ClaimMap, String> {
+    match s.rsplit_once('=') {
+        Some((claim, to)) if !claim.is_empty() && !to.is_empty() => Ok(ClaimMap {
+            claim: claim.to_owned(),
+            to: to.to_owned(),
+        }),
+        _ => Err(format!(
+            "expected CLAIM=TRAIT (e.g. https://example.com/plan=plan), got {s:?}"
+        )),
+    }
+}
+
 /// A checked issuer, ready to verify.
 #[derive(Clone, PartialEq)]
 pub struct Issuer {
@@ -150,7 +231,9 @@ fn check_trait_name(name: &str) -> Result<(), String> {
         return Ok(());
     }
     if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
-        return Err(format!("trait {name:?} is not a valid trait name (1 to 64 bytes)"));
+        return Err(format!(
+            "trait {name:?} is not a valid trait name (1 to 64 bytes)"
+        ));
     }
     if dropfix_core::is_reserved_trait(name)
         || dropfix_core::claims::REGISTERED_CLAIMS.contains(&name)
@@ -227,10 +310,12 @@ impl IssuerConfig {
                         .into());
                 }
                 if c.audiences.is_empty() {
-                    return Err("an issuer with a jwks_url needs at least one audience (your \
+                    return Err(
+                        "an issuer with a jwks_url needs at least one audience (your \
                                 app's client id or API identifier): without one, any app of \
                                 the same provider tenant could sign users in"
-                        .into());
+                            .into(),
+                    );
                 }
                 None
             }
@@ -262,10 +347,11 @@ impl IssuerConfig {
                 }))
             }
         };
-        let trait_pairs = c
-            .claims
-            .as_ref()
-            .map(|map| map.iter().map(|m| (m.claim.clone(), m.to.clone())).collect());
+        let trait_pairs = c.claims.as_ref().map(|map| {
+            map.iter()
+                .map(|m| (m.claim.clone(), m.to.clone()))
+                .collect()
+        });
         Ok(Issuer {
             config: c,
             static_keys,

@@ -13,10 +13,11 @@ use serde_json::{Value as Json, json};
 
 use super::sql::{Lock, RowLock, Sql, args};
 use super::{SECRETS_BOUND_META, SealCounts, StoreError, open_secret, seal_secret};
+use crate::issuers::{Issuer, IssuerConfig, MAX_ISSUERS};
 use crate::sealing::{Keyring, sealed_key_id};
 use crate::workspace::{
-    Key, NewKey, NewWorkspace, Workspace, WorkspacePatch, check_new_key, check_retire,
-    generate_secret, key_to_roll, random_token, rolled_expiry,
+    IssuerRuleError, Key, NewKey, NewWorkspace, Workspace, WorkspacePatch, check_new_key,
+    check_retire, generate_secret, key_to_roll, random_token, rolled_expiry,
 };
 
 /// Every workspace (or the one named) with its keys, secrets unsealed, by app id.
@@ -48,7 +49,8 @@ pub(crate) async fn load_workspaces(
     }
     let rows = c
         .rows(
-            "SELECT app_id, name, strict, require_signed_claims, allowed_origins FROM workspaces
+            "SELECT app_id, name, strict, require_signed_claims, allowed_origins, token_issuers
+             FROM workspaces
              WHERE (CAST($1 AS TEXT) IS NULL OR app_id = $1) ORDER BY app_id",
             args![app_id],
         )
@@ -57,6 +59,7 @@ pub(crate) async fn load_workspaces(
         .map(|r| {
             let app_id = r.text(0)?;
             let keys = keys.remove(&app_id).unwrap_or_default();
+            let issuers = read_issuers(&app_id, r.str(5)?);
             Ok(Workspace::new(
                 app_id,
                 r.text(1)?,
@@ -65,9 +68,125 @@ pub(crate) async fn load_workspaces(
                 r.bool(3)?,
                 serde_json::from_str(r.str(4)?).unwrap_or_default(),
                 keys,
-            ))
+            )
+            .with_issuers(issuers))
         })
         .collect()
+}
+
+/// The stored issuers of a workspace, each checked again. One that no longer passes (written by
+/// another version, or edited by hand) is left out and logged: its tokens are refused
+/// (`unknown_issuer`), which fails closed, while the workspace's other issuers keep working.
+fn read_issuers(app_id: &str, stored: &str) -> Vec<Issuer> {
+    let configs: Vec<IssuerConfig> = match serde_json::from_str(stored) {
+        Ok(list) => list,
+        Err(e) => {
+            tracing::error!(app_id, error = %e, "the stored token issuers are unreadable; \
+                            none of them verifies until they are set again");
+            return Vec::new();
+        }
+    };
+    configs
+        .into_iter()
+        .filter_map(|config| {
+            let name = config.name.clone();
+            config
+                .check()
+                .map_err(|e| {
+                    tracing::error!(
+                        app_id,
+                        issuer = name,
+                        error = e,
+                        "a stored token issuer is \
+                                    refused; its tokens are refused until it is set again"
+                    );
+                })
+                .ok()
+        })
+        .collect()
+}
+
+/// The stored issuer configurations of a locked workspace, as written.
+async fn stored_issuers(c: &mut impl Sql, app_id: &str) -> Result<Vec<IssuerConfig>, StoreError> {
+    let row = c
+        .row(
+            "SELECT token_issuers FROM workspaces WHERE app_id = $1",
+            args![app_id],
+        )
+        .await?
+        .ok_or(StoreError::WorkspaceNotFound)?;
+    // Unreadable: start again from none rather than refuse every change (read_issuers logged it).
+    Ok(serde_json::from_str(row.str(0)?).unwrap_or_default())
+}
+
+async fn write_issuers(
+    c: &mut impl Sql,
+    app_id: &str,
+    issuers: &[IssuerConfig],
+) -> Result<(), StoreError> {
+    let json = serde_json::to_string(issuers).unwrap_or_else(|_| "[]".into());
+    c.exec(
+        "UPDATE workspaces SET token_issuers = $2 WHERE app_id = $1",
+        args![app_id, &json],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Adds a checked issuer configuration ([`IssuerConfig::check`]).
+pub(crate) async fn add_issuer(
+    c: &mut impl Sql,
+    ring: &Keyring,
+    app_id: &str,
+    issuer: &IssuerConfig,
+    actor: &str,
+    now: i64,
+) -> Result<Workspace, StoreError> {
+    lock_workspace(c, app_id).await?;
+    let mut issuers = stored_issuers(c, app_id).await?;
+    if issuers.iter().any(|i| i.name == issuer.name) {
+        return Err(IssuerRuleError::Exists.into());
+    }
+    if issuers.len() >= MAX_ISSUERS {
+        return Err(IssuerRuleError::TooMany.into());
+    }
+    issuers.push(issuer.clone());
+    write_issuers(c, app_id, &issuers).await?;
+    let detail = json!({"name": issuer.name, "iss": issuer.iss, "jwks_url": issuer.jwks_url,
+        "audiences": issuer.audiences, "keys": issuer.keys.len()});
+    config_audited(c, app_id, actor, "issuer.add", detail, now).await?;
+    get_workspace(c, ring, app_id).await
+}
+
+pub(crate) async fn remove_issuer(
+    c: &mut impl Sql,
+    ring: &Keyring,
+    app_id: &str,
+    name: &str,
+    actor: &str,
+    now: i64,
+) -> Result<Workspace, StoreError> {
+    lock_workspace(c, app_id).await?;
+    let mut issuers = stored_issuers(c, app_id).await?;
+    let before = issuers.len();
+    issuers.retain(|i| i.name != name);
+    if issuers.len() == before {
+        return Err(IssuerRuleError::NotFound.into());
+    }
+    if issuers.is_empty() && live_key_ids(c, app_id, now).await?.is_empty() {
+        return Err(IssuerRuleError::LastVerifier.into());
+    }
+    write_issuers(c, app_id, &issuers).await?;
+    config_audited(
+        c,
+        app_id,
+        actor,
+        "issuer.remove",
+        json!({"name": name}),
+        now,
+    )
+    .await?;
+    get_workspace(c, ring, app_id).await
 }
 
 async fn get_workspace(
@@ -377,7 +496,7 @@ pub(crate) async fn retire_key(
     now: i64,
 ) -> Result<Workspace, StoreError> {
     let live = begin_key_change(c, app_id, now).await?;
-    check_retire(&live, key_id)?;
+    check_retire(&live, key_id, !stored_issuers(c, app_id).await?.is_empty())?;
     c.exec(
         "DELETE FROM keys WHERE app_id = $1 AND id = $2",
         args![app_id, key_id],

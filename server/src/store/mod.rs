@@ -51,10 +51,13 @@ pub(crate) use writes::{MergeRows, keys_used, merge_on_conflict};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::issuers::IssuerConfig;
 use crate::metrics::{Metrics, Sample};
 use crate::sealing::{Keyring, KeyringHandle};
 use crate::users::{IdentifyWrite, UserQuery, UserRecord};
-use crate::workspace::{KeyRuleError, NewKey, NewWorkspace, Registry, Workspace, WorkspacePatch};
+use crate::workspace::{
+    IssuerRuleError, KeyRuleError, NewKey, NewWorkspace, Registry, Workspace, WorkspacePatch,
+};
 
 /// Where the data lives.
 #[derive(Debug, Clone)]
@@ -150,6 +153,8 @@ pub enum StoreError {
     WorkspaceNotFound,
     /// A key operation broke a key rule (the caller's mistake, answered 4xx).
     Key(KeyRuleError),
+    /// A token issuer change broke a rule (the caller's mistake, answered 4xx).
+    Issuer(IssuerRuleError),
     /// A stored secret could not be unsealed (missing master key, tampered value).
     Sealing(String),
     /// Opening the store failed for a reason the operator must fix (permissions, paths).
@@ -172,6 +177,7 @@ impl std::fmt::Display for StoreError {
             ),
             StoreError::WorkspaceNotFound => f.write_str("no workspace has this app id"),
             StoreError::Key(e) => write!(f, "{e}"),
+            StoreError::Issuer(e) => write!(f, "{e}"),
             StoreError::Sealing(e) => write!(f, "sealed secret: {e}"),
             StoreError::Setup(e) => f.write_str(e),
             StoreError::InvalidValue(field) => {
@@ -190,7 +196,9 @@ impl StoreError {
     pub fn kind(&self) -> Option<&'static str> {
         use rusqlite::ErrorCode as Code;
         Some(match self {
-            StoreError::WorkspaceNotFound | StoreError::Key(_) => return None,
+            StoreError::WorkspaceNotFound | StoreError::Key(_) | StoreError::Issuer(_) => {
+                return None;
+            }
             StoreError::Timeout(_) => "timeout",
             StoreError::Sealing(_) => "sealing",
             StoreError::InvalidValue(_) => "invalid_value",
@@ -220,6 +228,12 @@ impl StoreError {
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         StoreError::Sqlite(e)
+    }
+}
+
+impl From<IssuerRuleError> for StoreError {
+    fn from(e: IssuerRuleError) -> Self {
+        StoreError::Issuer(e)
     }
 }
 
@@ -466,6 +480,35 @@ impl Store {
         let (app, actor) = (app_id.to_owned(), actor.to_owned());
         on_backend!(self, Mode::Config, |c, ring| {
             config::retire_key(c, ring, &app, key_id, &actor, now)
+        })
+    }
+
+    /// Adds a token issuer (checked by [`IssuerConfig::check`] first).
+    pub async fn add_issuer(
+        &self,
+        app_id: &str,
+        issuer: IssuerConfig,
+        actor: &str,
+        now: i64,
+    ) -> Result<Workspace, StoreError> {
+        let (app, actor) = (app_id.to_owned(), actor.to_owned());
+        let issuer = issuer.check().map_err(IssuerRuleError::Invalid)?.config;
+        on_backend!(self, Mode::Config, |c, ring| {
+            config::add_issuer(c, ring, &app, &issuer, &actor, now)
+        })
+    }
+
+    /// Removes the token issuer named `name`.
+    pub async fn remove_issuer(
+        &self,
+        app_id: &str,
+        name: &str,
+        actor: &str,
+        now: i64,
+    ) -> Result<Workspace, StoreError> {
+        let (app, name, actor) = (app_id.to_owned(), name.to_owned(), actor.to_owned());
+        on_backend!(self, Mode::Config, |c, ring| {
+            config::remove_issuer(c, ring, &app, &name, &actor, now)
         })
     }
 

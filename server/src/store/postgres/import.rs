@@ -53,10 +53,11 @@ impl PgStore {
         );
         copy!(
             "workspaces",
-            "SELECT app_id, name, strict, require_signed_claims, allowed_origins, created_at
+            "SELECT app_id, name, strict, require_signed_claims, allowed_origins, created_at,
+                 token_issuers
              FROM workspaces",
             "INSERT INTO workspaces (app_id, name, strict, require_signed_claims,
-                 allowed_origins, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                 allowed_origins, created_at, token_issuers) VALUES ($1, $2, $3, $4, $5, $6, $7)",
             |r| [
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
@@ -64,6 +65,7 @@ impl PgStore {
                 r.get::<_, bool>(3)?,
                 r.get::<_, String>(4)?,
                 r.get::<_, i64>(5)?,
+                r.get::<_, String>(6)?,
             ]
         );
         copy!(

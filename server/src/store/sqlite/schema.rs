@@ -107,6 +107,9 @@ const MIGRATIONS: &[&str] = &[
          user_id TEXT
      );
      CREATE INDEX recent_rejections_app ON recent_rejections(app_id, id);",
+    // 3: the workspace's token issuers (public keys and identity providers), a JSON array of
+    // their configurations (issuers::IssuerConfig): public keys and URLs only, nothing secret.
+    "ALTER TABLE workspaces ADD COLUMN token_issuers TEXT NOT NULL DEFAULT '[]';",
 ];
 
 /// Opens (creating if needed) the database file in `data_dir` and brings its schema up to date.
