@@ -14,7 +14,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use dropfix_core::{Decision, Method, Rejection, TokenIssuers, Value};
 use dropfix_server::issuers::keys::parse_keys;
 use dropfix_server::issuers::{Issuer, IssuerConfig, NoJwks, WorkspaceIssuers};
-use dropfix_tests::{decide_with_issuers, run};
+use dropfix_tests::{decide_with_issuers, run, tests_dir};
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value as Json, json};
 use sha2::Sha256;
@@ -810,5 +810,100 @@ fn what_cannot_verify_is_refused_at_registration() {
     let stored = serde_json::to_string(&backend_pem(&keys).config).unwrap();
     for member in ["\"d\"", "\"p\"", "\"q\"", "\"k\"", "PRIVATE"] {
         assert!(!stored.contains(member), "{member} in {stored}");
+    }
+}
+
+/// The code block of docs/ISSUERS.md marked `<!-- test: NAME -->`.
+fn guide_snippet(name: &str) -> String {
+    let guide = std::fs::read_to_string(tests_dir().join("../docs/ISSUERS.md")).unwrap();
+    let marker = format!("<!-- test: {name} -->");
+    let mut lines = guide.lines().skip_while(|l| l.trim() != marker).skip(1);
+    let fence = lines
+        .next()
+        .unwrap_or_else(|| panic!("no snippet {name} in docs/ISSUERS.md"));
+    assert!(fence.starts_with("```"), "{name}: {fence}");
+    let body: Vec<&str> = lines.take_while(|l| !l.starts_with("```")).collect();
+    assert!(body.len() >= 8, "{name}: snippet too short");
+    body.join("\n") + "\n"
+}
+
+/// Runs `program file` in `cwd` and returns its trimmed stdout.
+fn run_in(cwd: &Path, program: &str, file: &Path) -> String {
+    let out = Command::new(program)
+        .arg(file)
+        .current_dir(cwd)
+        .output()
+        .unwrap_or_else(|e| panic!("could not start {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {}: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[test]
+fn the_guides_snippets_sign_tokens_the_verifier_accepts() {
+    // The guide's setup: an ES256 key in ./dropfix-private.pem, its public half registered with
+    // kid backend-2026, iss https://app.acme.com and aud dropfix.
+    let keys = Keys::new();
+    let cwd = keys.dir.path();
+    std::fs::copy(keys.private("ec"), cwd.join("dropfix-private.pem")).unwrap();
+    let workspace = [issuer(
+        "backend",
+        &[(&keys.public_pem("ec"), "backend-2026")],
+        Some("https://app.acme.com"),
+        &["dropfix"],
+    )];
+    let user = "{ id: 42, email: 'ada@example.com', plan: 'pro' }";
+    // The Node snippet lives in tests/jwt/ while it runs, so that `jose` resolves from there.
+    let jose = tempfile::Builder::new()
+        .prefix(".guide-jose-")
+        .suffix(".mjs")
+        .tempfile_in(tests_dir().join("jwt"))
+        .unwrap();
+    std::fs::write(
+        jose.path(),
+        guide_snippet("jose") + &format!("console.log(await dropfixToken({user}))\n"),
+    )
+    .unwrap();
+    let python = cwd.join("guide.py");
+    std::fs::write(
+        &python,
+        guide_snippet("pyjwt")
+            + "\nprint(dropfix_token({\"id\": 42, \"email\": \"ada@example.com\", \"plan\": \"pro\"}))\n",
+    )
+    .unwrap();
+    let ruby = cwd.join("guide.rb");
+    std::fs::write(
+        &ruby,
+        guide_snippet("ruby-jwt") + &format!("puts dropfix_token({user})\n"),
+    )
+    .unwrap();
+    for (program, file) in [
+        ("node".to_owned(), jose.path()),
+        (dropfix_tests::python(), python.as_path()),
+        ("ruby".to_owned(), ruby.as_path()),
+    ] {
+        let token = run_in(cwd, &program, file);
+        match decide(
+            &workspace,
+            "42",
+            json!({"email": "ada@example.com", "plan": "pro"}),
+            &token,
+        ) {
+            Decision::Verified(v) => {
+                assert_eq!(v.method, Method::IssuerToken, "{program}");
+                assert_eq!(v.trusted.email.as_deref(), Some("ada@example.com"));
+                assert_eq!(v.trusted.plan.as_deref(), Some("pro"), "{program}");
+            }
+            other => panic!("{program}: {other:?}"),
+        }
+        assert_eq!(
+            decide(&workspace, "42", json!({"plan": "enterprise"}), &token),
+            Decision::Rejected(Rejection::ClaimsMismatch),
+            "{program}"
+        );
     }
 }

@@ -6,9 +6,10 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createPublicKey, verify as cryptoVerify, constants } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { generateKeyPair, jwkThumbprint, signClaims } from 'dropfix/server';
 import { serverBinary, startVerifier } from './verifier.mjs';
 
@@ -31,8 +32,9 @@ after(async () => {
 function addIssuer(name, keyText, extra = []) {
   const file = join(work, `${name}.key`);
   writeFileSync(file, keyText);
+  const claims = extra.includes('--iss') ? [] : ['--iss', ISS, '--aud', AUD];
   execFileSync(serverBinary(), ['workspace', 'add-issuer', verifier.appId, '--name', name, '--public-key', file,
-    '--iss', ISS, '--aud', AUD, '--data-dir', verifier.dataDir, ...extra], { stdio: ['ignore', 'ignore', 'inherit'] });
+    ...claims, '--data-dir', verifier.dataDir, ...extra], { stdio: ['ignore', 'ignore', 'inherit'] });
 }
 
 async function identify(userId, traits, signature) {
@@ -166,4 +168,30 @@ test('the verifier verifies each algorithm\'s token, the public key registered a
     assert.deepEqual(r.body, { verified: true, user_id: '42', method: 'issuer_token' }, `${alg} PEM`);
     execFileSync(serverBinary(), ['workspace', 'remove-issuer', verifier.appId, '--name', `pem-${alg}`, '--data-dir', verifier.dataDir], { stdio: 'ignore' });
   }
+});
+
+test('the guide\'s dropfix/server snippet (docs/ISSUERS.md) signs a token the verifier accepts', async () => {
+  const guide = readFileSync(new URL('../../docs/ISSUERS.md', import.meta.url), 'utf8').split('\n');
+  const at = guide.indexOf('<!-- test: dropfix-node -->');
+  assert.ok(at >= 0 && guide[at + 1].startsWith('```'), 'the marked snippet is in the guide');
+  const end = guide.findIndex((l, i) => i > at + 1 && l.startsWith('```'));
+  const snippet = guide.slice(at + 2, end).join('\n');
+  // As the guide sets it up: the key in ./dropfix-private.pem, registered with kid backend-2026.
+  const k = generateKeyPair();
+  const dir = mkdtempSync(join(tmpdir(), 'dropfix-guide-'));
+  writeFileSync(join(dir, 'dropfix-private.pem'), k.privateKey);
+  addIssuer('guide', k.publicKey, ['--kid', 'backend-2026', '--iss', 'https://app.acme.com', '--aud', 'dropfix']);
+  // Inside the package, so that `dropfix/server` resolves to this checkout.
+  const file = fileURLToPath(new URL(`./.guide-${process.pid}.mjs`, import.meta.url));
+  writeFileSync(file, `${snippet}\nconsole.log(dropfixToken({ id: 42, email: 'ada@example.com', plan: 'pro' }))\n`);
+  let token;
+  try {
+    token = execFileSync(process.execPath, [file], { cwd: dir, encoding: 'utf8' }).trim();
+  } finally {
+    rmSync(file, { force: true });
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const r = await identifyOnceKnown('42', { email: 'ada@example.com', plan: 'pro' }, token);
+  assert.deepEqual(r.body, { verified: true, user_id: '42', method: 'issuer_token' });
+  assert.equal((await identify('42', { plan: 'enterprise' }, token)).body.error.code, 'claims_mismatch');
 });
