@@ -16,6 +16,7 @@ use serde_json::{Value as Json, json};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::issuers::IssuerInput;
 use crate::state::AppState;
 use crate::store::StoreError;
 use crate::users::{UserQuery, UserRecord};
@@ -99,6 +100,27 @@ fn not_found(code: &str, message: &str) -> Response<Body> {
 
 fn workspace_not_found() -> Response<Body> {
     not_found("workspace_not_found", "no workspace has this app id")
+}
+
+/// A workspace's token issuers as the admin API shows them: the stored configuration (public
+/// keys and URLs only) and, for a JWKS issuer, what this verifier last fetched.
+fn issuers_body(state: &AppState, ws: &Workspace) -> serde_json::Value {
+    let list: Vec<serde_json::Value> = ws
+        .issuers
+        .iter()
+        .map(|i| {
+            let mut v = serde_json::to_value(&i.config).unwrap_or_default();
+            v["key_ids"] = match &i.static_keys {
+                Some(keys) => json!(keys.kids()),
+                None => json!(null),
+            };
+            if let Some(url) = &i.config.jwks_url {
+                v["fetch"] = state.jwks_status(url);
+            }
+            v
+        })
+        .collect();
+    json!({"app_id": ws.app_id, "token_issuers": list})
 }
 
 /// The one place store errors become responses.
@@ -445,6 +467,34 @@ async fn route(
                 .map_err(|e| store_error(&e))?;
             tracing::info!(app_id = %app, key_id = id, "secret key retired");
             json_response(StatusCode::OK, &ws.summary())
+        }
+        (&Method::GET, [app, "issuers"]) => {
+            no_query(&req)?;
+            let ws = find_workspace(state, app).await?;
+            json_response(StatusCode::OK, &issuers_body(state, &ws))
+        }
+        (&Method::POST, [app, "issuers"]) => {
+            no_query(&req)?;
+            let body: IssuerInput = body_json(state, req, false).await?;
+            let config = body
+                .into_config()
+                .map_err(|why| error(StatusCode::BAD_REQUEST, "invalid_issuer", &why, None))?;
+            let name = config.name.clone();
+            let ws = store
+                .add_issuer(app, config, ACTOR, now)
+                .await
+                .map_err(|e| store_error(&e))?;
+            tracing::info!(app_id = %app, issuer = %name, "token issuer added");
+            json_response(StatusCode::CREATED, &issuers_body(state, &ws))
+        }
+        (&Method::DELETE, [app, "issuers", name]) => {
+            no_query(&req)?;
+            let ws = store
+                .remove_issuer(app, name, ACTOR, now)
+                .await
+                .map_err(|e| store_error(&e))?;
+            tracing::info!(app_id = %app, issuer = %name, "token issuer removed");
+            json_response(StatusCode::OK, &issuers_body(state, &ws))
         }
         (&Method::GET, [app, "users"]) => {
             let q = Query::parse(&req, &["verified", "limit", "after", "search"])?;

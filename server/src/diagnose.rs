@@ -5,15 +5,20 @@
 //! the usual mistakes and name the one that reproduces the signature: a secret with a trailing
 //! newline, a hex- or base64-decoded secret, a base64 digest, the email or a reformatted number
 //! signed instead of the exact id, `signedAt` in milliseconds, a stale or future timestamp, and a
-//! signed-claims token keyed with the raw secret instead of the workspace's claims key.
+//! signed-claims token keyed with the raw secret instead of the workspace's claims key. A
+//! public-key token is explained against the workspace's token issuers instead
+//! ([`diagnose_issuer_token`]).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use dropfix_core::claims;
+use dropfix_core::issuer::Jws;
 use dropfix_core::timestamp::{MAX_AGE_SECS, MAX_FUTURE_SKEW_SECS, MILLISECONDS_THRESHOLD};
-use dropfix_core::{Rejection, SecretKey, seed};
+use dropfix_core::{Rejection, SecretKey, TokenIssuers, seed};
 use hmac::{KeyInit, Mac};
 use serde::Serialize;
+
+use crate::issuers::WorkspaceIssuers;
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
@@ -411,6 +416,122 @@ fn diagnose_token(input: &Input, mut findings: Vec<Finding>) -> Report {
                 findings,
                 fix: Some(r.message().to_string()),
             }
+        }
+    }
+}
+
+/// Explains a public-key (issuer) token against a workspace's token issuers: which issuer its
+/// `iss` selects, whether the issuer allows its `alg` and has its `kid`, the signature, and the
+/// claims (`aud`, `exp`, `nbf`, the user claim), then the verdict the verifier would give.
+pub fn diagnose_issuer_token(
+    issuers: &WorkspaceIssuers<'_>,
+    user_id: &str,
+    token: &str,
+    now: i64,
+) -> Report {
+    let mut findings = Vec::new();
+    let report = |findings, code: Option<Rejection>, fix: Option<String>| Report {
+        valid: code.is_none(),
+        code: code.map(Rejection::code),
+        findings,
+        fix,
+    };
+    let jws = match Jws::parse(token) {
+        Ok(jws) => jws,
+        Err(r) => {
+            findings.push(Finding {
+                check: "format",
+                ok: false,
+                detail: "not a compact JWS with JSON header and payload (or a crit header)".into(),
+            });
+            return report(findings, Some(r), Some(r.issuer_token_message().into()));
+        }
+    };
+    let alg = jws.alg().unwrap_or_default();
+    findings.push(Finding {
+        check: "format",
+        ok: true,
+        detail: format!(
+            "a public-key token: alg {alg}, kid {}, iss {}",
+            jws.kid().map_or("(none)".into(), |k| format!("{k:?}")),
+            jws.iss().map_or("(none)".into(), |i| format!("{i:?}")),
+        ),
+    });
+    let Some(issuer) = issuers.issuers.iter().find(|i| i.claims_token(jws.iss())) else {
+        let known: Vec<String> = issuers
+            .issuers
+            .iter()
+            .map(|i| {
+                let iss = i.config.iss.as_deref().unwrap_or("(no iss)");
+                format!("{} expects {iss:?}", i.config.name)
+            })
+            .collect();
+        findings.push(Finding {
+            check: "issuer",
+            ok: false,
+            detail: if known.is_empty() {
+                "this workspace has no token issuer".into()
+            } else {
+                format!(
+                    "no issuer of this workspace has this iss: {}",
+                    known.join("; ")
+                )
+            },
+        });
+        let r = Rejection::UnknownIssuer;
+        return report(findings, Some(r), Some(r.message().into()));
+    };
+    let source = match &issuer.config.jwks_url {
+        Some(url) => format!("keys from {url}"),
+        None => "static public keys".into(),
+    };
+    findings.push(Finding {
+        check: "issuer",
+        ok: true,
+        detail: format!("issuer {:?} ({source})", issuer.config.name),
+    });
+    if let Some(keys) = issuers.keys_of(issuer) {
+        let kids = keys.kids();
+        let known = jws.kid().is_none_or(|k| keys.has_kid(k));
+        findings.push(Finding {
+            check: "key",
+            ok: known,
+            detail: format!("the issuer's keys: {}", kids.join(", ")),
+        });
+    }
+    let outcome = issuers.verify(token, now);
+    match &outcome {
+        Ok((claims, _)) => {
+            findings.push(Finding {
+                check: "token",
+                ok: true,
+                detail: format!(
+                    "signature verifies; audience and times check out (expires {})",
+                    claims.exp.map_or("never".into(), crate::workspace::rfc3339)
+                ),
+            });
+            let same = claims.sub == user_id;
+            findings.push(Finding {
+                check: "user",
+                ok: same,
+                detail: format!(
+                    "the token's user claim ({}) is {:?}, identify() sends {user_id:?}",
+                    issuer.config.user_claim, claims.sub
+                ),
+            });
+            if !same {
+                let fix = "call identify() with the user id of the token (the issuer's user claim)";
+                return report(findings, Some(Rejection::ClaimsMismatch), Some(fix.into()));
+            }
+            report(findings, None, None)
+        }
+        Err(r) => {
+            findings.push(Finding {
+                check: "token",
+                ok: false,
+                detail: r.issuer_token_message().into(),
+            });
+            report(findings, Some(*r), Some(r.issuer_token_message().into()))
         }
     }
 }

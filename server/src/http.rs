@@ -19,7 +19,7 @@ use serde::Serialize;
 use serde_json::{Map, Value as Json, json};
 
 use crate::admin::admin_authorized;
-use crate::issuers::{NoJwks, WorkspaceIssuers};
+use crate::issuers::WorkspaceIssuers;
 use crate::limits;
 use crate::metrics::Metrics;
 use crate::state::AppState;
@@ -514,7 +514,7 @@ async fn identify(
         require_signed_claims: ws.require_signed_claims,
         issuers: &WorkspaceIssuers {
             issuers: &ws.issuers,
-            jwks: &NoJwks,
+            jwks: state.jwks_keys(),
         },
     };
     let decision = dropfix_core::decide(&policy, &call, now);

@@ -1,12 +1,12 @@
 //! Prometheus metrics (OpenMetrics text). Counted as they happen: identify outcomes by code,
 //! identify latency, store commit batch sizes, store errors by kind, the wait for a pooled
 //! database connection, strict report-only would-be rejections and refused origins per
-//! workspace, CORS preflights, and connections refused by the per-client cap. Read at each
-//! scrape ([`Sample`], filled by the state that knows them): the build, the store's queue and
-//! PostgreSQL pool, whether the workspaces are stale and when they last loaded, the LISTEN
-//! connection, the TLS certificate's expiry, the master keys this instance holds (id and
-//! fingerprint, to compare instances during a key rollout), and the `process_*` metrics
-//! ([`process`]).
+//! workspace, CORS preflights, connections refused by the per-client cap, and JWKS fetches by
+//! result ([`jwks`]). Read at each scrape ([`Sample`], filled by the state that knows them): the
+//! build, the store's queue and PostgreSQL pool, whether the workspaces are stale and when they
+//! last loaded, the LISTEN connection, the TLS certificate's expiry, the master keys this
+//! instance holds (id and fingerprint, to compare instances during a key rollout), the keys held
+//! per JWKS URL, and the `process_*` metrics ([`process`]).
 //! server/README.md ("Metrics") lists every series with an example alert.
 //!
 //! Served by [`crate::http`] behind the admin token on the main port (`GET /metrics`) and, when
@@ -14,7 +14,10 @@
 //! [`crate::run_metrics`]): the counts name workspaces and show an attack's progress, so they are
 //! not for the public.
 
+mod jwks;
 mod process;
+
+pub use jwks::{JWKS_FETCH_RESULTS, JwksSample};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::{encode_eof, encode_registry};
@@ -94,6 +97,7 @@ pub struct Metrics {
     master_keys: Family<MasterKeyLabels, Gauge>,
     /// The label sets `master_keys` shows now (the keyring changes rarely: compared, not redone).
     master_keys_shown: std::sync::Mutex<Vec<MasterKeyLabels>>,
+    jwks: jwks::JwksCounts,
 }
 
 /// The state of a PostgreSQL connection pool at a scrape.
@@ -130,6 +134,8 @@ pub struct Sample {
     pub listener_connected: Option<bool>,
     /// When the served certificate expires, in seconds since the epoch.
     pub tls_expiry: Option<f64>,
+    /// The JWKS URLs in use (none: their series are absent).
+    pub jwks: Vec<JwksSample>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -204,6 +210,7 @@ impl Default for Metrics {
              active=\"true\" for the one it seals with. Every instance should show the same",
             master_keys.clone(),
         );
+        let jwks = jwks::JwksCounts::register(&mut registry);
         Metrics {
             registry,
             outcomes,
@@ -217,6 +224,7 @@ impl Default for Metrics {
             pool_wait,
             master_keys,
             master_keys_shown: Default::default(),
+            jwks,
         }
     }
 }
@@ -272,6 +280,11 @@ impl Metrics {
     /// How long a caller waited for a pooled PostgreSQL connection (got one or not).
     pub fn observe_pool_wait(&self, seconds: f64) {
         self.pool_wait.observe(seconds);
+    }
+
+    /// Counts a JWKS fetch; `result` is one of [`JWKS_FETCH_RESULTS`].
+    pub fn jwks_fetch(&self, result: &'static str) {
+        self.jwks.fetch(result);
     }
 
     /// Shows the keys of `ring` in `dropfix_master_key_info` (called before each render, so a
@@ -404,6 +417,7 @@ impl Metrics {
                 ConstGauge::new(at),
             );
         }
+        jwks::sampled(&mut r, &sample.jwks);
         r
     }
 }
@@ -438,6 +452,7 @@ mod tests {
             config_last_reload: Some(1_700_000_000.5),
             listener_connected: Some(false),
             tls_expiry: Some(1_800_000_000.0),
+            jwks: Vec::new(),
         };
         let text = metrics.render(&sample);
         for line in [

@@ -130,6 +130,8 @@ struct Context {
     https: bool,
     /// The verifier has answered [`traffic`].
     traffic: bool,
+    /// Its workspaces name JWKS URLs.
+    jwks: bool,
 }
 
 impl Context {
@@ -144,12 +146,17 @@ impl Context {
             self.postgres
         } else if present.starts_with("HTTPS") {
             self.https
+        } else if present.starts_with("JWKS URLs in use") {
+            if self.jwks && present.contains("once fetched") {
+                return None;
+            }
+            self.jwks
         } else if present.starts_with("Linux") {
             cfg!(target_os = "linux")
         } else {
             panic!(
                 "a metrics row says it is present {present:?}: always, once counted, \
-                 PostgreSQL, HTTPS or Linux?"
+                 PostgreSQL, HTTPS, JWKS URLs in use or Linux?"
             )
         })
     }
@@ -225,6 +232,7 @@ fn check_served(scrape: &Scrape, backend: &str) {
         postgres: backend == "postgres",
         https: false,
         traffic: true,
+        jwks: false,
     };
     check_documented(scrape, cx);
     let version = env!("CARGO_PKG_VERSION");
@@ -409,6 +417,7 @@ fn https_reports_when_its_certificate_expires() {
             postgres: false,
             https: true,
             traffic: false,
+            jwks: false,
         },
     );
     assert_eq!(

@@ -189,6 +189,9 @@ on_both_backends!(
     members_have_one_role_per_workspace,
     console_access_can_be_taken_away,
     both_backends_store_the_same_hostile_values_and_refuse_nul_alike,
+    // Token issuers
+    token_issuers_are_stored_checked_and_reach_other_handles,
+    a_workspace_with_only_a_public_key_holds_no_secret,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -3093,4 +3096,254 @@ async fn postgres_a_pg_dump_holds_no_secret() {
             "a secret is in the pg_dump output"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Token issuers
+
+/// A fresh P-256 public key as a JWK (the private half is dropped: the store never sees one).
+fn ec_public_jwk(kid: &str) -> Json {
+    use base64::Engine as _;
+    use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+    let pair =
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
+    let point = pair.public_key().as_ref();
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    json!({"kty": "EC", "crv": "P-256", "kid": kid, "x": b64(&point[1..33]), "y": b64(&point[33..])})
+}
+
+fn issuer_input(name: &str, keys: Vec<Json>) -> dropfix_server::issuers::IssuerConfig {
+    dropfix_server::issuers::IssuerInput {
+        name: name.into(),
+        public_keys: keys,
+        ..Default::default()
+    }
+    .into_config()
+    .unwrap()
+}
+
+fn issuer_rule(e: StoreError) -> workspace::IssuerRuleError {
+    match e {
+        StoreError::Issuer(r) => r,
+        other => panic!("expected an issuer rule error, got {other:?}"),
+    }
+}
+
+async fn token_issuers_are_stored_checked_and_reach_other_handles(env: &Env) {
+    use workspace::IssuerRuleError as R;
+    let (store, _) = env.open().await;
+    let (_other, registry) = env.open().await;
+    let (app, _) = workspace(&store).await;
+    let ws = store
+        .add_issuer(
+            &app,
+            issuer_input("backend", vec![ec_public_jwk("k1")]),
+            "test",
+            NOW,
+        )
+        .await
+        .unwrap();
+    assert_eq!(ws.issuers.len(), 1);
+    assert_eq!(
+        ws.issuer("backend")
+            .unwrap()
+            .static_keys
+            .as_ref()
+            .unwrap()
+            .kids(),
+        ["k1"]
+    );
+    // The other handle hears of it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while registry.get(&app).is_none_or(|w| w.issuers.is_empty()) {
+        assert!(
+            Instant::now() < deadline,
+            "the change never reached the other handle"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Rules: unique names, a bounded count, checked configurations, removal of what exists.
+    let again = store
+        .add_issuer(
+            &app,
+            issuer_input("backend", vec![ec_public_jwk("k2")]),
+            "test",
+            NOW,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(issuer_rule(again), R::Exists);
+    let mut private = ec_public_jwk("k3");
+    private["d"] = "AAAA".into();
+    let bad = dropfix_server::issuers::IssuerConfig {
+        keys: vec![private],
+        ..issuer_input("private", vec![ec_public_jwk("k3")])
+    };
+    assert!(matches!(
+        issuer_rule(store.add_issuer(&app, bad, "test", NOW).await.unwrap_err()),
+        R::Invalid(why) if why.contains("private")
+    ));
+    let jwks_without_aud = dropfix_server::issuers::IssuerConfig {
+        keys: vec![],
+        jwks_url: Some("https://idp.example/.well-known/jwks.json".into()),
+        iss: Some("https://idp.example/".into()),
+        ..issuer_input("idp", vec![ec_public_jwk("k4")])
+    };
+    assert!(matches!(
+        issuer_rule(store.add_issuer(&app, jwks_without_aud, "test", NOW).await.unwrap_err()),
+        R::Invalid(why) if why.contains("audience")
+    ));
+    for i in 1..dropfix_server::issuers::MAX_ISSUERS {
+        let input = issuer_input(&format!("n{i}"), vec![ec_public_jwk("k")]);
+        store.add_issuer(&app, input, "test", NOW).await.unwrap();
+    }
+    let over = issuer_input("one-too-many", vec![ec_public_jwk("k")]);
+    assert_eq!(
+        issuer_rule(store.add_issuer(&app, over, "test", NOW).await.unwrap_err()),
+        R::TooMany
+    );
+    assert_eq!(
+        issuer_rule(
+            store
+                .remove_issuer(&app, "nobody", "test", NOW)
+                .await
+                .unwrap_err()
+        ),
+        R::NotFound
+    );
+    let ws = store
+        .remove_issuer(&app, "backend", "test", NOW)
+        .await
+        .unwrap();
+    assert!(ws.issuer("backend").is_none());
+    assert_eq!(ws.issuers.len(), dropfix_server::issuers::MAX_ISSUERS - 1);
+    // A workspace that does not exist.
+    let missing = store
+        .add_issuer(
+            "app_missing",
+            issuer_input("x", vec![ec_public_jwk("k")]),
+            "test",
+            NOW,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(missing, StoreError::WorkspaceNotFound),
+        "{missing:?}"
+    );
+    // Both changes are audited.
+    let actions: Vec<String> = store
+        .audit_log(&app, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert!(actions.iter().any(|a| a == "issuer.add"), "{actions:?}");
+    assert!(actions.iter().any(|a| a == "issuer.remove"), "{actions:?}");
+}
+
+/// Every row of every table, as text: what a dump of the database shows.
+async fn dump(env: &Env) -> String {
+    match env {
+        Env::Sqlite(dir) => {
+            let conn =
+                rusqlite::Connection::open(dir.path().join(dropfix_server::store::sqlite::DB_FILE))
+                    .unwrap();
+            let tables: Vec<String> = conn
+                .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            let mut out = String::new();
+            for t in tables {
+                let mut stmt = conn.prepare(&format!("SELECT * FROM \"{t}\"")).unwrap();
+                let n = stmt.column_count();
+                let mut rows = stmt.query([]).unwrap();
+                while let Some(row) = rows.next().unwrap() {
+                    for i in 0..n {
+                        use rusqlite::types::ValueRef;
+                        match row.get_ref(i).unwrap() {
+                            ValueRef::Text(t) | ValueRef::Blob(t) => {
+                                out.push_str(&String::from_utf8_lossy(t));
+                            }
+                            ValueRef::Integer(n) => out.push_str(&n.to_string()),
+                            ValueRef::Real(f) => out.push_str(&f.to_string()),
+                            ValueRef::Null => {}
+                        }
+                        out.push('|');
+                    }
+                    out.push('\n');
+                }
+            }
+            out
+        }
+        Env::Postgres(_) => String::from_utf8(env.everything_stored().await).unwrap(),
+    }
+}
+
+/// A workspace that verifies with a public key only: its last secret key retired, no row of a
+/// dump holds the secret, its claims key or the sealed secret; and the issuer cannot be removed
+/// then (the workspace would verify nothing).
+async fn a_workspace_with_only_a_public_key_holds_no_secret(env: &Env) {
+    let store = env.store().await;
+    let k = named_workspace(&store, "public-key only").await;
+    let app = k.workspace.app_id.clone();
+    let sealed = env
+        .key_rows()
+        .await
+        .into_iter()
+        .find(|r| r.1 == app)
+        .map(|r| r.2)
+        .unwrap();
+    // Without an issuer the last key stays.
+    let refused = store
+        .retire_key(&app, k.key_id, "test", NOW)
+        .await
+        .unwrap_err();
+    assert_eq!(key_rule(refused), KeyRuleError::LastLiveKey);
+    store
+        .add_issuer(
+            &app,
+            issuer_input("backend", vec![ec_public_jwk("k1")]),
+            "test",
+            NOW,
+        )
+        .await
+        .unwrap();
+    let ws = store.retire_key(&app, k.key_id, "test", NOW).await.unwrap();
+    assert!(ws.keys.is_empty());
+    let dump = dump(env).await;
+    assert!(dump.contains("k1"), "the dump misses the issuer: {dump}");
+    for material in [
+        k.secret.expose_secret(),
+        k.secret.expose_claims_key(),
+        sealed.as_str(),
+        // The sealed value's ciphertext part alone.
+        sealed.rsplit(':').next().unwrap(),
+    ] {
+        assert!(
+            !dump.contains(material),
+            "the dump holds symmetric key material"
+        );
+    }
+    assert!(!dump.contains("dfseal1:"), "a sealed secret is left");
+    let last = store
+        .remove_issuer(&app, "backend", "test", NOW)
+        .await
+        .unwrap_err();
+    assert_eq!(issuer_rule(last), workspace::IssuerRuleError::LastVerifier);
+    // With a key again, it may go.
+    store
+        .create_key(&app, "again", None, "test", NOW)
+        .await
+        .unwrap();
+    store
+        .remove_issuer(&app, "backend", "test", NOW)
+        .await
+        .unwrap();
 }

@@ -96,6 +96,15 @@ pub(super) struct ServeArgs {
     /// The certificate's private key: PEM, PKCS#8, PKCS#1 RSA or SEC1 EC.
     #[arg(long, env = "DROPFIX_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Let token issuers' JWKS URLs resolve to private, loopback, link-local and other
+    /// non-public addresses. Off by default, so a workspace's settings cannot make the verifier
+    /// reach inside its own network; for tests and identity providers on a private network.
+    #[arg(long, env = "DROPFIX_JWKS_ALLOW_PRIVATE_ADDRESSES")]
+    jwks_allow_private_addresses: bool,
+    /// Also trust the CA certificates of this PEM file for JWKS URLs (an identity provider with
+    /// a private CA), besides the system's CA bundle.
+    #[arg(long, env = "DROPFIX_JWKS_CA_FILE")]
+    jwks_ca_file: Option<PathBuf>,
 }
 
 /// `10.0.0.0/8`, `fd00::/8`, or one address (`10.0.0.2` = `10.0.0.2/32`).
@@ -120,6 +129,13 @@ pub(super) fn serve(args: ServeArgs) -> CliResult {
         )?)),
         _ => None,
     };
+    let mut jwks = crate::issuers::fetch::FetchOptions {
+        allow_private_addresses: args.jwks_allow_private_addresses,
+        ..Default::default()
+    };
+    if let Some(ca) = &args.jwks_ca_file {
+        jwks.add_ca_file(ca)?;
+    }
     let scheme = if tls.is_some() { "https" } else { "http" };
     if tls.is_none() && !args.console_secure_cookies && !args.listen.ip().is_loopback() {
         tracing::warn!(
@@ -147,6 +163,7 @@ pub(super) fn serve(args: ServeArgs) -> CliResult {
             ..Default::default()
         },
         tls,
+        jwks,
     };
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();

@@ -61,7 +61,32 @@ pub(super) async fn check(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Bod
         error = Some("That is longer than any identify call can be.".into());
     }
     let mut results = Vec::new();
-    if error.is_none() {
+    let issuer_token = dropfix_core::issuer::is_issuer_token(&signature);
+    if error.is_none() && issuer_token {
+        // A public-key token is checked against the token issuers, not the keys.
+        let issuers = crate::issuers::WorkspaceIssuers {
+            issuers: &ctx.ws.issuers,
+            jwks: ctx.state.jwks_keys(),
+        };
+        let report = crate::diagnose::diagnose_issuer_token(&issuers, &user_id, &signature, now());
+        results.push(CheckResult {
+            key_id: 0,
+            label: "token issuers".into(),
+            valid: report.valid,
+            code: report.code,
+            findings: report
+                .findings
+                .into_iter()
+                .map(|f| FindingRow {
+                    check: f.check,
+                    ok: f.ok,
+                    detail: f.detail,
+                })
+                .collect(),
+            fix: report.fix,
+        });
+    }
+    if error.is_none() && !issuer_token {
         let now = now();
         for key in ctx.ws.live_keys(now) {
             let report = crate::diagnose::diagnose(&crate::diagnose::Input {

@@ -26,6 +26,7 @@ mod check;
 mod context;
 mod csrf;
 mod export;
+mod issuers;
 mod keys;
 mod login;
 mod pages;
@@ -195,6 +196,9 @@ async fn workspace_route(
         (["origins"], _, true) => security::origins(&ctx, req).await,
         (["rejections"], true, _) => rejections::rejections_page(&ctx).await,
         (["check"], true, _) => check::form(&ctx),
+        (["issuers"], true, _) => issuers::issuers_page(&ctx),
+        (["issuers"], _, true) => issuers::add(&ctx, req).await,
+        (["issuers", "remove"], _, true) => issuers::remove(&ctx, req).await,
         (["check"], _, true) => check::check(&ctx, req).await,
         (["users"], true, _) => users::users_page(&ctx, &req).await,
         (["users", "export.csv"], true, _) => export::export_users(&ctx).await,

@@ -41,6 +41,7 @@ pub const WS_LINKS: &[(&str, &str)] = &[
     ("security", "Security"),
     ("rejections", "Recent rejections"),
     ("check", "Check a signature"),
+    ("issuers", "Token issuers"),
     ("users", "Users"),
     ("audit", "Audit log"),
 ];
@@ -315,4 +316,52 @@ pub struct AuditRow {
 pub struct AuditPage {
     pub l: Layout,
     pub rows: Vec<AuditRow>,
+}
+
+#[derive(Template)]
+#[template(path = "console/issuers.html")]
+pub struct IssuersPage {
+    pub l: Layout,
+    pub app_id: String,
+    pub can_change: bool,
+    pub issuers: Vec<IssuerRow>,
+    pub form: IssuerForm,
+    pub error: Option<String>,
+}
+
+pub struct IssuerRow {
+    pub name: String,
+    pub source: String,
+    pub iss: String,
+    pub audiences: String,
+    pub user_claim: String,
+    pub traits: String,
+    pub algorithms: String,
+    pub keys: Vec<IssuerKeyRow>,
+    pub fetch: Option<FetchRow>,
+}
+
+pub struct IssuerKeyRow {
+    pub kid: String,
+    pub kind: String,
+    pub alg: String,
+}
+
+pub struct FetchRow {
+    pub ok: bool,
+    pub text: String,
+}
+
+/// What the add form holds (sent back with the error when it is refused).
+#[derive(Default)]
+pub struct IssuerForm {
+    pub name: String,
+    pub public_key: String,
+    pub kid: String,
+    pub jwks_url: String,
+    pub iss: String,
+    pub audiences: String,
+    pub user_claim: String,
+    pub claims: String,
+    pub algorithms: String,
 }

@@ -5,6 +5,8 @@
 //!
 //! - [`keys`]: public keys from PEM, JWK and JWKS, checked before they are trusted;
 //! - [`verify`]: signature checks (`ring`);
+//! - [`fetch`]: one JWKS fetched over HTTPS, SSRF-safe; [`jwks`]: the process's cache of the
+//!   JWKS URLs in use, refreshed in the background;
 //! - this module: an issuer's configuration as stored and its rules, and [`WorkspaceIssuers`],
 //!   which the decision ([`dropfix_core::decide`]) asks about public-key tokens.
 //!
@@ -16,6 +18,8 @@
 //! the claims key's, see [`dropfix_core::issuer::PUBLIC_KEY_ALGS`]). Headers that carry a key
 //! (`jwk`, `jku`, `x5u`, `x5c`) are ignored.
 
+pub mod fetch;
+pub mod jwks;
 pub mod keys;
 pub mod verify;
 
