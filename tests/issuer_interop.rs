@@ -1,6 +1,6 @@
 //! Public-key tokens issued by the ordinary JWT library of each backend language (Node `jose`,
-//! PyJWT with `cryptography`, ruby-jwt with `rbnacl` for EdDSA), for ES256, EdDSA, RS256 and
-//! PS256, verify in the core through the verifier's token issuers (`WorkspaceIssuers`) with the
+//! PyJWT with `cryptography`, ruby-jwt with `rbnacl` for EdDSA), for ES256, ES384, EdDSA, RS256
+//! and PS256, verify in the core through the verifier's token issuers (`WorkspaceIssuers`) with the
 //! public key registered as PEM and as JWK, in a workspace that holds no secret at all; and the
 //! attack set is refused, each case with its exact decision code.
 //!
@@ -25,8 +25,9 @@ const LIBRARIES: [(&str, &str); 3] = [
     ("ruby", "jwt/pk-ruby.rb"),
 ];
 /// (alg, key file, kid)
-const ALGS: [(&str, &str, &str); 4] = [
+const ALGS: [(&str, &str, &str); 5] = [
     ("ES256", "ec", "backend-ec"),
+    ("ES384", "ec384", "backend-ec384"),
     ("EdDSA", "ed", "backend-ed"),
     ("RS256", "rsa", "backend-rsa"),
     ("PS256", "rsa", "backend-rsa"),
@@ -44,10 +45,14 @@ impl Keys {
         let keys = Keys {
             dir: tempfile::tempdir().unwrap(),
         };
-        let specs: [(&str, &[&str]); 5] = [
+        let specs: [(&str, &[&str]); 6] = [
             (
                 "ec",
                 &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
+            ),
+            (
+                "ec384",
+                &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384"],
             ),
             ("ed", &["-algorithm", "ED25519"]),
             (
@@ -215,8 +220,9 @@ fn issuer(name: &str, key_texts: &[(&str, &str)], iss: Option<&str>, auds: &[&st
 
 /// The backend's issuer with its three keys registered as PEM files.
 fn backend_pem(keys: &Keys) -> Issuer {
-    let (ec, ed, rsa) = (
+    let (ec, ec384, ed, rsa) = (
         keys.public_pem("ec"),
+        keys.public_pem("ec384"),
         keys.public_pem("ed"),
         keys.public_pem("rsa"),
     );
@@ -224,6 +230,7 @@ fn backend_pem(keys: &Keys) -> Issuer {
         "backend",
         &[
             (&ec, "backend-ec"),
+            (&ec384, "backend-ec384"),
             (&ed, "backend-ed"),
             (&rsa, "backend-rsa"),
         ],
@@ -239,8 +246,9 @@ fn backend_jwk(keys: &Keys) -> Issuer {
         jwk["kid"] = kid.into();
         jwk.to_string()
     };
-    let (ec, ed, rsa) = (
+    let (ec, ec384, ed, rsa) = (
         jwk("ec", "backend-ec"),
+        jwk("ec384", "backend-ec384"),
         jwk("ed", "backend-ed"),
         jwk("rsa", "backend-rsa"),
     );
@@ -248,6 +256,7 @@ fn backend_jwk(keys: &Keys) -> Issuer {
         "backend",
         &[
             (&ec, "backend-ec"),
+            (&ec384, "backend-ec384"),
             (&ed, "backend-ed"),
             (&rsa, "backend-rsa"),
         ],
