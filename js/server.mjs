@@ -7,7 +7,13 @@
 // (`dfck_...`), which is derived from the secret; `signClaims` takes the secret and derives it,
 // and `claimsKey(secret)` returns it for backends that sign with their own JWT library. Keeping
 // the two keys apart is what stops a seed hash from ever passing as a token.
+//
+// Public-key tokens (`signClaims` with `{ privateKey }`, `generateKeyPair`) live in ./keys.mjs: the
+// workspace registers only the public key, so DropFix holds nothing that can sign.
 import { createRequire } from 'node:module';
+import { signWithPrivateKey } from './keys.mjs';
+
+export { generateKeyPair, jwkThumbprint } from './keys.mjs';
 
 const require = createRequire(import.meta.url);
 const core = require('../dist/node/dropfix_wasm.js');
@@ -58,10 +64,16 @@ export function claimsKey(secret) {
  * Signed claims: an HS256 token over the user id, the time and the trusted traits (any of them,
  * standard or custom), to pass as `signature`. Takes the workspace secret and signs with the
  * claims key derived from it. Expires after `ttlSeconds` (default 300).
+ *
+ * With `{ privateKey }` (and optional `kid`, `alg`, `iss`, `aud`) it is a public-key token
+ * instead, signed with that key (see ./keys.mjs); no secret is read.
  */
 export function signClaims(userId, claims = {}, options = {}) {
   const id = userIdString(userId);
   const iat = nowSeconds(options);
   const ttl = options.ttlSeconds ?? DEFAULT_TTL_SECONDS;
+  if (options.privateKey !== undefined) {
+    return signWithPrivateKey(core, id, claims, iat, iat + ttl, options);
+  }
   return core.signClaims(secretFrom(options), id, iat, iat + ttl, claims ?? {});
 }

@@ -9,11 +9,13 @@ mode="${1:---test}"
 log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*" >&2; }
 sudo_if_needed() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# --- Debian packages: Ruby (+ ruby-jwt) for the seed/JWT interop tests, Chromium for browser tests.
+# --- Debian packages: Ruby (+ ruby-jwt, rbnacl) for the seed/JWT interop tests, Chromium for browser tests.
 if [ "$mode" = "--test" ]; then
   missing=()
   command -v ruby >/dev/null || missing+=(ruby)
   ruby -e 'require "jwt"' >/dev/null 2>&1 || missing+=(ruby-jwt)
+  # ruby-jwt signs EdDSA through rbnacl (tests/issuer_interop.rs).
+  ruby -e 'require "rbnacl"' >/dev/null 2>&1 || missing+=(ruby-rbnacl)
   [ -x /usr/bin/chromium ] || missing+=(chromium)
   [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
   command -v python3 >/dev/null || missing+=(python3)

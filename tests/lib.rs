@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use dropfix_core::{Decision, Identify, Policy, SecretKey, StrictMode, Value};
+use dropfix_core::{
+    Decision, Identify, NO_ISSUERS, Policy, SecretKey, StrictMode, TokenIssuers, Value,
+};
 use serde_json::Value as Json;
 
 /// The one vector file, embedded at compile time.
@@ -70,14 +72,25 @@ pub fn now() -> i64 {
 /// The core's decision, now, on one identify call in wire form (`body`) to a workspace with the
 /// one secret `secret` and strict mode on; `require_signed_claims` as the workspace sets it.
 pub fn decide_enforced(body: Json, secret: &str, require_signed_claims: bool) -> Decision {
+    decide_with_issuers(body, Some(secret), require_signed_claims, NO_ISSUERS)
+}
+
+/// [`decide_enforced`] for a workspace that trusts the token issuers `issuers` and holds the
+/// secret `secret`, or none (a workspace created with `--no-secret-key`).
+pub fn decide_with_issuers(
+    body: Json,
+    secret: Option<&str>,
+    require_signed_claims: bool,
+    issuers: &dyn TokenIssuers,
+) -> Decision {
     let body: Value = serde_json::from_value(body).unwrap();
     let call = Identify::from_wire(&body).unwrap();
-    let secrets = [SecretKey::new(secret)];
+    let secrets: Vec<SecretKey> = secret.into_iter().map(SecretKey::new).collect();
     let policy = Policy {
         secrets: &secrets,
         strict: StrictMode::Enforce,
         require_signed_claims,
-        issuers: dropfix_core::NO_ISSUERS,
+        issuers,
     };
     dropfix_core::decide(&policy, &call, now())
 }

@@ -100,9 +100,10 @@ pub fn is_jws_form(s: &str) -> bool {
 
 const HEADER_B64: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"; // {"alg":"HS256","typ":"JWT"}
 
-/// Issues a token for these claims, keyed with the secret's claims key (customer-backend
-/// helpers; never in the browser build).
-pub fn sign(secret: &SecretKey, claims: &Claims) -> String {
+/// The JSON payload of a token for these claims: `sub`, `iat`, `exp` when set, then the traits.
+/// Both the HS256 token ([`sign`]) and a public-key token a customer's backend signs with its
+/// private key (`dropfix/server`) carry exactly this, so the two modes cannot drift apart.
+pub fn payload_json(claims: &Claims) -> Vec<u8> {
     let mut entries = alloc::vec![
         ("sub".to_owned(), Value::Str(claims.sub.clone())),
         ("iat".to_owned(), Value::Int(claims.iat)),
@@ -111,7 +112,13 @@ pub fn sign(secret: &SecretKey, claims: &Claims) -> String {
         entries.push(("exp".to_owned(), Value::Int(exp)));
     }
     claims.clone().into_traits().push_entries(&mut entries);
-    let payload = serde_json::to_vec(&Value::Object(entries)).expect("claims serialize");
+    serde_json::to_vec(&Value::Object(entries)).expect("claims serialize")
+}
+
+/// Issues a token for these claims, keyed with the secret's claims key (customer-backend
+/// helpers; never in the browser build).
+pub fn sign(secret: &SecretKey, claims: &Claims) -> String {
+    let payload = payload_json(claims);
     let mut token = String::with_capacity(256);
     token.push_str(HEADER_B64);
     token.push('.');

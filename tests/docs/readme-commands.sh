@@ -2,7 +2,7 @@
 # Runs the operator commands of the READMEs exactly as written, so the docs cannot drift from the
 # binary. A command block is checked when the line before its ```sh fence is
 # `<!-- readme-check: operator -->`; the blocks run in document order (README.md,
-# server/README.md, docs/DEPLOY.md, then docs/SEALING.md) in one bash with `set -euo pipefail`, so a variable set in one is seen by
+# server/README.md, docs/DEPLOY.md, docs/SEALING.md, then docs/ISSUERS.md) in one bash with `set -euo pipefail`, so a variable set in one is seen by
 # the next, in an empty temporary directory (the default ./dropfix-data lands there) with
 # `dropfix-server` on PATH, as after `cargo install --path server`.
 set -euo pipefail
@@ -40,7 +40,7 @@ script="$work/commands.sh"
 {
   echo 'set -euo pipefail'
   echo 'set -x'
-  for f in README.md server/README.md docs/DEPLOY.md docs/SEALING.md; do extract "$root/$f"; done
+  for f in README.md server/README.md docs/DEPLOY.md docs/SEALING.md docs/ISSUERS.md; do extract "$root/$f"; done
 } >"$script"
 blocks="$(grep -c '^# --- ' "$script" || true)"
 # Fewer blocks than this means the markers were lost and the docs went unchecked.
@@ -59,4 +59,10 @@ echo "$listing" | jq -e '.workspaces[] | select(.name == "acme")
     and (.allowed_origins | index("http://localhost:*") != null)
     and (.keys | length) == 1' >/dev/null \
   || { echo "the README's commands did not leave the workspace they describe:" >&2; echo "$listing" >&2; exit 1; }
+# docs/ISSUERS.md: a workspace that trusts a public key and holds no secret key.
+echo "$listing" | jq -e '.workspaces[] | select(.name == "acme-keys")
+  | (.keys | length) == 0 and .require_signed_claims == true
+    and (.token_issuers | length) == 1 and .token_issuers[0].keys[0].kid == "backend-2026"
+    and (.token_issuers[0].keys[0] | has("d") | not)' >/dev/null \
+  || { echo "docs/ISSUERS.md's commands did not leave the workspace they describe:" >&2; echo "$listing" >&2; exit 1; }
 echo "README operator commands: $blocks blocks ran as written" >&2

@@ -31,7 +31,7 @@ export function makeCertificate(dir) {
 }
 
 /**
- * `{ url, appId, secret, adminToken, admin(method, path, body), stop() }`. With `tls`
+ * `{ url, appId, secret, dataDir, adminToken, admin(method, path, body), stop() }`. With `tls`
  * (`{ cert, key }` from makeCertificate) it serves HTTPS, and `admin` trusts that certificate.
  */
 export async function startVerifier({ tls } = {}) {
@@ -90,5 +90,5 @@ export async function startVerifier({ tls } = {}) {
     }
     rmSync(dataDir, { recursive: true, force: true });
   };
-  return { ...info, adminToken, admin, stop };
+  return { ...info, dataDir, adminToken, admin, stop };
 }

@@ -186,8 +186,43 @@ pub fn sign_claims(
     exp: Option<f64>,
     claims: JsValue,
 ) -> Result<alloc::string::String, JsValue> {
+    let claims = checked_claims(sub, iat, exp, claims)?;
+    Ok(dropfix_core::claims::sign(
+        &dropfix_core::SecretKey::new(secret),
+        &claims,
+    ))
+}
+
+/// The JSON payload of a public-key token (`sub`, `iat`, `exp`, the traits), under the same rules
+/// and in the same shape as [`sign_claims`]'s: the customer's backend signs it with its private
+/// key (node:crypto, in `js/keys.mjs`), which never enters the wasm.
+#[cfg(feature = "node-signing")]
+#[wasm_bindgen(js_name = claimsPayload)]
+pub fn claims_payload(
+    sub: &str,
+    iat: f64,
+    exp: f64,
+    claims: JsValue,
+) -> Result<alloc::string::String, JsValue> {
+    let claims = checked_claims(sub, iat, Some(exp), claims)?;
+    // serde_json writes UTF-8, so nothing is replaced.
+    Ok(
+        alloc::string::String::from_utf8_lossy(&dropfix_core::claims::payload_json(&claims))
+            .into_owned(),
+    )
+}
+
+/// The claims of a token for `sub`, the traits validated by the payload's own rules, so a token
+/// never signs what the verifier would refuse.
+#[cfg(feature = "node-signing")]
+fn checked_claims(
+    sub: &str,
+    iat: f64,
+    exp: Option<f64>,
+    claims: JsValue,
+) -> Result<dropfix_core::claims::Claims, JsValue> {
     use dropfix_core::Traits;
-    use dropfix_core::claims::{self, Claims};
+    use dropfix_core::claims::Claims;
     let seconds = |v: f64, field: &str| -> Result<i64, JsValue> {
         if v.abs() < 9.0e15 && (v as i64) as f64 == v {
             Ok(v as i64)
@@ -205,11 +240,10 @@ pub fn sign_claims(
     };
     // The payload's own rules, so a token never signs what the verifier would refuse.
     let traits = Traits::from_value("claims.", &traits).map_err(|e| validation_error(&e))?;
-    let claims = Claims::from_traits(
+    Ok(Claims::from_traits(
         sub,
         seconds(iat, "iat")?,
         exp.map(|e| seconds(e, "exp")).transpose()?,
         traits,
-    );
-    Ok(claims::sign(&dropfix_core::SecretKey::new(secret), &claims))
+    ))
 }

@@ -475,3 +475,6 @@ fn ec_material(point: Vec<u8>, size: usize) -> Result<Material, KeyError> {
         Material::P384(point)
     })
 }
+
+#[cfg(test)]
+mod tests;
