@@ -29,8 +29,10 @@ pub const MAX_TRAIT_STRING_BYTES: usize = 512;
 pub const MAX_TRAIT_KEY_BYTES: usize = 64;
 /// Most custom (non-standard) traits in one call.
 pub const MAX_CUSTOM_TRAITS: usize = 32;
-/// Longest `signature` (a signed-claims token is longer than the 64-char seed form).
-pub const MAX_SIGNATURE_BYTES: usize = 2048;
+/// Longest `signature`: a signed-claims token is longer than the 64-char seed form, and an
+/// identity provider's token (RS512 with a 4096-bit key, groups and custom claims) can pass
+/// 4 KB, while a whole call still fits [`MAX_BODY_BYTES`].
+pub const MAX_SIGNATURE_BYTES: usize = 8192;
 /// Largest MRR accepted; anything above is certainly a unit mistake.
 pub const MAX_MRR: f64 = 1e12;
 
@@ -243,7 +245,7 @@ fn limit_text(max: usize) -> &'static str {
         MAX_USER_ID_BYTES => "255",
         MAX_APP_ID_BYTES => "64",
         MAX_TRAIT_STRING_BYTES => "512",
-        MAX_SIGNATURE_BYTES => "2048",
+        MAX_SIGNATURE_BYTES => "8192",
         _ => "documented",
     }
 }

@@ -48,7 +48,7 @@ fn constants_are_the_documented_limits() {
     assert_eq!(MAX_BODY_BYTES, 16_384);
     assert_eq!(MAX_USER_ID_BYTES, 255);
     assert_eq!(MAX_TRAIT_STRING_BYTES, 512);
-    assert_eq!(MAX_SIGNATURE_BYTES, 2048);
+    assert_eq!(MAX_SIGNATURE_BYTES, 8192);
     assert_eq!(MAX_CUSTOM_TRAITS, 32);
     assert_eq!(MAX_DEPTH, 3);
 }
@@ -220,10 +220,10 @@ fn signature_length_limit() {
     let at = "a".repeat(MAX_SIGNATURE_BYTES);
     let past = "a".repeat(MAX_SIGNATURE_BYTES + 1);
     let call = wire(json!({"app_id": "a", "user_id": "1", "signature": at})).unwrap();
-    assert_eq!(call.signature.as_deref().map(str::len), Some(2048));
+    assert_eq!(call.signature.as_deref().map(str::len), Some(8192));
     let (code, field, message) = err(json!({"app_id": "a", "user_id": "1", "hash": past}));
     assert_eq!((code.as_str(), field.as_str()), ("too_long", "hash"));
-    assert_eq!(message, "hash is too long (the limit is 2048 bytes)");
+    assert_eq!(message, "hash is too long (the limit is 8192 bytes)");
     let (code, field, _) = err(json!({"app_id": "a", "user_id": "1", "signature": 5}));
     assert_eq!(
         (code.as_str(), field.as_str()),
