@@ -1,7 +1,7 @@
 //! `debug-signature`: which check a signature fails and what to fix, from [`crate::diagnose`];
 //! the exit code says whether the verifier would accept the call. Needs no store, except for a
 //! public-key token, which is checked against the token issuers of the workspace `--app-id`
-//! names (read from the store; a JWKS issuer's keys are fetched once).
+//! names (read from the store; a JWKS issuer's keys are fetched once, under the serve rules).
 
 use std::process::ExitCode;
 
@@ -9,6 +9,9 @@ use clap::Args;
 use dropfix_core::SecretKey;
 
 use super::data_dir::{DataDir, with_store_value};
+use crate::issuers::JwksKeys;
+use crate::issuers::fetch::{FetchOptions, Fetcher};
+use crate::issuers::keys::KeySet;
 use crate::{diagnose, web::now};
 
 #[derive(Debug, Args)]
@@ -40,6 +43,16 @@ pub(super) struct DebugArgs {
     json: bool,
 }
 
+/// JWKS fetched once by this command, by URL.
+#[derive(Debug, Default)]
+struct FetchedKeys(std::collections::HashMap<String, std::sync::Arc<KeySet>>);
+
+impl JwksKeys for FetchedKeys {
+    fn get(&self, url: &str) -> Option<std::sync::Arc<KeySet>> {
+        self.0.get(url).cloned()
+    }
+}
+
 pub(super) fn debug_signature(args: DebugArgs) -> ExitCode {
     let now = args.now.unwrap_or_else(now);
     let report = if dropfix_core::issuer::is_issuer_token(args.signature.trim()) {
@@ -60,10 +73,28 @@ pub(super) fn debug_signature(args: DebugArgs) -> ExitCode {
                 .into_iter()
                 .find(|w| w.app_id == app_id)
                 .ok_or("no workspace has this app id")?;
-            let jwks = crate::issuers::NoJwks;
+            // A JWKS issuer's keys: fetched once now, under the verifier's rules (https, public
+            // addresses only, bounded size and time).
+            let mut fetched = FetchedKeys::default();
+            let fetcher = Fetcher::new(FetchOptions::default());
+            for url in ws
+                .issuers
+                .iter()
+                .filter_map(|i| i.config.jwks_url.as_deref())
+            {
+                match fetcher.get(url).await {
+                    Ok(got) => match crate::issuers::keys::parse_jwks(&got.body) {
+                        Ok(set) => {
+                            fetched.0.insert(url.to_owned(), std::sync::Arc::new(set));
+                        }
+                        Err(e) => eprintln!("{url}: {e}"),
+                    },
+                    Err(e) => eprintln!("{url}: {e}"),
+                }
+            }
             let issuers = crate::issuers::WorkspaceIssuers {
                 issuers: &ws.issuers,
-                jwks: &jwks,
+                jwks: &fetched,
             };
             Ok(diagnose::diagnose_issuer_token(
                 &issuers, &user_id, &token, now,
