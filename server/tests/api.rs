@@ -285,7 +285,8 @@ fn decision_table_rows_over_http() {
         parts[1],
         parts[2]
     );
-    assert_rejected(&s, claims_call("c2", rs256), "signature_malformed");
+    // A public-key alg goes to the workspace's token issuers (it has none), never to the key.
+    assert_rejected(&s, claims_call("c2", rs256), "unknown_issuer");
     // Tokens too old, past their own expiry, or issued in the future: (sub, iat, exp, code).
     for (sub, iat, exp, code) in [
         ("c3", now() - 600, None, "signature_expired"),
