@@ -75,10 +75,7 @@ pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 fn when(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    crate::workspace::rfc3339(secs)
+    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 /// Reads and checks the pair (see the module documentation), as of `now`.
