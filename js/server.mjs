@@ -7,15 +7,18 @@
 // (`dfck_...`), which is derived from the secret; `signClaims` takes the secret and derives it,
 // and `claimsKey(secret)` returns it for backends that sign with their own JWT library. Keeping
 // the two keys apart is what stops a seed hash from ever passing as a token.
-import { createRequire } from 'node:module';
-
-const require = createRequire(import.meta.url);
-const core = require('../dist/node/dropfix_wasm.js');
+//
+// Runtimes: this module imports nothing from `node:`, so it also runs on edge runtimes and Deno.
+// `#core` (package.json "imports") picks how the wasm arrives: inside a module as bytes (Node,
+// Deno, any bundler: js/core-bytes.mjs), or precompiled by the bundler of an edge runtime, which
+// refuses to compile wasm at run time (`edge-light`, `workerd`: js/core-edge.mjs). Helpers that
+// need Node's own modules belong in a Node-only entry, not here.
+import { core } from '#core';
 
 const DEFAULT_TTL_SECONDS = 300;
 
 function secretFrom(options) {
-  const secret = options?.secret ?? process.env.DROPFIX_SECRET_KEY;
+  const secret = options?.secret ?? globalThis.process?.env?.DROPFIX_SECRET_KEY;
   if (typeof secret !== 'string' || secret.trim() === '') {
     throw new Error('DropFix: no secret key; pass { secret } or set DROPFIX_SECRET_KEY');
   }
@@ -41,7 +44,7 @@ function nowSeconds(options) {
 /** Seed form: `{ dropfix_hash, dropfix_signed_at }` exactly like the page's Node snippet. */
 export function signUser(userId, options = {}) {
   const id = userIdString(userId);
-  return { dropfix_hash: core.signUser(secretFrom(options), id), dropfix_signed_at: nowSeconds(options) };
+  return { dropfix_hash: core().signUser(secretFrom(options), id), dropfix_signed_at: nowSeconds(options) };
 }
 
 /**
@@ -51,7 +54,7 @@ export function signUser(userId, options = {}) {
  * It is a secret like the workspace secret: keep it on the server.
  */
 export function claimsKey(secret) {
-  return core.claimsKey(secretFrom(secret === undefined ? {} : { secret }));
+  return core().claimsKey(secretFrom(secret === undefined ? {} : { secret }));
 }
 
 /**
@@ -63,5 +66,5 @@ export function signClaims(userId, claims = {}, options = {}) {
   const id = userIdString(userId);
   const iat = nowSeconds(options);
   const ttl = options.ttlSeconds ?? DEFAULT_TTL_SECONDS;
-  return core.signClaims(secretFrom(options), id, iat, iat + ttl, claims ?? {});
+  return core().signClaims(secretFrom(options), id, iat, iat + ttl, claims ?? {});
 }
