@@ -80,7 +80,11 @@ export type DropFixClientErrorCode =
   | 'not_in_browser'
   /** The wasm file could not be fetched or compiled (`status` is the HTTP status of a failed download); a later call tries again. */
   | 'sdk_load_failed'
-  /** The page's Content-Security-Policy blocks WebAssembly: script-src needs 'wasm-unsafe-eval'. */
+  /**
+   * The page's Content-Security-Policy blocks the SDK: WebAssembly (script-src needs
+   * 'wasm-unsafe-eval'), or the calls to the verifier or the wasm download (connect-src needs
+   * their origin). The message names the directive and the line to add; never retried.
+   */
   | 'csp_blocked'
   /** The verifier could not be reached (after the retries). */
   | 'network_error'
