@@ -88,9 +88,9 @@ export type DropFixClientErrorCode =
   | 'csp_blocked'
   /** The verifier could not be reached (after the retries). */
   | 'network_error'
-  /** No answer within `timeoutMs`. */
+  /** No answer within `timeoutMs` (the call may still have reached the verifier and been stored). */
   | 'timeout'
-  /** DropFix.reset() was called while the call was pending. */
+  /** DropFix.reset() was called while the call was pending (if it was already sent, the verifier may have stored it). */
   | 'reset'
   /** The call could not be built (an internal error of the SDK). */
   | 'invalid_call';
