@@ -130,6 +130,8 @@ export function createDropFix({ loadWasm, defaultWasm, defaultEndpoint }) {
   // only) the signature and signedAt pairs sent before the last reset(), for the "cached" hint.
   let seenSignatures = new Map();
   let earlierSessions = new Set();
+  // The verifier's debug hints already shown (each once per page).
+  const hintsSaid = new Set();
 
   const log = (...args) => {
     if (config?.debug) console.warn('[DropFix]', ...args);
@@ -352,7 +354,8 @@ export function createDropFix({ loadWasm, defaultWasm, defaultEndpoint }) {
   }
 
   async function send(body, signal) {
-    const url = `${config.endpoint}/v1/identify?app_id=${encodeURIComponent(config.appId)}`;
+    // In debug mode the verifier is asked to explain (`hints`: a trait stored otherwise than meant).
+    const url = `${config.endpoint}/v1/identify?app_id=${encodeURIComponent(config.appId)}${config.debug ? '&explain=1' : ''}`;
     const payload = JSON.stringify(body);
     for (let attempt = 0; ; attempt++) {
       if (signal.aborted) throw resetError();
@@ -384,6 +387,10 @@ export function createDropFix({ loadWasm, defaultWasm, defaultEndpoint }) {
         continue;
       }
       if (res.ok) {
+        for (const hint of Array.isArray(json?.hints) ? json.hints : []) {
+          const said = `${hint?.field}: ${hint?.message}`;
+          if (!hintsSaid.has(said)) log((hintsSaid.add(said), said));
+        }
         return { verified: json?.verified === true, userId: json?.user_id ?? body.user_id, method: json?.method ?? null };
       }
       // 429: wait at least what Retry-After says (plus jitter, so throttled tabs do not return

@@ -254,6 +254,34 @@ test("a CSP whose connect-src leaves out where the wasm is served: csp_blocked n
   assert.ok(ms < 1000, `rejected after ${ms} ms`);
 });
 
+test('debug mode: a custom trait that misspells a standard one (emial) is named once in the console, from the verifier\'s explain answer', async (t) => {
+  const { page, warnings } = await openPage(t);
+  const results = await page.evaluate(async ({ appId, endpoint, first, second }) => {
+    DropFix.init({ appId, endpoint, debug: true });
+    return [
+      await settle(DropFix.identify('typo-user', { emial: 'ada@example.com', signupDate: '2024-03-01', team: 'core', ...first })),
+      await settle(DropFix.identify('typo-user', { emial: 'ada@example.com', team: 'core', ...second })),
+    ];
+  }, { appId: verifier.appId, endpoint: verifier.url, first: signed('typo-user'), second: signed('typo-user') });
+  for (const r of results) assert.deepEqual(r, { ok: { verified: true, userId: 'typo-user', method: 'seed_hmac' } });
+  const said = (text) => warnings.filter((w) => w.includes(text)).length;
+  assert.equal(said('did you mean email?'), 1, warnings.join('\n'));
+  assert.equal(said('did you mean signup_date?'), 1, warnings.join('\n'));
+  assert.equal(said('team'), 0, 'a custom trait that is no misspelling is not mentioned');
+  // Stored as sent (a custom trait): the hint is advice, not a rewrite.
+  const user = await verifier.admin('GET', `/v1/admin/workspaces/${verifier.appId}/users/typo-user`);
+  assert.equal(user.json.email, null);
+  assert.equal(user.json.custom.emial, 'ada@example.com');
+
+  // Without debug mode: the same call says nothing.
+  const quiet = await openPage(t);
+  await quiet.page.evaluate(async ({ appId, endpoint, traits }) => {
+    DropFix.init({ appId, endpoint });
+    await DropFix.identify('typo-user', { emial: 'ada@example.com', ...traits });
+  }, { appId: verifier.appId, endpoint: verifier.url, traits: signed('typo-user') });
+  assert.equal(quiet.warnings.filter((w) => w.includes('did you mean')).length, 0);
+});
+
 test('an origin the workspace does not allow: one try, origin_not_allowed naming the origin and the fix', async (t) => {
   const created = await verifier.admin('POST', '/v1/admin/workspaces', { name: 'elsewhere', allowed_origins: ['https://shop.example'] });
   assert.equal(created.status, 201, JSON.stringify(created.json));
