@@ -4,17 +4,17 @@
 // `next start`; a route handler (Node.js runtime), an edge route and a server action each sign
 // the logged-in user with `dropfix/server` (seed form and signed-claims token); everything they
 // sign is sent to a real dropfix-server and must be stored verified; a client component
-// identifies in headless Chromium.
+// identifies in headless Chromium. The README's Next.js snippets are type-checked in the same app.
 //
 // The app's dependencies (next, react, typescript) are installed from tests/nextjs's lockfile by
 // scripts/setup.sh, or here when missing, and kept between runs (node_modules is git-ignored).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { startVerifier } from '../js/verifier.mjs';
@@ -152,6 +152,32 @@ after(async () => {
 test('the app has no next.config: dropfix needs no bundler configuration', () => {
   const configs = readdirSync(app).filter((f) => /^next\.config\./.test(f));
   assert.deepEqual(configs, []);
+});
+
+test("the README's Next.js snippets type-check in this app (strict, exactOptionalPropertyTypes)", () => {
+  const readme = readFileSync(join(root, 'README.md'), 'utf8');
+  const section = readme.slice(readme.indexOf('**Next.js** (App Router'), readme.indexOf('**Script tag**'));
+  const blocks = [...section.matchAll(/```tsx?\n([\s\S]*?)```/g)].map((m) => m[1]);
+  assert.equal(blocks.length, 3, 'a server action, a route handler and a client component');
+  // Next to the app's node_modules; removed before anything builds the app.
+  const dir = join(app, `.readme-check-${process.pid}`);
+  try {
+    for (const [file, text] of [
+      ['app/actions.ts', blocks[0]],
+      ['app/api/dropfix/route.ts', blocks[1]],
+      ['app/dropfix.tsx', blocks[2]],
+      // `@/auth` stands for the app's auth library.
+      ['auth.ts', 'export declare function auth(): Promise<{ user: { id: string; plan?: string | undefined } } | null>;\n'],
+      ['tsconfig.json', JSON.stringify({ extends: '../tsconfig.json', compilerOptions: { baseUrl: '.', paths: { '@/*': ['./*'] }, plugins: [] }, include: ['**/*.ts', '**/*.tsx'] })],
+    ]) {
+      mkdirSync(dirname(join(dir, file)), { recursive: true });
+      writeFileSync(join(dir, file), text);
+    }
+    const r = spawnSync(process.execPath, [join(app, 'node_modules/typescript/bin/tsc'), '-p', dir, '--noEmit'], { encoding: 'utf8' });
+    assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 for (const bundler of ['turbopack', 'webpack']) {
