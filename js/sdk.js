@@ -22,7 +22,7 @@ const CSP_FIX =
   "(script-src 'self' 'wasm-unsafe-eval'; connect-src 'self' plus the verifier's origin)";
 // How long a failed request waits for the browser's report that the page's CSP blocked it (the
 // securitypolicyviolation event may come just after the fetch has failed). Only a failed request
-// waits, and only once per origin seen blocked.
+// waits, and not at all once its origin has been seen blocked.
 const CSP_EVENT_WAIT_MS = 250;
 
 const originOf = (url) => {
@@ -175,7 +175,7 @@ export function createDropFix({ loadWasm, defaultWasm, defaultEndpoint }) {
     });
   }
 
-  /** `csp_blocked` naming the directive and the line that allows `url`'s origin. */
+  /** `csp_blocked` naming the directive and the line that allows the blocked origin. */
   const cspConnectError = (what, v) =>
     fail(
       'csp_blocked',
