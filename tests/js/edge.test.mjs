@@ -100,3 +100,25 @@ test('a runtime that refuses to compile wasm and matched no edge condition gets 
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /refuses to compile WebAssembly.*'edge-light' or 'workerd'.*disallowed by embedder/s);
 });
+
+test('bundled for the browser (the `browser` condition), dropfix/server signs nothing and says where signing belongs', () => {
+  const script = `const m = await import('dropfix/server');
+    const out = {};
+    for (const f of ['signUser', 'claimsKey', 'signClaims']) {
+      try { m[f]('42', {}, { secret: 'dfsk_x' }); out[f] = 'signed'; } catch (e) { out[f] = e.message; }
+    }
+    console.log(JSON.stringify(out));`;
+  // Wrangler and Next.js's edge builds list `browser` too, after their own condition: those still sign.
+  for (const [conditions, signs] of [[['browser'], false], [['edge-light', 'browser'], true], [['workerd', 'worker', 'browser'], true]]) {
+    const r = spawnSync(
+      process.execPath,
+      [...conditions.map((c) => `--conditions=${c}`), '--import', './tests/js/edge/register.mjs', '--input-type=module', '-e', script],
+      { cwd: root, encoding: 'utf8' },
+    );
+    assert.equal(r.status, 0, r.stderr);
+    for (const [f, outcome] of Object.entries(JSON.parse(r.stdout))) {
+      if (signs) assert.doesNotMatch(outcome, /bundled for the browser/, `${conditions} ${f}`);
+      else assert.match(outcome, /bundled for the browser.*must stay on your server/, `${conditions} ${f}`);
+    }
+  }
+});
