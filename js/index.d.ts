@@ -1,31 +1,35 @@
 // Types of the ESM entry `dropfix`. `window.DropFix` is declared only by `dropfix/global`
 // (global.d.ts), for pages that load the script-tag build: an ESM app has no such global.
 
-/** Options of `DropFix.init`. */
+/**
+ * Options of `DropFix.init`. Optional fields (here and in the traits) also take an explicit
+ * `undefined`, which means "absent", so `endpoint: process.env.X` or a session's
+ * `name?: string | undefined` compile under `exactOptionalPropertyTypes`.
+ */
 export interface InitOptions {
   /** The workspace's public app id (`app_...`). Never the secret key. */
   appId: string;
   /** Verifier base URL, e.g. `https://verify.example.com`. Default: this page's origin (for a verifier proxied at `/v1/identify` on your own domain). */
-  endpoint?: string;
+  endpoint?: string | undefined;
   /** Explain likely integration mistakes in the console. */
-  debug?: boolean;
+  debug?: boolean | undefined;
   /** Retries on network errors, 5xx and 429 (default 3; none on other 4xx, timeouts or a CORS refusal). */
-  maxRetries?: number;
+  maxRetries?: number | undefined;
   /** Milliseconds one request (the call, or the wasm download) may take before it is aborted and the call rejects with `timeout` (default 10000). */
-  timeoutMs?: number;
+  timeoutMs?: number | undefined;
   /** Where to load the SDK's wasm from (URL, bytes or a compiled module). Default: next to the SDK file. */
-  wasm?: string | URL | BufferSource | WebAssembly.Module | Response;
+  wasm?: string | URL | BufferSource | WebAssembly.Module | Response | undefined;
   /** A fetch implementation for the verifier calls (default: the global fetch). Outside a browser, passing one opts in to running there (tests, other runtimes); without it identify() rejects with `not_in_browser`. */
-  fetch?: typeof fetch;
+  fetch?: typeof fetch | undefined;
 }
 
 /** The traits of `DropFix.identify` other than the signature fields. */
 export interface BaseTraits {
-  name?: string;
-  email?: string;
-  plan?: string;
-  mrr?: number;
-  signup_date?: string;
+  name?: string | undefined;
+  email?: string | undefined;
+  plan?: string | undefined;
+  mrr?: number | undefined;
+  signup_date?: string | undefined;
   /** Custom traits: kept as unverified data. */
   [custom: string]: unknown;
 }
@@ -34,26 +38,26 @@ export interface BaseTraits {
 export type SignatureField =
   | {
       /** A signed-claims token (recommended), or `dropfix_hash` from your backend. */
-      signature?: string;
-      hash?: never;
+      signature?: string | undefined;
+      hash?: undefined;
     }
   | {
       /** Alias of `signature`. */
-      hash?: string;
-      signature?: never;
+      hash?: string | undefined;
+      signature?: undefined;
     };
 
 /** `signedAt` or its alias `signed_at`, not both. Not needed with a signed-claims token. */
 export type SignedAtField =
   | {
       /** `dropfix_signed_at` from your backend: Unix seconds. */
-      signedAt?: number;
-      signed_at?: never;
+      signedAt?: number | undefined;
+      signed_at?: undefined;
     }
   | {
       /** Alias of `signedAt`. */
-      signed_at?: number;
-      signedAt?: never;
+      signed_at?: number | undefined;
+      signedAt?: undefined;
     };
 
 /** The second argument of `DropFix.identify`, as in Step 2 of "Secure your identify() call". */
@@ -76,13 +80,17 @@ export type DropFixClientErrorCode =
   | 'not_in_browser'
   /** The wasm file could not be fetched or compiled (`status` is the HTTP status of a failed download); a later call tries again. */
   | 'sdk_load_failed'
-  /** The page's Content-Security-Policy blocks WebAssembly: script-src needs 'wasm-unsafe-eval'. */
+  /**
+   * The page's Content-Security-Policy blocks the SDK: WebAssembly (script-src needs
+   * 'wasm-unsafe-eval'), or the calls to the verifier or the wasm download (connect-src needs
+   * their origin). The message names the directive and the line to add; never retried.
+   */
   | 'csp_blocked'
   /** The verifier could not be reached (after the retries). */
   | 'network_error'
-  /** No answer within `timeoutMs`. */
+  /** No answer within `timeoutMs` (the call may still have reached the verifier and been stored). */
   | 'timeout'
-  /** DropFix.reset() was called while the call was pending. */
+  /** DropFix.reset() was called while the call was pending (if it was already sent, the verifier may have stored it). */
   | 'reset'
   /** The call could not be built (an internal error of the SDK). */
   | 'invalid_call';

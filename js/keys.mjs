@@ -3,14 +3,24 @@
 // can mint a user. The payload (sub, iat, exp, traits) is built and validated by the same Rust
 // core as the HS256 tokens (`claimsPayload` of the node-signing wasm); the signature is made by
 // node:crypto, so the private key never enters the wasm.
-import {
-  constants,
-  createHash,
-  createPrivateKey,
-  generateKeyPairSync,
-  KeyObject,
-  sign,
-} from 'node:crypto';
+//
+// node:crypto is looked up when first needed, not imported: this module is part of
+// `dropfix/server`, which edge runtimes load too (they have no node:crypto, and their bundlers
+// refuse a static `node:` import), where only the HS256 and seed-form helpers work.
+let nodeCrypto;
+function nodeCryptoModule() {
+  if (nodeCrypto) return nodeCrypto;
+  const get = globalThis.process?.getBuiltinModule;
+  nodeCrypto = typeof get === 'function' ? get('node:crypto') : undefined;
+  if (!nodeCrypto) {
+    throw new Error(
+      'DropFix: public-key tokens (signClaims with { privateKey }, generateKeyPair) are signed with ' +
+        "Node's crypto module (Node.js 20.16 or later); on an edge runtime, sign with the claims key " +
+        '(signClaims with { secret }) or mint the token with a WebCrypto JWT library such as jose',
+    );
+  }
+  return nodeCrypto;
+}
 
 /** The algorithms each key type can sign with; the first is the default. */
 const ALGS_BY_KEY = {
@@ -35,10 +45,10 @@ function privateKeyFrom(privateKey) {
   }
   let key;
   try {
-    if (privateKey instanceof KeyObject) key = privateKey;
+    if (privateKey instanceof nodeCryptoModule().KeyObject) key = privateKey;
     else if (typeof privateKey === 'object' && !Buffer.isBuffer(privateKey) && privateKey.kty) {
-      key = createPrivateKey({ key: privateKey, format: 'jwk' });
-    } else key = createPrivateKey(privateKey);
+      key = nodeCryptoModule().createPrivateKey({ key: privateKey, format: 'jwk' });
+    } else key = nodeCryptoModule().createPrivateKey(privateKey);
   } catch (e) {
     throw new TypeError(`DropFix: privateKey is not a readable private key (${e.message})`);
   }
@@ -68,17 +78,17 @@ function jwsSignature(alg, data, key) {
   const hash = `sha${alg.slice(2)}`;
   switch (alg.slice(0, 2)) {
     case 'ES':
-      return sign(hash, data, { key, dsaEncoding: 'ieee-p1363' });
+      return nodeCryptoModule().sign(hash, data, { key, dsaEncoding: 'ieee-p1363' });
     case 'RS':
-      return sign(hash, data, { key, padding: constants.RSA_PKCS1_PADDING });
+      return nodeCryptoModule().sign(hash, data, { key, padding: nodeCryptoModule().constants.RSA_PKCS1_PADDING });
     case 'PS':
-      return sign(hash, data, {
+      return nodeCryptoModule().sign(hash, data, {
         key,
-        padding: constants.RSA_PKCS1_PSS_PADDING,
-        saltLength: constants.RSA_PSS_SALTLEN_DIGEST,
+        padding: nodeCryptoModule().constants.RSA_PKCS1_PSS_PADDING,
+        saltLength: nodeCryptoModule().constants.RSA_PSS_SALTLEN_DIGEST,
       });
     default: // EdDSA: Ed25519 hashes internally.
-      return sign(null, data, key);
+      return nodeCryptoModule().sign(null, data, key);
   }
 }
 
@@ -127,7 +137,7 @@ export function jwkThumbprint(jwk) {
   const required = { EC: ['crv', 'kty', 'x', 'y'], OKP: ['crv', 'kty', 'x'], RSA: ['e', 'kty', 'n'] }[jwk.kty];
   if (!required) throw new TypeError(`DropFix: no thumbprint for a ${jwk.kty} key`);
   const canonical = `{${required.map((m) => `${JSON.stringify(m)}:${JSON.stringify(jwk[m])}`).join(',')}}`;
-  return createHash('sha256').update(canonical).digest('base64url');
+  return nodeCryptoModule().createHash('sha256').update(canonical).digest('base64url');
 }
 
 /**
@@ -138,14 +148,14 @@ export function jwkThumbprint(jwk) {
  */
 export function generateKeyPair({ alg = 'ES256', modulusLength = 3072 } = {}) {
   let pair;
-  if (alg === 'ES256') pair = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  else if (alg === 'ES384') pair = generateKeyPairSync('ec', { namedCurve: 'P-384' });
-  else if (alg === 'EdDSA') pair = generateKeyPairSync('ed25519');
+  if (alg === 'ES256') pair = nodeCryptoModule().generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  else if (alg === 'ES384') pair = nodeCryptoModule().generateKeyPairSync('ec', { namedCurve: 'P-384' });
+  else if (alg === 'EdDSA') pair = nodeCryptoModule().generateKeyPairSync('ed25519');
   else if (ALGS_BY_KEY.rsa.includes(alg)) {
     if (!Number.isInteger(modulusLength) || modulusLength < MIN_RSA_BITS) {
       throw new TypeError(`DropFix: modulusLength must be at least ${MIN_RSA_BITS}`);
     }
-    pair = generateKeyPairSync('rsa', { modulusLength });
+    pair = nodeCryptoModule().generateKeyPairSync('rsa', { modulusLength });
   } else {
     throw new TypeError(`DropFix: alg must be one of ES256, ES384, EdDSA, ${ALGS_BY_KEY.rsa.join(', ')}`);
   }

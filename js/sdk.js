@@ -20,6 +20,18 @@ const MAX_LOAD_RETRY_MS = 30_000;
 const CSP_FIX =
   "the page's Content-Security-Policy blocks WebAssembly: add 'wasm-unsafe-eval' to script-src " +
   "(script-src 'self' 'wasm-unsafe-eval'; connect-src 'self' plus the verifier's origin)";
+// How long a failed request waits for the browser's report that the page's CSP blocked it (the
+// securitypolicyviolation event may come just after the fetch has failed). Only a failed request
+// waits, and not at all once its origin has been seen blocked.
+const CSP_EVENT_WAIT_MS = 250;
+
+const originOf = (url) => {
+  try {
+    return new URL(url, globalThis.location?.href).origin;
+  } catch {
+    return null;
+  }
+};
 
 /** An identify call that did not succeed: `status` is 0 when no answer could be read. */
 export class DropFixError extends Error {
@@ -118,10 +130,58 @@ export function createDropFix({ loadWasm, defaultWasm, defaultEndpoint }) {
   // only) the signature and signedAt pairs sent before the last reset(), for the "cached" hint.
   let seenSignatures = new Map();
   let earlierSessions = new Set();
+  // The verifier's debug hints already shown (each once per page).
+  const hintsSaid = new Set();
 
   const log = (...args) => {
     if (config?.debug) console.warn('[DropFix]', ...args);
   };
+
+  // The connections this page's Content-Security-Policy refused, as the browser reports them
+  // (blocked URL and directive). A fetch the CSP blocks fails exactly like one that found no
+  // server; this report is what tells them apart, so a forgotten connect-src does not read as a
+  // verifier outage (and is not retried: the policy will refuse again).
+  let violations = [];
+  let violationWaiters = [];
+  let watchingCsp = false;
+  function watchCsp() {
+    const target = globalThis.document ?? globalThis;
+    if (watchingCsp || typeof target.addEventListener !== 'function') return;
+    watchingCsp = true;
+    target.addEventListener('securitypolicyviolation', (e) => {
+      // A report-only policy blocks nothing.
+      if (e.disposition === 'report') return;
+      const v = { origin: originOf(e.blockedURI), directive: e.effectiveDirective || e.violatedDirective };
+      violations = [...violations.slice(-9), v];
+      for (const waiter of violationWaiters) waiter(v);
+    });
+  }
+
+  /** The CSP report of a connection to `url`'s origin, waiting briefly for it after a failure. */
+  function cspViolation(url) {
+    const origin = originOf(url);
+    const match = (v) => v.origin === origin && /^(connect-src|default-src)/.test(v.directive);
+    const seen = violations.find(match);
+    if (seen || !watchingCsp) return Promise.resolve(seen);
+    return new Promise((resolve) => {
+      const done = (v) => {
+        clearTimeout(timer);
+        violationWaiters = violationWaiters.filter((w) => w !== waiter);
+        resolve(v);
+      };
+      const waiter = (v) => match(v) && done(v);
+      const timer = setTimeout(done, CSP_EVENT_WAIT_MS);
+      violationWaiters.push(waiter);
+    });
+  }
+
+  /** `csp_blocked` naming the directive and the line that allows the blocked origin. */
+  const cspConnectError = (what, v) =>
+    fail(
+      'csp_blocked',
+      `the page's Content-Security-Policy blocks ${what} (${v.directive}): add ${v.origin} to ` +
+        `connect-src, e.g. \`connect-src 'self' ${v.origin}\``,
+    );
 
   /**
    * One request, aborted after the timeout or when `signal` (the session) aborts; it settles
@@ -182,6 +242,8 @@ export function createDropFix({ loadWasm, defaultWasm, defaultEndpoint }) {
       return loadWasm(source instanceof WebAssembly.Module ? source : await WebAssembly.compile(source));
     } catch (e) {
       if (e instanceof DropFixError) throw e;
+      const blocked = isUrl && (await cspViolation(url));
+      if (blocked) throw cspConnectError(`the DropFix wasm download from ${url}`, blocked);
       const message = String(e?.message ?? e);
       // Without 'wasm-unsafe-eval' in script-src, compiling throws a CompileError that names
       // the Content Security Policy (Chromium, WebKit: 'unsafe-eval'; Firefox: CSP).
@@ -292,7 +354,8 @@ export function createDropFix({ loadWasm, defaultWasm, defaultEndpoint }) {
   }
 
   async function send(body, signal) {
-    const url = `${config.endpoint}/v1/identify?app_id=${encodeURIComponent(config.appId)}`;
+    // In debug mode the verifier is asked to explain (`hints`: a trait stored otherwise than meant).
+    const url = `${config.endpoint}/v1/identify?app_id=${encodeURIComponent(config.appId)}${config.debug ? '&explain=1' : ''}`;
     const payload = JSON.stringify(body);
     for (let attempt = 0; ; attempt++) {
       if (signal.aborted) throw resetError();
@@ -316,12 +379,18 @@ export function createDropFix({ loadWasm, defaultWasm, defaultEndpoint }) {
         );
       } catch (err) {
         if (err instanceof DropFixError) throw err;
+        const blocked = await cspViolation(url);
+        if (blocked) throw cspConnectError(`calls to the DropFix verifier at ${config.endpoint}`, blocked);
         const e = await unreachable(url, err, signal);
         if (e.code !== 'network_error' || attempt >= config.maxRetries) throw e;
         await sleep(backoff(attempt), signal);
         continue;
       }
       if (res.ok) {
+        for (const hint of Array.isArray(json?.hints) ? json.hints : []) {
+          const said = `${hint?.field}: ${hint?.message}`;
+          if (!hintsSaid.has(said)) log((hintsSaid.add(said), said));
+        }
         return { verified: json?.verified === true, userId: json?.user_id ?? body.user_id, method: json?.method ?? null };
       }
       // 429: wait at least what Retry-After says (plus jitter, so throttled tabs do not return
@@ -375,6 +444,7 @@ export function createDropFix({ loadWasm, defaultWasm, defaultEndpoint }) {
       // fetch (tests, other runtimes).
       if (!config.fetch && !globalThis.location) return;
       config.fetch ??= globalThis.fetch.bind(globalThis);
+      watchCsp();
       // init() again after a failed load tries at once; the load starts now so that the first
       // identify() does not wait for it.
       nextLoadAt = 0;

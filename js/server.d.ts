@@ -3,14 +3,15 @@
 // key (`dfck_...`), derived from the secret: `signClaims` derives it for you; `claimsKey` returns it
 // for signing with your own JWT library. A token signed with the secret itself is refused.
 
+/** Optional fields also take an explicit `undefined` ("absent"): `secret: process.env.X` compiles under `exactOptionalPropertyTypes`. */
 export interface SignOptions {
   /**
    * The workspace secret key (`dfsk_...`), never the claims key. Default:
    * `process.env.DROPFIX_SECRET_KEY`.
    */
-  secret?: string;
+  secret?: string | undefined;
   /** Unix seconds. Default: now. */
-  now?: number;
+  now?: number | undefined;
 }
 
 export interface SignedUser {
@@ -25,14 +26,15 @@ export declare function signUser(userId: string | number, options?: SignOptions)
 
 /**
  * Trusted traits to put under the MAC: the standard ones and any custom trait (string, number,
- * boolean or null; reserved names such as `verified` are refused).
+ * boolean or null; reserved names such as `verified` are refused). A trait that is `undefined` is
+ * left out of the token.
  */
 export interface Claims {
-  plan?: string;
-  mrr?: number;
-  email?: string;
-  name?: string;
-  signup_date?: string;
+  plan?: string | undefined;
+  mrr?: number | undefined;
+  email?: string | undefined;
+  name?: string | undefined;
+  signup_date?: string | undefined;
   [trait: string]: string | number | boolean | null | undefined;
 }
 
@@ -42,7 +44,7 @@ export interface Claims {
  * `jwt.sign({ sub: '42', plan: 'pro' }, claimsKey(), { algorithm: 'HS256', expiresIn: 300 })`.
  * Keep it on the server, like the secret.
  */
-export declare function claimsKey(secret?: string): string;
+export declare function claimsKey(secret?: string | undefined): string;
 
 /**
  * Signed claims: an HS256 token to pass as `signature` (no `signedAt` needed). Takes the workspace
@@ -51,7 +53,7 @@ export declare function claimsKey(secret?: string): string;
 export declare function signClaims(
   userId: string | number,
   claims?: Claims,
-  options?: SignOptions & { /** Default 300. */ ttlSeconds?: number },
+  options?: SignOptions & { /** Default 300. */ ttlSeconds?: number | undefined },
 ): string;
 
 /** The algorithms of public-key tokens, by key type. */

@@ -8,20 +8,24 @@
 // and `claimsKey(secret)` returns it for backends that sign with their own JWT library. Keeping
 // the two keys apart is what stops a seed hash from ever passing as a token.
 //
+// Runtimes: this module imports nothing from `node:`, so it also runs on edge runtimes and Deno.
+// `#core` (package.json "imports") picks how the wasm arrives: inside a module as bytes (Node,
+// Deno, any bundler: js/core-bytes.mjs), or precompiled by the bundler of an edge runtime, which
+// refuses to compile wasm at run time (`edge-light`, `workerd`: js/core-edge.mjs). Helpers that
+// need Node's own modules belong in a Node-only entry, not here.
+import { core } from '#core';
+//
 // Public-key tokens (`signClaims` with `{ privateKey }`, `generateKeyPair`) live in ./keys.mjs: the
-// workspace registers only the public key, so DropFix holds nothing that can sign.
-import { createRequire } from 'node:module';
+// workspace registers only the public key, so DropFix holds nothing that can sign. They use
+// node:crypto, looked up when first called (not imported), so this module stays edge-safe.
 import { signWithPrivateKey } from './keys.mjs';
 
 export { generateKeyPair, jwkThumbprint } from './keys.mjs';
 
-const require = createRequire(import.meta.url);
-const core = require('../dist/node/dropfix_wasm.js');
-
 const DEFAULT_TTL_SECONDS = 300;
 
 function secretFrom(options) {
-  const secret = options?.secret ?? process.env.DROPFIX_SECRET_KEY;
+  const secret = options?.secret ?? globalThis.process?.env?.DROPFIX_SECRET_KEY;
   if (typeof secret !== 'string' || secret.trim() === '') {
     throw new Error('DropFix: no secret key; pass { secret } or set DROPFIX_SECRET_KEY');
   }
@@ -47,7 +51,7 @@ function nowSeconds(options) {
 /** Seed form: `{ dropfix_hash, dropfix_signed_at }` exactly like the page's Node snippet. */
 export function signUser(userId, options = {}) {
   const id = userIdString(userId);
-  return { dropfix_hash: core.signUser(secretFrom(options), id), dropfix_signed_at: nowSeconds(options) };
+  return { dropfix_hash: core().signUser(secretFrom(options), id), dropfix_signed_at: nowSeconds(options) };
 }
 
 /**
@@ -57,7 +61,7 @@ export function signUser(userId, options = {}) {
  * It is a secret like the workspace secret: keep it on the server.
  */
 export function claimsKey(secret) {
-  return core.claimsKey(secretFrom(secret === undefined ? {} : { secret }));
+  return core().claimsKey(secretFrom(secret === undefined ? {} : { secret }));
 }
 
 /**
@@ -73,7 +77,7 @@ export function signClaims(userId, claims = {}, options = {}) {
   const iat = nowSeconds(options);
   const ttl = options.ttlSeconds ?? DEFAULT_TTL_SECONDS;
   if (options.privateKey !== undefined) {
-    return signWithPrivateKey(core, id, claims, iat, iat + ttl, options);
+    return signWithPrivateKey(core(), id, claims, iat, iat + ttl, options);
   }
-  return core.signClaims(secretFrom(options), id, iat, iat + ttl, claims ?? {});
+  return core().signClaims(secretFrom(options), id, iat, iat + ttl, claims ?? {});
 }

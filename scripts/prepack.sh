@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 
 # What the package's `files` ships out of dist/.
 outputs=(dist/dropfix.mjs dist/dropfix.global.js dist/dropfix_wasm_bg.wasm dist/node/dropfix_wasm.js
-  dist/node/dropfix_wasm_bg.wasm dist/node/package.json)
+  dist/node/dropfix_wasm_bg.wasm dist/node/dropfix_wasm_base64.js)
 # What those are built from.
 inputs=(js wasm core Cargo.toml Cargo.lock scripts/build-npm.sh)
 

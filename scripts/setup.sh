@@ -83,4 +83,6 @@ npm_ci() { # npm ci in $1 unless its node_modules is already installed from the 
 npm_ci .
 npm_ci js-demo
 [ "$mode" = "--test" ] && npm_ci tests/jwt
+# The Next.js example's next, react and typescript (tests/nextjs; about 390 MB, kept between runs).
+[ "$mode" = "--test" ] && npm_ci tests/nextjs
 log "ready ($mode)"

@@ -62,6 +62,11 @@ step "wasm bridge tests (wasm-bindgen-test, Node)" \
 step "build the npm package (wasm, bindings, bundles)" npm run build
 step "npm package tests (SDK, no-signing inspection, packed tarball in Chromium)" npm test
 step "npm prepack: a pack ships dist/, building it only when missing or stale" node --test tests/npm/
+# The packed package in a Next.js app (tests/nextjs): Turbopack and webpack builds, next start,
+# route handler, edge route and server action signing for the real verifier, a client component
+# in Chromium. 69-113 s here (2 cores shared with other work).
+step "Next.js example: next build (Turbopack, webpack) + next start, signing on Node and edge, identify in Chromium" \
+  node --test tests/nextjs/
 step "demo end-to-end tests (headless Chromium)" npm run test:e2e
 
 printf '\n==> Summary\n'

@@ -454,6 +454,7 @@ async fn identify(
     if let Err(wait) = state.limits.check_ip(client) {
         bail!(too_many(wait), "rate_limited");
     }
+    let explain = wants_explain(req.uri().query());
     if !is_json_content_type(req.headers()) {
         bail!(
             error(
@@ -606,6 +607,12 @@ async fn identify(
     let Identify {
         user_id, traits, ..
     } = call;
+    let hints = if explain {
+        let names = traits.custom.iter().chain(&signed_custom).map(|(k, _)| k);
+        misspelling_hints(names)
+    } else {
+        Vec::new()
+    };
     let claimed = Claimed {
         name: traits.name,
         email: traits.email,
@@ -636,6 +643,7 @@ async fn identify(
         verified: method.is_some(),
         user_id: &user_id,
         method,
+        hints,
     })
     .unwrap_or_default();
     let write = IdentifyWrite {
@@ -670,4 +678,39 @@ struct Accepted<'a> {
     verified: bool,
     user_id: &'a str,
     method: Option<&'static str>,
+    /// With `?explain=1` only: what was stored differently from what the call likely meant.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    hints: Vec<Hint>,
+}
+
+/// One `explain` hint: the field it is about, and what to change.
+#[derive(Serialize)]
+struct Hint {
+    field: String,
+    message: String,
+}
+
+/// `?explain=1` (or `true`): the caller (the SDK in debug mode) wants the answer's `hints`.
+fn wants_explain(query: Option<&str>) -> bool {
+    query.is_some_and(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .any(|(k, v)| k == "explain" && (v == "1" || v == "true"))
+    })
+}
+
+/// A hint for each custom trait (of the call, or of its token) that looks like a misspelled
+/// standard trait: it is stored as a custom trait, and the standard one stays empty.
+fn misspelling_hints<'a>(names: impl Iterator<Item = &'a String>) -> Vec<Hint> {
+    names
+        .filter_map(|name| {
+            let standard = crate::users::misspelled_standard_trait(name)?;
+            Some(Hint {
+                field: format!("traits.{name}"),
+                message: format!(
+                    "`{name}` is stored as a custom trait, not as the standard trait \
+                     `{standard}`: did you mean {standard}?"
+                ),
+            })
+        })
+        .collect()
 }

@@ -326,9 +326,126 @@ pub fn merge_all<'a>(
         .fold(existing, |acc, w| Some(merge(acc.as_ref(), w)))
 }
 
+/// The standard traits, stored in their own columns; any other name is a custom trait.
+const STANDARD_TRAITS: [&str; 5] = ["name", "email", "plan", "mrr", "signup_date"];
+
+/// The standard trait that a custom trait's name most likely misspells (`emial`, `signupDate`,
+/// `Plan`, `e-mail`), or `None`. Such a trait is stored as custom and the standard column stays
+/// empty, silently; the verifier's `explain` answer and the SDK's debug mode say so. A match is the
+/// same letters ignoring ASCII case, `_` and `-`, or one slip away: two neighbouring letters
+/// swapped, or (for names of five letters or more, where one letter is not a different word) one
+/// letter missing, extra or wrong.
+pub fn misspelled_standard_trait(name: &str) -> Option<&'static str> {
+    let fold = |s: &str| -> Vec<u8> {
+        s.bytes()
+            .filter(|b| !matches!(b, b'_' | b'-'))
+            .map(|b| b.to_ascii_lowercase())
+            .collect()
+    };
+    let got = fold(name);
+    STANDARD_TRAITS.into_iter().find(|standard| {
+        let want = fold(standard);
+        got == want || swapped_once(&got, &want) || (want.len() >= 5 && one_edit(&got, &want))
+    })
+}
+
+/// Whether `a` is `b` with two neighbouring (different) bytes swapped.
+fn swapped_once(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff: Vec<usize> = (0..a.len()).filter(|&i| a[i] != b[i]).collect();
+    matches!(diff[..], [i, j] if j == i + 1 && a[i] == b[j] && a[j] == b[i])
+}
+
+/// Whether `a` and `b` differ by exactly one inserted, deleted or replaced byte.
+fn one_edit(a: &[u8], b: &[u8]) -> bool {
+    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    match long.len() - short.len() {
+        0 => (0..a.len()).filter(|&i| a[i] != b[i]).count() == 1,
+        1 => {
+            let i = (0..short.len())
+                .find(|&i| short[i] != long[i])
+                .unwrap_or(short.len());
+            short[i..] == long[i + 1..]
+        }
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn misspelled_standard_traits_are_recognised_and_other_names_are_not() {
+        for (name, standard) in [
+            ("emial", "email"),
+            ("Email", "email"),
+            ("e-mail", "email"),
+            ("e_mail", "email"),
+            ("emal", "email"),
+            ("emaill", "email"),
+            ("enail", "email"),
+            ("signupDate", "signup_date"),
+            ("SignupDate", "signup_date"),
+            ("signup-date", "signup_date"),
+            ("signupdate", "signup_date"),
+            ("singup_date", "signup_date"),
+            ("signup_dat", "signup_date"),
+            ("Plan", "plan"),
+            ("PLAN", "plan"),
+            ("paln", "plan"),
+            ("Name", "name"),
+            ("nmae", "name"),
+            ("MRR", "mrr"),
+            ("rmr", "mrr"),
+            ("emails", "email"),
+            ("mail", "email"),
+        ] {
+            assert_eq!(misspelled_standard_trait(name), Some(standard), "{name}");
+        }
+        // Other words, however close for short names: a slip is only a swap there.
+        for name in [
+            "names",
+            "nam",
+            "game",
+            "plans",
+            "plant",
+            "pan",
+            "mr",
+            "mrrr",
+            "mmr",
+            "arr",
+            "team",
+            "e",
+            "",
+            "signup",
+            "signup_at",
+            "plna ",
+            "ünïcødé",
+            "mail_count",
+        ] {
+            assert_eq!(misspelled_standard_trait(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn the_edit_helpers_count_exactly_one_slip() {
+        assert!(swapped_once(b"ab", b"ba"));
+        assert!(!swapped_once(b"ab", b"ab"));
+        assert!(!swapped_once(b"abc", b"cba"));
+        assert!(!swapped_once(b"abcd", b"badc"));
+        assert!(!swapped_once(b"ab", b"abc"));
+        assert!(one_edit(b"abc", b"abd"));
+        assert!(one_edit(b"abc", b"ab"));
+        assert!(one_edit(b"ab", b"abc"));
+        assert!(one_edit(b"abc", b"xabc"));
+        assert!(!one_edit(b"abc", b"abc"));
+        assert!(!one_edit(b"abc", b"axd"));
+        assert!(!one_edit(b"abc", b"a"));
+        assert!(!one_edit(b"abcd", b"xabd"));
+    }
 
     #[test]
     fn whole_mrr_reads_back_as_an_integer() {

@@ -424,6 +424,81 @@ fn unverified_calls_never_overwrite_or_downgrade_a_verified_user() {
     assert_eq!(ids, [json!("u1")]);
 }
 
+/// A custom trait named like a misspelled standard one (`emial`, `signupDate`, `Plan`) is stored
+/// as sent, as a custom trait; with `?explain=1` (the SDK's debug mode) the answer says so, for
+/// the call's traits and a token's; without it the answer is unchanged.
+#[test]
+fn explain_names_custom_traits_that_misspell_standard_ones() {
+    let s = TestServer::start(Config::default());
+    let (app, key) = (s.app.clone(), s.secret.clone());
+    let explain = |body: &Json| {
+        let bytes = body.to_string();
+        s.request(
+            "POST",
+            "/v1/identify?app_id=x&explain=1",
+            &[("Content-Type", "application/json")],
+            bytes.as_bytes(),
+        )
+    };
+    let traits = json!({"emial": "ada@example.com", "signupDate": "2024-03-01", "Plan": "pro",
+                        "team": "core", "plan": "free"});
+    let r = explain(&signed(&app, &key, "m1", now(), traits.clone()));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let j = r.json();
+    assert_eq!(j["verified"], true);
+    let hints: Vec<(&str, &str)> = j["hints"]
+        .as_array()
+        .expect("hints")
+        .iter()
+        .map(|h| (h["field"].as_str().unwrap(), h["message"].as_str().unwrap()))
+        .collect();
+    let mut fields: Vec<&str> = hints.iter().map(|h| h.0).collect();
+    fields.sort_unstable();
+    assert_eq!(
+        fields,
+        ["traits.Plan", "traits.emial", "traits.signupDate"],
+        "{j}"
+    );
+    let message = |field: &str| hints.iter().find(|h| h.0 == field).unwrap().1;
+    assert!(message("traits.emial").ends_with("did you mean email?"));
+    assert!(message("traits.signupDate").ends_with("did you mean signup_date?"));
+    assert!(message("traits.Plan").contains("stored as a custom trait"));
+    // Stored as sent: the hint changes nothing.
+    let u = s.user("m1").unwrap();
+    assert_eq!(u["email"], Json::Null);
+    assert_eq!(u["plan"], "free");
+    assert_eq!(u["custom"]["emial"], "ada@example.com", "{u}");
+
+    // A token's custom traits, and an unverified call, are explained too.
+    let tok = claims::sign(
+        &key,
+        &Claims {
+            sub: "m2".into(),
+            iat: now(),
+            custom: vec![("nmae".into(), dropfix_core::Value::Str("Ada".into()))],
+            ..Claims::default()
+        },
+    );
+    let r = explain(&json!({"app_id": app, "user_id": "m2", "signature": tok}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["hints"][0]["field"], "traits.nmae", "{}", r.text());
+    let r = explain(&json!({"app_id": app, "user_id": "m3", "traits": {"e-mail": "a@b.c"}}));
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(r.json()["hints"][0]["field"], "traits.e-mail");
+
+    // Nothing to say, or not asked: no `hints` key at all.
+    let r = explain(&signed(&app, &key, "m4", now(), json!({"team": "core"})));
+    assert_eq!(
+        r.json(),
+        json!({"verified": true, "user_id": "m4", "method": "seed_hmac"})
+    );
+    let r = s.identify(&signed(&app, &key, "m5", now(), traits));
+    assert_eq!(
+        r.json(),
+        json!({"verified": true, "user_id": "m5", "method": "seed_hmac"})
+    );
+}
+
 /// Custom traits a token signs are the verified user's; what the browser adds beside a valid
 /// token, or sends without one, is kept aside as a claim and never replaces them.
 #[test]

@@ -1,7 +1,8 @@
 // The browser SDK in a real page, as a single-page app meets it (issue 18): headless Chromium,
 // the ESM build served from dist/, a real dropfix-server, and the network routed to misbehave:
 // a request that never answers (reset() and the timeout), a wasm 404 then recovery, a Content
-// Security Policy without 'wasm-unsafe-eval' and the documented one, an origin the workspace
+// Security Policy without 'wasm-unsafe-eval', one whose connect-src leaves out the verifier or the
+// wasm's origin, and the documented one, an origin the workspace
 // does not allow (the real preflight 403), a tampered signed-claims token.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -188,16 +189,29 @@ test('a wasm 404 rejects with DropFixError sdk_load_failed, and a later call loa
   assert.equal(await storedVerified('w1'), true);
 });
 
-test("a CSP without 'wasm-unsafe-eval' rejects with csp_blocked naming it; the documented CSP works", async (t) => {
-  const strict = await openPage(t, `?csp=${encodeURIComponent(`script-src 'self'; connect-src 'self' ${verifier.url}`)}`);
-  const blocked = await strict.page.evaluate(({ appId, endpoint }) => {
+/**
+ * identify() on a page served with `csp`: the settled call, how long it took, and the
+ * securitypolicyviolation reports the page saw (each blocked request is one).
+ */
+async function identifyUnderCsp(t, csp, traits, userId = 'csp-user') {
+  const { page } = await openPage(t, `?csp=${encodeURIComponent(csp)}`);
+  return page.evaluate(async ({ appId, endpoint, traits, userId }) => {
+    const reports = [];
+    document.addEventListener('securitypolicyviolation', (e) => reports.push(`${e.effectiveDirective} ${e.blockedURI}`));
+    const started = performance.now();
     DropFix.init({ appId, endpoint });
-    return settle(DropFix.identify('csp-user'));
-  }, { appId: verifier.appId, endpoint: verifier.url });
+    const result = await settle(DropFix.identify(userId, traits));
+    return { result, ms: performance.now() - started, reports };
+  }, { appId: verifier.appId, endpoint: verifier.url, traits, userId });
+}
+
+test("a CSP without 'wasm-unsafe-eval' rejects with csp_blocked naming it within 1 s; the documented CSP works", async (t) => {
+  const { result: blocked, ms } = await identifyUnderCsp(t, `script-src 'self'; connect-src 'self' ${verifier.url}`);
   assert.equal(blocked.error?.isDropFixError, true, JSON.stringify(blocked));
   assert.equal(blocked.error.code, 'csp_blocked');
   assert.match(blocked.error.message, /'wasm-unsafe-eval'/);
   assert.match(blocked.error.message, /script-src/);
+  assert.ok(ms < 1000, `rejected after ${ms} ms`);
 
   const documented = await openPage(t, `?csp=${encodeURIComponent(documentedCsp(verifier.url))}`);
   const ok = await documented.page.evaluate(({ appId, endpoint, traits }) => {
@@ -205,6 +219,67 @@ test("a CSP without 'wasm-unsafe-eval' rejects with csp_blocked naming it; the d
     return settle(DropFix.identify('csp-user', traits));
   }, { appId: verifier.appId, endpoint: verifier.url, traits: signed('csp-user') });
   assert.deepEqual(ok, { ok: { verified: true, userId: 'csp-user', method: 'seed_hmac' } });
+});
+
+test('a CSP whose connect-src leaves out the verifier: csp_blocked within 1 s, one try, naming connect-src and the origin to add (not network_error)', async (t) => {
+  const csp = "script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'";
+  const { result, ms, reports } = await identifyUnderCsp(t, csp, signed('csp-connect'), 'csp-connect');
+  assert.equal(result.error?.isDropFixError, true, JSON.stringify(result));
+  assert.equal(result.error.code, 'csp_blocked', result.error.message);
+  assert.equal(result.error.status, 0);
+  assert.match(result.error.message, /\(connect-src\)/);
+  assert.ok(result.error.message.includes(`connect-src 'self' ${verifier.url}`), result.error.message);
+  assert.ok(ms < 1000, `rejected after ${ms} ms`);
+  // Not retried, and no no-cors probe either: the policy refused one request.
+  const toVerifier = reports.filter((r) => r.includes(verifier.url));
+  assert.deepEqual(toVerifier.map((r) => r.split(' ')[0]), ['connect-src'], reports.join(' | '));
+  assert.equal(await storedVerified('csp-connect'), false);
+
+  // Only default-src: the same diagnosis (connect-src falls back to it).
+  const fallback = await identifyUnderCsp(t, "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'", signed('csp-connect'), 'csp-connect');
+  assert.equal(fallback.result.error?.code, 'csp_blocked', JSON.stringify(fallback.result));
+  assert.ok(fallback.ms < 1000, `rejected after ${fallback.ms} ms`);
+
+  // Control: with the verifier's origin added, the same page and call are verified.
+  const fixed = await identifyUnderCsp(t, `${csp} ${verifier.url}`, signed('csp-connect'), 'csp-connect');
+  assert.deepEqual(fixed.result, { ok: { verified: true, userId: 'csp-connect', method: 'seed_hmac' } });
+});
+
+test("a CSP whose connect-src leaves out where the wasm is served: csp_blocked naming connect-src and that origin, not sdk_load_failed", async (t) => {
+  // The wasm comes from this page's origin, which connect-src does not list.
+  const { result, ms } = await identifyUnderCsp(t, `script-src 'self' 'wasm-unsafe-eval'; connect-src ${verifier.url}`);
+  assert.equal(result.error?.code, 'csp_blocked', JSON.stringify(result));
+  assert.match(result.error.message, /wasm download .*\(connect-src\)/);
+  assert.ok(result.error.message.includes(`connect-src 'self' ${site.url}`), result.error.message);
+  assert.ok(ms < 1000, `rejected after ${ms} ms`);
+});
+
+test('debug mode: a custom trait that misspells a standard one (emial) is named once in the console, from the verifier\'s explain answer', async (t) => {
+  const { page, warnings } = await openPage(t);
+  const results = await page.evaluate(async ({ appId, endpoint, first, second }) => {
+    DropFix.init({ appId, endpoint, debug: true });
+    return [
+      await settle(DropFix.identify('typo-user', { emial: 'ada@example.com', signupDate: '2024-03-01', team: 'core', ...first })),
+      await settle(DropFix.identify('typo-user', { emial: 'ada@example.com', team: 'core', ...second })),
+    ];
+  }, { appId: verifier.appId, endpoint: verifier.url, first: signed('typo-user'), second: signed('typo-user') });
+  for (const r of results) assert.deepEqual(r, { ok: { verified: true, userId: 'typo-user', method: 'seed_hmac' } });
+  const said = (text) => warnings.filter((w) => w.includes(text)).length;
+  assert.equal(said('did you mean email?'), 1, warnings.join('\n'));
+  assert.equal(said('did you mean signup_date?'), 1, warnings.join('\n'));
+  assert.equal(said('team'), 0, 'a custom trait that is no misspelling is not mentioned');
+  // Stored as sent (a custom trait): the hint is advice, not a rewrite.
+  const user = await verifier.admin('GET', `/v1/admin/workspaces/${verifier.appId}/users/typo-user`);
+  assert.equal(user.json.email, null);
+  assert.equal(user.json.custom.emial, 'ada@example.com');
+
+  // Without debug mode: the same call says nothing.
+  const quiet = await openPage(t);
+  await quiet.page.evaluate(async ({ appId, endpoint, traits }) => {
+    DropFix.init({ appId, endpoint });
+    await DropFix.identify('typo-user', { emial: 'ada@example.com', ...traits });
+  }, { appId: verifier.appId, endpoint: verifier.url, traits: signed('typo-user') });
+  assert.equal(quiet.warnings.filter((w) => w.includes('did you mean')).length, 0);
 });
 
 test('an origin the workspace does not allow: one try, origin_not_allowed naming the origin and the fix', async (t) => {

@@ -1,4 +1,5 @@
-// The package's TypeScript declarations as a consumer's tsc (strict) sees them: each folder under
+// The package's TypeScript declarations as a consumer's tsc (strict, with
+// exactOptionalPropertyTypes and noUncheckedIndexedAccess) sees them: each folder under
 // tests/js/types/ is compiled in a temporary project whose node_modules/dropfix is this package,
 // so `dropfix` and `/// <reference types="dropfix/global" />` resolve through package.json's
 // exports as they do after `npm install`. The `@ts-expect-error` lines in them must be errors
@@ -36,6 +37,11 @@ test('an ESM app: accepted calls compile, refused ones (aliases twice, unknown c
 
 test('a script-tag page: `dropfix/global` declares window.DropFix with the same checks', () => {
   const r = compile('global');
+  assert.equal(r.status, 0, r.output);
+});
+
+test('a strict app (exactOptionalPropertyTypes, noUncheckedIndexedAccess): explicit undefined, env values and record reads compile', () => {
+  const r = compile('strict');
   assert.equal(r.status, 0, r.output);
 });
 

@@ -23,7 +23,7 @@ function fakeTree() {
     mkdirSync(dirname(join(dir, f)), { recursive: true });
     copyFileSync(join(root, f), join(dir, f));
   }
-  for (const f of ['js/index.d.ts', 'js/server.d.ts', 'js/server.mjs', 'js/loader.js', 'js/sdk.js', 'wasm/src/lib.rs', 'core/src/lib.rs', 'Cargo.toml', 'Cargo.lock']) {
+  for (const f of ['js/index.d.ts', 'js/server.d.ts', 'js/server.mjs', 'js/core-bytes.mjs', 'js/core-edge.mjs', 'js/loader.js', 'js/sdk.js', 'wasm/src/lib.rs', 'core/src/lib.rs', 'Cargo.toml', 'Cargo.lock']) {
     put(f, '// source\n');
   }
   // The stand-in build: every dist file the package ships, and one line per run in build.log.
@@ -32,8 +32,7 @@ function fakeTree() {
     `set -e
 cd "$(dirname "$0")/.."
 rm -rf dist && mkdir -p dist/node
-for f in dist/dropfix.mjs dist/dropfix.global.js dist/dropfix_wasm_bg.wasm dist/node/dropfix_wasm.js dist/node/dropfix_wasm_bg.wasm; do echo built > "$f"; done
-echo '{ "type": "commonjs" }' > dist/node/package.json
+for f in dist/dropfix.mjs dist/dropfix.global.js dist/dropfix_wasm_bg.wasm dist/node/dropfix_wasm.js dist/node/dropfix_wasm_bg.wasm dist/node/dropfix_wasm_base64.js; do echo built > "$f"; done
 echo run >> build.log
 `,
   );
@@ -63,7 +62,7 @@ test('a pack from a fresh clone (no dist/) builds dist/ and ships the browser an
   const dir = fakeTree();
   try {
     const files = pack(dir);
-    for (const f of ['dist/dropfix.mjs', 'dist/dropfix.global.js', 'dist/dropfix_wasm_bg.wasm', 'dist/node/dropfix_wasm.js', 'dist/node/dropfix_wasm_bg.wasm']) {
+    for (const f of ['dist/dropfix.mjs', 'dist/dropfix.global.js', 'dist/dropfix_wasm_bg.wasm', 'dist/node/dropfix_wasm.js', 'dist/node/dropfix_wasm_bg.wasm', 'dist/node/dropfix_wasm_base64.js', 'js/core-bytes.mjs', 'js/core-edge.mjs']) {
       assert.ok(files.includes(f), `${f} missing from the tarball: ${files.join(' ')}`);
     }
     assert.equal(builds(dir), 1);
