@@ -35,6 +35,11 @@ pub const PUBLIC_KEY_ALGS: [&str; 9] = [
     "ES256", "ES384", "EdDSA", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
 ];
 
+/// The longest an issuer token may live: `exp` at most this far ahead, `iat` at most this old.
+/// Identity providers issue ID tokens for minutes to hours (at most a day); a backend's own
+/// tokens for minutes.
+pub const MAX_LIFETIME_SECS: i64 = 24 * 3600;
+
 /// A compact JWS split into its parts, header and payload decoded. Nothing here is verified:
 /// the verifier reads `alg`, `kid` and `iss` to choose the key, checks the signature over
 /// [`Jws::signing_input`], and only then reads claims through [`check_claims`].
@@ -63,7 +68,9 @@ impl<'t> Jws<'t> {
             .split_once('.')
             .ok_or(Rejection::SignatureMalformed)?;
         let header = object(header_b64)?;
-        if header.contains_key("crit") {
+        // No extension is understood, so none may be required; a `kid` that is not a string
+        // would otherwise be read as no kid at all.
+        if header.contains_key("crit") || header.get("kid").is_some_and(|k| !k.is_string()) {
             return Err(Rejection::SignatureMalformed);
         }
         let payload = object(payload_b64)?;
@@ -157,6 +164,11 @@ pub fn check_claims(rules: &IssuerRules<'_>, jws: &Jws<'_>, now: i64) -> Result<
     if now >= exp {
         return Err(Rejection::TokenExpired);
     }
+    // A token lives at most a day: one that claims longer is refused, so a leaked or replayed
+    // token cannot vouch for a user (or for a plan they had) for ever.
+    if exp > now.saturating_add(MAX_LIFETIME_SECS) {
+        return Err(Rejection::SignatureMalformed);
+    }
     if time(payload, "nbf")?.is_some_and(|nbf| nbf > now.saturating_add(MAX_FUTURE_SKEW_SECS)) {
         return Err(Rejection::TokenNotYetValid);
     }
@@ -167,6 +179,9 @@ pub fn check_claims(rules: &IssuerRules<'_>, jws: &Jws<'_>, now: i64) -> Result<
         }
         if iat > now.saturating_add(MAX_FUTURE_SKEW_SECS) {
             return Err(Rejection::SignedAtInFuture);
+        }
+        if now.saturating_sub(iat) > MAX_LIFETIME_SECS {
+            return Err(Rejection::TokenExpired);
         }
     }
     let sub = match claim(payload, rules.user_claim) {
@@ -182,8 +197,16 @@ pub fn check_claims(rules: &IssuerRules<'_>, jws: &Jws<'_>, now: i64) -> Result<
     let mut entries: Vec<(String, Value)> = Vec::new();
     match rules.traits {
         None => {
+            // The user claim is no trait, nor the object a dotted user claim is found in.
+            let holds_user = |key: &str| {
+                rules.user_claim == key
+                    || rules
+                        .user_claim
+                        .strip_prefix(key)
+                        .is_some_and(|rest| rest.starts_with('.'))
+            };
             for (key, value) in payload {
-                if key == rules.user_claim || claims::REGISTERED_CLAIMS.contains(&key.as_str()) {
+                if holds_user(key) || claims::REGISTERED_CLAIMS.contains(&key.as_str()) {
                     continue;
                 }
                 entries.push((key.clone(), scalar(value)?));
@@ -193,6 +216,7 @@ pub fn check_claims(rules: &IssuerRules<'_>, jws: &Jws<'_>, now: i64) -> Result<
             for (from, to) in map {
                 if let Some(value) = claim(payload, from)
                     && !entries.iter().any(|(k, _)| k == to)
+                    && !(to == "email" && unverified_email(payload))
                 {
                     entries.push((to.clone(), scalar(value)?));
                 }
@@ -206,6 +230,18 @@ pub fn check_claims(rules: &IssuerRules<'_>, jws: &Jws<'_>, now: i64) -> Result<
         Some(exp),
         traits,
     ))
+}
+
+/// Whether an identity provider says the token's email is not verified (`email_verified` other
+/// than `true`, as OpenID Connect and its providers send it, a string "true" included). Such an
+/// email was typed by whoever signed up, so it is not vouched for: left out of the trusted traits.
+fn unverified_email(payload: &serde_json::Map<String, Json>) -> bool {
+    match payload.get("email_verified") {
+        None => false,
+        Some(Json::Bool(verified)) => !verified,
+        Some(Json::String(s)) => s != "true",
+        Some(_) => true,
+    }
 }
 
 /// A claim by name: the top-level key first (namespaced claims such as
@@ -536,6 +572,106 @@ mod tests {
             check(&rules, roles).map(|_| ()),
             Err(Rejection::SignatureMalformed)
         );
+    }
+
+    #[test]
+    fn an_email_the_provider_calls_unverified_is_not_vouched_for() {
+        let aud = ["app-1".to_owned()];
+        let map = pairs(&[("email", "email"), ("name", "name")]);
+        let rules = idp(&aud, &map);
+        let with = |verified: &str| {
+            let payload = alloc::format!(
+                r#"{{"iss":"https://idp.example/","aud":"app-1","sub":"1","exp":1732410000,
+                    "email":"ceo@victim.example","name":"Eve"{verified}}}"#
+            );
+            check(&rules, &payload).unwrap()
+        };
+        for unverified in [
+            r#","email_verified":false"#,
+            r#","email_verified":"false""#,
+            r#","email_verified":0"#,
+        ] {
+            let c = with(unverified);
+            assert_eq!(c.email, None, "{unverified}");
+            assert_eq!(c.name.as_deref(), Some("Eve"));
+        }
+        for verified in [
+            "",
+            r#","email_verified":true"#,
+            r#","email_verified":"true""#,
+        ] {
+            assert_eq!(
+                with(verified).email.as_deref(),
+                Some("ceo@victim.example"),
+                "{verified}"
+            );
+        }
+        // A backend's own tokens (the signed-claims format) carry what the backend vouches for.
+        let own = IssuerRules {
+            issuer: None,
+            audiences: &[],
+            user_claim: "sub",
+            traits: None,
+        };
+        let c = check(
+            &own,
+            r#"{"sub":"1","exp":1732406700,"email":"a@b.example","email_verified":false}"#,
+        );
+        assert_eq!(c.unwrap().email.as_deref(), Some("a@b.example"));
+    }
+
+    #[test]
+    fn a_token_lives_at_most_a_day() {
+        let aud = ["app-1".to_owned()];
+        let map = pairs(&[]);
+        let rules = idp(&aud, &map);
+        let day = MAX_LIFETIME_SECS;
+        let token = |iat: i64, exp: i64| {
+            alloc::format!(
+                r#"{{"iss":"https://idp.example/","aud":"app-1","sub":"1","iat":{iat},"exp":{exp}}}"#
+            )
+        };
+        assert!(check(&rules, &token(NOW - day, NOW + day)).is_ok());
+        assert_eq!(
+            check(&rules, &token(NOW - day - 1, NOW + 10)).map(|_| ()),
+            Err(Rejection::TokenExpired)
+        );
+        assert_eq!(
+            check(&rules, &token(NOW, NOW + day + 1)).map(|_| ()),
+            Err(Rejection::SignatureMalformed)
+        );
+        assert_eq!(
+            check(&rules, &token(i64::MIN, NOW + 10)).map(|_| ()),
+            Err(Rejection::TokenExpired)
+        );
+    }
+
+    #[test]
+    fn a_dotted_user_claim_is_no_trait_nor_is_its_object() {
+        let rules = IssuerRules {
+            issuer: None,
+            audiences: &[],
+            user_claim: "user.id",
+            traits: None,
+        };
+        let c = check(
+            &rules,
+            r#"{"user":{"id":"u7"},"userland":"x","exp":1732406700}"#,
+        )
+        .unwrap();
+        assert_eq!(c.sub, "u7");
+        assert_eq!(
+            c.custom,
+            vec![("userland".to_owned(), Value::Str("x".into()))]
+        );
+    }
+
+    #[test]
+    fn a_kid_that_is_not_a_string_is_malformed() {
+        let t = token(r#"{"alg":"ES256","kid":1}"#, "{}");
+        assert_eq!(Jws::parse(&t), Err(Rejection::SignatureMalformed));
+        let t = token(r#"{"alg":"ES256","kid":null}"#, "{}");
+        assert_eq!(Jws::parse(&t), Err(Rejection::SignatureMalformed));
     }
 
     #[test]

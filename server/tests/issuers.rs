@@ -348,6 +348,16 @@ fn the_admin_api_refuses_what_cannot_verify_and_lists_no_private_material() {
             json!({"name": "n", "public_keys": [es.public_jwk("k")], "algorithms": ["RS256"]}),
             "invalid_issuer",
         ),
+        // A shared signer's key (an iss) without an audience would take other apps' tokens.
+        (
+            json!({"name": "n", "public_keys": [es.public_jwk("k")], "iss": "https://accounts.example"}),
+            "invalid_issuer",
+        ),
+        // RSA with e = 1 can never verify anything.
+        (
+            json!({"name": "n", "public_keys": [{"kty": "RSA", "e": "AQ", "n": b64(&[0xc5; 256])}]}),
+            "invalid_issuer",
+        ),
     ] {
         let r = env.add_issuer(body.clone());
         assert_eq!(r.status, 400, "{body}: {}", r.text());
@@ -489,6 +499,15 @@ mod idp {
             (Some("u1@example.com"), Some("pro"))
         );
         assert_eq!(u["custom"], json!({}), "unmapped claims are no traits: {u}");
+        // An email the provider calls unverified is not vouched for.
+        let t = now();
+        let unverified = a.sign(
+            "a",
+            &json!({"iss": ISS, "aud": "client-1", "sub": "u0", "iat": t,
+            "exp": t + 600, "email": "ceo@victim.example", "email_verified": false}),
+        );
+        assert_eq!(env.identify("u0", json!({}), &unverified).status, 200);
+        assert_eq!(env.stored("u0").unwrap()["email"], Json::Null);
         // The console shows the issuer and its fetched keys.
         let listed = env.server.admin(
             "GET",

@@ -455,8 +455,9 @@ fn rsa_material(n: &[u8], e: &[u8]) -> Result<Material, KeyError> {
         ));
     }
     let e = strip_zeros(e);
-    if e.is_empty() || e.len() > 4 || e[e.len() - 1] & 1 == 0 {
-        return err("the RSA public exponent is not a small odd number");
+    let small = e.len() <= 4 && e.iter().fold(0u64, |acc, &b| acc << 8 | u64::from(b)) >= 3;
+    if !small || e[e.len() - 1] & 1 == 0 {
+        return err("the RSA public exponent is not an odd number from 3 to 2^32 (65537 usually)");
     }
     Ok(Material::Rsa {
         n: strip_zeros(n),

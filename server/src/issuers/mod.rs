@@ -324,6 +324,16 @@ impl IssuerConfig {
                 None
             }
             (None, false) => {
+                // An `iss` names a shared signer (a provider's certificate registered as a key):
+                // without an audience, its tokens for any other app would pass here.
+                if c.iss.is_some() && c.audiences.is_empty() {
+                    return Err(
+                        "an issuer with an iss needs at least one audience (your app's \
+                                client id, or the aud your backend puts in its tokens): without \
+                                one, tokens the same signer made for other apps would verify"
+                            .into(),
+                    );
+                }
                 if c.keys.len() > keys::MAX_KEYS {
                     return Err(format!("at most {} keys", keys::MAX_KEYS));
                 }
@@ -449,7 +459,9 @@ impl WorkspaceIssuers<'_> {
 impl TokenIssuers for WorkspaceIssuers<'_> {
     fn verify(&self, token: &str, now: i64) -> Result<(Claims, usize), Rejection> {
         let jws = Jws::parse(token)?;
-        let mut first_refusal = None;
+        // Several issuers may share an `iss` (or have none): the refusal reported is that of
+        // the first issuer that holds a key for the token, else the first refusal at all.
+        let mut refusal: Option<Rejection> = None;
         for (i, issuer) in self.issuers.iter().enumerate() {
             if !issuer.claims_token(jws.iss()) {
                 continue;
@@ -457,11 +469,16 @@ impl TokenIssuers for WorkspaceIssuers<'_> {
             match self.verify_with(issuer, &jws, now) {
                 Ok(claims) => return Ok((claims, i)),
                 Err(r) => {
-                    first_refusal.get_or_insert(r);
+                    let vague = |r: Rejection| {
+                        matches!(r, Rejection::UnknownKeyId | Rejection::AlgorithmNotAllowed)
+                    };
+                    if refusal.is_none_or(|known| vague(known) && !vague(r)) {
+                        refusal = Some(r);
+                    }
                 }
             }
         }
-        Err(first_refusal.unwrap_or(Rejection::UnknownIssuer))
+        Err(refusal.unwrap_or(Rejection::UnknownIssuer))
     }
 }
 
