@@ -1,10 +1,10 @@
 // The signing core for Node, Deno and any runtime that compiles WebAssembly from bytes: the wasm
 // travels inside a module as base64, so bundled server code (Next.js with Turbopack or webpack,
 // esbuild, ...) needs no file next to it and no bundler configuration. Compiled on first use.
-import { initSync, signUser, claimsKey, signClaims } from '../dist/node/dropfix_wasm.js';
+import { initSync, signUser, claimsKey, signClaims, claimsPayload } from '../dist/node/dropfix_wasm.js';
 import base64 from '../dist/node/dropfix_wasm_base64.js';
 
-const api = { signUser, claimsKey, signClaims };
+const api = { signUser, claimsKey, signClaims, claimsPayload };
 let ready = false;
 
 function bytes() {

@@ -4,9 +4,9 @@
 // WebAssembly.Module compiled ahead of the request, which may be instantiated synchronously; so
 // the API is the same, synchronous one as in Node.
 import wasm from '../dist/node/dropfix_wasm_bg.wasm?module';
-import { initSync, signUser, claimsKey, signClaims } from '../dist/node/dropfix_wasm.js';
+import { initSync, signUser, claimsKey, signClaims, claimsPayload } from '../dist/node/dropfix_wasm.js';
 
-const api = { signUser, claimsKey, signClaims };
+const api = { signUser, claimsKey, signClaims, claimsPayload };
 let ready = false;
 
 /** The WebAssembly.Module the bundler gave, usable by this realm's `instanceof`. */
