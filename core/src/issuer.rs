@@ -187,7 +187,7 @@ pub fn check_claims(rules: &IssuerRules<'_>, jws: &Jws<'_>, now: i64) -> Result<
     let sub = match claim(payload, rules.user_claim) {
         Some(Json::String(s)) => s.clone(),
         // Some providers keep numeric user ids; the id is the decimal string `identify()` gets.
-        Some(Json::Number(n)) if n.is_u64() || n.is_i64() => n.to_string(),
+        Some(Json::Number(n)) if !n.is_f64() => n.to_string(),
         _ => return Err(Rejection::SignatureMalformed),
     };
     if sub.is_empty() || sub.chars().any(char::is_control) {
@@ -268,15 +268,12 @@ fn audience_matches(aud: Option<&Json>, accepted: &[String]) -> bool {
     }
 }
 
-/// NumericDate: integer seconds; a fraction (allowed by RFC 7519) is truncated.
+/// NumericDate: integer seconds; a fraction (allowed by RFC 7519) is truncated, and a value beyond
+/// `i64` saturates (the time rules then refuse it).
 fn time(payload: &serde_json::Map<String, Json>, key: &str) -> Result<Option<i64>, Rejection> {
     match payload.get(key) {
         None | Some(Json::Null) => Ok(None),
-        Some(Json::Number(n)) => match (n.as_i64(), n.as_f64()) {
-            (Some(i), _) => Ok(Some(i)),
-            (None, Some(f)) if f.is_finite() && f.abs() < 9.0e15 => Ok(Some(f as i64)),
-            _ => Err(Rejection::SignatureMalformed),
-        },
+        Some(Json::Number(n)) => Ok(n.as_i64().or_else(|| n.as_f64().map(|f| f as i64))),
         Some(_) => Err(Rejection::SignatureMalformed),
     }
 }
@@ -464,6 +461,13 @@ mod tests {
         };
         let claims = check(&rules, r#"{"uid":1234,"exp":1732406700,"plan":"pro"}"#).unwrap();
         assert_eq!(claims.sub, "1234");
+        for (id, text) in [
+            ("-7", "-7"),
+            ("18446744073709551615", "18446744073709551615"),
+        ] {
+            let payload = alloc::format!(r#"{{"uid":{id},"exp":1732406700}}"#);
+            assert_eq!(check(&rules, &payload).unwrap().sub, text);
+        }
         assert!(claims.custom.is_empty());
         // Trait rules are the payload's: reserved names and containers are refused.
         for bad in [
@@ -563,6 +567,17 @@ mod tests {
         assert_eq!(
             check(&rules, huge).map(|_| ()),
             Err(Rejection::SignatureMalformed)
+        );
+        let past = r#"{"iss":"https://idp.example/","aud":"app-1","sub":"1","exp":-1e300}"#;
+        assert_eq!(
+            check(&rules, past).map(|_| ()),
+            Err(Rejection::TokenExpired)
+        );
+        let ms =
+            r#"{"iss":"https://idp.example/","aud":"app-1","sub":"1","exp":1732410000,"iat":9e15}"#;
+        assert_eq!(
+            check(&rules, ms).map(|_| ()),
+            Err(Rejection::SignedAtNotSeconds)
         );
         // A mapped claim holding a container cannot be a trait.
         let map = pairs(&[("roles", "team")]);
