@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every figure in BENCHMARKS.md, in one command (about 25 minutes on 2 cores without the 10 M
 # growth row, loopback only):
-#   1. core verification vs the SHA-256 floor (criterion),
+#   1. core verification vs the SHA-256 floor (criterion), and a token's verification by
+#      algorithm: HS256 next to the public-key tokens of issuers (ES256, EdDSA, RS256, PS256),
 #   2. the verifier under load vs the Node reference, durable vs in-memory store (wrk),
 #   3. the browser SDK's gzipped bytes and time to the first identify request (headless Chromium),
 #   4. the durable hot path vs our own floor and the two Node peers, and its growth with 10 k and
@@ -18,6 +19,7 @@ section() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 section "1. core: verification vs the floor"
 cargo bench -p dropfix-core --bench verify -- --warm-up-time 2 --measurement-time 5
+cargo bench -p dropfix-server --bench issuer_tokens -- --warm-up-time 2 --measurement-time 5
 section "2. verifier under load vs the Node reference"
 ROUNDS="${ROUNDS:-3}" bench/load.sh
 section "3. browser SDK"
