@@ -647,6 +647,8 @@ mod tests {
             )
         };
         assert!(check(&rules, &token(NOW - day, NOW + day)).is_ok());
+        // An ID token issued two hours ago and valid for ten (Auth0's default) passes.
+        assert!(check(&rules, &token(NOW - 7200, NOW + 8 * 3600)).is_ok());
         assert_eq!(
             check(&rules, &token(NOW - day - 1, NOW + 10)).map(|_| ()),
             Err(Rejection::TokenExpired)
