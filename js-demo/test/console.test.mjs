@@ -117,6 +117,15 @@ test('log in with the keyboard', async () => {
   await Promise.all([page.waitForURL(/\/security$/), page.click('text=Acme Analytics')]);
   await scan('security');
   await shot('03-security');
+  // The protection level comes first; report-only accepts unsigned calls.
+  assert.equal(await page.locator('[data-testid="protection-level"]').innerText(), 'Unsigned calls accepted');
+  const firstSection = await page.locator('main section').first().innerText();
+  assert.match(firstSection, /^Protection level/);
+  // A key's secret is explained in words, with the action that gets one.
+  const note = await page.locator('[data-testid="secret-note"]').first().innerText();
+  assert.match(note, /shown once, when its key is created or rolled/);
+  assert.match(note, /roll key 1/);
+  assert.ok(!(await page.content()).includes('••'), 'no bullets where the secret would be');
 });
 
 test('the Security page fits a 390 px wide screen', async () => {
@@ -193,6 +202,12 @@ test('strict on goes through a confirmation; then unsigned calls are refused', a
   await shot('10-strict-confirm');
   await Promise.all([page.waitForURL(/security\?done=strict/), page.click('button:has-text("Turn strict mode on")')]);
   assert.equal(await page.locator('[data-testid="strict-now"]').innerText(), 'on');
+  // Strict on verifies the user id only: the page says so, and recommends signed claims since
+  // the verified calls so far used the seed form.
+  assert.equal(await page.locator('[data-testid="protection-level"]').innerText(), 'User id verified');
+  assert.match(await page.locator('[data-protection]').innerText(), /plan, MRR, email and name sent beside it can be changed in the browser/);
+  assert.match(await page.locator('[data-testid="recommend-claims"]').innerText(), /used the seed form/);
+  await scan('security-strict-on');
   await shot('11-strict-on');
   const r = await identify({ app_id: appId, user_id: 'anon-after-strict' });
   assert.equal(r.status, 401);
@@ -222,6 +237,13 @@ test('check a signature names the problem', async () => {
   await Promise.all([page.waitForLoadState('load'), page.click('button:text("Check")')]);
   const text = await page.locator('main').innerText();
   assert.match(text, /signature_expired/);
+  // One verdict line before the details per key.
+  const verdict = await page.locator('[data-testid="verdict"]').innerText();
+  assert.match(verdict, /^Refused\. Refused \(401 signature_expired\) with key \d+/);
+  assert.ok(text.indexOf(verdict) < text.indexOf('Details per key'), text);
+  await page.fill('#signed_at', String(Math.floor(Date.now() / 1000)));
+  await Promise.all([page.waitForLoadState('load'), page.click('button:text("Check")')]);
+  assert.match(await page.locator('[data-testid="verdict"]').innerText(), /^Verifies\. Verifies with key \d+/);
   await scan('check');
   await shot('13-check-signature');
 });

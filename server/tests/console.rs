@@ -1122,3 +1122,145 @@ fn ended_sessions_are_forgotten_at_the_next_login() {
 fn rusqlite_conn(dir: &Path) -> rusqlite::Connection {
     rusqlite::Connection::open(dir.join("dropfix.sqlite3")).unwrap()
 }
+
+// ---------------------------------------------------------------------------------------------
+// The Security page tells the whole truth (issue 29)
+
+#[test]
+fn the_security_page_states_the_protection_level_and_what_each_setting_protects() {
+    let c = Console::fast();
+    let cookie = c.login(OWNER, PASSWORD);
+    let page = c.get(&cookie, &c.ws("security")).text();
+    // Report-only: unsigned calls are accepted.
+    assert!(page.contains("data-protection=\"open\""), "{page}");
+    assert!(page.contains("Unsigned calls accepted"), "{page}");
+    assert!(!page.contains("data-testid=\"recommend-claims\""));
+    // Strict on: the user id is verified, and the page says the traits are not.
+    let r = c.post(
+        &cookie,
+        &c.ws("strict"),
+        &[("mode", "on"), ("confirm", "yes")],
+    );
+    assert_eq!(r.status, 303);
+    assert_eq!(c.signed_call(&c.secret, "seed-user").status, 200);
+    let page = eventually("the seed-form call to be counted", || {
+        let t = c.get(&cookie, &c.ws("security")).text();
+        t.contains("data-testid=\"recommend-claims\"").then_some(t)
+    });
+    assert!(page.contains("data-protection=\"user_id\""), "{page}");
+    assert!(page.contains("User id verified"), "{page}");
+    assert!(page.contains("covers the user id only"), "{page}");
+    assert!(
+        page.contains("1 of the 1 verified calls in the last 7 days used the seed form"),
+        "{page}"
+    );
+    // The strict choice itself says what it verifies.
+    assert!(page.contains("verifies the user id; plan and MRR only"), "{page}");
+    // Require signed claims: the traits are verified, nothing left to recommend.
+    let r = c.post(
+        &cookie,
+        &c.ws("claims"),
+        &[("required", "on"), ("confirm", "yes")],
+    );
+    assert_eq!(r.status, 303);
+    let page = c.get(&cookie, &c.ws("security")).text();
+    assert!(page.contains("data-protection=\"traits\""), "{page}");
+    assert!(page.contains("Traits verified"), "{page}");
+    assert!(!page.contains("data-testid=\"recommend-claims\""), "{page}");
+}
+
+#[test]
+fn would_be_rejected_counts_unsigned_calls_in_every_mode() {
+    let c = Console::fast();
+    let cookie = c.login(OWNER, PASSWORD);
+    let r = c.post(&cookie, &c.ws("strict"), &[("mode", "off")]);
+    assert_eq!(r.status, 303);
+    assert_eq!(c.workspace().strict, StrictMode::Off);
+    for i in 0..2 {
+        let r = c.identify(json!({"app_id": c.app, "user_id": format!("off-{i}")}), None);
+        assert_eq!(r.status, 202);
+    }
+    eventually("strict-off unsigned calls counted as would be rejected", || {
+        let t = c.get(&cookie, &c.ws("security")).text();
+        t.contains("data-count=\"would_reject-1h\">2<").then_some(())
+    });
+    // And report-only adds to the same count.
+    let r = c.post(&cookie, &c.ws("strict"), &[("mode", "report_only")]);
+    assert_eq!(r.status, 303);
+    let r = c.identify(json!({"app_id": c.app, "user_id": "ro-1"}), None);
+    assert_eq!(r.status, 202);
+    eventually("the report-only call added", || {
+        let t = c.get(&cookie, &c.ws("security")).text();
+        t.contains("data-count=\"would_reject-24h\">3<").then_some(())
+    });
+}
+
+#[test]
+fn keys_say_in_words_where_a_secret_is_and_how_to_get_one() {
+    let c = Console::fast();
+    let owner = c.login(OWNER, PASSWORD);
+    let page = c.get(&owner, &c.ws("security")).text();
+    assert!(!page.contains('•'), "no bullets for a screen reader to read");
+    assert!(page.contains("a secret is shown once, when its key is created or rolled"));
+    assert!(page.contains(&format!("/console/w/{}/keys/1/roll\">roll key 1</a>", c.app)));
+    let viewer = c.login(VIEWER, PASSWORD);
+    let page = c.get(&viewer, &c.ws("security")).text();
+    assert!(page.contains("an owner rolls this key or creates a key"), "{page}");
+    assert!(!page.contains("/keys/1/roll"), "{page}");
+}
+
+#[test]
+fn check_a_signature_gives_one_verdict_first() {
+    let c = Console::fast();
+    let cookie = c.login(OWNER, PASSWORD);
+    let r = c.post(&cookie, &c.ws("keys"), &[("label", "second")]);
+    assert_eq!(r.status, 200);
+    let second = SecretKey::new(secret_in(&r.text()).unwrap());
+    let id = {
+        let t = r.text();
+        let at = t.find("Secret key ").unwrap() + "Secret key ".len();
+        t[at..].split(' ').next().unwrap().to_string()
+    };
+    let at = now().to_string();
+    // Valid with the new key: the verdict comes first, then its details, then key 1's failure.
+    let sig = seed::sign(&second, "42");
+    let r = c.post(
+        &cookie,
+        &c.ws("check"),
+        &[("user_id", "42"), ("signature", &sig), ("signed_at", &at)],
+    );
+    assert_eq!(r.status, 200);
+    let t = r.text();
+    let verdict = t
+        .find(&format!("Verifies with key {id} (second)"))
+        .expect(&t);
+    let key2 = t.find(&format!("Key {id} (second): verifies")).expect(&t);
+    let key1 = t.find("Key 1 (default): would be refused").expect(&t);
+    let fix = t.find("Fix:").expect(&t);
+    assert!(verdict < key2 && key2 < key1 && key1 < fix, "{t}");
+    // Matching the new key but stale: the verdict is what the verifier answers, not key 1's mismatch.
+    let stale = (now() - 3600).to_string();
+    let r = c.post(
+        &cookie,
+        &c.ws("check"),
+        &[("user_id", "42"), ("signature", &sig), ("signed_at", &stale)],
+    );
+    let t = r.text();
+    let verdict = t
+        .find(&format!("Refused (401 signature_expired) with key {id}"))
+        .expect(&t);
+    assert!(verdict < t.find("Key 1 (default)").unwrap(), "{t}");
+    // Matching no key.
+    let forged = seed::sign(&SecretKey::new("dfsk_not_this_workspace_secret_000000"), "42");
+    let t = c
+        .post(
+            &cookie,
+            &c.ws("check"),
+            &[("user_id", "42"), ("signature", &forged), ("signed_at", &at)],
+        )
+        .text();
+    assert!(
+        t.contains("Refused (401 signature_mismatch): it matches none of the 2 keys"),
+        "{t}"
+    );
+}

@@ -51,7 +51,11 @@ pub const STRICT_CHOICES: &[(&str, &str)] = &[
         "report_only",
         "Report-only: accept them, count what would be refused",
     ),
-    ("on", "On: refuse calls without a valid signature"),
+    (
+        "on",
+        "On: refuse calls without a valid signature (verifies the user id; plan and MRR only \
+         with signed claims)",
+    ),
 ];
 
 pub const SHOWS: &[(&str, &str)] = &[
@@ -152,6 +156,17 @@ pub struct Chart {
     pub summary: String,
 }
 
+/// The workspace's protection level and what it means (see `security::protection`).
+#[derive(Debug)]
+pub struct Protection {
+    pub level: &'static str,
+    /// `open`, `user_id` or `traits`: for tests and styling.
+    pub key: &'static str,
+    pub detail: &'static str,
+    /// Why to require signed claims, when verified calls used the seed form.
+    pub recommend: Option<String>,
+}
+
 #[derive(Template)]
 #[template(path = "console/security.html")]
 pub struct SecurityPage {
@@ -167,6 +182,7 @@ pub struct SecurityPage {
     pub windows: Vec<Window>,
     pub chart: Chart,
     pub require_claims: bool,
+    pub protection: Protection,
     pub verified_7d: u64,
     pub seed_pct: u64,
     pub claims_pct: u64,
@@ -247,6 +263,14 @@ pub struct CheckResult {
     pub fix: Option<String>,
 }
 
+/// "Check a signature"'s answer, shown before the details per key.
+#[derive(Debug)]
+pub struct Verdict {
+    pub ok: bool,
+    pub text: String,
+    pub fix: Option<String>,
+}
+
 #[derive(Template)]
 #[template(path = "console/check.html")]
 pub struct CheckPage {
@@ -256,6 +280,7 @@ pub struct CheckPage {
     pub signature: String,
     pub signed_at: String,
     pub error: Option<String>,
+    pub verdict: Option<Verdict>,
     pub results: Vec<CheckResult>,
 }
 

@@ -108,6 +108,13 @@ impl CallCounts {
         self.verified_seed + self.verified_claims
     }
 
+    /// Calls accepted without a valid signature (stored unverified), whatever the strict mode
+    /// was at the time: each is a call that strict mode `on` would refuse, so this is the
+    /// console's "would be rejected" in every mode, not only in report-only.
+    pub fn unsigned(&self) -> u64 {
+        self.unverified + self.would_reject
+    }
+
     pub fn total(&self) -> u64 {
         self.verified() + self.unverified + self.would_reject + self.rejected
     }
