@@ -274,10 +274,78 @@ test('confirmation and error pages pass the scan too', async () => {
   await scan('not-found');
 });
 
+test('team: the owner invites a viewer, who joins in another browser, looks only, and loses access when removed', async () => {
+  const VIEWER = 'vera@acme.example';
+  const VIEWER_PASSWORD = `pw-${randomBytes(12).toString('hex')}`;
+  const team = `${url}/console/w/${appId}/team`;
+  await page.goto(team);
+  assert.match(await page.locator('[data-member="owner@acme.example"]').innerText(), /owner/);
+  await scan('team');
+  await page.fill('#invite-email', VIEWER);
+  await page.check('#invite-role-viewer');
+  await Promise.all([page.waitForLoadState('load'), page.click('button:text("Create invitation link")')]);
+  const link = await page.inputValue('#invite-link');
+  assert.match(link, new RegExp(`^${url}/console/invite/[0-9a-f]{64}$`));
+  assert.match(await page.locator('main').innerText(), /shown once/);
+  await scan('invite-link');
+  await shot('17a-invite-link');
+
+  // The invited person, in a browser of their own (no cookie of the owner's).
+  const theirs = await browser.newContext({ viewport: { width: 1100, height: 900 } });
+  const them = await theirs.newPage();
+  try {
+    await them.goto(link);
+    assert.match(await them.locator('main').innerText(), /as viewer of Acme Analytics/);
+    await them.fill('#password', VIEWER_PASSWORD);
+    await them.fill('#password2', VIEWER_PASSWORD);
+    await Promise.all([them.waitForLoadState('load'), them.click('button:has-text("Join")')]);
+    assert.match(await them.locator('main').innerText(), /vera@acme\.example is now viewer of Acme Analytics/);
+    // The link worked once.
+    await them.goto(link);
+    assert.match(await them.locator('h1').innerText(), /Invitation not valid/);
+    // They log in and see the workspace, read-only.
+    await them.goto(`${url}/console/login`);
+    await them.fill('#email', VIEWER);
+    await them.fill('#password', VIEWER_PASSWORD);
+    await Promise.all([them.waitForURL(/\/console\/workspaces$/), them.click('button:text("Log in")')]);
+    await Promise.all([them.waitForURL(/\/security$/), them.click('text=Acme Analytics')]);
+    assert.equal(await them.locator('form[action$="/strict"]').count(), 0, 'no strict-mode form for a viewer');
+    await them.goto(team);
+    assert.equal(await them.locator('#invite-email').count(), 0, 'no invite form for a viewer');
+    assert.equal(await them.locator('button:has-text("Save role")').count(), 0);
+    // A change forced through anyway (their session's cookie, the console's own origin) is 403.
+    for (const [path, form] of [['role', { email: VIEWER, role: 'owner' }], ['invite', { email: 'x@acme.example', role: 'owner' }], ['remove', { email: EMAIL }]]) {
+      const forced = await theirs.request.post(`${team}/${path}`, { form, headers: { Origin: url }, maxRedirects: 0 });
+      assert.equal(forced.status(), 403, path);
+    }
+
+    // The owner sees them with their last login, and removes them.
+    await page.goto(team);
+    const row = page.locator('[data-member="vera@acme.example"]');
+    assert.match(await row.innerText(), /viewer/);
+    assert.doesNotMatch(await row.innerText(), /never/);
+    await shot('17b-team');
+    await Promise.all([page.waitForLoadState('load'), row.locator('a:has-text("Remove")').click()]);
+    await scan('team-remove-confirm');
+    await Promise.all([page.waitForURL(/team\?done=removed/), page.click('button:text("Remove from this workspace")')]);
+    assert.equal(await page.locator('[data-member="vera@acme.example"]').count(), 0);
+    // Their open session loses the workspace on its next request.
+    await them.goto(`${url}/console/w/${appId}/security`);
+    assert.match(await them.locator('h1').innerText(), /Not found/);
+    await them.goto(`${url}/console/workspaces`);
+    assert.doesNotMatch(await them.locator('main').innerText(), /Acme Analytics/);
+  } finally {
+    await theirs.close();
+  }
+  // The last owner cannot demote themselves.
+  await page.goto(team);
+  assert.match(await page.locator('[data-member="owner@acme.example"]').innerText(), /Last owner/);
+});
+
 test('every change is in the audit log', async () => {
   await page.goto(`${url}/console/w/${appId}/audit`);
   const text = await page.locator('main').innerText();
-  for (const action of ['key.create', 'key.roll', 'workspace.update', 'users.export']) assert.ok(text.includes(action), action);
+  for (const action of ['key.create', 'key.roll', 'workspace.update', 'users.export', 'member.invite', 'member.join', 'member.remove']) assert.ok(text.includes(action), action);
   assert.ok(text.includes(EMAIL));
   for (const s of [firstSecret, newSecret, rolledSecret]) assert.ok(!text.includes(s), 'a secret in the audit log');
   await scan('audit');

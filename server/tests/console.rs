@@ -1155,7 +1155,10 @@ fn the_security_page_states_the_protection_level_and_what_each_setting_protects(
         "{page}"
     );
     // The strict choice itself says what it verifies.
-    assert!(page.contains("verifies the user id; plan and MRR only"), "{page}");
+    assert!(
+        page.contains("verifies the user id; plan and MRR only"),
+        "{page}"
+    );
     // Require signed claims: the traits are verified, nothing left to recommend.
     let r = c.post(
         &cookie,
@@ -1177,13 +1180,20 @@ fn would_be_rejected_counts_unsigned_calls_in_every_mode() {
     assert_eq!(r.status, 303);
     assert_eq!(c.workspace().strict, StrictMode::Off);
     for i in 0..2 {
-        let r = c.identify(json!({"app_id": c.app, "user_id": format!("off-{i}")}), None);
+        let r = c.identify(
+            json!({"app_id": c.app, "user_id": format!("off-{i}")}),
+            None,
+        );
         assert_eq!(r.status, 202);
     }
-    eventually("strict-off unsigned calls counted as would be rejected", || {
-        let t = c.get(&cookie, &c.ws("security")).text();
-        t.contains("data-count=\"would_reject-1h\">2<").then_some(())
-    });
+    eventually(
+        "strict-off unsigned calls counted as would be rejected",
+        || {
+            let t = c.get(&cookie, &c.ws("security")).text();
+            t.contains("data-count=\"would_reject-1h\">2<")
+                .then_some(())
+        },
+    );
     // And report-only adds to the same count.
     let r = c.post(&cookie, &c.ws("strict"), &[("mode", "report_only")]);
     assert_eq!(r.status, 303);
@@ -1191,7 +1201,8 @@ fn would_be_rejected_counts_unsigned_calls_in_every_mode() {
     assert_eq!(r.status, 202);
     eventually("the report-only call added", || {
         let t = c.get(&cookie, &c.ws("security")).text();
-        t.contains("data-count=\"would_reject-24h\">3<").then_some(())
+        t.contains("data-count=\"would_reject-24h\">3<")
+            .then_some(())
     });
 }
 
@@ -1200,12 +1211,21 @@ fn keys_say_in_words_where_a_secret_is_and_how_to_get_one() {
     let c = Console::fast();
     let owner = c.login(OWNER, PASSWORD);
     let page = c.get(&owner, &c.ws("security")).text();
-    assert!(!page.contains('•'), "no bullets for a screen reader to read");
+    assert!(
+        !page.contains('•'),
+        "no bullets for a screen reader to read"
+    );
     assert!(page.contains("a secret is shown once, when its key is created or rolled"));
-    assert!(page.contains(&format!("/console/w/{}/keys/1/roll\">roll key 1</a>", c.app)));
+    assert!(page.contains(&format!(
+        "/console/w/{}/keys/1/roll\">roll key 1</a>",
+        c.app
+    )));
     let viewer = c.login(VIEWER, PASSWORD);
     let page = c.get(&viewer, &c.ws("security")).text();
-    assert!(page.contains("an owner rolls this key or creates a key"), "{page}");
+    assert!(
+        page.contains("an owner rolls this key or creates a key"),
+        "{page}"
+    );
     assert!(!page.contains("/keys/1/roll"), "{page}");
 }
 
@@ -1243,7 +1263,11 @@ fn check_a_signature_gives_one_verdict_first() {
     let r = c.post(
         &cookie,
         &c.ws("check"),
-        &[("user_id", "42"), ("signature", &sig), ("signed_at", &stale)],
+        &[
+            ("user_id", "42"),
+            ("signature", &sig),
+            ("signed_at", &stale),
+        ],
     );
     let t = r.text();
     let verdict = t
@@ -1251,12 +1275,19 @@ fn check_a_signature_gives_one_verdict_first() {
         .expect(&t);
     assert!(verdict < t.find("Key 1 (default)").unwrap(), "{t}");
     // Matching no key.
-    let forged = seed::sign(&SecretKey::new("dfsk_not_this_workspace_secret_000000"), "42");
+    let forged = seed::sign(
+        &SecretKey::new("dfsk_not_this_workspace_secret_000000"),
+        "42",
+    );
     let t = c
         .post(
             &cookie,
             &c.ws("check"),
-            &[("user_id", "42"), ("signature", &forged), ("signed_at", &at)],
+            &[
+                ("user_id", "42"),
+                ("signature", &forged),
+                ("signed_at", &at),
+            ],
         )
         .text();
     assert!(

@@ -6,6 +6,8 @@
 //! - `keys.rs`: creating, rolling and retiring secret keys;
 //! - `rejections.rs`, `check.rs`: recent rejections, and checking a signature;
 //! - `users.rs`, `export.rs`: the stored users, and their CSV export;
+//! - `team.rs`: the workspace's members, invitations (and the invitation link's page, which
+//!   needs no session), roles and removals;
 //! - `audit.rs`: the audit log.
 //!
 //! What the pages share: `context.rs` (who asks about which workspace, the HTML answers),
@@ -32,6 +34,7 @@ mod pages;
 mod rejections;
 mod security;
 pub mod session;
+mod team;
 mod users;
 
 use std::net::IpAddr;
@@ -111,6 +114,11 @@ pub async fn handle(state: &Arc<AppState>, peer: IpAddr, req: Request<Incoming>)
         }
         ["login"] if get => return login::login_page(StatusCode::OK, None, ""),
         ["login"] if method == Method::POST => return login::login(state, peer, req).await,
+        // An invitation link: the invited person has no session yet.
+        ["invite", token] if get => return team::invite_page(state, token).await,
+        ["invite", token] if method == Method::POST => {
+            return team::accept(state, peer, token, req).await;
+        }
         _ => {}
     }
     let token = session::token_from(req.headers());
@@ -172,7 +180,10 @@ async fn workspace_route(
     // signature" is a POST that changes nothing, so viewers may use it.
     let changes = match tail {
         ["check"] | ["users", "export.csv"] => false,
-        ["keys", _, "roll" | "retire"] | ["users", _, "delete"] | ["user", "delete"] => true,
+        ["keys", _, "roll" | "retire"]
+        | ["users", _, "delete"]
+        | ["user", "delete"]
+        | ["team", "remove"] => true,
         _ => post,
     };
     if changes && !ctx.owner {
@@ -213,6 +224,12 @@ async fn workspace_route(
         (["users", user_id, "delete"], true, _) => users::delete_user_confirm(&ctx, user_id).await,
         (["users", user_id, "delete"], _, true) => users::delete_user(&ctx, user_id).await,
         (["audit"], true, _) => audit::audit_page(&ctx).await,
+        (["team"], true, _) => team::team_page(&ctx, &req).await,
+        (["team", "invite"], _, true) => team::invite(&ctx, req).await,
+        (["team", "cancel"], _, true) => team::cancel_invite(&ctx, req).await,
+        (["team", "role"], _, true) => team::set_role(&ctx, req).await,
+        (["team", "remove"], true, _) => team::remove_confirm(&ctx, &req),
+        (["team", "remove"], _, true) => team::remove(&ctx, req).await,
         _ => not_found(Some(ctx.account)),
     }
 }

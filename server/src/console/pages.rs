@@ -42,7 +42,13 @@ pub const WS_LINKS: &[(&str, &str)] = &[
     ("rejections", "Recent rejections"),
     ("check", "Check a signature"),
     ("users", "Users"),
+    ("team", "Team"),
     ("audit", "Audit log"),
+];
+
+pub const ROLES: &[(&str, &str)] = &[
+    ("viewer", "Viewer: sees every page, changes nothing"),
+    ("owner", "Owner: changes settings, keys and the team"),
 ];
 
 pub const STRICT_CHOICES: &[(&str, &str)] = &[
@@ -340,4 +346,62 @@ pub struct AuditRow {
 pub struct AuditPage {
     pub l: Layout,
     pub rows: Vec<AuditRow>,
+}
+
+#[derive(Debug)]
+pub struct MemberRow {
+    pub email: String,
+    pub role: &'static str,
+    pub last_login: String,
+    /// The account looking at the page.
+    pub you: bool,
+    /// The workspace's only owner: neither demoted nor removed.
+    pub last_owner: bool,
+    pub remove_url: String,
+}
+
+#[derive(Debug)]
+pub struct InviteRow {
+    pub email: String,
+    pub role: &'static str,
+    pub created_by: String,
+    pub created: String,
+    pub expires: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/team.html")]
+pub struct TeamPage {
+    pub l: Layout,
+    pub app_id: String,
+    pub can_change: bool,
+    pub members: Vec<MemberRow>,
+    pub invites: Vec<InviteRow>,
+    pub roles: &'static [(&'static str, &'static str)],
+}
+
+#[derive(Template)]
+#[template(path = "console/invite_link.html")]
+pub struct InviteLinkPage {
+    pub l: Layout,
+    pub email: String,
+    pub role: &'static str,
+    pub link: String,
+    pub expires: String,
+    pub back: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/accept.html")]
+pub struct AcceptPage {
+    pub l: Layout,
+    pub action: String,
+    pub workspace: String,
+    pub email: String,
+    pub role: &'static str,
+    pub expires: String,
+    /// An account with this email exists: its password proves it, none is set.
+    pub existing: bool,
+    pub min_chars: usize,
+    pub error: Option<String>,
 }

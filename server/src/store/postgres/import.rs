@@ -198,14 +198,15 @@ impl PgStore {
         );
         copy!(
             "console_accounts",
-            "SELECT id, email, password_phc, created_at FROM console_accounts",
-            "INSERT INTO console_accounts (id, email, password_phc, created_at)
-             VALUES ($1, $2, $3, $4)",
+            "SELECT id, email, password_phc, created_at, last_login_at FROM console_accounts",
+            "INSERT INTO console_accounts (id, email, password_phc, created_at, last_login_at)
+             VALUES ($1, $2, $3, $4, $5)",
             |r| [
                 r.get::<_, i64>(0)?,
                 r.get::<_, String>(1)?,
                 r.get::<_, String>(2)?,
                 r.get::<_, i64>(3)?,
+                r.get::<_, Option<i64>>(4)?,
             ]
         );
         copy!(
@@ -228,6 +229,22 @@ impl PgStore {
                 r.get::<_, i64>(1)?,
                 r.get::<_, i64>(2)?,
                 r.get::<_, i64>(3)?,
+            ]
+        );
+        copy!(
+            "console_invites",
+            "SELECT token_sha256, app_id, email, role, created_by, created_at, expires_at
+             FROM console_invites",
+            "INSERT INTO console_invites (token_sha256, app_id, email, role, created_by,
+                 created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            |r| [
+                r.get::<_, Vec<u8>>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, i64>(5)?,
+                r.get::<_, i64>(6)?,
             ]
         );
         copy!(

@@ -75,6 +75,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0001_init.sql"),
     include_str!("../migrations/postgres/0002_console.sql"),
     include_str!("../migrations/postgres/0003_instances.sql"),
+    include_str!("../migrations/postgres/0004_team_invites.sql"),
 ];
 
 /// How many migrations this build knows (tests of the schema-version refusal).

@@ -107,6 +107,19 @@ const MIGRATIONS: &[&str] = &[
          user_id TEXT
      );
      CREATE INDEX recent_rejections_app ON recent_rejections(app_id, id);",
+    // 4 (team invites): the console's Team page: each account's last login, and invitations
+    // into a workspace (the link's token as its SHA-256 only; one pending per email).
+    "ALTER TABLE console_accounts ADD COLUMN last_login_at INTEGER;
+     CREATE TABLE console_invites (
+         token_sha256 BLOB PRIMARY KEY,
+         app_id TEXT NOT NULL REFERENCES workspaces(app_id) ON DELETE CASCADE,
+         email TEXT NOT NULL,
+         role TEXT NOT NULL,
+         created_by TEXT NOT NULL,
+         created_at INTEGER NOT NULL,
+         expires_at INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE UNIQUE INDEX console_invites_app_email ON console_invites(app_id, email);",
 ];
 
 /// Opens (creating if needed) the database file in `data_dir` and brings its schema up to date.
