@@ -47,7 +47,7 @@ set -a
 # shellcheck disable=SC1090
 . "$ENV_FILE"
 set +a
-# A console account (owner of the demo workspace) for Settings -> Security, made once with the
+# A console account (owner of the demo workspace) for the console's Security page, made once with the
 # CLI as an operator would; its password is generated and kept in demo.env beside the secret.
 if [ -z "${DROPFIX_CONSOLE_PASSWORD:-}" ]; then
   console_email="demo@acme.example"
@@ -102,7 +102,7 @@ cat <<INFO
   DropFix verifier   $ENDPOINT   (store: $DATA/dropfix.sqlite3, log: $LOG)
   workspace          app_id=$DROPFIX_APP_ID   (secret and admin token in $ENV_FILE)
   demo app           $DEMO_URL   <- open this
-  console            $ENDPOINT/console   (Settings -> Security)
+  console            $ENDPOINT/console   (Security page, per workspace)
                      login: ${DROPFIX_CONSOLE_EMAIL:-none} / ${DROPFIX_CONSOLE_PASSWORD:-none}
 
   What DropFix stored (admin API):

@@ -1,4 +1,4 @@
-// The console (Settings -> Security) end to end, in headless Chromium through playwright-core,
+// The console (Security, Team and the other workspace pages) end to end, in headless Chromium through playwright-core,
 // against a real dropfix-server on its embedded store. The account and workspace are made with
 // the CLI, as an operator would; identify calls are signed here with Node's HMAC, as a
 // customer's backend would. Every console page gets an axe-core scan (no serious or critical
@@ -225,6 +225,15 @@ test('a forged call shows in recent rejections with its fix', async () => {
   assert.match(text, /signature_mismatch/);
   assert.match(text, /sign the exact user id string/);
   assert.ok(!(await page.content()).includes(forged), 'the signature is shown');
+  // The report-only rows (from the report-only test above) do not claim strict mode.
+  const reportOnly = page.locator('tr', { hasText: 'report-only: accepted unverified' }).first();
+  assert.match(await reportOnly.innerText(), /report-only: this call had no signature/);
+  assert.doesNotMatch(await reportOnly.innerText(), /is in strict mode/);
+  // Codes are never broken mid-word, even on a phone.
+  await page.setViewportSize({ width: 390, height: 900 });
+  const broken = await page.$$eval('td code', (codes) => codes.filter((c) => c.getClientRects().length > 1).map((c) => c.textContent));
+  await page.setViewportSize({ width: 1100, height: 900 });
+  assert.deepEqual(broken, [], 'codes broken across lines');
   await scan('rejections');
   await shot('12-recent-rejections');
 });

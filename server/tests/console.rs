@@ -1295,3 +1295,21 @@ fn check_a_signature_gives_one_verdict_first() {
         "{t}"
     );
 }
+
+#[test]
+fn report_only_rejections_never_claim_strict_mode() {
+    let c = Console::fast();
+    let cookie = c.login(OWNER, PASSWORD);
+    let r = c.identify(json!({"app_id": c.app, "user_id": "anon"}), None);
+    assert_eq!(r.status, 202);
+    let page = eventually("the report-only rejection", || {
+        let t = c.get(&cookie, &c.ws("rejections")).text();
+        t.contains("signature_required").then_some(t)
+    });
+    assert!(
+        page.contains("report-only: this call had no signature"),
+        "{page}"
+    );
+    assert!(!page.contains("is in strict mode"), "{page}");
+    assert!(page.contains("<code class=\"code-name\">signature_required</code>"));
+}

@@ -1,4 +1,5 @@
-//! The console: Settings -> Security as server-rendered pages under `/console`. This file routes
+//! The console: each workspace's Security page and the pages beside it (Recent rejections, Check
+//! a signature, Users, Team, Audit log), server-rendered under `/console`. This file routes
 //! every `/console...` request; each page has a file of its own:
 //!
 //! - `login.rs`: logging in and out, the list of the account's workspaces;
