@@ -1028,3 +1028,26 @@ fn cli_text_output_shows_rfc3339_times_in_aligned_columns() {
     assert!(columns.windows(2).all(|w| w[0] == w[1]), "{text}");
     assert!(!text.contains('\u{1b}'), "no colour codes off a terminal");
 }
+
+/// The README's summary of the decision table names every refusal the verifier answers with
+/// (`signed_claims_required` was missing), so a newcomer reading only the README sees them all.
+#[test]
+fn the_readme_decision_table_names_every_rejection_code() {
+    let readme = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"),
+    )
+    .unwrap();
+    let table: Vec<&str> = readme
+        .lines()
+        .skip_while(|l| !l.starts_with("| Situation | Status | Stored |"))
+        .take_while(|l| l.starts_with('|'))
+        .collect();
+    assert!(!table.is_empty(), "the README's decision table");
+    for r in dropfix_core::Rejection::ALL {
+        let code = format!("401 `{}`", r.code());
+        assert!(
+            table.iter().any(|row| row.contains(&code)),
+            "{code} is not in the README's decision table"
+        );
+    }
+}

@@ -1297,6 +1297,19 @@ fn check_a_signature_gives_one_verdict_first() {
 }
 
 #[test]
+fn a_rolled_key_names_where_each_of_its_keys_goes() {
+    let c = Console::fast();
+    let cookie = c.login(OWNER, PASSWORD);
+    let r = c.post(&cookie, &c.ws("keys/1/roll"), &[("grace", "1h")]);
+    assert_eq!(r.status, 200);
+    let page = r.text();
+    assert!(page.contains("<code>DROPFIX_SECRET_KEY</code>"), "{page}");
+    let hint = &page[page.find("data-testid=\"claims-key-hint\"").expect(&page)..];
+    assert!(hint.contains("<code>DROPFIX_CLAIMS_KEY</code>"), "{hint}");
+    assert!(hint.contains("derives this one itself"), "{hint}");
+}
+
+#[test]
 fn report_only_rejections_never_claim_strict_mode() {
     let c = Console::fast();
     let cookie = c.login(OWNER, PASSWORD);
