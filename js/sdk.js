@@ -348,6 +348,9 @@ export function createDropFix({ loadWasm, defaultWasm, defaultEndpoint }) {
   const DropFix = {
     /** `{ appId, endpoint?, debug?, maxRetries?, timeoutMs?, wasm?, fetch? }` */
     init(opts) {
+      // A refused init() throws (README "Errors") and leaves no earlier configuration behind:
+      // identify() then rejects with not_initialized rather than call with the old app id.
+      config = undefined;
       if (!opts || typeof opts !== 'object' || typeof opts.appId !== 'string' || !opts.appId) {
         throw new DropFixError({ code: 'invalid_config', field: 'appId', message: 'DropFix.init needs { appId: "app_..." }' });
       }
