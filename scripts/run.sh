@@ -17,7 +17,9 @@ DATA="${DROPFIX_DATA_DIR:-./dropfix-data}"
 
 echo "building the verifier (release) and the npm package" >&2
 cargo build --quiet --release -p dropfix-server
-npm run --silent build >/dev/null
+# Builds dist/ only when it is missing or stale: on a first run setup.sh's `npm ci` has just
+# built it (the package's `prepare` hook), and building it again would double the wait.
+bash scripts/prepack.sh
 BIN="${CARGO_TARGET_DIR:-target}/release/dropfix-server"
 
 mkdir -p -m 700 "$DATA"
