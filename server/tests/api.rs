@@ -1051,3 +1051,33 @@ fn the_readme_decision_table_names_every_rejection_code() {
         );
     }
 }
+
+/// The README states no figure that drifts with every change (mutant counts, how long a run
+/// takes): those are printed by the runs themselves and recorded, dated, in RELIABILITY.md.
+#[test]
+fn the_readme_copies_no_drifting_figures() {
+    let readme = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"),
+    )
+    .unwrap();
+    let words: Vec<&str> = readme.split_whitespace().collect();
+    let drifting: Vec<String> = words
+        .windows(2)
+        .filter(|w| {
+            let n = w[0].trim_start_matches(['(', '~']);
+            !n.is_empty()
+                && n.chars().all(|c| c.is_ascii_digit())
+                && ["mutants", "caught", "unviable", "missed"]
+                    .iter()
+                    .any(|n| w[1].trim_end_matches([',', '.', ')', ':']) == *n)
+        })
+        .map(|w| w.join(" "))
+        .collect();
+    assert!(drifting.is_empty(), "figures that drift: {drifting:?}");
+    for phrase in ["minutes on 2", "minutes on two"] {
+        assert!(
+            !readme.contains(phrase),
+            "a run time in the README: {phrase}"
+        );
+    }
+}
