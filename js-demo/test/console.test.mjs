@@ -260,6 +260,8 @@ test('check a signature names the problem', async () => {
 test('users: list, one user, export', async () => {
   await page.goto(`${url}/console/w/${appId}/users?show=verified`);
   assert.match(await page.locator('main').innerText(), /user-signed-1/);
+  const headers = await page.locator('main table th').allInnerTexts();
+  assert.deepEqual(headers.slice(0, 6), ['User id', 'Name', 'Email', 'Plan', 'Verified', 'Last seen']);
   await scan('users');
   await shot('14-users');
   await Promise.all([page.waitForLoadState('load'), page.click('text=user-signed-1')]);
@@ -268,7 +270,15 @@ test('users: list, one user, export', async () => {
   await shot('15-user');
   const csv = await page.request.get(`${url}/console/w/${appId}/users/export.csv`);
   assert.equal(csv.status(), 200);
-  assert.match(await csv.text(), /"user-signed-1"/);
+  const text = await csv.text();
+  assert.match(text, /"user-signed-1",true,/);
+  assert.match(text, /,\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\r\n/, 'times in ISO 8601 UTC');
+  // All users: the unsigned ones too (report-only calls above), their values as claims.
+  await page.goto(`${url}/console/w/${appId}/users`);
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('a[href$="export.csv?show=all"]')]);
+  const all = readFileSync(await download.path(), 'utf8');
+  assert.match(all, /^user_id,verified,name,email,plan,mrr,signup_date,claimed_name/);
+  assert.match(all, /"anon-0",false,/);
 });
 
 test('confirmation and error pages pass the scan too', async () => {

@@ -803,7 +803,7 @@ fn the_csv_export_is_streamed_page_by_page_whole_and_audited() {
     let body = csv.text();
     let lines: Vec<&str> = body.split("\r\n").filter(|l| !l.is_empty()).collect();
     assert_eq!(lines.len(), 2_501, "header and every user");
-    assert!(lines[0].starts_with("user_id,name,email"));
+    assert!(lines[0].starts_with("user_id,verified,name,email"));
     assert!(lines[1].starts_with("\"user-00000\"") && lines[2_500].starts_with("\"user-02499\""));
     let audit = c.get(&cookie, &c.ws("audit")).text();
     assert!(audit.contains("users.export"), "{audit}");
@@ -1325,4 +1325,138 @@ fn report_only_rejections_never_claim_strict_mode() {
     );
     assert!(!page.contains("is in strict mode"), "{page}");
     assert!(page.contains("<code class=\"code-name\">signature_required</code>"));
+}
+
+#[test]
+fn users_show_name_email_and_plan_with_claims_labelled_and_export_readable_csv() {
+    let c = Console::fast();
+    let cookie = c.login(OWNER, PASSWORD);
+    // A signed-claims call whose token covers the plan and MRR only: the name and email it also
+    // sends are claims, accepted (200), not an error.
+    let token = dropfix_core::claims::sign(
+        &c.secret,
+        &dropfix_core::claims::Claims {
+            sub: "sc-1".into(),
+            iat: now(),
+            plan: Some("pro".into()),
+            mrr: Some(49.0),
+            ..Default::default()
+        },
+    );
+    let r = c.identify(
+        json!({"app_id": c.app, "user_id": "sc-1", "traits": {"name": "Ada Lovelace",
+               "email": "ada@example.com", "plan": "pro", "mrr": 49}, "signature": token}),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = c.identify(
+        json!({"app_id": c.app, "user_id": "anon-1", "traits": {"name": "Bob", "plan": "free"}}),
+        None,
+    );
+    assert_eq!(r.status, 202);
+    let list = c.get(&cookie, &c.ws("users")).text();
+    let row = |id: &str| {
+        let at = list.find(&format!(">{id}</a>")).expect(&list);
+        list[at..at + list[at..].find("</tr>").unwrap()].to_string()
+    };
+    let sc = row("sc-1");
+    assert!(sc.contains("<td>pro</td>"), "trusted plan unlabelled: {sc}");
+    assert!(
+        sc.contains("Ada Lovelace <span class=\"claim\">claimed</span>"),
+        "{sc}"
+    );
+    assert!(
+        sc.contains("ada@example.com <span class=\"claim\">claimed</span>"),
+        "{sc}"
+    );
+    assert!(sc.contains("verified <span class=\"muted small\">signed_claims</span>"));
+    let anon = row("anon-1");
+    assert!(
+        anon.contains("free <span class=\"claim\">claimed</span>"),
+        "{anon}"
+    );
+    assert!(anon.contains("unverified"), "{anon}");
+    // Search reaches names and emails (a verified user's trusted ones, an unverified user's
+    // claims), not only ids.
+    let mut seed = support::signed_call(&c.app, &c.secret, "seed-1");
+    seed["traits"] = json!({"name": "Grace Hopper", "email": "grace@navy.example"});
+    assert_eq!(c.identify(seed, None).status, 200);
+    let found = c.get(&cookie, &c.ws("users?q=HOPPER")).text();
+    assert!(
+        found.contains(">seed-1</a>") && !found.contains(">sc-1</a>"),
+        "{found}"
+    );
+    let found = c.get(&cookie, &c.ws("users?q=navy.example")).text();
+    assert!(found.contains(">seed-1</a>") && !found.contains(">anon-1</a>"));
+    let found = c.get(&cookie, &c.ws("users?q=bob")).text();
+    assert!(found.contains(">anon-1</a>") && !found.contains(">seed-1</a>"));
+
+    // The CSV: verified (the default) or all; ISO 8601 UTC times, numbers and booleans bare,
+    // trusted values and claims in separate columns.
+    let verified = c
+        .get(&cookie, &c.ws("users/export.csv?show=verified"))
+        .text();
+    let all = c.get(&cookie, &c.ws("users/export.csv?show=all"));
+    assert_eq!(all.status, 200);
+    assert!(
+        all.header("content-disposition")
+            .unwrap()
+            .contains("all-users-")
+    );
+    let all = all.text();
+    let lines: Vec<&str> = all.lines().collect();
+    let header: Vec<&str> = lines[0].split(',').collect();
+    assert_eq!(
+        &header[..12],
+        [
+            "user_id",
+            "verified",
+            "name",
+            "email",
+            "plan",
+            "mrr",
+            "signup_date",
+            "claimed_name",
+            "claimed_email",
+            "claimed_plan",
+            "claimed_mrr",
+            "claimed_signup_date"
+        ]
+    );
+    let sc = lines.iter().find(|l| l.starts_with("\"sc-1\"")).unwrap();
+    let cells: Vec<&str> = sc.split(',').collect();
+    assert_eq!(
+        &cells[..12],
+        [
+            "\"sc-1\"",
+            "true",
+            "",
+            "",
+            "\"pro\"",
+            "49",
+            "",
+            "\"Ada Lovelace\"",
+            "\"ada@example.com\"",
+            "",
+            "",
+            ""
+        ]
+    );
+    let last_seen = cells.last().unwrap();
+    assert!(
+        last_seen.len() == 20 && last_seen.ends_with('Z') && last_seen.contains('T'),
+        "{last_seen}"
+    );
+    let anon = lines.iter().find(|l| l.starts_with("\"anon-1\"")).unwrap();
+    assert!(
+        anon.starts_with("\"anon-1\",false,,,,,,\"Bob\",,\"free\","),
+        "{anon}"
+    );
+    assert!(verified.contains("\"sc-1\"") && !verified.contains("anon-1"));
+    assert_eq!(
+        c.get(&cookie, &c.ws("users/export.csv?show=nope")).status,
+        404
+    );
+    let audit = c.get(&cookie, &c.ws("audit")).text();
+    assert!(audit.contains("&#34;show&#34;:&#34;all&#34;"), "{audit}");
 }

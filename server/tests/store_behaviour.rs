@@ -1310,6 +1310,16 @@ async fn user_listing_pages_filters_and_searches(env: &Env) {
         .await
         .is_empty()
     );
+    // Search also reaches names and emails (wildcards literal, ASCII case folded).
+    let named = claimed(Some("Grace_Hopper"), Some("GRACE@navy.example"), None, None);
+    store
+        .identify(unverified(&app, "zz-named", NOW, named))
+        .await
+        .unwrap();
+    assert_eq!(list(query(Some("hopper"), None)).await, ["zz-named"]);
+    assert_eq!(list(query(Some("grace@NAVY"), None)).await, ["zz-named"]);
+    assert_eq!(list(query(Some("e_h"), None)).await, ["zz-named"]);
+    assert!(list(query(Some("eXh"), None)).await.is_empty());
 }
 
 async fn delete_user_removes_the_record_and_audits(env: &Env) {

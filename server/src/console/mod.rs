@@ -209,7 +209,12 @@ async fn workspace_route(
         (["check"], true, _) => check::form(&ctx),
         (["check"], _, true) => check::check(&ctx, req).await,
         (["users"], true, _) => users::users_page(&ctx, &req).await,
-        (["users", "export.csv"], true, _) => export::export_users(&ctx).await,
+        (["users", "export.csv"], true, _) => {
+            match export::Which::from_query(query(&req).get("show").map(String::as_str)) {
+                Some(which) => export::export_users(&ctx, which).await,
+                None => not_found(Some(ctx.account)),
+            }
+        }
         (["user", tail @ ..], _, _) => {
             let Some(user_id) = query(&req).remove("id") else {
                 return not_found(Some(ctx.account));

@@ -290,11 +290,20 @@ pub struct CheckPage {
     pub results: Vec<CheckResult>,
 }
 
+/// A trait in the users list: the trusted value, or (`claimed`) what a browser only claimed.
+#[derive(Debug)]
+pub struct TraitCell {
+    pub value: String,
+    pub claimed: bool,
+}
+
 #[derive(Debug)]
 pub struct UserRow {
     pub user_id: String,
     /// The user's page ([`super::context::user_url`]).
     pub url: String,
+    /// Name, email and plan.
+    pub traits: [TraitCell; 3],
     pub verified: bool,
     pub method: String,
     pub last_seen: String,
