@@ -202,11 +202,18 @@ test('strict on goes through a confirmation; then unsigned calls are refused', a
   await shot('10-strict-confirm');
   await Promise.all([page.waitForURL(/security\?done=strict/), page.click('button:has-text("Turn strict mode on")')]);
   assert.equal(await page.locator('[data-testid="strict-now"]').innerText(), 'on');
-  // Strict on verifies the user id only: the page says so, and recommends signed claims since
-  // the verified calls so far used the seed form.
+  // Strict on verifies the user id only: the page says so. The seed-form calls so far sent no
+  // plan or MRR, so nothing is recommended yet.
   assert.equal(await page.locator('[data-testid="protection-level"]').innerText(), 'User id verified');
   assert.match(await page.locator('[data-protection]').innerText(), /plan, MRR, email and name sent beside it can be changed in the browser/);
-  assert.match(await page.locator('[data-testid="recommend-claims"]').innerText(), /used the seed form/);
+  assert.equal(await page.locator('[data-testid="recommend-claims"]').count(), 0);
+  // A DevTools call that keeps the seed hash and sends plan and MRR of its own: stored verified
+  // with them (the seed form cannot tell), so the page now recommends signed claims.
+  const forgedPlan = await identify({ app_id: appId, user_id: 'devtools', signature: sign(rolledSecret, 'devtools'), signedAt: Math.floor(Date.now() / 1000), traits: { plan: 'enterprise', mrr: 100000 } });
+  assert.equal(forgedPlan.status, 200);
+  assert.equal(forgedPlan.json.verified, true);
+  await pollPage(security(), async () => (await page.locator('[data-testid="recommend-claims"]').count()) === 1, 'the recommendation');
+  assert.match(await page.locator('[data-testid="recommend-claims"]').innerText(), /1 of the \d+ verified calls in the last 7 days carried plan or MRR/);
   await scan('security-strict-on');
   await shot('11-strict-on');
   const r = await identify({ app_id: appId, user_id: 'anon-after-strict' });

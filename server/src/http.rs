@@ -573,6 +573,11 @@ async fn identify(
                 signed_at: v.signed_at,
             };
             stat = match v.method {
+                // The seed form signs the user id only: plan or MRR beside it is counted, for
+                // the Security page's recommendation of signed claims.
+                Method::SeedHmac if trusted.plan.is_some() || trusted.mrr.is_some() => {
+                    stats::Outcome::VerifiedSeedWithTraits
+                }
                 Method::SeedHmac => stats::Outcome::VerifiedSeed,
                 Method::SignedClaims => stats::Outcome::VerifiedClaims,
             };

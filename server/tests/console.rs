@@ -1142,8 +1142,20 @@ fn the_security_page_states_the_protection_level_and_what_each_setting_protects(
         &[("mode", "on"), ("confirm", "yes")],
     );
     assert_eq!(r.status, 303);
-    assert_eq!(c.signed_call(&c.secret, "seed-user").status, 200);
-    let page = eventually("the seed-form call to be counted", || {
+    // A seed-form call without plan or MRR: nothing outside the signature, no recommendation.
+    assert_eq!(c.signed_call(&c.secret, "plain-user").status, 200);
+    eventually("the plain seed-form call to be counted", || {
+        let t = c.get(&cookie, &c.ws("security")).text();
+        t.contains("data-count=\"verified-1h\">1<").then_some(())
+    });
+    let page = c.get(&cookie, &c.ws("security")).text();
+    assert!(!page.contains("data-testid=\"recommend-claims\""), "{page}");
+    // The DevTools call: a valid seed hash with plan and MRR the browser chose. Stored
+    // verified with those values, so the page recommends signed claims.
+    let mut call = signed_call(&c.app, &c.secret, "seed-user");
+    call["traits"] = json!({"plan": "enterprise", "mrr": 100000});
+    assert_eq!(c.identify(call, None).status, 200);
+    let page = eventually("the seed-form call with traits to be counted", || {
         let t = c.get(&cookie, &c.ws("security")).text();
         t.contains("data-testid=\"recommend-claims\"").then_some(t)
     });
@@ -1151,7 +1163,7 @@ fn the_security_page_states_the_protection_level_and_what_each_setting_protects(
     assert!(page.contains("User id verified"), "{page}");
     assert!(page.contains("covers the user id only"), "{page}");
     assert!(
-        page.contains("1 of the 1 verified calls in the last 7 days used the seed form"),
+        page.contains("1 of the 2 verified calls in the last 7 days carried plan or MRR"),
         "{page}"
     );
     // The strict choice itself says what it verifies.
@@ -1258,7 +1270,8 @@ fn check_a_signature_gives_one_verdict_first() {
     let key1 = t.find("Key 1 (default): would be refused").expect(&t);
     let fix = t.find("Fix:").expect(&t);
     assert!(verdict < key2 && key2 < key1 && key1 < fix, "{t}");
-    // Matching the new key but stale: the verdict is what the verifier answers, not key 1's mismatch.
+    // Matching the new key but stale: the verdict is what the verifier answers, not key 1's
+    // mismatch.
     let stale = (now() - 3600).to_string();
     let r = c.post(
         &cookie,

@@ -2504,6 +2504,8 @@ fn counts(verified_seed: u64, unverified: u64, would_reject: u64, rejected: u64)
         unverified,
         would_reject,
         rejected,
+        // Added up like the others: a backend that dropped it would show here.
+        seed_with_traits: verified_seed / 2,
     }
 }
 

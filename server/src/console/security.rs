@@ -138,25 +138,36 @@ fn protection(ws: &workspace::Workspace, week: &CallCounts) -> Protection {
         (
             "Traits verified",
             "traits",
-            "Every call needs a signed-claims token from your backend (401              signed_claims_required otherwise). The user id and the traits the token carries              (plan, MRR, email, name) are verified; traits the browser sends beside the token are              kept apart as claims, never stored as verified.",
+            "Every call needs a signed-claims token from your backend (401 \
+             signed_claims_required otherwise). The user id and the traits the token carries \
+             (plan, MRR, email, name) are verified; traits the browser sends beside the token are \
+             kept apart as claims, never stored as verified.",
         )
     } else if ws.strict == StrictMode::Enforce {
         (
             "User id verified",
             "user_id",
-            "Every call needs a valid signature (401 signature_required otherwise). With the seed              form the signature covers the user id only: plan, MRR, email and name sent beside              it can be changed in the browser and are still stored as verified. Require signed              claims to verify them too.",
+            "Every call needs a valid signature (401 signature_required otherwise). With the seed \
+             form the signature covers the user id only: plan, MRR, email and name sent beside \
+             it can be changed in the browser and are still stored as verified. Require signed \
+             claims to verify them too.",
         )
     } else {
         (
             "Unsigned calls accepted",
             "open",
-            "Anyone who can run code in a page can call identify() with any user id and traits:              calls without a signature are accepted and stored as unverified users. Turn strict              mode on to refuse them.",
+            "Anyone who can run code in a page can call identify() with any user id and traits: \
+             calls without a signature are accepted and stored as unverified users. Turn strict \
+             mode on to refuse them.",
         )
     };
-    let seed = week.verified_seed;
-    let recommend = (!ws.require_signed_claims && seed > 0).then(|| {
+    let carried = week.seed_with_traits;
+    let recommend = (!ws.require_signed_claims && carried > 0).then(|| {
         format!(
-            "{seed} of the {} verified calls in the last 7 days used the seed form: any plan or              MRR they carried was outside the signature and is stored as verified anyway. Sign              those traits in a token (signed claims) and require signed claims.",
+            "{carried} of the {} verified calls in the last 7 days carried plan or MRR beside a \
+             seed-form signature, which covers the user id only: those values were stored as \
+             verified although the browser could have changed them. Put them in a signed-claims \
+             token and require signed claims.",
             week.verified()
         )
     });

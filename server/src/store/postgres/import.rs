@@ -250,9 +250,9 @@ impl PgStore {
         copy!(
             "call_counts",
             "SELECT app_id, minute, verified_seed, verified_claims, unverified, would_reject,
-                 rejected FROM call_counts",
+                 rejected, seed_with_traits FROM call_counts",
             "INSERT INTO call_counts (app_id, minute, verified_seed, verified_claims, unverified,
-                 would_reject, rejected) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                 would_reject, rejected, seed_with_traits) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             |r| [
                 r.get::<_, String>(0)?,
                 r.get::<_, i64>(1)?,
@@ -261,6 +261,7 @@ impl PgStore {
                 r.get::<_, i64>(4)?,
                 r.get::<_, i64>(5)?,
                 r.get::<_, i64>(6)?,
+                r.get::<_, i64>(7)?,
             ]
         );
         copy!(

@@ -76,6 +76,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0002_console.sql"),
     include_str!("../migrations/postgres/0003_instances.sql"),
     include_str!("../migrations/postgres/0004_team_invites.sql"),
+    include_str!("../migrations/postgres/0005_seed_trait_counts.sql"),
 ];
 
 /// How many migrations this build knows (tests of the schema-version refusal).

@@ -120,6 +120,9 @@ const MIGRATIONS: &[&str] = &[
          expires_at INTEGER NOT NULL
      ) WITHOUT ROWID;
      CREATE UNIQUE INDEX console_invites_app_email ON console_invites(app_id, email);",
+    // 5 (seed trait counts): of the seed-form calls verified per minute, those that carried plan
+    // or MRR beside a signature that does not cover them (the Security page's recommendation).
+    "ALTER TABLE call_counts ADD COLUMN seed_with_traits INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// Opens (creating if needed) the database file in `data_dir` and brings its schema up to date.
