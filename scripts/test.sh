@@ -64,7 +64,7 @@ step "wasm bridge tests (wasm-bindgen-test, Node)" \
   cargo test -p dropfix-wasm --target wasm32-unknown-unknown --features node-signing
 step "build the npm package (wasm, bindings, bundles)" npm run build
 step "npm package tests (SDK, no-signing inspection, packed tarball in Chromium)" npm test
-step "npm prepack: a pack ships dist/, building it only when missing or stale" node --test tests/npm/
+step "npm prepack: a pack ships dist/ (no install-time script), building it only when missing or stale; test.sh stops the PostgreSQL it started" node --test tests/npm/ tests/scripts/
 step "demo end-to-end tests (headless Chromium)" npm run test:e2e
 
 printf '\n==> Summary\n'
