@@ -299,9 +299,8 @@ pub(super) async fn strict(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Bo
                 paragraphs: vec![
                     format!(
                         "In the last 24 hours {refused} calls were accepted without a valid \
-                         signature ({} unverified, {} counted as would be rejected). With strict \
-                         mode on, each of them would have been refused (401) and stored nothing.",
-                        c.day.unverified, c.day.would_reject
+                         signature (the Security page's \"would be rejected\"). With strict mode \
+                         on, each of them would have been refused (401) and stored nothing."
                     ),
                     format!(
                         "{} calls verified in the same 24 hours; they keep working.",
