@@ -72,9 +72,9 @@ async function identify(body) {
 const signedCall = (secret, userId) => identify({ app_id: appId, user_id: userId, signature: sign(secret, userId), signedAt: Math.floor(Date.now() / 1000) });
 
 /** axe-core in the page (evaluated through the devtools protocol, so the console's CSP stays on). */
-async function scan(name) {
-  await page.evaluate(AXE);
-  const result = await page.evaluate(async () => {
+async function scan(name, on = page) {
+  await on.evaluate(AXE);
+  const result = await on.evaluate(async () => {
     // eslint-disable-next-line no-undef
     const r = await axe.run(document, { resultTypes: ['violations'] });
     return r.violations.map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.map((n) => n.target.join(' ')) }));
@@ -322,6 +322,7 @@ test('team: the owner invites a viewer, who joins in another browser, looks only
   try {
     await them.goto(link);
     assert.match(await them.locator('main').innerText(), /as viewer of Acme Analytics/);
+    await scan('accept-invitation', them);
     await them.fill('#password', VIEWER_PASSWORD);
     await them.fill('#password2', VIEWER_PASSWORD);
     await Promise.all([them.waitForLoadState('load'), them.click('button:has-text("Join")')]);
