@@ -72,9 +72,9 @@ export interface IdentifyResult {
 
 /** Codes the SDK gives itself, with `status` 0 (no answer could be read). */
 export type DropFixClientErrorCode =
-  /** identify() before init(). */
+  /** identify() before a successful init() (none yet, or the last one threw). */
   | 'not_initialized'
-  /** init() without a usable appId. */
+  /** Thrown by init() itself, synchronously (not a rejection): no usable appId (a non-empty string). */
   | 'invalid_config'
   /** identify() outside a browser (server-side rendering). */
   | 'not_in_browser'
@@ -144,6 +144,12 @@ export declare class DropFixError extends Error {
 }
 
 export interface DropFixApi {
+  /**
+   * Configures the SDK. Throws a DropFixError synchronously, and forgets any earlier
+   * configuration, when `appId` is missing or empty (`invalid_config`) or the options carry a
+   * secret key (`secret_not_allowed`).
+   * @throws {DropFixError}
+   */
   init(options: InitOptions): void;
   identify(userId: string | number, traits?: Traits): Promise<IdentifyResult>;
   /** Call on logout or user switch: aborts the calls in flight and queued (they reject with `reset`). */

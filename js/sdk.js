@@ -59,7 +59,9 @@ const FIXES = {
   claims_mismatch:
     'The traits passed to identify() differ from the signed token (plan, mrr, email, name or ' +
     'the user id): pass the same values your backend signed.',
-  unknown_app: 'Check the appId passed to DropFix.init.',
+  unknown_app:
+    'The appId passed to DropFix.init names no workspace on this verifier: copy it from the ' +
+    "console's Security page or `dropfix-server workspace list` (and check the endpoint).",
 };
 // A token whose MAC fails is answered with the seed form's mismatch message; this one is about
 // tokens.
@@ -341,7 +343,7 @@ export function createDropFix({ loadWasm, defaultWasm, defaultEndpoint }) {
           `the verifier at ${config.endpoint} answered but the browser refused the call (CORS): ` +
             `most likely this page's origin ${origin} is not allowed for ${app}. Add it: ` +
             `\`dropfix-server workspace set ${app} --allowed-origin ${origin}\` (repeat ` +
-            "--allowed-origin for each origin to keep) or the console's Settings -> Security.",
+            "--allowed-origin for each origin to keep) or the console's Security page (Allowed origins).",
         );
       } catch {
         if (signal.aborted) return resetError();
@@ -415,6 +417,9 @@ export function createDropFix({ loadWasm, defaultWasm, defaultEndpoint }) {
   const DropFix = {
     /** `{ appId, endpoint?, debug?, maxRetries?, timeoutMs?, wasm?, fetch? }` */
     init(opts) {
+      // A refused init() throws (README "Errors") and leaves no earlier configuration behind:
+      // identify() then rejects with not_initialized rather than call with the old app id.
+      config = undefined;
       if (!opts || typeof opts !== 'object' || typeof opts.appId !== 'string' || !opts.appId) {
         throw new DropFixError({ code: 'invalid_config', field: 'appId', message: 'DropFix.init needs { appId: "app_..." }' });
       }

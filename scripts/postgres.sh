@@ -8,6 +8,11 @@
 # absent). On the machine's cluster it creates (or resets the password of) a login role with
 # CREATEDB for the tests: every test creates its own database and drops it afterwards.
 # Progress goes to stderr; needs root (or sudo) only when it has to install or start PostgreSQL.
+#
+# With DROPFIX_PG_STARTED_FILE set, a cluster this script started (or installed) is written to
+# that file ("VERSION NAME"), so that the caller can stop what it started and only that:
+#
+#   scripts/postgres.sh --stop-started FILE    # stops the cluster named in FILE, if any
 set -euo pipefail
 
 ROLE="${DROPFIX_TEST_PG_ROLE:-dropfix_test}"
@@ -31,6 +36,18 @@ reachable() { # host port
   timeout 2 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null
 }
 
+if [ "${1:-}" = --stop-started ]; then
+  started="$(cat "${2:?--stop-started needs the file DROPFIX_PG_STARTED_FILE named}" 2>/dev/null || true)"
+  if [ -n "$started" ]; then
+    # shellcheck disable=SC2086
+    set -- $started
+    log "stopping cluster $1/$2 (started for this run)"
+    as_root pg_ctlcluster "$1" "$2" stop >&2
+  fi
+  exit 0
+fi
+started_file="${DROPFIX_PG_STARTED_FILE:-}"
+
 if [ -n "${DROPFIX_TEST_DATABASE_URL:-}" ]; then
   log "using DROPFIX_TEST_DATABASE_URL from the environment"
   echo "$DROPFIX_TEST_DATABASE_URL"
@@ -41,6 +58,7 @@ if ! command -v pg_ctlcluster >/dev/null 2>&1 || ! ls /usr/lib/postgresql/*/bin/
   log "PostgreSQL is not installed: installing Debian's postgresql package"
   as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postgresql >&2
+  installed=1
 fi
 
 # The first cluster on $PORT (any installed version); create one if the package made none.
@@ -57,6 +75,11 @@ status="$(pg_lsclusters -h | awk -v v="$1" -v c="$2" '$1 == v && $2 == c { print
 if [ "$status" != online ]; then
   log "starting cluster $1/$2"
   as_root pg_ctlcluster "$1" "$2" start >&2
+  installed=1
+fi
+# Started (or installed, which starts it) by this run: the caller may stop it afterwards.
+if [ -n "$started_file" ] && [ -n "${installed:-}" ]; then
+  echo "$1 $2" >"$started_file"
 fi
 for _ in $(seq 1 50); do
   reachable "$HOST" "$PORT" && break

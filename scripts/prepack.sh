@@ -3,7 +3,9 @@
 # (the browser bundles and both wasm builds), which is never committed. `prepack` covers
 # `npm pack` and `npm publish`; an install from git packs the clone without running `prepack`
 # (npm runs only `prepare` there), hence `prepare` too, which npm also runs after a plain
-# `npm install` in this checkout and for `npm install /path/to/this/checkout`.
+# `npm install` in this checkout and for `npm install /path/to/this/checkout`. (The tarball's
+# package.json carries no `prepare`: scripts/pack-manifest.mjs renames it while npm packs, so a
+# tarball installs without running any script.)
 #
 # Builds with scripts/build-npm.sh only when dist/ is missing or older than what it is built
 # from, so packing right after `npm run build` (scripts/test.sh, the packed-tarball test) costs

@@ -17,7 +17,9 @@ DATA="${DROPFIX_DATA_DIR:-./dropfix-data}"
 
 echo "building the verifier (release) and the npm package" >&2
 cargo build --quiet --release -p dropfix-server
-npm run --silent build >/dev/null
+# Builds dist/ only when it is missing or stale: on a first run setup.sh's `npm ci` has just
+# built it (the package's `prepare` hook), and building it again would double the wait.
+bash scripts/prepack.sh
 BIN="${CARGO_TARGET_DIR:-target}/release/dropfix-server"
 
 mkdir -p -m 700 "$DATA"
@@ -47,7 +49,7 @@ set -a
 # shellcheck disable=SC1090
 . "$ENV_FILE"
 set +a
-# A console account (owner of the demo workspace) for Settings -> Security, made once with the
+# A console account (owner of the demo workspace) for the console's Security page, made once with the
 # CLI as an operator would; its password is generated and kept in demo.env beside the secret.
 if [ -z "${DROPFIX_CONSOLE_PASSWORD:-}" ]; then
   console_email="demo@acme.example"
@@ -102,7 +104,7 @@ cat <<INFO
   DropFix verifier   $ENDPOINT   (store: $DATA/dropfix.sqlite3, log: $LOG)
   workspace          app_id=$DROPFIX_APP_ID   (secret and admin token in $ENV_FILE)
   demo app           $DEMO_URL   <- open this
-  console            $ENDPOINT/console   (Settings -> Security)
+  console            $ENDPOINT/console   (Security page, per workspace)
                      login: ${DROPFIX_CONSOLE_EMAIL:-none} / ${DROPFIX_CONSOLE_PASSWORD:-none}
 
   What DropFix stored (admin API):

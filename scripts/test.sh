@@ -34,7 +34,10 @@ step "clippy (dropfix-wasm for wasm32, browser and node-signing builds, -D warni
 step "dropfix-core builds for wasm32-unknown-unknown" \
   cargo build -p dropfix-core --target wasm32-unknown-unknown
 # PostgreSQL for the server's PostgreSQL tests (started or installed if needed; they fail without it).
-pg_url="$(scripts/postgres.sh)" && export DROPFIX_TEST_DATABASE_URL="$pg_url" || echo "scripts/postgres.sh failed: the PostgreSQL tests will fail" >&2
+# A cluster this run started is stopped when it ends, whatever happens; one already running stays.
+pg_started="$(mktemp "${TMPDIR:-/tmp}/dropfix-pg-started.XXXXXX")"
+trap 'scripts/postgres.sh --stop-started "$pg_started" || true; rm -f "$pg_started"' EXIT
+pg_url="$(DROPFIX_PG_STARTED_FILE="$pg_started" scripts/postgres.sh)" && export DROPFIX_TEST_DATABASE_URL="$pg_url" || echo "scripts/postgres.sh failed: the PostgreSQL tests will fail" >&2
 step "cargo test (core, server, cross-language)" cargo test --workspace
 # The PostgreSQL half once more over TLS: a throwaway cluster that accepts TCP only with TLS, its
 # certificate from a throwaway CA, reached with sslmode=verify-full (the store behaviour suite,
@@ -61,7 +64,7 @@ step "wasm bridge tests (wasm-bindgen-test, Node)" \
   cargo test -p dropfix-wasm --target wasm32-unknown-unknown --features node-signing
 step "build the npm package (wasm, bindings, bundles)" npm run build
 step "npm package tests (SDK, no-signing inspection, packed tarball in Chromium)" npm test
-step "npm prepack: a pack ships dist/, building it only when missing or stale" node --test tests/npm/
+step "npm prepack: a pack ships dist/ (no install-time script), building it only when missing or stale; test.sh stops the PostgreSQL it started" node --test tests/npm/ tests/scripts/
 # The packed package in a Next.js app (tests/nextjs): Turbopack and webpack builds, next start,
 # route handler, edge route and server action signing for the real verifier, a client component
 # in Chromium. 69-113 s here (2 cores shared with other work).

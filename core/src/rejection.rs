@@ -112,9 +112,9 @@ impl Rejection {
             }
             Rejection::SignatureMismatch => {
                 "the signature does not match this user id for any active secret key of this \
-                 workspace: sign the exact user id string with the secret from Settings -> \
-                 Security, used as-is (no trailing newline, not hex- or base64-decoded), and \
-                 send the hex digest"
+                 workspace: sign the exact user id string with the secret key shown on the \
+                 console's Security page, used as-is (no trailing newline, not hex- or \
+                 base64-decoded), and send the hex digest"
             }
             Rejection::SignatureExpired => {
                 "the signature is older than 5 minutes: generate a fresh signature on every \

@@ -15,9 +15,9 @@ const FIXES = {
   signature_expired: 'Signatures expire after 5 minutes: Acme must sign on each login or page load, never cache one.',
   signed_at_in_future: "The backend's clock is ahead of DropFix's: sync it with NTP.",
   signed_at_not_seconds: 'signedAt must be Unix seconds, not milliseconds.',
-  signature_required: 'The workspace is in strict mode: unsigned calls are refused. Sign every user on the backend, or switch strict mode in Settings -> Security.',
+  signature_required: "The workspace is in strict mode: unsigned calls are refused. Sign every user on the backend, or switch strict mode on the console's Security page.",
   claims_mismatch: "What the browser sent (user id, plan or MRR) differs from what Acme's backend signed in the token: tampering caught, nothing stored.",
-  signed_claims_required: 'The workspace requires signed claims (a JWT), not the plain user-id hash (the switch is in Settings -> Security).',
+  signed_claims_required: "The workspace requires signed claims (a JWT), not the plain user-id hash (the switch is on the console's Security page).",
 };
 
 function show(state, text, note = '') {
@@ -26,12 +26,12 @@ function show(state, text, note = '') {
   el.dataset.state = state;
   el.textContent = text;
   $('note').textContent = note;
-  // Messages that send the developer to "Settings -> Security" link to that page: the console
+  // Messages that send the developer to the console's Security page link to it: the console
   // served by the verifier.
-  if ((text + note).includes('Settings -> Security')) {
+  if ((text + note).includes("console's Security page")) {
     const a = document.createElement('a');
     a.href = `${demo.endpoint.replace(/\/+$/, '')}/console`;
-    a.textContent = 'Open Settings -> Security';
+    a.textContent = "Open the console's Security page";
     a.id = 'settings-link';
     $('note').append(' ', a);
   }

@@ -1,4 +1,4 @@
-// The console (Settings -> Security) end to end, in headless Chromium through playwright-core,
+// The console (Security, Team and the other workspace pages) end to end, in headless Chromium through playwright-core,
 // against a real dropfix-server on its embedded store. The account and workspace are made with
 // the CLI, as an operator would; identify calls are signed here with Node's HMAC, as a
 // customer's backend would. Every console page gets an axe-core scan (no serious or critical
@@ -72,9 +72,9 @@ async function identify(body) {
 const signedCall = (secret, userId) => identify({ app_id: appId, user_id: userId, signature: sign(secret, userId), signedAt: Math.floor(Date.now() / 1000) });
 
 /** axe-core in the page (evaluated through the devtools protocol, so the console's CSP stays on). */
-async function scan(name) {
-  await page.evaluate(AXE);
-  const result = await page.evaluate(async () => {
+async function scan(name, on = page) {
+  await on.evaluate(AXE);
+  const result = await on.evaluate(async () => {
     // eslint-disable-next-line no-undef
     const r = await axe.run(document, { resultTypes: ['violations'] });
     return r.violations.map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.map((n) => n.target.join(' ')) }));
@@ -117,6 +117,15 @@ test('log in with the keyboard', async () => {
   await Promise.all([page.waitForURL(/\/security$/), page.click('text=Acme Analytics')]);
   await scan('security');
   await shot('03-security');
+  // The protection level comes first; report-only accepts unsigned calls.
+  assert.equal(await page.locator('[data-testid="protection-level"]').innerText(), 'Unsigned calls accepted');
+  const firstSection = await page.locator('main section').first().innerText();
+  assert.match(firstSection, /^Protection level/);
+  // A key's secret is explained in words, with the action that gets one.
+  const note = await page.locator('[data-testid="secret-note"]').first().innerText();
+  assert.match(note, /shown once, when its key is created or rolled/);
+  assert.match(note, /roll key 1/);
+  assert.ok(!(await page.content()).includes('••'), 'no bullets where the secret would be');
 });
 
 test('the Security page fits a 390 px wide screen', async () => {
@@ -193,6 +202,19 @@ test('strict on goes through a confirmation; then unsigned calls are refused', a
   await shot('10-strict-confirm');
   await Promise.all([page.waitForURL(/security\?done=strict/), page.click('button:has-text("Turn strict mode on")')]);
   assert.equal(await page.locator('[data-testid="strict-now"]').innerText(), 'on');
+  // Strict on verifies the user id only: the page says so. The seed-form calls so far sent no
+  // plan or MRR, so nothing is recommended yet.
+  assert.equal(await page.locator('[data-testid="protection-level"]').innerText(), 'User id verified');
+  assert.match(await page.locator('[data-protection]').innerText(), /plan, MRR, email and name sent beside it can be changed in the browser/);
+  assert.equal(await page.locator('[data-testid="recommend-claims"]').count(), 0);
+  // A DevTools call that keeps the seed hash and sends plan and MRR of its own: stored verified
+  // with them (the seed form cannot tell), so the page now recommends signed claims.
+  const forgedPlan = await identify({ app_id: appId, user_id: 'devtools', signature: sign(rolledSecret, 'devtools'), signedAt: Math.floor(Date.now() / 1000), traits: { plan: 'enterprise', mrr: 100000 } });
+  assert.equal(forgedPlan.status, 200);
+  assert.equal(forgedPlan.json.verified, true);
+  await pollPage(security(), async () => (await page.locator('[data-testid="recommend-claims"]').count()) === 1, 'the recommendation');
+  assert.match(await page.locator('[data-testid="recommend-claims"]').innerText(), /1 of the \d+ verified calls in the last 7 days carried plan or MRR/);
+  await scan('security-strict-on');
   await shot('11-strict-on');
   const r = await identify({ app_id: appId, user_id: 'anon-after-strict' });
   assert.equal(r.status, 401);
@@ -210,6 +232,15 @@ test('a forged call shows in recent rejections with its fix', async () => {
   assert.match(text, /signature_mismatch/);
   assert.match(text, /sign the exact user id string/);
   assert.ok(!(await page.content()).includes(forged), 'the signature is shown');
+  // The report-only rows (from the report-only test above) do not claim strict mode.
+  const reportOnly = page.locator('tr', { hasText: 'report-only: accepted unverified' }).first();
+  assert.match(await reportOnly.innerText(), /report-only: this call had no signature/);
+  assert.doesNotMatch(await reportOnly.innerText(), /is in strict mode/);
+  // Codes are never broken mid-word, even on a phone.
+  await page.setViewportSize({ width: 390, height: 900 });
+  const broken = await page.$$eval('td code', (codes) => codes.filter((c) => c.getClientRects().length > 1).map((c) => c.textContent));
+  await page.setViewportSize({ width: 1100, height: 900 });
+  assert.deepEqual(broken, [], 'codes broken across lines');
   await scan('rejections');
   await shot('12-recent-rejections');
 });
@@ -222,6 +253,13 @@ test('check a signature names the problem', async () => {
   await Promise.all([page.waitForLoadState('load'), page.click('button:text("Check")')]);
   const text = await page.locator('main').innerText();
   assert.match(text, /signature_expired/);
+  // One verdict line before the details per key.
+  const verdict = await page.locator('[data-testid="verdict"]').innerText();
+  assert.match(verdict, /^Refused\. Refused \(401 signature_expired\) with key \d+/);
+  assert.ok(text.indexOf(verdict) < text.indexOf('Details per key'), text);
+  await page.fill('#signed_at', String(Math.floor(Date.now() / 1000)));
+  await Promise.all([page.waitForLoadState('load'), page.click('button:text("Check")')]);
+  assert.match(await page.locator('[data-testid="verdict"]').innerText(), /^Verifies\. Verifies with key \d+/);
   await scan('check');
   await shot('13-check-signature');
 });
@@ -229,6 +267,8 @@ test('check a signature names the problem', async () => {
 test('users: list, one user, export', async () => {
   await page.goto(`${url}/console/w/${appId}/users?show=verified`);
   assert.match(await page.locator('main').innerText(), /user-signed-1/);
+  const headers = await page.locator('main table th').allInnerTexts();
+  assert.deepEqual(headers.slice(0, 6), ['User id', 'Name', 'Email', 'Plan', 'Verified', 'Last seen']);
   await scan('users');
   await shot('14-users');
   await Promise.all([page.waitForLoadState('load'), page.click('text=user-signed-1')]);
@@ -237,7 +277,15 @@ test('users: list, one user, export', async () => {
   await shot('15-user');
   const csv = await page.request.get(`${url}/console/w/${appId}/users/export.csv`);
   assert.equal(csv.status(), 200);
-  assert.match(await csv.text(), /"user-signed-1"/);
+  const text = await csv.text();
+  assert.match(text, /"user-signed-1",true,/);
+  assert.match(text, /,\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\r\n/, 'times in ISO 8601 UTC');
+  // All users: the unsigned ones too (report-only calls above), their values as claims.
+  await page.goto(`${url}/console/w/${appId}/users`);
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('a[href$="export.csv?show=all"]')]);
+  const all = readFileSync(await download.path(), 'utf8');
+  assert.match(all, /^user_id,verified,name,email,plan,mrr,signup_date,claimed_name/);
+  assert.match(all, /"anon-0",false,/);
 });
 
 test('confirmation and error pages pass the scan too', async () => {
@@ -252,10 +300,79 @@ test('confirmation and error pages pass the scan too', async () => {
   await scan('not-found');
 });
 
+test('team: the owner invites a viewer, who joins in another browser, looks only, and loses access when removed', async () => {
+  const VIEWER = 'vera@acme.example';
+  const VIEWER_PASSWORD = `pw-${randomBytes(12).toString('hex')}`;
+  const team = `${url}/console/w/${appId}/team`;
+  await page.goto(team);
+  assert.match(await page.locator('[data-member="owner@acme.example"]').innerText(), /owner/);
+  await scan('team');
+  await page.fill('#invite-email', VIEWER);
+  await page.check('#invite-role-viewer');
+  await Promise.all([page.waitForLoadState('load'), page.click('button:text("Create invitation link")')]);
+  const link = await page.inputValue('#invite-link');
+  assert.match(link, new RegExp(`^${url}/console/invite/[0-9a-f]{64}$`));
+  assert.match(await page.locator('main').innerText(), /shown once/);
+  await scan('invite-link');
+  await shot('17a-invite-link');
+
+  // The invited person, in a browser of their own (no cookie of the owner's).
+  const theirs = await browser.newContext({ viewport: { width: 1100, height: 900 } });
+  const them = await theirs.newPage();
+  try {
+    await them.goto(link);
+    assert.match(await them.locator('main').innerText(), /as viewer of Acme Analytics/);
+    await scan('accept-invitation', them);
+    await them.fill('#password', VIEWER_PASSWORD);
+    await them.fill('#password2', VIEWER_PASSWORD);
+    await Promise.all([them.waitForLoadState('load'), them.click('button:has-text("Join")')]);
+    assert.match(await them.locator('main').innerText(), /vera@acme\.example is now viewer of Acme Analytics/);
+    // The link worked once.
+    await them.goto(link);
+    assert.match(await them.locator('h1').innerText(), /Invitation not valid/);
+    // They log in and see the workspace, read-only.
+    await them.goto(`${url}/console/login`);
+    await them.fill('#email', VIEWER);
+    await them.fill('#password', VIEWER_PASSWORD);
+    await Promise.all([them.waitForURL(/\/console\/workspaces$/), them.click('button:text("Log in")')]);
+    await Promise.all([them.waitForURL(/\/security$/), them.click('text=Acme Analytics')]);
+    assert.equal(await them.locator('form[action$="/strict"]').count(), 0, 'no strict-mode form for a viewer');
+    await them.goto(team);
+    assert.equal(await them.locator('#invite-email').count(), 0, 'no invite form for a viewer');
+    assert.equal(await them.locator('button:has-text("Save role")').count(), 0);
+    // A change forced through anyway (their session's cookie, the console's own origin) is 403.
+    for (const [path, form] of [['role', { email: VIEWER, role: 'owner' }], ['invite', { email: 'x@acme.example', role: 'owner' }], ['remove', { email: EMAIL }]]) {
+      const forced = await theirs.request.post(`${team}/${path}`, { form, headers: { Origin: url }, maxRedirects: 0 });
+      assert.equal(forced.status(), 403, path);
+    }
+
+    // The owner sees them with their last login, and removes them.
+    await page.goto(team);
+    const row = page.locator('[data-member="vera@acme.example"]');
+    assert.match(await row.innerText(), /viewer/);
+    assert.doesNotMatch(await row.innerText(), /never/);
+    await shot('17b-team');
+    await Promise.all([page.waitForLoadState('load'), row.locator('a:has-text("Remove")').click()]);
+    await scan('team-remove-confirm');
+    await Promise.all([page.waitForURL(/team\?done=removed/), page.click('button:text("Remove from this workspace")')]);
+    assert.equal(await page.locator('[data-member="vera@acme.example"]').count(), 0);
+    // Their open session loses the workspace on its next request.
+    await them.goto(`${url}/console/w/${appId}/security`);
+    assert.match(await them.locator('h1').innerText(), /Not found/);
+    await them.goto(`${url}/console/workspaces`);
+    assert.doesNotMatch(await them.locator('main').innerText(), /Acme Analytics/);
+  } finally {
+    await theirs.close();
+  }
+  // The last owner cannot demote themselves.
+  await page.goto(team);
+  assert.match(await page.locator('[data-member="owner@acme.example"]').innerText(), /Last owner/);
+});
+
 test('every change is in the audit log', async () => {
   await page.goto(`${url}/console/w/${appId}/audit`);
   const text = await page.locator('main').innerText();
-  for (const action of ['key.create', 'key.roll', 'workspace.update', 'users.export']) assert.ok(text.includes(action), action);
+  for (const action of ['key.create', 'key.roll', 'workspace.update', 'users.export', 'member.invite', 'member.join', 'member.remove']) assert.ok(text.includes(action), action);
   assert.ok(text.includes(EMAIL));
   for (const s of [firstSecret, newSecret, rolledSecret]) assert.ok(!text.includes(s), 'a secret in the audit log');
   await scan('audit');

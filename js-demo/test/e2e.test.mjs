@@ -151,7 +151,7 @@ test('strict mode turned on while running -> unsigned call 401 signature_require
     const a = await click(page, 'unsigned');
     assert.equal(a.state, 'rejected', a.text);
     assert.match(a.text, /401 signature_required/);
-    // The fix names Settings -> Security and links to it: the console on the verifier.
+    // The fix names the console's Security page and links to it: the console on the verifier.
     const link = await page.getAttribute('#settings-link', 'href');
     assert.equal(link, `${verifier.url.replace(/\/+$/, '')}/console`);
     await page.screenshot({ path: `${shots}05-strict-401.png`, fullPage: true });

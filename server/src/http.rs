@@ -367,10 +367,12 @@ async fn identify_route(
     let origin = origin_of(req.headers());
     let (mut res, outcome, app) = identify(state, client, req, origin.as_deref()).await;
     if let Some(origin) = &origin {
-        // Errors carry CORS headers too, so the SDK can read the code and the message.
+        // Errors carry CORS headers too, so the SDK can read the code and the message; an
+        // unknown app id's 401 to any origin (see `preflight`): it says nothing about any
+        // workspace.
         let allowed = match &app {
             Some(ws) => ws.allows_origin(origin),
-            None => state.registry.any_allows_origin(origin),
+            None => outcome == "unknown_app" || state.registry.any_allows_origin(origin),
         };
         if allowed {
             allow_origin(&mut res, origin);
@@ -390,7 +392,10 @@ fn preflight(state: &AppState, req: &Request<Incoming>, origin: Option<&str>) ->
     };
     // The SDK names its app in the query string so the preflight can follow that workspace's
     // origins; a preflight without it is allowed if any workspace allows the origin (the POST
-    // then checks the workspace it names).
+    // then checks the workspace it names). A preflight naming an app id no workspace has is
+    // allowed from any origin: the POST then answers 401 `unknown_app` with CORS headers, so
+    // the page learns that its app id is wrong (a 403 here would read as an origin problem,
+    // and its fix, `workspace set` with that id, cannot work). Nothing is stored for it.
     let app = req.uri().query().and_then(|q| {
         form_urlencoded::parse(q.as_bytes())
             .find(|(k, _)| k == "app_id")
@@ -399,7 +404,7 @@ fn preflight(state: &AppState, req: &Request<Incoming>, origin: Option<&str>) ->
     let ws = app.as_deref().and_then(|a| state.registry.get(a));
     let allowed = match (&app, &ws) {
         (Some(_), Some(ws)) => ws.allows_origin(origin),
-        (Some(_), None) => false,
+        (Some(_), None) => !state.registry.is_stale(),
         (None, _) => state.registry.any_allows_origin(origin),
     };
     if !allowed {
@@ -592,6 +597,11 @@ async fn identify(
                 signed_at: v.signed_at,
             };
             stat = match v.method {
+                // The seed form signs the user id only: plan or MRR beside it is counted, for
+                // the Security page's recommendation of signed claims.
+                Method::SeedHmac if trusted.plan.is_some() || trusted.mrr.is_some() => {
+                    stats::Outcome::VerifiedSeedWithTraits
+                }
                 Method::SeedHmac => stats::Outcome::VerifiedSeed,
                 Method::SignedClaims | Method::IssuerToken => stats::Outcome::VerifiedClaims,
             };

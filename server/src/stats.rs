@@ -17,6 +17,8 @@ use crate::store::{CallCounts, CountsDelta, MAX_RECENT_REJECTIONS, RejectionEntr
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     VerifiedSeed,
+    /// Verified with the seed form, with plan or MRR beside it (outside the signature).
+    VerifiedSeedWithTraits,
     VerifiedClaims,
     Unverified,
     /// Accepted unverified in report-only mode; strict mode `on` would refuse it.
@@ -55,6 +57,10 @@ impl Stats {
     pub fn count(&self, app_id: &str, now: i64, outcome: Outcome) {
         self.counts_at(app_id, now, |c| match outcome {
             Outcome::VerifiedSeed => c.verified_seed += 1,
+            Outcome::VerifiedSeedWithTraits => {
+                c.verified_seed += 1;
+                c.seed_with_traits += 1;
+            }
             Outcome::VerifiedClaims => c.verified_claims += 1,
             Outcome::Unverified => c.unverified += 1,
             Outcome::WouldReject => c.would_reject += 1,

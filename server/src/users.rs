@@ -207,6 +207,31 @@ pub struct UserRecord {
 }
 
 impl UserRecord {
+    /// The user's traits split by what they are worth: the values a signature vouched for, and
+    /// what browsers only claimed. A verified user's columns hold trusted values and its later
+    /// claims sit in `unverified_claims` (say, the name and email a signed-claims token did not
+    /// cover); a never-verified user's columns hold only claims.
+    pub fn trusted_and_claimed(&self) -> (Claimed, Claimed) {
+        if !self.verified {
+            return (Claimed::default(), self.values());
+        }
+        let aside = self.unverified_claims.as_ref();
+        let text = |k: &str| {
+            aside
+                .and_then(|c| c.get(k))
+                .and_then(Json::as_str)
+                .map(str::to_owned)
+        };
+        let claimed = Claimed {
+            name: text("name"),
+            email: text("email"),
+            plan: text("plan"),
+            mrr: aside.and_then(|c| c.get("mrr")).and_then(Json::as_f64),
+            signup_date: text("signup_date"),
+        };
+        (self.values(), claimed)
+    }
+
     pub fn values(&self) -> Claimed {
         Claimed {
             name: self.name.clone(),

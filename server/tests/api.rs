@@ -1104,3 +1104,56 @@ fn cli_text_output_shows_rfc3339_times_in_aligned_columns() {
     assert!(columns.windows(2).all(|w| w[0] == w[1]), "{text}");
     assert!(!text.contains('\u{1b}'), "no colour codes off a terminal");
 }
+
+/// The README's summary of the decision table names every refusal the verifier answers with
+/// (`signed_claims_required` was missing), so a newcomer reading only the README sees them all.
+#[test]
+fn the_readme_decision_table_names_every_rejection_code() {
+    let readme = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"),
+    )
+    .unwrap();
+    let table: Vec<&str> = readme
+        .lines()
+        .skip_while(|l| !l.starts_with("| Situation | Status | Stored |"))
+        .take_while(|l| l.starts_with('|'))
+        .collect();
+    assert!(!table.is_empty(), "the README's decision table");
+    for r in dropfix_core::Rejection::ALL {
+        let code = format!("401 `{}`", r.code());
+        assert!(
+            table.iter().any(|row| row.contains(&code)),
+            "{code} is not in the README's decision table"
+        );
+    }
+}
+
+/// The README states no figure that drifts with every change (mutant counts, how long a run
+/// takes): those are printed by the runs themselves and recorded, dated, in RELIABILITY.md.
+#[test]
+fn the_readme_copies_no_drifting_figures() {
+    let readme = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"),
+    )
+    .unwrap();
+    let words: Vec<&str> = readme.split_whitespace().collect();
+    let drifting: Vec<String> = words
+        .windows(2)
+        .filter(|w| {
+            let n = w[0].trim_start_matches(['(', '~']);
+            !n.is_empty()
+                && n.chars().all(|c| c.is_ascii_digit())
+                && ["mutants", "caught", "unviable", "missed"]
+                    .iter()
+                    .any(|n| w[1].trim_end_matches([',', '.', ')', ':']) == *n)
+        })
+        .map(|w| w.join(" "))
+        .collect();
+    assert!(drifting.is_empty(), "figures that drift: {drifting:?}");
+    for phrase in ["minutes on 2", "minutes on two"] {
+        assert!(
+            !readme.contains(phrase),
+            "a run time in the README: {phrase}"
+        );
+    }
+}

@@ -803,7 +803,7 @@ fn the_csv_export_is_streamed_page_by_page_whole_and_audited() {
     let body = csv.text();
     let lines: Vec<&str> = body.split("\r\n").filter(|l| !l.is_empty()).collect();
     assert_eq!(lines.len(), 2_501, "header and every user");
-    assert!(lines[0].starts_with("user_id,name,email"));
+    assert!(lines[0].starts_with("user_id,verified,name,email"));
     assert!(lines[1].starts_with("\"user-00000\"") && lines[2_500].starts_with("\"user-02499\""));
     let audit = c.get(&cookie, &c.ws("audit")).text();
     assert!(audit.contains("users.export"), "{audit}");
@@ -1121,4 +1121,355 @@ fn ended_sessions_are_forgotten_at_the_next_login() {
 
 fn rusqlite_conn(dir: &Path) -> rusqlite::Connection {
     rusqlite::Connection::open(dir.join("dropfix.sqlite3")).unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Security page tells the whole truth (issue 29)
+
+#[test]
+fn the_security_page_states_the_protection_level_and_what_each_setting_protects() {
+    let c = Console::fast();
+    let cookie = c.login(OWNER, PASSWORD);
+    let page = c.get(&cookie, &c.ws("security")).text();
+    // Report-only: unsigned calls are accepted.
+    assert!(page.contains("data-protection=\"open\""), "{page}");
+    assert!(page.contains("Unsigned calls accepted"), "{page}");
+    assert!(!page.contains("data-testid=\"recommend-claims\""));
+    // Strict on: the user id is verified, and the page says the traits are not.
+    let r = c.post(
+        &cookie,
+        &c.ws("strict"),
+        &[("mode", "on"), ("confirm", "yes")],
+    );
+    assert_eq!(r.status, 303);
+    // A seed-form call without plan or MRR: nothing outside the signature, no recommendation.
+    assert_eq!(c.signed_call(&c.secret, "plain-user").status, 200);
+    eventually("the plain seed-form call to be counted", || {
+        let t = c.get(&cookie, &c.ws("security")).text();
+        t.contains("data-count=\"verified-1h\">1<").then_some(())
+    });
+    let page = c.get(&cookie, &c.ws("security")).text();
+    assert!(!page.contains("data-testid=\"recommend-claims\""), "{page}");
+    // The issue's DevTools call: a valid seed hash with plan and MRR the browser chose. Stored
+    // verified with those values, so the page recommends signed claims.
+    let mut call = signed_call(&c.app, &c.secret, "seed-user");
+    call["traits"] = json!({"plan": "enterprise", "mrr": 100000});
+    assert_eq!(c.identify(call, None).status, 200);
+    let page = eventually("the seed-form call with traits to be counted", || {
+        let t = c.get(&cookie, &c.ws("security")).text();
+        t.contains("data-testid=\"recommend-claims\"").then_some(t)
+    });
+    assert!(page.contains("data-protection=\"user_id\""), "{page}");
+    assert!(page.contains("User id verified"), "{page}");
+    assert!(page.contains("covers the user id only"), "{page}");
+    assert!(
+        page.contains("1 of the 2 verified calls in the last 7 days carried plan or MRR"),
+        "{page}"
+    );
+    // The strict choice itself says what it verifies.
+    assert!(
+        page.contains("verifies the user id; plan and MRR only"),
+        "{page}"
+    );
+    // Require signed claims: the traits are verified, nothing left to recommend.
+    let r = c.post(
+        &cookie,
+        &c.ws("claims"),
+        &[("required", "on"), ("confirm", "yes")],
+    );
+    assert_eq!(r.status, 303);
+    let page = c.get(&cookie, &c.ws("security")).text();
+    assert!(page.contains("data-protection=\"traits\""), "{page}");
+    assert!(page.contains("Traits verified"), "{page}");
+    assert!(!page.contains("data-testid=\"recommend-claims\""), "{page}");
+}
+
+#[test]
+fn would_be_rejected_counts_unsigned_calls_in_every_mode() {
+    let c = Console::fast();
+    let cookie = c.login(OWNER, PASSWORD);
+    let r = c.post(&cookie, &c.ws("strict"), &[("mode", "off")]);
+    assert_eq!(r.status, 303);
+    assert_eq!(c.workspace().strict, StrictMode::Off);
+    for i in 0..2 {
+        let r = c.identify(
+            json!({"app_id": c.app, "user_id": format!("off-{i}")}),
+            None,
+        );
+        assert_eq!(r.status, 202);
+    }
+    eventually(
+        "strict-off unsigned calls counted as would be rejected",
+        || {
+            let t = c.get(&cookie, &c.ws("security")).text();
+            t.contains("data-count=\"would_reject-1h\">2<")
+                .then_some(())
+        },
+    );
+    // And report-only adds to the same count.
+    let r = c.post(&cookie, &c.ws("strict"), &[("mode", "report_only")]);
+    assert_eq!(r.status, 303);
+    let r = c.identify(json!({"app_id": c.app, "user_id": "ro-1"}), None);
+    assert_eq!(r.status, 202);
+    eventually("the report-only call added", || {
+        let t = c.get(&cookie, &c.ws("security")).text();
+        t.contains("data-count=\"would_reject-24h\">3<")
+            .then_some(())
+    });
+}
+
+#[test]
+fn keys_say_in_words_where_a_secret_is_and_how_to_get_one() {
+    let c = Console::fast();
+    let owner = c.login(OWNER, PASSWORD);
+    let page = c.get(&owner, &c.ws("security")).text();
+    assert!(
+        !page.contains('•'),
+        "no bullets for a screen reader to read"
+    );
+    assert!(page.contains("a secret is shown once, when its key is created or rolled"));
+    assert!(page.contains(&format!(
+        "/console/w/{}/keys/1/roll\">roll key 1</a>",
+        c.app
+    )));
+    let viewer = c.login(VIEWER, PASSWORD);
+    let page = c.get(&viewer, &c.ws("security")).text();
+    assert!(
+        page.contains("an owner rolls this key or creates a key"),
+        "{page}"
+    );
+    assert!(!page.contains("/keys/1/roll"), "{page}");
+}
+
+#[test]
+fn check_a_signature_gives_one_verdict_first() {
+    let c = Console::fast();
+    let cookie = c.login(OWNER, PASSWORD);
+    let r = c.post(&cookie, &c.ws("keys"), &[("label", "second")]);
+    assert_eq!(r.status, 200);
+    let second = SecretKey::new(secret_in(&r.text()).unwrap());
+    let id = {
+        let t = r.text();
+        let at = t.find("Secret key ").unwrap() + "Secret key ".len();
+        t[at..].split(' ').next().unwrap().to_string()
+    };
+    let at = now().to_string();
+    // Valid with the new key: the verdict comes first, then its details, then key 1's failure.
+    let sig = seed::sign(&second, "42");
+    let r = c.post(
+        &cookie,
+        &c.ws("check"),
+        &[("user_id", "42"), ("signature", &sig), ("signed_at", &at)],
+    );
+    assert_eq!(r.status, 200);
+    let t = r.text();
+    let verdict = t
+        .find(&format!("Verifies with key {id} (second)"))
+        .expect(&t);
+    let key2 = t.find(&format!("Key {id} (second): verifies")).expect(&t);
+    let key1 = t.find("Key 1 (default): would be refused").expect(&t);
+    let fix = t.find("Fix:").expect(&t);
+    assert!(verdict < key2 && key2 < key1 && key1 < fix, "{t}");
+    // Matching the new key but stale: the verdict is what the verifier answers, not key 1's
+    // mismatch.
+    let stale = (now() - 3600).to_string();
+    let r = c.post(
+        &cookie,
+        &c.ws("check"),
+        &[
+            ("user_id", "42"),
+            ("signature", &sig),
+            ("signed_at", &stale),
+        ],
+    );
+    let t = r.text();
+    let verdict = t
+        .find(&format!("Refused (401 signature_expired) with key {id}"))
+        .expect(&t);
+    assert!(verdict < t.find("Key 1 (default)").unwrap(), "{t}");
+    // Matching no key.
+    let forged = seed::sign(
+        &SecretKey::new("dfsk_not_this_workspace_secret_000000"),
+        "42",
+    );
+    let t = c
+        .post(
+            &cookie,
+            &c.ws("check"),
+            &[
+                ("user_id", "42"),
+                ("signature", &forged),
+                ("signed_at", &at),
+            ],
+        )
+        .text();
+    assert!(
+        t.contains("Refused (401 signature_mismatch): it matches none of the 2 keys"),
+        "{t}"
+    );
+}
+
+#[test]
+fn a_rolled_key_names_where_each_of_its_keys_goes() {
+    let c = Console::fast();
+    let cookie = c.login(OWNER, PASSWORD);
+    let r = c.post(&cookie, &c.ws("keys/1/roll"), &[("grace", "1h")]);
+    assert_eq!(r.status, 200);
+    let page = r.text();
+    assert!(page.contains("<code>DROPFIX_SECRET_KEY</code>"), "{page}");
+    let hint = &page[page.find("data-testid=\"claims-key-hint\"").expect(&page)..];
+    assert!(hint.contains("<code>DROPFIX_CLAIMS_KEY</code>"), "{hint}");
+    assert!(hint.contains("derives this one itself"), "{hint}");
+}
+
+#[test]
+fn report_only_rejections_never_claim_strict_mode() {
+    let c = Console::fast();
+    let cookie = c.login(OWNER, PASSWORD);
+    let r = c.identify(json!({"app_id": c.app, "user_id": "anon"}), None);
+    assert_eq!(r.status, 202);
+    let page = eventually("the report-only rejection", || {
+        let t = c.get(&cookie, &c.ws("rejections")).text();
+        t.contains("signature_required").then_some(t)
+    });
+    assert!(
+        page.contains("report-only: this call had no signature"),
+        "{page}"
+    );
+    assert!(!page.contains("is in strict mode"), "{page}");
+    assert!(page.contains("<code class=\"code-name\">signature_required</code>"));
+}
+
+#[test]
+fn users_show_name_email_and_plan_with_claims_labelled_and_export_readable_csv() {
+    let c = Console::fast();
+    let cookie = c.login(OWNER, PASSWORD);
+    // A signed-claims call whose token covers the plan and MRR only: the name and email it also
+    // sends are claims, accepted (200), not an error.
+    let token = dropfix_core::claims::sign(
+        &c.secret,
+        &dropfix_core::claims::Claims {
+            sub: "sc-1".into(),
+            iat: now(),
+            plan: Some("pro".into()),
+            mrr: Some(49.0),
+            ..Default::default()
+        },
+    );
+    let r = c.identify(
+        json!({"app_id": c.app, "user_id": "sc-1", "traits": {"name": "Ada Lovelace",
+               "email": "ada@example.com", "plan": "pro", "mrr": 49}, "signature": token}),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = c.identify(
+        json!({"app_id": c.app, "user_id": "anon-1", "traits": {"name": "Bob", "plan": "free"}}),
+        None,
+    );
+    assert_eq!(r.status, 202);
+    let list = c.get(&cookie, &c.ws("users")).text();
+    let row = |id: &str| {
+        let at = list.find(&format!(">{id}</a>")).expect(&list);
+        list[at..at + list[at..].find("</tr>").unwrap()].to_string()
+    };
+    let sc = row("sc-1");
+    assert!(sc.contains("<td>pro</td>"), "trusted plan unlabelled: {sc}");
+    assert!(
+        sc.contains("Ada Lovelace <span class=\"claim\">claimed</span>"),
+        "{sc}"
+    );
+    assert!(
+        sc.contains("ada@example.com <span class=\"claim\">claimed</span>"),
+        "{sc}"
+    );
+    assert!(sc.contains("verified <span class=\"muted small\">signed_claims</span>"));
+    let anon = row("anon-1");
+    assert!(
+        anon.contains("free <span class=\"claim\">claimed</span>"),
+        "{anon}"
+    );
+    assert!(anon.contains("unverified"), "{anon}");
+    // Search reaches names and emails (a verified user's trusted ones, an unverified user's
+    // claims), not only ids.
+    let mut seed = support::signed_call(&c.app, &c.secret, "seed-1");
+    seed["traits"] = json!({"name": "Grace Hopper", "email": "grace@navy.example"});
+    assert_eq!(c.identify(seed, None).status, 200);
+    let found = c.get(&cookie, &c.ws("users?q=HOPPER")).text();
+    assert!(
+        found.contains(">seed-1</a>") && !found.contains(">sc-1</a>"),
+        "{found}"
+    );
+    let found = c.get(&cookie, &c.ws("users?q=navy.example")).text();
+    assert!(found.contains(">seed-1</a>") && !found.contains(">anon-1</a>"));
+    let found = c.get(&cookie, &c.ws("users?q=bob")).text();
+    assert!(found.contains(">anon-1</a>") && !found.contains(">seed-1</a>"));
+
+    // The CSV: verified (the default) or all; ISO 8601 UTC times, numbers and booleans bare,
+    // trusted values and claims in separate columns.
+    let verified = c
+        .get(&cookie, &c.ws("users/export.csv?show=verified"))
+        .text();
+    let all = c.get(&cookie, &c.ws("users/export.csv?show=all"));
+    assert_eq!(all.status, 200);
+    assert!(
+        all.header("content-disposition")
+            .unwrap()
+            .contains("all-users-")
+    );
+    let all = all.text();
+    let lines: Vec<&str> = all.lines().collect();
+    let header: Vec<&str> = lines[0].split(',').collect();
+    assert_eq!(
+        &header[..12],
+        [
+            "user_id",
+            "verified",
+            "name",
+            "email",
+            "plan",
+            "mrr",
+            "signup_date",
+            "claimed_name",
+            "claimed_email",
+            "claimed_plan",
+            "claimed_mrr",
+            "claimed_signup_date"
+        ]
+    );
+    let sc = lines.iter().find(|l| l.starts_with("\"sc-1\"")).unwrap();
+    let cells: Vec<&str> = sc.split(',').collect();
+    assert_eq!(
+        &cells[..12],
+        [
+            "\"sc-1\"",
+            "true",
+            "",
+            "",
+            "\"pro\"",
+            "49",
+            "",
+            "\"Ada Lovelace\"",
+            "\"ada@example.com\"",
+            "",
+            "",
+            ""
+        ]
+    );
+    let last_seen = cells.last().unwrap();
+    assert!(
+        last_seen.len() == 20 && last_seen.ends_with('Z') && last_seen.contains('T'),
+        "{last_seen}"
+    );
+    let anon = lines.iter().find(|l| l.starts_with("\"anon-1\"")).unwrap();
+    assert!(
+        anon.starts_with("\"anon-1\",false,,,,,,\"Bob\",,\"free\","),
+        "{anon}"
+    );
+    assert!(verified.contains("\"sc-1\"") && !verified.contains("anon-1"));
+    assert_eq!(
+        c.get(&cookie, &c.ws("users/export.csv?show=nope")).status,
+        404
+    );
+    let audit = c.get(&cookie, &c.ws("audit")).text();
+    assert!(audit.contains("&#34;show&#34;:&#34;all&#34;"), "{audit}");
 }

@@ -20,8 +20,9 @@ use dropfix_core::StrictMode;
 use dropfix_server::sealing::{Keyring, MasterKey};
 use dropfix_server::store::postgres::PgOptions;
 use dropfix_server::store::{
-    AccountChange, Backend, CallCounts, CountsDelta, Hooks, MAX_RECENT_REJECTIONS, Membership,
-    RejectionEntry, Role, SessionRules, Store, StoreError,
+    AccountChange, Backend, CallCounts, CountsDelta, Hooks, INVITE_TTL_SECS, MAX_PENDING_INVITES,
+    MAX_RECENT_REJECTIONS, Membership, RejectionEntry, Role, SessionRules, Store, StoreError,
+    TeamRefusal,
 };
 use dropfix_server::users::{
     Claimed, IdentifyWrite, UserQuery, UserRecord, Verification, merge_all,
@@ -188,6 +189,8 @@ on_both_backends!(
     accounts_are_found_by_email_case_insensitively,
     members_have_one_role_per_workspace,
     console_access_can_be_taken_away,
+    team_invitations_are_one_time_and_expire,
+    the_last_owner_is_never_demoted_or_removed_even_at_once,
     both_backends_store_the_same_hostile_values_and_refuse_nul_alike,
     // Token issuers
     token_issuers_are_stored_checked_and_reach_other_handles,
@@ -1310,6 +1313,16 @@ async fn user_listing_pages_filters_and_searches(env: &Env) {
         .await
         .is_empty()
     );
+    // Search also reaches names and emails (wildcards literal, ASCII case folded).
+    let named = claimed(Some("Grace_Hopper"), Some("GRACE@navy.example"), None, None);
+    store
+        .identify(unverified(&app, "zz-named", NOW, named))
+        .await
+        .unwrap();
+    assert_eq!(list(query(Some("hopper"), None)).await, ["zz-named"]);
+    assert_eq!(list(query(Some("grace@NAVY"), None)).await, ["zz-named"]);
+    assert_eq!(list(query(Some("e_h"), None)).await, ["zz-named"]);
+    assert!(list(query(Some("eXh"), None)).await.is_empty());
 }
 
 async fn delete_user_removes_the_record_and_audits(env: &Env) {
@@ -2494,6 +2507,8 @@ fn counts(verified_seed: u64, unverified: u64, would_reject: u64, rejected: u64)
         unverified,
         would_reject,
         rejected,
+        // Added up like the others: a backend that dropped it would show here.
+        seed_with_traits: verified_seed / 2,
     }
 }
 
@@ -3096,6 +3111,303 @@ async fn postgres_a_pg_dump_holds_no_secret() {
             "a secret is in the pg_dump output"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Team page's rules
+
+async fn team_invitations_are_one_time_and_expire(env: &Env) {
+    let (a, _) = env.open().await;
+    let (b, _) = env.open().await;
+    let (app, _) = workspace(&a).await;
+    new_account(&a, "owner@example.com", "$argon2id$owner").await;
+    assert!(
+        a.add_member("owner@example.com", &app, Role::Owner, "cli", NOW)
+            .await
+            .unwrap()
+    );
+    // A member cannot be invited again; an unknown workspace is an error.
+    assert_eq!(
+        a.invite_member(&app, "Owner@Example.com", Role::Viewer, [1; 32], "o", NOW)
+            .await
+            .unwrap(),
+        Err(TeamRefusal::AlreadyMember)
+    );
+    assert!(matches!(
+        a.invite_member(
+            "app_missing",
+            "x@example.com",
+            Role::Viewer,
+            [1; 32],
+            "o",
+            NOW
+        )
+        .await,
+        Err(StoreError::WorkspaceNotFound)
+    ));
+    let expires = a
+        .invite_member(
+            &app,
+            "New@Example.com",
+            Role::Viewer,
+            [2; 32],
+            "owner@example.com",
+            NOW,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(expires, NOW + INVITE_TTL_SECS);
+    // Inviting the same email again replaces the first link.
+    a.invite_member(
+        &app,
+        "new@example.com",
+        Role::Viewer,
+        [3; 32],
+        "owner@example.com",
+        NOW,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(b.invite_for([2; 32], NOW).await.unwrap(), None);
+    let offer = b.invite_for([3; 32], NOW).await.unwrap().unwrap();
+    assert_eq!(
+        (offer.email.as_str(), offer.role),
+        ("new@example.com", Role::Viewer)
+    );
+    assert_eq!(offer.existing_phc, None);
+    let team = b.team(&app, NOW).await.unwrap();
+    assert_eq!(team.invites.len(), 1);
+    assert_eq!(team.invites[0].created_by, "owner@example.com");
+    // Expired: neither offered nor accepted, nor listed.
+    let late = NOW + INVITE_TTL_SECS;
+    assert_eq!(b.invite_for([3; 32], late).await.unwrap(), None);
+    assert_eq!(
+        b.accept_invite([3; 32], Some("$argon2id$new"), late)
+            .await
+            .unwrap(),
+        Err(TeamRefusal::InviteGone)
+    );
+    assert!(b.team(&app, late).await.unwrap().invites.is_empty());
+    assert!(b.account_login("new@example.com").await.unwrap().is_none());
+    // In time: the account is made with the chosen password, a member with the invited role.
+    let (joined_app, email) = b
+        .accept_invite([3; 32], Some("$argon2id$new"), NOW + 5)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (joined_app.as_str(), email.as_str()),
+        (app.as_str(), "new@example.com")
+    );
+    let login = a.account_login("new@example.com").await.unwrap().unwrap();
+    assert_eq!(login.password_phc, "$argon2id$new");
+    // Used once.
+    assert_eq!(
+        a.accept_invite([3; 32], Some("$argon2id$again"), NOW + 6)
+            .await
+            .unwrap(),
+        Err(TeamRefusal::InviteGone)
+    );
+    let team = a.team(&app, NOW + 6).await.unwrap();
+    let roles: Vec<_> = team
+        .members
+        .iter()
+        .map(|m| (m.email.as_str(), m.role))
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            ("new@example.com", Role::Viewer),
+            ("owner@example.com", Role::Owner)
+        ]
+    );
+    assert!(team.invites.is_empty());
+    // An existing account joins without a new password (the caller checked its own), and a
+    // link never replaces an existing account's password.
+    let (other, _) = workspace(&a).await;
+    a.invite_member(&other, "new@example.com", Role::Owner, [4; 32], "cli", NOW)
+        .await
+        .unwrap()
+        .unwrap();
+    let offer = a.invite_for([4; 32], NOW).await.unwrap().unwrap();
+    assert_eq!(offer.existing_phc.as_deref(), Some("$argon2id$new"));
+    assert_eq!(
+        a.accept_invite([4; 32], Some("$argon2id$takeover"), NOW)
+            .await
+            .unwrap(),
+        Err(TeamRefusal::AccountChanged)
+    );
+    assert!(a.accept_invite([4; 32], None, NOW).await.unwrap().is_ok());
+    let login = a.account_login("new@example.com").await.unwrap().unwrap();
+    assert_eq!(login.password_phc, "$argon2id$new");
+    // Last login: set by a session.
+    assert_eq!(
+        a.team(&app, NOW).await.unwrap().members[0].last_login_at,
+        None
+    );
+    a.create_session([9; 32], login.id, RULES, NOW + 7)
+        .await
+        .unwrap();
+    assert_eq!(
+        a.team(&app, NOW + 7).await.unwrap().members[0].last_login_at,
+        Some(NOW + 7)
+    );
+    // A bound on pending invitations; cancelling one makes room.
+    for i in 0..MAX_PENDING_INVITES {
+        let token = [u8::try_from(i).unwrap() + 100; 32];
+        a.invite_member(
+            &app,
+            &format!("p{i}@example.com"),
+            Role::Viewer,
+            token,
+            "o",
+            NOW,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    }
+    assert_eq!(
+        a.invite_member(
+            &app,
+            "one-more@example.com",
+            Role::Viewer,
+            [99; 32],
+            "o",
+            NOW
+        )
+        .await
+        .unwrap(),
+        Err(TeamRefusal::TooManyInvites)
+    );
+    assert!(
+        a.revoke_invite(&app, "P0@example.com", "o", NOW)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !a.revoke_invite(&app, "p0@example.com", "o", NOW)
+            .await
+            .unwrap()
+    );
+    assert!(
+        a.invite_member(
+            &app,
+            "one-more@example.com",
+            Role::Viewer,
+            [99; 32],
+            "o",
+            NOW
+        )
+        .await
+        .unwrap()
+        .is_ok()
+    );
+    let actions: Vec<String> = a
+        .audit_log(&app, 200)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    for action in ["member.invite", "member.join", "member.invite_cancel"] {
+        assert!(actions.iter().any(|a| a == action), "{action}: {actions:?}");
+    }
+}
+
+async fn the_last_owner_is_never_demoted_or_removed_even_at_once(env: &Env) {
+    let (a, _) = env.open().await;
+    let (b, _) = env.open().await;
+    let (app, _) = workspace(&a).await;
+    for (email, role) in [
+        ("ada@example.com", Role::Owner),
+        ("bob@example.com", Role::Owner),
+        ("eve@example.com", Role::Viewer),
+    ] {
+        new_account(&a, email, "$argon2id$x").await;
+        assert!(a.add_member(email, &app, role, "cli", NOW).await.unwrap());
+    }
+    assert_eq!(
+        a.change_member(&app, "nobody@example.com", None, "ada", NOW)
+            .await
+            .unwrap(),
+        Err(TeamRefusal::NotMember)
+    );
+    // Two owners demote each other (or themselves) at once, from two handles: one succeeds.
+    for round in 0..3 {
+        let (x, y) = if round % 2 == 0 {
+            ("ada", "bob")
+        } else {
+            ("bob", "ada")
+        };
+        let (ex, ey) = (format!("{x}@example.com"), format!("{y}@example.com"));
+        let results = join_in_order(vec![
+            Box::pin(a.change_member(&app, &ex, Some(Role::Viewer), "t", NOW)),
+            Box::pin(b.change_member(&app, &ey, None, "t", NOW)),
+        ])
+        .await;
+        let ok = results.iter().filter(|r| matches!(r, Ok(Ok(())))).count();
+        let last = results
+            .iter()
+            .filter(|r| matches!(r, Ok(Err(TeamRefusal::LastOwner))))
+            .count();
+        assert_eq!((ok, last), (1, 1), "round {round}: {results:?}");
+        let owners: Vec<String> = a
+            .team(&app, NOW)
+            .await
+            .unwrap()
+            .members
+            .into_iter()
+            .filter(|m| m.role == Role::Owner)
+            .map(|m| m.email)
+            .collect();
+        assert_eq!(owners.len(), 1, "round {round}: {owners:?}");
+        // Put things back: both owners again.
+        for e in [&ex, &ey] {
+            if !owners.contains(e) {
+                a.add_member(e, &app, Role::Owner, "cli", NOW)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+    // The only owner left: neither demoted nor removed; a viewer may be promoted and removed.
+    a.change_member(&app, "bob@example.com", None, "ada", NOW)
+        .await
+        .unwrap()
+        .unwrap();
+    for change in [Some(Role::Viewer), None] {
+        assert_eq!(
+            a.change_member(&app, "ADA@example.com", change, "ada", NOW)
+                .await
+                .unwrap(),
+            Err(TeamRefusal::LastOwner)
+        );
+    }
+    a.change_member(&app, "eve@example.com", Some(Role::Owner), "ada", NOW)
+        .await
+        .unwrap()
+        .unwrap();
+    a.change_member(
+        &app,
+        "ada@example.com",
+        Some(Role::Viewer),
+        "eve@example.com",
+        NOW,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let log = a.audit_log(&app, 50).await.unwrap();
+    let role = log.iter().find(|e| e.action == "member.role").unwrap();
+    assert_eq!(role.actor, "eve@example.com");
+    assert_eq!(
+        role.detail,
+        json!({"email": "ada@example.com", "from": "owner", "to": "viewer"})
+    );
+    assert!(log.iter().any(|e| e.action == "member.remove"));
 }
 
 // ---------------------------------------------------------------------------------------------

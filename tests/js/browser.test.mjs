@@ -300,7 +300,7 @@ test('an origin the workspace does not allow: one try, origin_not_allowed naming
   assert.equal(refused.error.status, 0, 'the browser hides the 403');
   assert.ok(refused.error.message.includes(origin), refused.error.message);
   assert.ok(refused.error.message.includes(`dropfix-server workspace set ${appId} --allowed-origin ${origin}`), refused.error.message);
-  assert.match(refused.error.message, /Settings -> Security/);
+  assert.match(refused.error.message, /console's Security page/);
   assert.equal(posts.length, 1, 'not retried');
   assert.ok(Date.now() - started < 3000, 'no backoff waits');
   assert.ok(warnings.some((w) => w.includes('origin_not_allowed') && w.includes(origin)), warnings.join('\n'));
@@ -320,6 +320,32 @@ test('an origin the workspace does not allow: one try, origin_not_allowed naming
     return settle(DropFix.identify('o1'));
   }, { appId, endpoint: verifier.url });
   assert.deepEqual(ok, { ok: { verified: false, userId: 'o1', method: null } });
+});
+
+test('a mistyped app id: unknown_app with the fix, not an origin problem', async (t) => {
+  // No workspace has the mistyped id, so none lists this page's origin for it: the preflight
+  // used to get 403 and the SDK reported origin_not_allowed with a fix that cannot work. The
+  // SDK must learn that the app id is wrong: the preflight is allowed and the POST's 401
+  // carries CORS headers.
+  const { page, warnings } = await openPage(t);
+  const posts = [];
+  page.on('request', (r) => r.url().startsWith(`${verifier.url}/v1/identify`) && r.method() === 'POST' && posts.push(r.url()));
+  const typo = `app_${'0'.repeat(24)}`;
+  const result = await page.evaluate(({ appId, endpoint }) => {
+    DropFix.init({ appId, endpoint, debug: true });
+    return settle(DropFix.identify('u-typo'));
+  }, { appId: typo, endpoint: verifier.url });
+  assert.equal(result.error?.isDropFixError, true, JSON.stringify(result));
+  assert.equal(result.error.code, 'unknown_app', JSON.stringify(result));
+  assert.equal(result.error.status, 401);
+  assert.doesNotMatch(result.error.message, /allowed-origin/);
+  assert.equal(posts.length, 1, 'not retried');
+  const hint = warnings.find((w) => w.includes('unknown_app'));
+  assert.ok(hint, warnings.join('\n'));
+  assert.match(hint, /Security page|workspace list/, hint);
+  // Nothing was stored anywhere for it.
+  const users = await verifier.admin('GET', `/v1/admin/workspaces/${verifier.appId}/users/u-typo`);
+  assert.equal(users.status, 404);
 });
 
 test('a tampered signed-claims token is rejected with a message about tokens, not hex digests', async (t) => {

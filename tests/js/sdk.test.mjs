@@ -88,6 +88,19 @@ test('a secret key is refused in init and in traits, and nothing is sent', async
   assert.equal(calls.length, 0);
 });
 
+test('init() without a usable appId throws invalid_config synchronously, and identify() then rejects with not_initialized', async () => {
+  const { fetch, calls } = stubFetch([ok('u')]);
+  init(fetch);
+  for (const bad of [{ appId: '' }, {}, { appId: 42 }, undefined]) {
+    assert.throws(() => DropFix.init(bad === undefined ? bad : { ...bad, wasm, fetch }), (e) => e instanceof DropFixError && e.code === 'invalid_config' && e.field === 'appId');
+    // The earlier, valid configuration is forgotten: no call goes out with the old app id.
+    await assert.rejects(DropFix.identify('u'), (e) => e instanceof DropFixError && e.code === 'not_initialized');
+  }
+  assert.equal(calls.length, 0);
+  init(fetch);
+  assert.deepEqual(await DropFix.identify('u'), { verified: true, userId: 'u', method: 'seed_hmac' });
+});
+
 test('4xx is not retried and rejects with status, code, message and field', async () => {
   const { fetch, calls } = stubFetch([
     { status: 401, body: { error: { code: 'signature_mismatch', message: 'the signature does not match' } } },

@@ -19,7 +19,7 @@ function fakeTree() {
     mkdirSync(dirname(join(dir, path)), { recursive: true });
     writeFileSync(join(dir, path), text);
   };
-  for (const f of ['package.json', 'scripts/prepack.sh', 'README.md']) {
+  for (const f of ['package.json', 'scripts/prepack.sh', 'scripts/pack-manifest.mjs', 'README.md']) {
     mkdirSync(dirname(join(dir, f)), { recursive: true });
     copyFileSync(join(root, f), join(dir, f));
   }
@@ -110,6 +110,49 @@ test('an install from git ships dist/ (npm runs only `prepare` there, not `prepa
   } finally {
     rmSync(repo, { recursive: true, force: true });
     rmSync(consumer, { recursive: true, force: true });
+  }
+});
+
+/** The lifecycle scripts npm runs when a package is installed. */
+const INSTALL_TIME = ['preinstall', 'install', 'postinstall', 'prepublish', 'preprepare', 'prepare', 'postprepare'];
+
+test('the tarball carries no install-time script, installs without a warning, and the checkout keeps its prepare hook', () => {
+  const dir = fakeTree();
+  const consumer = mkdtempSync(join(tmpdir(), 'dropfix-tgz-consumer-'));
+  try {
+    const before = readFileSync(join(dir, 'package.json'), 'utf8');
+    assert.ok(JSON.parse(before).scripts.prepare, 'the checkout has a prepare hook (installs from git need it)');
+    const r = spawnSync('npm', ['pack', '--json', '--loglevel=error', '--pack-destination', consumer], { cwd: dir, encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(readFileSync(join(dir, 'package.json'), 'utf8'), before, 'npm pack left package.json as it was');
+    const tarball = join(consumer, JSON.parse(r.stdout)[0].filename);
+    const packed = JSON.parse(execFileSync('tar', ['-xzOf', tarball, 'package/package.json'], { encoding: 'utf8' }));
+    assert.deepEqual(INSTALL_TIME.filter((s) => s in packed.scripts), [], JSON.stringify(packed.scripts));
+    writeFileSync(join(consumer, 'package.json'), JSON.stringify({ name: 'consumer', private: true }));
+    const install = spawnSync('npm', ['install', '--no-audit', '--no-fund', tarball], { cwd: consumer, encoding: 'utf8' });
+    assert.equal(install.status, 0, install.stderr);
+    assert.doesNotMatch(install.stdout + install.stderr, /install-scripts|allowScripts/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(consumer, { recursive: true, force: true });
+  }
+});
+
+test('run.sh builds dist/ once on a first run: after the install hook built it, its build step does nothing', () => {
+  const dir = fakeTree();
+  try {
+    // setup.sh's `npm ci` on a fresh clone: the prepare hook builds dist/.
+    const r = spawnSync('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: dir, encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(builds(dir), 1);
+    // run.sh's own build step, as it is written there.
+    const runSh = readFileSync(join(root, 'scripts/run.sh'), 'utf8');
+    assert.doesNotMatch(runSh, /npm run[^\n]*build/, 'run.sh must not rebuild dist/ unconditionally');
+    assert.match(runSh, /^bash scripts\/prepack\.sh$/m);
+    execFileSync('bash', ['scripts/prepack.sh'], { cwd: dir, stdio: 'ignore' });
+    assert.equal(builds(dir), 1, 'dist/ was built twice');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 

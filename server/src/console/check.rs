@@ -6,7 +6,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 
 use super::context::{Ctx, read_form, render};
-use super::pages::{CheckPage, CheckResult, FindingRow};
+use super::pages::{CheckPage, CheckResult, FindingRow, Verdict};
 use crate::web::{Body, now};
 
 /// The empty form.
@@ -20,6 +20,7 @@ pub(super) fn form(ctx: &Ctx<'_>) -> Response<Body> {
             signature: String::new(),
             signed_at: String::new(),
             error: None,
+            verdict: None,
             results: Vec::new(),
         },
     )
@@ -115,6 +116,10 @@ pub(super) async fn check(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Bod
             });
         }
     }
+    // The details list the key that verifies first (a failing key's "Fix:" above it read as the
+    // answer); the verdict line above them is the answer.
+    results.sort_by_key(|r| !r.valid);
+    let verdict = (error.is_none()).then(|| verdict(&results));
     let status = if error.is_some() {
         StatusCode::UNPROCESSABLE_ENTITY
     } else {
@@ -129,7 +134,52 @@ pub(super) async fn check(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Bod
             signature,
             signed_at: signed_at_text,
             error,
+            verdict,
             results,
         },
     )
+}
+
+/// One line that answers "would this call be accepted?", before the details per key: the key
+/// it verifies with, or the refusal the verifier would answer. A key whose MAC matched but that
+/// failed later (expired, clock, claims) is what the verifier reports, so its code wins over
+/// the other keys' `signature_mismatch`.
+fn verdict(results: &[CheckResult]) -> Verdict {
+    if let Some(r) = results.iter().find(|r| r.valid) {
+        return Verdict {
+            ok: true,
+            text: format!(
+                "Verifies with key {} ({}): the verifier accepts this call.",
+                r.key_id, r.label
+            ),
+            fix: None,
+        };
+    }
+    let Some(r) = results
+        .iter()
+        .find(|r| r.code.is_some_and(|c| c != "signature_mismatch"))
+        .or(results.first())
+    else {
+        return Verdict {
+            ok: false,
+            text: "Refused: this workspace has no key that verifies now (create one on the \
+                   Security page)."
+                .into(),
+            fix: None,
+        };
+    };
+    let code = r.code.unwrap_or("signature_mismatch");
+    let text = if results.len() > 1 && code == "signature_mismatch" {
+        format!(
+            "Refused (401 {code}): it matches none of the {} keys that verify now.",
+            results.len()
+        )
+    } else {
+        format!("Refused (401 {code}) with key {} ({}).", r.key_id, r.label)
+    };
+    Verdict {
+        ok: false,
+        text,
+        fix: r.fix.clone(),
+    }
 }

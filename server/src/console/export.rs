@@ -1,6 +1,11 @@
-//! The CSV export of a workspace's verified users: streamed a page of users at a time, so memory
-//! stays flat however many users there are, and limited to one export per account and
-//! [`MAX_EXPORTS`] per instance (a clear 429 page otherwise).
+//! The CSV export of a workspace's users (the verified ones, or all): streamed a page of users at
+//! a time, so memory stays flat however many users there are, and limited to one export per
+//! account and [`MAX_EXPORTS`] per instance (a clear 429 page otherwise).
+//!
+//! What a spreadsheet or a script reads without guessing: times in ISO 8601 UTC
+//! (`2026-01-02T03:04:05Z`), numbers and booleans unquoted, text always quoted; the trusted
+//! values (a signature vouched for them) and the browser's claims in separate columns, never
+//! one in place of the other.
 
 use std::sync::Arc;
 
@@ -24,8 +29,33 @@ const CHUNKS_AHEAD: usize = 2;
 /// How long a chunk may wait for the client to take it before the export is abandoned.
 const SEND_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
-const HEADER: &str = "user_id,name,email,plan,mrr,signup_date,method,key_id,verified_at,signed_at,\
-                      first_seen,last_seen\r\n";
+const HEADER: &str = "user_id,verified,name,email,plan,mrr,signup_date,claimed_name,claimed_email,\
+                      claimed_plan,claimed_mrr,claimed_signup_date,method,key_id,verified_at,\
+                      signed_at,first_seen,last_seen\r\n";
+
+/// Which users an export holds (`?show=` on the export link).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Which {
+    Verified,
+    All,
+}
+
+impl Which {
+    pub(super) fn from_query(show: Option<&str>) -> Option<Which> {
+        match show {
+            None | Some("verified") => Some(Which::Verified),
+            Some("all") => Some(Which::All),
+            _ => None,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Which::Verified => "verified",
+            Which::All => "all",
+        }
+    }
+}
 
 /// An export's place among the running ones; dropping it (the export ended) frees it.
 #[derive(Debug)]
@@ -76,45 +106,63 @@ pub fn csv_cell(value: &str) -> String {
     format!("\"{}\"", guarded.replace('"', "\"\""))
 }
 
+/// A text cell, quoted ([`csv_cell`]); empty (unquoted) when there is no value.
+fn text(v: Option<&str>) -> String {
+    v.map(csv_cell).unwrap_or_default()
+}
+
+/// A Unix time as ISO 8601 UTC; empty when there is none.
+fn time(t: Option<i64>) -> String {
+    t.map(crate::workspace::rfc3339).unwrap_or_default()
+}
+
+/// An MRR as a plain JSON number (no exponent for whole amounts); empty when there is none.
+fn mrr(v: Option<f64>) -> String {
+    v.map(|m| crate::users::mrr_json(m).to_string())
+        .unwrap_or_default()
+}
+
 /// The CSV lines of a page of users.
 fn rows(users: &[UserRecord]) -> Bytes {
     let mut out = String::new();
     for u in users {
-        let opt = |v: &Option<String>| v.clone().unwrap_or_default();
-        let num = |v: Option<i64>| v.map(|n| n.to_string()).unwrap_or_default();
+        let (trusted, claimed) = u.trusted_and_claimed();
         let cells = [
-            u.user_id.clone(),
-            opt(&u.name),
-            opt(&u.email),
-            opt(&u.plan),
-            u.mrr
-                .map(|m| crate::users::mrr_json(m).to_string())
-                .unwrap_or_default(),
-            opt(&u.signup_date),
-            opt(&u.method),
-            num(u.key_id),
-            num(u.verified_at),
-            num(u.signed_at),
-            u.first_seen.to_string(),
-            u.last_seen.to_string(),
+            csv_cell(&u.user_id),
+            u.verified.to_string(),
+            text(trusted.name.as_deref()),
+            text(trusted.email.as_deref()),
+            text(trusted.plan.as_deref()),
+            mrr(trusted.mrr),
+            text(trusted.signup_date.as_deref()),
+            text(claimed.name.as_deref()),
+            text(claimed.email.as_deref()),
+            text(claimed.plan.as_deref()),
+            mrr(claimed.mrr),
+            text(claimed.signup_date.as_deref()),
+            text(u.method.as_deref()),
+            u.key_id.map(|k| k.to_string()).unwrap_or_default(),
+            time(u.verified_at),
+            time(u.signed_at),
+            time(Some(u.first_seen)),
+            time(Some(u.last_seen)),
         ];
-        let line: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
-        out.push_str(&line.join(","));
+        out.push_str(&cells.join(","));
         out.push_str("\r\n");
     }
     Bytes::from(out)
 }
 
-fn page_query(after: Option<String>) -> UserQuery {
+fn page_query(which: Which, after: Option<String>) -> UserQuery {
     UserQuery {
-        verified: Some(true),
+        verified: (which == Which::Verified).then_some(true),
         search: None,
         after,
         limit: EXPORT_PAGE,
     }
 }
 
-pub(super) async fn export_users(ctx: &Ctx<'_>) -> Response<Body> {
+pub(super) async fn export_users(ctx: &Ctx<'_>, which: Which) -> Response<Body> {
     let slot = match start(ctx.state, ctx.account.id) {
         Ok(slot) => slot,
         Err(busy) => {
@@ -143,7 +191,7 @@ pub(super) async fn export_users(ctx: &Ctx<'_>) -> Response<Body> {
     // usual 503 page rather than a broken download.
     let store = ctx.state.store.clone();
     let app = ctx.app().to_string();
-    let first = match store.list_users(&app, &page_query(None)).await {
+    let first = match store.list_users(&app, &page_query(which, None)).await {
         Ok(page) => page,
         Err(e) => return unavailable(&e, Some(ctx.account)),
     };
@@ -169,7 +217,7 @@ pub(super) async fn export_users(ctx: &Ctx<'_>) -> Response<Body> {
                     break;
                 }
                 let after = page.last().map(|u| u.user_id.clone());
-                page = match store.list_users(&app, &page_query(after)).await {
+                page = match store.list_users(&app, &page_query(which, after)).await {
                     Ok(p) => p,
                     Err(e) => {
                         tracing::error!(error = %e, "console: export stopped by a store failure");
@@ -182,7 +230,7 @@ pub(super) async fn export_users(ctx: &Ctx<'_>) -> Response<Body> {
         // Written before the body ends (the sender is dropped after this), so a client that has
         // the whole file finds the export in the audit log. "complete": every row was handed to
         // the connection.
-        audit(&store, &app, &actor, count, complete).await;
+        audit(&store, &app, &actor, which, count, complete).await;
         drop(tx);
     });
     let mut res = Response::new(body);
@@ -193,7 +241,8 @@ pub(super) async fn export_users(ctx: &Ctx<'_>) -> Response<Body> {
     );
     security_headers(h);
     if let Ok(v) = HeaderValue::from_str(&format!(
-        "attachment; filename=\"verified-users-{}.csv\"",
+        "attachment; filename=\"{}-users-{}.csv\"",
+        which.as_str(),
         ctx.app()
     )) {
         h.insert(header::CONTENT_DISPOSITION, v);
@@ -213,8 +262,17 @@ async fn send_within(
     )
 }
 
-async fn audit(store: &crate::store::Store, app: &str, actor: &str, count: usize, complete: bool) {
-    let detail = json!({"verified_users": count, "format": "csv", "complete": complete});
+async fn audit(
+    store: &crate::store::Store,
+    app: &str,
+    actor: &str,
+    which: Which,
+    count: usize,
+    complete: bool,
+) {
+    let detail = json!({
+        "users": count, "show": which.as_str(), "format": "csv", "complete": complete
+    });
     if let Err(e) = store
         .append_audit(app, actor, "users.export", detail, now())
         .await
@@ -255,5 +313,37 @@ mod tests {
         assert_eq!(csv_cell("-1+1"), "\"'-1+1\"");
         assert_eq!(csv_cell("@SUM(A1)"), "\"'@SUM(A1)\"");
         assert_eq!(csv_cell("line\nbreak"), "\"line\nbreak\"");
+    }
+
+    #[test]
+    fn rows_have_iso_times_bare_numbers_and_claims_apart() {
+        let u = UserRecord {
+            user_id: "42".into(),
+            verified: true,
+            method: Some("signed_claims".into()),
+            verified_at: Some(0),
+            signed_at: Some(86_400),
+            name: None,
+            email: None,
+            plan: Some("pro".into()),
+            mrr: Some(49.0),
+            signup_date: None,
+            custom: json!({}),
+            unverified_claims: Some(json!({"at": 5, "name": "Ada", "mrr": 1e6})),
+            first_seen: 0,
+            last_seen: 1_765_000_000,
+            key_id: Some(3),
+        };
+        let line = String::from_utf8(rows(&[u]).to_vec()).unwrap();
+        assert_eq!(
+            line,
+            "\"42\",true,,,\"pro\",49,,\"Ada\",,,1000000,,\"signed_claims\",3,\
+             1970-01-01T00:00:00Z,1970-01-02T00:00:00Z,1970-01-01T00:00:00Z,\
+             2025-12-06T05:46:40Z\r\n"
+        );
+        assert_eq!(
+            HEADER.split(',').count(),
+            line.trim_end().split(',').count()
+        );
     }
 }

@@ -1,4 +1,5 @@
-//! The console: Settings -> Security as server-rendered pages under `/console`. This file routes
+//! The console: each workspace's Security page and the pages beside it (Recent rejections, Check
+//! a signature, Users, Team, Audit log), server-rendered under `/console`. This file routes
 //! every `/console...` request; each page has a file of its own:
 //!
 //! - `login.rs`: logging in and out, the list of the account's workspaces;
@@ -6,6 +7,8 @@
 //! - `keys.rs`: creating, rolling and retiring secret keys;
 //! - `rejections.rs`, `check.rs`: recent rejections, and checking a signature;
 //! - `users.rs`, `export.rs`: the stored users, and their CSV export;
+//! - `team.rs`: the workspace's members, invitations (and the invitation link's page, which
+//!   needs no session), roles and removals;
 //! - `audit.rs`: the audit log.
 //!
 //! What the pages share: `context.rs` (who asks about which workspace, the HTML answers),
@@ -33,6 +36,7 @@ mod pages;
 mod rejections;
 mod security;
 pub mod session;
+mod team;
 mod users;
 
 use std::net::IpAddr;
@@ -112,6 +116,11 @@ pub async fn handle(state: &Arc<AppState>, peer: IpAddr, req: Request<Incoming>)
         }
         ["login"] if get => return login::login_page(StatusCode::OK, None, ""),
         ["login"] if method == Method::POST => return login::login(state, peer, req).await,
+        // An invitation link: the invited person has no session yet.
+        ["invite", token] if get => return team::invite_page(state, token).await,
+        ["invite", token] if method == Method::POST => {
+            return team::accept(state, peer, token, req).await;
+        }
         _ => {}
     }
     let token = session::token_from(req.headers());
@@ -173,7 +182,10 @@ async fn workspace_route(
     // signature" is a POST that changes nothing, so viewers may use it.
     let changes = match tail {
         ["check"] | ["users", "export.csv"] => false,
-        ["keys", _, "roll" | "retire"] | ["users", _, "delete"] | ["user", "delete"] => true,
+        ["keys", _, "roll" | "retire"]
+        | ["users", _, "delete"]
+        | ["user", "delete"]
+        | ["team", "remove"] => true,
         _ => post,
     };
     if changes && !ctx.owner {
@@ -201,7 +213,12 @@ async fn workspace_route(
         (["issuers", "remove"], _, true) => issuers::remove(&ctx, req).await,
         (["check"], _, true) => check::check(&ctx, req).await,
         (["users"], true, _) => users::users_page(&ctx, &req).await,
-        (["users", "export.csv"], true, _) => export::export_users(&ctx).await,
+        (["users", "export.csv"], true, _) => {
+            match export::Which::from_query(query(&req).get("show").map(String::as_str)) {
+                Some(which) => export::export_users(&ctx, which).await,
+                None => not_found(Some(ctx.account)),
+            }
+        }
         (["user", tail @ ..], _, _) => {
             let Some(user_id) = query(&req).remove("id") else {
                 return not_found(Some(ctx.account));
@@ -217,6 +234,12 @@ async fn workspace_route(
         (["users", user_id, "delete"], true, _) => users::delete_user_confirm(&ctx, user_id).await,
         (["users", user_id, "delete"], _, true) => users::delete_user(&ctx, user_id).await,
         (["audit"], true, _) => audit::audit_page(&ctx).await,
+        (["team"], true, _) => team::team_page(&ctx, &req).await,
+        (["team", "invite"], _, true) => team::invite(&ctx, req).await,
+        (["team", "cancel"], _, true) => team::cancel_invite(&ctx, req).await,
+        (["team", "role"], _, true) => team::set_role(&ctx, req).await,
+        (["team", "remove"], true, _) => team::remove_confirm(&ctx, &req),
+        (["team", "remove"], _, true) => team::remove(&ctx, req).await,
         _ => not_found(Some(ctx.account)),
     }
 }

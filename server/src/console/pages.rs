@@ -43,7 +43,13 @@ pub const WS_LINKS: &[(&str, &str)] = &[
     ("check", "Check a signature"),
     ("issuers", "Token issuers"),
     ("users", "Users"),
+    ("team", "Team"),
     ("audit", "Audit log"),
+];
+
+pub const ROLES: &[(&str, &str)] = &[
+    ("viewer", "Viewer: sees every page, changes nothing"),
+    ("owner", "Owner: changes settings, keys and the team"),
 ];
 
 pub const STRICT_CHOICES: &[(&str, &str)] = &[
@@ -52,7 +58,11 @@ pub const STRICT_CHOICES: &[(&str, &str)] = &[
         "report_only",
         "Report-only: accept them, count what would be refused",
     ),
-    ("on", "On: refuse calls without a valid signature"),
+    (
+        "on",
+        "On: refuse calls without a valid signature (verifies the user id; plan and MRR only \
+         with signed claims)",
+    ),
 ];
 
 pub const SHOWS: &[(&str, &str)] = &[
@@ -153,6 +163,17 @@ pub struct Chart {
     pub summary: String,
 }
 
+/// The workspace's protection level and what it means (see `security::protection`).
+#[derive(Debug)]
+pub struct Protection {
+    pub level: &'static str,
+    /// `open`, `user_id` or `traits`: for tests and styling.
+    pub key: &'static str,
+    pub detail: &'static str,
+    /// Why to require signed claims, when verified calls used the seed form.
+    pub recommend: Option<String>,
+}
+
 #[derive(Template)]
 #[template(path = "console/security.html")]
 pub struct SecurityPage {
@@ -168,6 +189,7 @@ pub struct SecurityPage {
     pub windows: Vec<Window>,
     pub chart: Chart,
     pub require_claims: bool,
+    pub protection: Protection,
     pub verified_7d: u64,
     pub seed_pct: u64,
     pub claims_pct: u64,
@@ -248,6 +270,14 @@ pub struct CheckResult {
     pub fix: Option<String>,
 }
 
+/// "Check a signature"'s answer, shown before the details per key.
+#[derive(Debug)]
+pub struct Verdict {
+    pub ok: bool,
+    pub text: String,
+    pub fix: Option<String>,
+}
+
 #[derive(Template)]
 #[template(path = "console/check.html")]
 pub struct CheckPage {
@@ -257,7 +287,15 @@ pub struct CheckPage {
     pub signature: String,
     pub signed_at: String,
     pub error: Option<String>,
+    pub verdict: Option<Verdict>,
     pub results: Vec<CheckResult>,
+}
+
+/// A trait in the users list: the trusted value, or (`claimed`) what a browser only claimed.
+#[derive(Debug)]
+pub struct TraitCell {
+    pub value: String,
+    pub claimed: bool,
 }
 
 #[derive(Debug)]
@@ -265,6 +303,8 @@ pub struct UserRow {
     pub user_id: String,
     /// The user's page ([`super::context::user_url`]).
     pub url: String,
+    /// Name, email and plan.
+    pub traits: [TraitCell; 3],
     pub verified: bool,
     pub method: String,
     pub last_seen: String,
@@ -364,4 +404,62 @@ pub struct IssuerForm {
     pub user_claim: String,
     pub claims: String,
     pub algorithms: String,
+}
+
+#[derive(Debug)]
+pub struct MemberRow {
+    pub email: String,
+    pub role: &'static str,
+    pub last_login: String,
+    /// The account looking at the page.
+    pub you: bool,
+    /// The workspace's only owner: neither demoted nor removed.
+    pub last_owner: bool,
+    pub remove_url: String,
+}
+
+#[derive(Debug)]
+pub struct InviteRow {
+    pub email: String,
+    pub role: &'static str,
+    pub created_by: String,
+    pub created: String,
+    pub expires: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/team.html")]
+pub struct TeamPage {
+    pub l: Layout,
+    pub app_id: String,
+    pub can_change: bool,
+    pub members: Vec<MemberRow>,
+    pub invites: Vec<InviteRow>,
+    pub roles: &'static [(&'static str, &'static str)],
+}
+
+#[derive(Template)]
+#[template(path = "console/invite_link.html")]
+pub struct InviteLinkPage {
+    pub l: Layout,
+    pub email: String,
+    pub role: &'static str,
+    pub link: String,
+    pub expires: String,
+    pub back: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/accept.html")]
+pub struct AcceptPage {
+    pub l: Layout,
+    pub action: String,
+    pub workspace: String,
+    pub email: String,
+    pub role: &'static str,
+    pub expires: String,
+    /// An account with this email exists: its password proves it, none is set.
+    pub existing: bool,
+    pub min_chars: usize,
+    pub error: Option<String>,
 }

@@ -11,7 +11,7 @@ use super::context::{
     security_url, unavailable,
 };
 use super::pages::{
-    Bar, Chart, ConfirmPage, KeyRow, Link, STRICT_CHOICES, SecurityPage, Seg, Window,
+    Bar, Chart, ConfirmPage, KeyRow, Link, Protection, STRICT_CHOICES, SecurityPage, Seg, Window,
 };
 use crate::store::{CallCounts, StoreError};
 use crate::web::{Body, now};
@@ -72,8 +72,7 @@ fn chart(hourly: &[CallCounts; 24], day: &CallCounts) -> Chart {
             let mut segs = Vec::new();
             for (n, class) in [
                 (c.verified(), "verified"),
-                (c.unverified, "unverified"),
-                (c.would_reject, "would"),
+                (c.unsigned(), "would"),
                 (c.rejected, "rejected"),
             ] {
                 if n == 0 {
@@ -98,10 +97,10 @@ fn chart(hourly: &[CallCounts; 24], day: &CallCounts) -> Chart {
         bar_w: BAR,
         bars,
         summary: format!(
-            "Last 24 hours: {} verified, {} unverified, {} would be rejected, {} rejected",
+            "Last 24 hours: {} verified, {} accepted unsigned (strict mode on would reject \
+             them), {} rejected",
             day.verified(),
-            day.unverified,
-            day.would_reject,
+            day.unsigned(),
             day.rejected
         ),
     }
@@ -127,6 +126,56 @@ fn strict_label(mode: StrictMode) -> &'static str {
         StrictMode::Off => "off",
         StrictMode::ReportOnly => "report-only",
         StrictMode::Enforce => "on",
+    }
+}
+
+/// What the workspace's settings protect, said plainly at the top of the Security page: strict
+/// mode on makes every call carry a valid signature, but the seed form's signature covers the
+/// user id only, so plan and MRR sent beside it are stored as verified whatever the browser made
+/// of them; only signed claims put the traits under the signature.
+fn protection(ws: &workspace::Workspace, week: &CallCounts) -> Protection {
+    let (level, key, detail) = if ws.require_signed_claims {
+        (
+            "Traits verified",
+            "traits",
+            "Every call needs a signed-claims token from your backend (401 \
+             signed_claims_required otherwise). The user id and the traits the token carries \
+             (plan, MRR, email, name) are verified; traits the browser sends beside the token are \
+             kept apart as claims, never stored as verified.",
+        )
+    } else if ws.strict == StrictMode::Enforce {
+        (
+            "User id verified",
+            "user_id",
+            "Every call needs a valid signature (401 signature_required otherwise). With the seed \
+             form the signature covers the user id only: plan, MRR, email and name sent beside \
+             it can be changed in the browser and are still stored as verified. Require signed \
+             claims to verify them too.",
+        )
+    } else {
+        (
+            "Unsigned calls accepted",
+            "open",
+            "Anyone who can run code in a page can call identify() with any user id and traits: \
+             calls without a signature are accepted and stored as unverified users. Turn strict \
+             mode on to refuse them.",
+        )
+    };
+    let carried = week.seed_with_traits;
+    let recommend = (!ws.require_signed_claims && carried > 0).then(|| {
+        format!(
+            "{carried} of the {} verified calls in the last 7 days carried plan or MRR beside a \
+             seed-form signature, which covers the user id only: those values were stored as \
+             verified although the browser could have changed them. Put them in a signed-claims \
+             token and require signed claims.",
+            week.verified()
+        )
+    });
+    Protection {
+        level,
+        key,
+        detail,
+        recommend,
     }
 }
 
@@ -195,6 +244,7 @@ pub(super) async fn security_page(
             chart: chart(&c.hourly, &c.day),
             require_claims: ctx.ws.require_signed_claims,
             verified_7d,
+            protection: protection(&ctx.ws, &c.week),
             seed_pct: pct(c.week.verified_seed, verified_7d),
             claims_pct: pct(c.week.verified_claims, verified_7d),
             origins: ctx.ws.allowed_origins.clone(),
@@ -249,9 +299,8 @@ pub(super) async fn strict(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Bo
                 paragraphs: vec![
                     format!(
                         "In the last 24 hours {refused} calls were accepted without a valid \
-                         signature ({} unverified, {} counted as would be rejected). With strict \
-                         mode on, each of them would have been refused (401) and stored nothing.",
-                        c.day.unverified, c.day.would_reject
+                         signature (the Security page's \"would be rejected\"). With strict mode \
+                         on, each of them would have been refused (401) and stored nothing."
                     ),
                     format!(
                         "{} calls verified in the same 24 hours; they keep working.",

@@ -1,4 +1,5 @@
-//! A workspace's stored users: the list (all, verified or unverified, searched, paged), one
+//! A workspace's stored users: the list (all, verified or unverified, searched by id, name or
+//! email, paged; name, email and plan shown trusted, or labelled as claims), one
 //! user's trusted values beside what browsers only claimed, and deleting a user's data. (The CSV
 //! export of the verified users is [`super::export`].)
 
@@ -8,7 +9,7 @@ use hyper::{Request, Response, StatusCode};
 use super::context::{
     Ctx, enc, fmt_opt_time, fmt_time, not_found, query, redirect, render, unavailable, user_url,
 };
-use super::pages::{ConfirmPage, SHOWS, UserPage, UserRow, UsersPage};
+use super::pages::{ConfirmPage, SHOWS, TraitCell, UserPage, UserRow, UsersPage};
 use crate::users::UserQuery;
 use crate::web::{Body, now};
 
@@ -53,12 +54,35 @@ pub(super) async fn users_page(ctx: &Ctx<'_>, req: &Request<Incoming>) -> Respon
     });
     let rows = users
         .into_iter()
-        .map(|u| UserRow {
-            url: user_url(ctx.app(), &u.user_id, false),
-            method: u.method.unwrap_or_else(|| "-".into()),
-            last_seen: fmt_time(u.last_seen),
-            verified: u.verified,
-            user_id: u.user_id,
+        .map(|u| {
+            let (trusted, claimed) = u.trusted_and_claimed();
+            // A trusted value when there is one, else what a browser claimed, labelled so.
+            let cell = |t: Option<String>, c: Option<String>| match (t, c) {
+                (Some(v), _) => TraitCell {
+                    value: v,
+                    claimed: false,
+                },
+                (None, Some(v)) => TraitCell {
+                    value: v,
+                    claimed: true,
+                },
+                (None, None) => TraitCell {
+                    value: "-".into(),
+                    claimed: false,
+                },
+            };
+            UserRow {
+                url: user_url(ctx.app(), &u.user_id, false),
+                traits: [
+                    cell(trusted.name, claimed.name),
+                    cell(trusted.email, claimed.email),
+                    cell(trusted.plan, claimed.plan),
+                ],
+                method: u.method.unwrap_or_else(|| "-".into()),
+                last_seen: fmt_time(u.last_seen),
+                verified: u.verified,
+                user_id: u.user_id,
+            }
         })
         .collect();
     render(

@@ -228,7 +228,8 @@ pub(crate) async fn account_login(
     .transpose()
 }
 
-/// Stores a new session and forgets every session that has ended under `rules`.
+/// Stores a new session, notes the account's login time, and forgets every session that has
+/// ended under `rules`.
 pub(crate) async fn create_session(
     c: &mut impl Sql,
     token_sha256: &[u8; 32],
@@ -247,6 +248,12 @@ pub(crate) async fn create_session(
         "INSERT INTO console_sessions (token_sha256, account_id, created_at, last_seen)
          VALUES ($1, $2, $3, $3)",
         args![&token_sha256[..], account_id, now],
+    )
+    .await?;
+    // The Team page's "last login".
+    c.exec(
+        "UPDATE console_accounts SET last_login_at = $1 WHERE id = $2",
+        args![now, account_id],
     )
     .await?;
     Ok(())

@@ -4,7 +4,8 @@
 //!
 //! The rules on stored data are written once, above the backends, against [`sql::Sql`]
 //! (statements, rows, locks): `config` (workspaces, keys, sealed secrets), `accounts` (console
-//! accounts and sessions), `stats` (live counts, rejections), `records` (users, audit log),
+//! accounts and sessions), `team` (a workspace's members and invitations, with its own facade
+//! methods), `stats` (live counts, rejections), `records` (users, audit log),
 //! `instances` (the instances serving a shared database and the master keys they hold);
 //! `secrets`, `model` and `writes` hold what they and the backends share. A backend is the SQL
 //! execution below them, plus what only its engine does:
@@ -34,6 +35,7 @@ mod secrets;
 pub mod sql;
 pub mod sqlite;
 mod stats;
+mod team;
 mod writes;
 
 pub use error::StoreError;
@@ -47,6 +49,9 @@ pub use secrets::{
     upgrade_secrets,
 };
 pub use sql::Mode;
+pub use team::{
+    INVITE_TTL_SECS, InviteFor, MAX_PENDING_INVITES, PendingInvite, Team, TeamMember, TeamRefusal,
+};
 pub use writes::Queued;
 pub(crate) use writes::{MergeRows, keys_used, merge_on_conflict};
 

@@ -83,7 +83,8 @@ pub struct SessionRules {
 }
 
 /// Identify outcomes counted per workspace and minute (the console's live counts). Each call
-/// counts once, in exactly one of these.
+/// counts once, in exactly one of the outcomes; `seed_with_traits` counts again, among the
+/// `verified_seed` ones, those that carried plan or MRR.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct CallCounts {
     pub verified_seed: u64,
@@ -93,6 +94,10 @@ pub struct CallCounts {
     /// Accepted unverified in report-only mode; strict mode `on` would have refused it.
     pub would_reject: u64,
     pub rejected: u64,
+    /// Of `verified_seed`: calls that sent plan or MRR beside the seed form's signature, which
+    /// covers the user id only (stored as verified all the same: the Security page recommends
+    /// signed claims when there are any).
+    pub seed_with_traits: u64,
 }
 
 impl CallCounts {
@@ -102,10 +107,18 @@ impl CallCounts {
         self.unverified += o.unverified;
         self.would_reject += o.would_reject;
         self.rejected += o.rejected;
+        self.seed_with_traits += o.seed_with_traits;
     }
 
     pub fn verified(&self) -> u64 {
         self.verified_seed + self.verified_claims
+    }
+
+    /// Calls accepted without a valid signature (stored unverified), whatever the strict mode
+    /// was at the time: each is a call that strict mode `on` would refuse, so this is the
+    /// console's "would be rejected" in every mode, not only in report-only.
+    pub fn unsigned(&self) -> u64 {
+        self.unverified + self.would_reject
     }
 
     pub fn total(&self) -> u64 {

@@ -63,8 +63,9 @@ fn contains_pattern(search: &str) -> String {
 }
 
 /// Users in user-id order (byte order on every backend, so cursors page alike) after
-/// `q.after`, optionally only (un)verified ones or those whose id contains `q.search` (ASCII
-/// case folded, as every backend's case-insensitive LIKE does on these columns).
+/// `q.after`, optionally only (un)verified ones or those whose id, name or email contains
+/// `q.search` (ASCII case folded, as every backend's case-insensitive LIKE does on these
+/// columns).
 pub(crate) async fn list_users(
     c: &mut impl Sql,
     app_id: &str,
@@ -73,9 +74,10 @@ pub(crate) async fn list_users(
     let sql = format!(
         "SELECT {USER_COLUMNS} FROM users WHERE app_id = $1
          AND (CAST($2 AS BOOLEAN) IS NULL OR verified = $2) AND user_id > $3
-         AND (CAST($4 AS TEXT) IS NULL OR user_id {} $4 ESCAPE '\\')
+         AND (CAST($4 AS TEXT) IS NULL OR user_id {like} $4 ESCAPE '\\'
+              OR name {like} $4 ESCAPE '\\' OR email {like} $4 ESCAPE '\\')
          ORDER BY user_id LIMIT $5",
-        c.ilike()
+        like = c.ilike()
     );
     let pattern = q.search.as_deref().map(contains_pattern);
     let args = args![

@@ -25,14 +25,15 @@ pub(crate) async fn add_call_stats(
         let k = &d.counts;
         c.exec(
             "INSERT INTO call_counts AS cc (app_id, minute, verified_seed, verified_claims,
-                 unverified, would_reject, rejected)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 unverified, would_reject, rejected, seed_with_traits)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
              ON CONFLICT (app_id, minute) DO UPDATE SET
                  verified_seed = cc.verified_seed + excluded.verified_seed,
                  verified_claims = cc.verified_claims + excluded.verified_claims,
                  unverified = cc.unverified + excluded.unverified,
                  would_reject = cc.would_reject + excluded.would_reject,
-                 rejected = cc.rejected + excluded.rejected",
+                 rejected = cc.rejected + excluded.rejected,
+                 seed_with_traits = cc.seed_with_traits + excluded.seed_with_traits",
             args![
                 &d.app_id,
                 d.minute,
@@ -41,6 +42,7 @@ pub(crate) async fn add_call_stats(
                 n(k.unverified),
                 n(k.would_reject),
                 n(k.rejected),
+                n(k.seed_with_traits),
             ],
         )
         .await?;
@@ -95,7 +97,8 @@ pub(crate) async fn call_counts(
     since_minute: i64,
 ) -> Result<Vec<(i64, CallCounts)>, StoreError> {
     c.rows_as(
-        "SELECT minute, verified_seed, verified_claims, unverified, would_reject, rejected
+        "SELECT minute, verified_seed, verified_claims, unverified, would_reject, rejected,
+             seed_with_traits
          FROM call_counts WHERE app_id = $1 AND minute >= $2 ORDER BY minute",
         args![app_id, since_minute],
         |r| {
@@ -107,6 +110,7 @@ pub(crate) async fn call_counts(
                     unverified: r.count(3)?,
                     would_reject: r.count(4)?,
                     rejected: r.count(5)?,
+                    seed_with_traits: r.count(6)?,
                 },
             ))
         },

@@ -200,14 +200,15 @@ impl PgStore {
         );
         copy!(
             "console_accounts",
-            "SELECT id, email, password_phc, created_at FROM console_accounts",
-            "INSERT INTO console_accounts (id, email, password_phc, created_at)
-             VALUES ($1, $2, $3, $4)",
+            "SELECT id, email, password_phc, created_at, last_login_at FROM console_accounts",
+            "INSERT INTO console_accounts (id, email, password_phc, created_at, last_login_at)
+             VALUES ($1, $2, $3, $4, $5)",
             |r| [
                 r.get::<_, i64>(0)?,
                 r.get::<_, String>(1)?,
                 r.get::<_, String>(2)?,
                 r.get::<_, i64>(3)?,
+                r.get::<_, Option<i64>>(4)?,
             ]
         );
         copy!(
@@ -233,11 +234,27 @@ impl PgStore {
             ]
         );
         copy!(
+            "console_invites",
+            "SELECT token_sha256, app_id, email, role, created_by, created_at, expires_at
+             FROM console_invites",
+            "INSERT INTO console_invites (token_sha256, app_id, email, role, created_by,
+                 created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            |r| [
+                r.get::<_, Vec<u8>>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, i64>(5)?,
+                r.get::<_, i64>(6)?,
+            ]
+        );
+        copy!(
             "call_counts",
             "SELECT app_id, minute, verified_seed, verified_claims, unverified, would_reject,
-                 rejected FROM call_counts",
+                 rejected, seed_with_traits FROM call_counts",
             "INSERT INTO call_counts (app_id, minute, verified_seed, verified_claims, unverified,
-                 would_reject, rejected) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                 would_reject, rejected, seed_with_traits) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             |r| [
                 r.get::<_, String>(0)?,
                 r.get::<_, i64>(1)?,
@@ -246,6 +263,7 @@ impl PgStore {
                 r.get::<_, i64>(4)?,
                 r.get::<_, i64>(5)?,
                 r.get::<_, i64>(6)?,
+                r.get::<_, i64>(7)?,
             ]
         );
         copy!(

@@ -75,7 +75,9 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0001_init.sql"),
     include_str!("../migrations/postgres/0002_console.sql"),
     include_str!("../migrations/postgres/0003_instances.sql"),
-    include_str!("../migrations/postgres/0004_token_issuers.sql"),
+    include_str!("../migrations/postgres/0004_team_invites.sql"),
+    include_str!("../migrations/postgres/0005_seed_trait_counts.sql"),
+    include_str!("../migrations/postgres/0006_token_issuers.sql"),
 ];
 
 /// How many migrations this build knows (tests of the schema-version refusal).

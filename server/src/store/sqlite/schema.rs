@@ -107,7 +107,23 @@ const MIGRATIONS: &[&str] = &[
          user_id TEXT
      );
      CREATE INDEX recent_rejections_app ON recent_rejections(app_id, id);",
-    // 3: the workspace's token issuers (public keys and identity providers), a JSON array of
+    // 4 (team invites): the console's Team page: each account's last login, and invitations
+    // into a workspace (the link's token as its SHA-256 only; one pending per email).
+    "ALTER TABLE console_accounts ADD COLUMN last_login_at INTEGER;
+     CREATE TABLE console_invites (
+         token_sha256 BLOB PRIMARY KEY,
+         app_id TEXT NOT NULL REFERENCES workspaces(app_id) ON DELETE CASCADE,
+         email TEXT NOT NULL,
+         role TEXT NOT NULL,
+         created_by TEXT NOT NULL,
+         created_at INTEGER NOT NULL,
+         expires_at INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE UNIQUE INDEX console_invites_app_email ON console_invites(app_id, email);",
+    // 5 (seed trait counts): of the seed-form calls verified per minute, those that carried plan
+    // or MRR beside a signature that does not cover them (the Security page's recommendation).
+    "ALTER TABLE call_counts ADD COLUMN seed_with_traits INTEGER NOT NULL DEFAULT 0;",
+    // 6 (token issuers): the workspace's token issuers (public keys and identity providers), a JSON array of
     // their configurations (issuers::IssuerConfig): public keys and URLs only, nothing secret.
     "ALTER TABLE workspaces ADD COLUMN token_issuers TEXT NOT NULL DEFAULT '[]';",
 ];

@@ -53,6 +53,20 @@ async function login(userId: string, token: string): Promise<string> {
 }
 void login;
 
+// init() throws (not a rejection) when the app id is unusable: the same error type and codes.
+function setUp(appId: string): string {
+  try {
+    DropFix.init({ appId });
+    return 'ready';
+  } catch (e) {
+    if (e instanceof DropFixError && (e.code === 'invalid_config' || e.code === 'secret_not_allowed')) return e.message;
+    throw e;
+  }
+}
+void setUp;
+// @ts-expect-error appId is required
+DropFix.init({ endpoint: 'https://verify.example.com' });
+
 const fromProxy: DropFixErrorCode = 'http_502';
 // @ts-expect-error not a code
 const unknown: DropFixErrorCode = 'timed_out';
