@@ -1120,7 +1120,7 @@ fn the_readme_decision_table_names_every_rejection_code() {
         .collect();
     assert!(!table.is_empty(), "the README's decision table");
     for r in dropfix_core::Rejection::ALL {
-        let code = format!("401 `{}`", r.code());
+        let code = format!("{} `{}`", r.status(), r.code());
         assert!(
             table.iter().any(|row| row.contains(&code)),
             "{code} is not in the README's decision table"
