@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use deadpool_postgres::{Pool, PoolError};
 use tokio::sync::mpsc;
+use tokio_postgres::types::{ToSql, Type};
 
 use super::{MAX_BATCH, Pending, describe, pooled};
 use crate::metrics::Metrics;
@@ -116,27 +117,35 @@ impl<'a> Round<'a> {
         self.custom.push(w.custom_json());
     }
 
-    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 19] {
+    /// The arrays with their types, in the order of [`UPSERT_USERS`]'s `$n` (sent unnamed:
+    /// see `super::typed`).
+    fn params(&self) -> [(&(dyn ToSql + Sync), Type); 19] {
+        let (text, int8, boolean, float8) = (
+            Type::TEXT_ARRAY,
+            Type::INT8_ARRAY,
+            Type::BOOL_ARRAY,
+            Type::FLOAT8_ARRAY,
+        );
         [
-            &self.app_id,
-            &self.user_id,
-            &self.now,
-            &self.verified,
-            &self.method,
-            &self.key_id,
-            &self.signed_at,
-            &self.t_name,
-            &self.t_email,
-            &self.t_plan,
-            &self.t_mrr,
-            &self.t_signup_date,
-            &self.c_name,
-            &self.c_email,
-            &self.c_plan,
-            &self.c_mrr,
-            &self.c_signup_date,
-            &self.claims,
-            &self.custom,
+            (&self.app_id, text.clone()),
+            (&self.user_id, text.clone()),
+            (&self.now, int8.clone()),
+            (&self.verified, boolean),
+            (&self.method, text.clone()),
+            (&self.key_id, int8.clone()),
+            (&self.signed_at, int8),
+            (&self.t_name, text.clone()),
+            (&self.t_email, text.clone()),
+            (&self.t_plan, text.clone()),
+            (&self.t_mrr, float8.clone()),
+            (&self.t_signup_date, text.clone()),
+            (&self.c_name, text.clone()),
+            (&self.c_email, text.clone()),
+            (&self.c_plan, text.clone()),
+            (&self.c_mrr, float8),
+            (&self.c_signup_date, text.clone()),
+            (&self.claims, text.clone()),
+            (&self.custom, text),
         ]
     }
 }
@@ -177,15 +186,15 @@ async fn write_batch(
 ) -> Result<(), BatchError> {
     let mut client = pooled(pool, metrics).await.map_err(BatchError::pool)?;
     let tx = client.transaction().await?;
-    let upsert = tx.prepare_cached(&UPSERT_USERS).await?;
     for round in rounds(writes) {
-        tx.execute(&upsert, &round.params()).await?;
+        tx.execute_typed(&UPSERT_USERS, &round.params()).await?;
     }
     let used = keys_used(writes.iter().copied());
     if !used.is_empty() {
         let (ids, ats): (Vec<i64>, Vec<i64>) = used.into_iter().unzip();
-        let touch = tx.prepare_cached(TOUCH_KEYS).await?;
-        tx.execute(&touch, &[&ids, &ats]).await?;
+        let args: [(&(dyn ToSql + Sync), Type); 2] =
+            [(&ids, Type::INT8_ARRAY), (&ats, Type::INT8_ARRAY)];
+        tx.execute_typed(TOUCH_KEYS, &args).await?;
     }
     tx.commit().await?;
     Ok(())

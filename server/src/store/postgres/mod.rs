@@ -88,6 +88,11 @@ pub fn schema_version_known() -> usize {
 pub struct PgOptions {
     /// `postgres://user:password@host:port/dbname` (or the key=value form).
     pub url: String,
+    /// A URL of the same database that reaches it without a transaction-mode pooler
+    /// (`--database-direct-url`): the LISTEN connection uses it. Without it the listener uses
+    /// `url`, and when notifications do not come through that (a transaction pooler), changes
+    /// arrive by the 1 s poll alone.
+    pub direct_url: Option<String>,
     /// Pooled connections at most (plus one dedicated LISTEN connection).
     pub pool_size: usize,
     /// Bound on waiting for a pooled connection and on connecting.
@@ -98,6 +103,7 @@ impl PgOptions {
     pub fn new(url: impl Into<String>) -> PgOptions {
         PgOptions {
             url: url.into(),
+            direct_url: None,
             pool_size: DEFAULT_POOL_SIZE,
             timeout: DEFAULT_TIMEOUT,
         }
@@ -109,6 +115,7 @@ impl std::fmt::Debug for PgOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgOptions")
             .field("url", &"<redacted>")
+            .field("direct_url", &self.direct_url.as_ref().map(|_| "<redacted>"))
             .field("pool_size", &self.pool_size)
             .field("timeout", &self.timeout)
             .finish()
@@ -125,6 +132,15 @@ impl From<tokio_postgres::Error> for StoreError {
 
 fn describe(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
+        Some(db) if is_prepared_statement_error(db.code()) => format!(
+            "{} ({}): a connection pooler in front of PostgreSQL (PgBouncer with pool_mode = \
+             transaction before 1.21, or a managed transaction pooler) handed this session's \
+             statements to different server connections, or kept another client's prepared \
+             statements; this server sends none by name, so restart the pooler to clear \
+             statements other clients left behind, or use session mode (pool_mode = session)",
+            db.message(),
+            db.code().code()
+        ),
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
         // "error connecting to server" alone does not say why: add the cause (refused, timed
         // out, authentication failed). These come from the client and quote no row values.
@@ -143,6 +159,13 @@ fn describe(e: &tokio_postgres::Error) -> String {
             }
         }
     }
+}
+
+/// 26000 (`prepared statement "s9" does not exist`) and 42P05 (`... already exists`): what a
+/// transaction-mode pooler answers to a client that names statements.
+fn is_prepared_statement_error(code: &tokio_postgres::error::SqlState) -> bool {
+    use tokio_postgres::error::SqlState;
+    *code == SqlState::INVALID_SQL_STATEMENT_NAME || *code == SqlState::DUPLICATE_PSTATEMENT
 }
 
 impl From<PoolError> for StoreError {
@@ -211,6 +234,16 @@ async fn pooled(pool: &Pool, metrics: &Metrics) -> Result<Object, PoolError> {
     got
 }
 
+/// Where the LISTEN connection goes: the direct URL if one was given, else the pool's.
+pub(super) struct Listener {
+    connect: (
+        tokio_postgres::Config,
+        tokio_postgres_rustls::MakeRustlsConnect,
+    ),
+    /// Whether it came from `--database-direct-url` (for the log line when it hears nothing).
+    direct: bool,
+}
+
 fn pg_config(
     opts: &PgOptions,
 ) -> Result<
@@ -259,13 +292,26 @@ impl PgStore {
 
         let sync = Arc::new(ConfigSync::default());
         bounded(op_timeout, reload(&pool, &hooks, &sync, true)).await?;
+        let listener = match &opts.direct_url {
+            Some(url) => Listener {
+                connect: pg_config(&PgOptions {
+                    url: url.clone(),
+                    ..opts.clone()
+                })?,
+                direct: true,
+            },
+            None => Listener {
+                connect: (cfg, tls),
+                direct: false,
+            },
+        };
 
         let (queue, rx) = mpsc::channel(QUEUE_DEPTH);
         let (stop, stopped) = watch::channel(());
         tokio::spawn(batcher(rx, pool.clone(), hooks.clone(), op_timeout));
         let (listening_tx, listening) = oneshot::channel();
         tokio::spawn(listen(
-            (cfg, tls),
+            listener,
             pool.clone(),
             hooks.clone(),
             Arc::clone(&sync),
@@ -273,7 +319,8 @@ impl PgStore {
             stopped.clone(),
             listening_tx,
         ));
-        // Opened means listening: a change committed from now on reaches this instance by
+        // Opened means listening (or known not to hear anything through this URL, which the
+        // listener has logged): a change committed from now on reaches this instance by
         // notification. If LISTEN cannot be set up in time, the poll still covers it (and the
         // listener keeps retrying), so this is not an error.
         if !matches!(
@@ -384,7 +431,7 @@ impl PgStore {
 
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.with_client(async |c| {
-            c.query_one("SELECT 1", &[]).await?;
+            c.batch_execute("SELECT 1").await?;
             Ok(())
         })
         .await
@@ -473,22 +520,43 @@ fn cells(r: &tokio_postgres::Row) -> Result<Row, StoreError> {
     Ok(Row(out))
 }
 
-fn params<'a>(args: &'a [Arg<'_>]) -> Vec<&'a (dyn ToSql + Sync)> {
-    args.iter().map(|a| a as &(dyn ToSql + Sync)).collect()
+/// The arguments with the type each is sent as, for tokio-postgres' `*_typed` calls.
+///
+/// No statement of this backend is ever prepared by name: each goes out as the unnamed
+/// statement (Parse, Bind, Execute, Sync in one message), which lives only until the next one.
+/// A transaction-mode pooler (PgBouncer `pool_mode = transaction` before 1.21, Supabase's port
+/// 6543, many managed poolers) hands each transaction, and each statement outside one, to
+/// whichever server connection is free: a statement named on one connection does not exist on
+/// the next (`prepared statement "s9" does not exist`), and one left behind collides with the
+/// next client's name (`already exists`). Planning each statement again costs little here
+/// (measured in BENCHMARKS.md, "PostgreSQL behind a transaction pooler"): the hot path is one
+/// statement per batch of calls.
+fn typed<'a>(args: &'a [Arg<'_>]) -> Vec<(&'a (dyn ToSql + Sync), Type)> {
+    args.iter()
+        .map(|a| {
+            let ty = match a {
+                Arg::Int(_) => Type::INT8,
+                Arg::Real(_) => Type::FLOAT8,
+                Arg::Text(_) => Type::TEXT,
+                Arg::Bool(_) => Type::BOOL,
+                Arg::Bytes(_) => Type::BYTEA,
+            };
+            (a as &(dyn ToSql + Sync), ty)
+        })
+        .collect()
 }
 
 impl Sql for PgConn<'_, '_> {
-    // Statements are prepared once per pooled connection (deadpool's statement cache): a rule
-    // that runs one statement per row (a flush of rejections) pays one round trip per row.
+    // Every statement is sent unnamed, with its parameter types, in one round trip (see
+    // [`typed`]): a rule that runs one statement per row (a flush of rejections) pays one round
+    // trip per row, as a cached prepared statement would.
     async fn exec(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<u64, StoreError> {
-        let stmt = self.0.prepare_cached(sql).await?;
-        Ok(self.0.execute(&stmt, &params(args)).await?)
+        Ok(self.0.execute_typed(sql, &typed(args)).await?)
     }
 
     async fn rows(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<Row>, StoreError> {
-        let stmt = self.0.prepare_cached(sql).await?;
         self.0
-            .query(&stmt, &params(args))
+            .query_typed(sql, &typed(args))
             .await?
             .iter()
             .map(cells)
@@ -506,11 +574,15 @@ impl Sql for PgConn<'_, '_> {
         match lock {
             Lock::FirstWorkspace => {
                 let sql = "SELECT pg_advisory_xact_lock($1)";
-                self.0.execute(sql, &[&FIRST_WORKSPACE_LOCK]).await?
+                self.0
+                    .execute_typed(sql, &[(&FIRST_WORKSPACE_LOCK, Type::INT8)])
+                    .await?
             }
             Lock::Rejections(app) => {
                 let sql = "SELECT pg_advisory_xact_lock($1, hashtext($2))";
-                self.0.execute(sql, &[&REJECTIONS_LOCK, &app]).await?
+                let args: [(&(dyn ToSql + Sync), Type); 2] =
+                    [(&REJECTIONS_LOCK, Type::INT4), (&app, Type::TEXT)];
+                self.0.execute_typed(sql, &args).await?
             }
         };
         Ok(())
@@ -519,10 +591,10 @@ impl Sql for PgConn<'_, '_> {
     /// Bumps `config_version` and notifies every instance; both take effect at COMMIT.
     async fn config_changed(&mut self) -> Result<(), StoreError> {
         self.0
-            .execute(
+            .execute_typed(
                 "WITH v AS (UPDATE config_version SET version = version + 1 RETURNING version)
                  SELECT pg_notify($1, version::text) FROM v",
-                &[&CHANNEL],
+                &[(&CHANNEL, Type::TEXT)],
             )
             .await?;
         Ok(())
