@@ -55,7 +55,12 @@ fn listening(store: &Store) -> Option<bool> {
 }
 
 /// Turns strict mode on through `a` and waits for `b_sees` to show it: how long it took.
-async fn strict_change_reaches(a: &Store, b_sees: &Registry, app: &str, bound: Duration) -> Duration {
+async fn strict_change_reaches(
+    a: &Store,
+    b_sees: &Registry,
+    app: &str,
+    bound: Duration,
+) -> Duration {
     let patch = WorkspacePatch {
         strict: Some(StrictMode::Enforce),
         ..Default::default()

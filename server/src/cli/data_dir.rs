@@ -31,8 +31,12 @@ pub(super) struct DataDir {
     /// transaction-mode pooler (PgBouncer pool_mode = transaction, Supabase's port 6543), which
     /// cannot deliver notifications: point it at PostgreSQL itself or at a session-mode pool.
     /// Without it, behind such a pooler, changes made by other instances arrive by the 1 s poll.
-    #[arg(long, env = "DROPFIX_DATABASE_DIRECT_URL", hide_env_values = true,
-          requires = "database_url")]
+    #[arg(
+        long,
+        env = "DROPFIX_DATABASE_DIRECT_URL",
+        hide_env_values = true,
+        requires = "database_url"
+    )]
     pub(super) database_direct_url: Option<String>,
     /// PostgreSQL connections this process keeps at most (plus one for change notifications).
     #[arg(long, env = "DROPFIX_DB_POOL_SIZE", default_value_t = postgres::DEFAULT_POOL_SIZE,

@@ -155,7 +155,11 @@ impl TestDb {
         Some(TestDb {
             url: with_database(&server, &name),
             store_url: with_database(
-                &if via_pooler { pooler_url() } else { server.clone() },
+                &if via_pooler {
+                    pooler_url()
+                } else {
+                    server.clone()
+                },
                 &name,
             ),
             name,

@@ -115,7 +115,10 @@ impl std::fmt::Debug for PgOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgOptions")
             .field("url", &"<redacted>")
-            .field("direct_url", &self.direct_url.as_ref().map(|_| "<redacted>"))
+            .field(
+                "direct_url",
+                &self.direct_url.as_ref().map(|_| "<redacted>"),
+            )
             .field("pool_size", &self.pool_size)
             .field("timeout", &self.timeout)
             .finish()
