@@ -195,6 +195,8 @@ struct Inner {
     queue: mpsc::Sender<Pending>,
     hooks: Hooks,
     sync: Arc<ConfigSync>,
+    /// Named or unnamed statements on the identify path.
+    statements: Arc<Statements>,
     op_timeout: Duration,
     /// How long an identify call waits for its batch's answer (`--db-timeout-secs`): a call
     /// queued behind a batch stuck on a hung database gets its 503 in this time, not after that
@@ -227,6 +229,44 @@ struct ConfigSync {
     loaded: AtomicI64,
     /// Whether the LISTEN connection is up (the metrics).
     listening: AtomicBool,
+}
+
+/// Whether the identify batch may send its two statements named (prepared once per pooled
+/// connection) rather than unnamed. Named, they cost no planning per batch: one verifier on a
+/// direct connection serves about 1.36x the new-id writes per second (BENCHMARKS.md, "PostgreSQL
+/// behind a transaction pooler"). But a transaction-mode pooler lends each transaction to any
+/// server connection, where a name prepared on another is missing (26000) or, left by another
+/// client, taken (42P05). So everything starts unnamed, and the batch turns to named statements
+/// only once the listener has proved that the pool's own URL keeps a session per connection (its
+/// probe notification arrived through that URL, which no transaction pooler delivers). With
+/// `--database-direct-url` the pool's URL is taken to be a pooler and stays unnamed. Should a
+/// named statement still meet 26000/42P05, the batch is retried unnamed and named statements
+/// stay off.
+#[derive(Debug, Default)]
+pub(super) struct Statements {
+    named: AtomicBool,
+}
+
+impl Statements {
+    pub(super) fn named(&self) -> bool {
+        self.named.load(Ordering::Relaxed)
+    }
+
+    /// The pool's URL keeps sessions: prepared statements from now on.
+    pub(super) fn allow(&self) {
+        self.named.store(true, Ordering::Relaxed);
+    }
+
+    /// Named statements failed: unnamed from now on (said once).
+    pub(super) fn refuse(&self, error: &str) {
+        if self.named.swap(false, Ordering::Relaxed) {
+            tracing::warn!(
+                error,
+                "named statements failed on a pooled connection: sending every statement \
+                 unnamed from now on (a pooler in transaction mode?)"
+            );
+        }
+    }
 }
 
 /// A pooled connection, the wait for it (got or not) recorded in `dropfix_db_pool_wait_seconds`.
@@ -311,10 +351,18 @@ impl PgStore {
 
         let (queue, rx) = mpsc::channel(QUEUE_DEPTH);
         let (stop, stopped) = watch::channel(());
-        tokio::spawn(batcher(rx, pool.clone(), hooks.clone(), op_timeout));
+        let statements = Arc::new(Statements::default());
+        tokio::spawn(batcher(
+            rx,
+            pool.clone(),
+            hooks.clone(),
+            Arc::clone(&statements),
+            op_timeout,
+        ));
         let (listening_tx, listening) = oneshot::channel();
         tokio::spawn(listen(
             listener,
+            Arc::clone(&statements),
             pool.clone(),
             hooks.clone(),
             Arc::clone(&sync),
@@ -345,6 +393,7 @@ impl PgStore {
                 queue,
                 hooks,
                 sync,
+                statements,
                 op_timeout,
                 answer_timeout: opts.timeout,
                 row_commits: std::env::var("DROPFIX_BENCH_PG_ROW_COMMITS").is_ok_and(|v| v == "1"),
@@ -411,7 +460,8 @@ impl PgStore {
             return Queued::Waiting(Box::pin(async move {
                 let mut one = vec![(write, done)];
                 let metrics = &inner.hooks.metrics;
-                commit_batch(&inner.pool, metrics, &mut one, inner.op_timeout).await;
+                let named = &inner.statements;
+                commit_batch(&inner.pool, metrics, named, &mut one, inner.op_timeout).await;
                 wait.await.map_err(|_| StoreError::Closed)?
             }));
         }
@@ -525,15 +575,15 @@ fn cells(r: &tokio_postgres::Row) -> Result<Row, StoreError> {
 
 /// The arguments with the type each is sent as, for tokio-postgres' `*_typed` calls.
 ///
-/// No statement of this backend is ever prepared by name: each goes out as the unnamed
-/// statement (Parse, Bind, Execute, Sync in one message), which lives only until the next one.
+/// No statement of this backend is prepared by name, except the identify batch's once a session
+/// is proved ([`Statements`]): each goes out as the unnamed statement (Parse, Bind, Execute,
+/// Sync in one message), which lives only until the next one.
 /// A transaction-mode pooler (PgBouncer `pool_mode = transaction` before 1.21, Supabase's port
 /// 6543, many managed poolers) hands each transaction, and each statement outside one, to
 /// whichever server connection is free: a statement named on one connection does not exist on
 /// the next (`prepared statement "s9" does not exist`), and one left behind collides with the
-/// next client's name (`already exists`). Planning each statement again costs little here
-/// (measured in BENCHMARKS.md, "PostgreSQL behind a transaction pooler"): the hot path is one
-/// statement per batch of calls.
+/// next client's name (`already exists`). Planning each statement again costs little off the
+/// hot path (a rule runs a few statements per admin or console request).
 fn typed<'a>(args: &'a [Arg<'_>]) -> Vec<(&'a (dyn ToSql + Sync), Type)> {
     args.iter()
         .map(|a| {

@@ -12,7 +12,7 @@ use tokio_postgres::{AsyncMessage, IsolationLevel};
 
 use super::{
     CHANNEL, ConfigSync, Listener, MAX_BACKOFF, MIGRATION_LOCK, MIGRATIONS, POLL_INTERVAL, PgConn,
-    bounded, describe, pooled,
+    Statements, bounded, describe, pooled,
 };
 use crate::sealing::Keyring;
 use crate::store::sql::pending_migrations;
@@ -151,6 +151,7 @@ enum Heard {
 /// a server connection never wakes anyone.
 pub(super) async fn listen(
     listener: Listener,
+    statements: Arc<Statements>,
     pool: Pool,
     hooks: Hooks,
     sync: Arc<ConfigSync>,
@@ -205,7 +206,13 @@ pub(super) async fn listen(
                     &mut ready,
                 );
                 match probed.await {
-                    Ok(true) => heard = Heard::Delivered,
+                    Ok(true) => {
+                        heard = Heard::Delivered;
+                        // Heard through the pool's own URL: it keeps a session per connection.
+                        if !direct {
+                            statements.allow();
+                        }
+                    }
                     Ok(false) => {
                         driver.abort();
                         return Ok(false);
