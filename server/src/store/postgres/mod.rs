@@ -285,6 +285,8 @@ pub(super) struct Listener {
     ),
     /// Whether it came from `--database-direct-url` (for the log line when it hears nothing).
     direct: bool,
+    /// Told when the pool's own URL proves to keep sessions.
+    statements: Arc<Statements>,
 }
 
 fn pg_config(
@@ -335,6 +337,7 @@ impl PgStore {
 
         let sync = Arc::new(ConfigSync::default());
         bounded(op_timeout, reload(&pool, &hooks, &sync, true)).await?;
+        let statements = Arc::new(Statements::default());
         let listener = match &opts.direct_url {
             Some(url) => Listener {
                 connect: pg_config(&PgOptions {
@@ -342,16 +345,17 @@ impl PgStore {
                     ..opts.clone()
                 })?,
                 direct: true,
+                statements: Arc::clone(&statements),
             },
             None => Listener {
                 connect: (cfg, tls),
                 direct: false,
+                statements: Arc::clone(&statements),
             },
         };
 
         let (queue, rx) = mpsc::channel(QUEUE_DEPTH);
         let (stop, stopped) = watch::channel(());
-        let statements = Arc::new(Statements::default());
         tokio::spawn(batcher(
             rx,
             pool.clone(),
@@ -362,7 +366,6 @@ impl PgStore {
         let (listening_tx, listening) = oneshot::channel();
         tokio::spawn(listen(
             listener,
-            Arc::clone(&statements),
             pool.clone(),
             hooks.clone(),
             Arc::clone(&sync),

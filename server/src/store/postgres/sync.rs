@@ -151,7 +151,6 @@ enum Heard {
 /// a server connection never wakes anyone.
 pub(super) async fn listen(
     listener: Listener,
-    statements: Arc<Statements>,
     pool: Pool,
     hooks: Hooks,
     sync: Arc<ConfigSync>,
@@ -162,6 +161,7 @@ pub(super) async fn listen(
     let Listener {
         connect: (cfg, tls),
         direct,
+        statements,
     } = listener;
     let mut ready = Some(ready);
     let mut backoff = Duration::from_millis(100);
