@@ -12,7 +12,7 @@ use tokio_postgres::{AsyncMessage, IsolationLevel};
 
 use super::{
     CHANNEL, ConfigSync, Listener, MAX_BACKOFF, MIGRATION_LOCK, MIGRATIONS, POLL_INTERVAL, PgConn,
-    Statements, bounded, describe, pooled,
+    bounded, describe, pooled,
 };
 use crate::sealing::Keyring;
 use crate::store::sql::pending_migrations;
