@@ -33,6 +33,8 @@ for n in 10000 1000000 $([ "${GROWTH_10M:-0}" = 1 ] && echo 10000000); do
 done
 section "5. PostgreSQL"
 ROUNDS=2 bench/pg.sh
+section "5b. PostgreSQL behind a transaction pooler"
+ROUNDS=5 bench/pg-pooler.sh
 if [ "${SKIP_SOAK:-0}" != 1 ]; then
   section "6. soak"
   tests/reliability/soak.sh

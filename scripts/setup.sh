@@ -32,6 +32,8 @@ if [ "$mode" = "--test" ]; then
   # Debian ships it in the prometheus package, which also installs the Prometheus server (started
   # as a service where systemd runs); only promtool is used.
   command -v promtool >/dev/null || missing+=(prometheus)
+  # The PostgreSQL tests also run through a transaction-mode pooler (scripts/pgbouncer.sh).
+  command -v pgbouncer >/dev/null || missing+=(pgbouncer)
   # Debian splits ensurepip (which `python3 -m venv` needs) into python3-venv.
   python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
   if [ "${#missing[@]}" -gt 0 ]; then

@@ -36,9 +36,18 @@ step "dropfix-core builds for wasm32-unknown-unknown" \
 # PostgreSQL for the server's PostgreSQL tests (started or installed if needed; they fail without it).
 # A cluster this run started is stopped when it ends, whatever happens; one already running stays.
 pg_started="$(mktemp "${TMPDIR:-/tmp}/dropfix-pg-started.XXXXXX")"
-trap 'scripts/postgres.sh --stop-started "$pg_started" || true; rm -f "$pg_started"' EXIT
 pg_url="$(DROPFIX_PG_STARTED_FILE="$pg_started" scripts/postgres.sh)" && export DROPFIX_TEST_DATABASE_URL="$pg_url" || echo "scripts/postgres.sh failed: the PostgreSQL tests will fail" >&2
+# A transaction-mode PgBouncer in front of it (server/tests/pg_pooler.rs needs it; the step after
+# the workspace tests runs the stores through it); stopped when this script ends, before the
+# cluster this run started.
+pooler_url="$(scripts/pgbouncer.sh start "${pg_url:-}")" && export DROPFIX_TEST_POOLER_URL="$pooler_url" || echo "scripts/pgbouncer.sh failed: the pooler tests will fail" >&2
+trap 'scripts/pgbouncer.sh stop >/dev/null 2>&1 || true; scripts/postgres.sh --stop-started "$pg_started" || true; rm -f "$pg_started"' EXIT
 step "cargo test (core, server, cross-language)" cargo test --workspace
+# The PostgreSQL half of the store behaviour suite, and kill -9 of a verifier under load, with
+# every store going through PgBouncer in pool_mode = transaction (no direct URL): about 2 minutes.
+step "PostgreSQL through PgBouncer (transaction mode): store behaviour, kill -9 under load" \
+  env DROPFIX_TEST_STORES_VIA_POOLER=1 bash -c 'cargo test -p dropfix-server --test store_behaviour postgres &
+    a=$!; cargo test -p dropfix-tests --test pg_faults kill_9; b=$?; wait $a && exit $b'
 # The PostgreSQL half once more over TLS: a throwaway cluster that accepts TCP only with TLS, its
 # certificate from a throwaway CA, reached with sslmode=verify-full (the store behaviour suite,
 # verifier instances serving identify calls on it, and a wrong CA refused); removed afterwards.

@@ -47,7 +47,8 @@ fn verifiers(db: &TestDb, n: usize, master: &str) -> (Vec<Server>, Vec<tempfile:
                 env: vec![("DROPFIX_MASTER_KEYS", master)],
                 args: vec![
                     "--database-url",
-                    &db.url,
+                    // Through the pooler in the suite's pooler run (pg_support).
+                    &db.store_url,
                     // The workspace the calls go to (one instance creates it, and prints it).
                     "--create-dev-workspace",
                     "--db-timeout-secs",

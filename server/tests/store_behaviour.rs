@@ -66,7 +66,7 @@ impl Env {
             },
             Env::Postgres(db) => Backend::Postgres(PgOptions {
                 pool_size: 4,
-                ..PgOptions::new(db.url.clone())
+                ..PgOptions::new(db.store_url.clone())
             }),
         }
     }

@@ -26,6 +26,18 @@ pub(super) struct DataDir {
     /// several verifiers can share one database. The data dir is then not used.
     #[arg(long, env = "DROPFIX_DATABASE_URL", hide_env_values = true)]
     pub(super) database_url: Option<String>,
+    /// A second URL of the same database for what needs a session of its own: the connection
+    /// that LISTENs for workspace changes. Give it when --database-url goes through a
+    /// transaction-mode pooler (PgBouncer pool_mode = transaction, Supabase's port 6543), which
+    /// cannot deliver notifications: point it at PostgreSQL itself or at a session-mode pool.
+    /// Without it, behind such a pooler, changes made by other instances arrive by the 1 s poll.
+    #[arg(
+        long,
+        env = "DROPFIX_DATABASE_DIRECT_URL",
+        hide_env_values = true,
+        requires = "database_url"
+    )]
+    pub(super) database_direct_url: Option<String>,
     /// PostgreSQL connections this process keeps at most (plus one for change notifications).
     #[arg(long, env = "DROPFIX_DB_POOL_SIZE", default_value_t = postgres::DEFAULT_POOL_SIZE,
           value_parser = parse_pool_size)]
@@ -47,6 +59,10 @@ impl std::fmt::Debug for DataDir {
                 "database_url",
                 &self.database_url.as_ref().map(|_| "<redacted>"),
             )
+            .field(
+                "database_direct_url",
+                &self.database_direct_url.as_ref().map(|_| "<redacted>"),
+            )
             .field("db_pool_size", &self.db_pool_size)
             .field("db_timeout_secs", &self.db_timeout_secs)
             .finish()
@@ -57,6 +73,7 @@ impl DataDir {
     pub(super) fn backend(&self, ephemeral: bool) -> Backend {
         let postgres = self.database_url.as_ref().map(|url| postgres::PgOptions {
             url: url.clone(),
+            direct_url: self.database_direct_url.clone(),
             pool_size: self.db_pool_size,
             timeout: Duration::from_secs(self.db_timeout_secs),
         });
@@ -217,13 +234,20 @@ mod tests {
         for cmd in commands {
             let mut args = cmd.to_vec();
             args.extend(["--database-url", url, "--db-pool-size", "3"]);
+            args.extend(["--database-direct-url", "postgres://u:direct-pw@db/dropfix"]);
             let cli = parse(&args).unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
             assert!(!format!("{cli:?}").contains("hunter2"), "{cmd:?}");
+            assert!(!format!("{cli:?}").contains("direct-pw"), "{cmd:?}");
             let data = store_flags(&args);
             match data.backend(false) {
                 Backend::Postgres(opts) => {
                     assert_eq!((opts.url.as_str(), opts.pool_size), (url, 3));
+                    assert_eq!(
+                        opts.direct_url.as_deref(),
+                        Some("postgres://u:direct-pw@db/dropfix")
+                    );
                     assert!(!format!("{opts:?}").contains("hunter2"));
+                    assert!(!format!("{opts:?}").contains("direct-pw"));
                 }
                 other => panic!("{cmd:?}: {other:?}"),
             }

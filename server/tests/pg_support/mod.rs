@@ -5,6 +5,12 @@
 //! else the role `scripts/postgres.sh` creates on 127.0.0.1:5432. When neither answers, the
 //! PostgreSQL tests FAIL and say how to get one: they never pass silently. Only
 //! `DROPFIX_SKIP_POSTGRES_TESTS=1`, for a local run, skips them (no script sets it).
+//!
+//! `DROPFIX_TEST_POOLER_URL` names a transaction-mode pooler in front of the same server
+//! (`scripts/pgbouncer.sh`): `server/tests/pg_pooler.rs` needs it, and with
+//! `DROPFIX_TEST_STORES_VIA_POOLER=1` every store a test opens on its database
+//! ([`TestDb::store_url`]) goes through it, while the test's own look at the data
+//! ([`TestDb::client`]) and the database's creation and removal stay direct.
 #![allow(dead_code)]
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -16,6 +22,26 @@ pub const URL_ENV: &str = "DROPFIX_TEST_DATABASE_URL";
 /// What `scripts/postgres.sh` sets up on the machine's own cluster.
 pub const DEFAULT_URL: &str =
     "postgres://dropfix_test:dropfix_test_password@127.0.0.1:5432/postgres";
+
+/// A transaction-mode pooler in front of the test server (`scripts/pgbouncer.sh`).
+pub const POOLER_ENV: &str = "DROPFIX_TEST_POOLER_URL";
+/// `1`: the stores of every test go through [`POOLER_ENV`]'s pooler.
+pub const VIA_POOLER_ENV: &str = "DROPFIX_TEST_STORES_VIA_POOLER";
+
+/// The pooler's URL; panics with instructions when there is none (its tests never pass
+/// silently).
+pub fn pooler_url() -> String {
+    std::env::var(POOLER_ENV)
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| {
+            panic!(
+                "no transaction-mode pooler: run `export {POOLER_ENV}=\"$(scripts/pgbouncer.sh \
+                 start \"$(scripts/postgres.sh)\")\"` first (scripts/test.sh does this; \
+                 `scripts/pgbouncer.sh stop` ends it), or set {SKIP_ENV}=1 on a local run"
+            )
+        })
+}
 
 /// Whether the PostgreSQL tests are skipped on purpose (prints why).
 pub fn skipped() -> bool {
@@ -85,7 +111,11 @@ pub async fn connect(url: &str) -> Result<tokio_postgres::Client, String> {
 /// A database that exists for one test and is dropped (connections and all) with this value.
 #[derive(Debug)]
 pub struct TestDb {
+    /// A direct URL of this database.
     pub url: String,
+    /// The URL stores under test use: [`TestDb::url`], or the same database through the
+    /// pooler when [`VIA_POOLER_ENV`] is `1`.
+    pub store_url: String,
     pub name: String,
     server: String,
 }
@@ -121,8 +151,17 @@ impl TestDb {
             .batch_execute(&format!("CREATE DATABASE \"{name}\""))
             .await
             .unwrap_or_else(|e| panic!("CREATE DATABASE {name} failed: {e}"));
+        let via_pooler = std::env::var(VIA_POOLER_ENV).is_ok_and(|v| v == "1");
         Some(TestDb {
             url: with_database(&server, &name),
+            store_url: with_database(
+                &if via_pooler {
+                    pooler_url()
+                } else {
+                    server.clone()
+                },
+                &name,
+            ),
             name,
             server,
         })

@@ -7,8 +7,11 @@ use std::time::Duration;
 
 use deadpool_postgres::{Pool, PoolError};
 use tokio::sync::mpsc;
+use tokio_postgres::types::{ToSql, Type};
 
-use super::{MAX_BATCH, Pending, describe, pooled};
+use std::sync::Arc;
+
+use super::{MAX_BATCH, Pending, Statements, describe, pooled};
 use crate::metrics::Metrics;
 use crate::store::{Hooks, MergeRows, StoreError, keys_used, merge_on_conflict};
 use crate::users::IdentifyWrite;
@@ -116,27 +119,35 @@ impl<'a> Round<'a> {
         self.custom.push(w.custom_json());
     }
 
-    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 19] {
+    /// The arrays with their types, in the order of [`UPSERT_USERS`]'s `$n` (sent unnamed:
+    /// see `super::typed`).
+    fn params(&self) -> [(&(dyn ToSql + Sync), Type); 19] {
+        let (text, int8, boolean, float8) = (
+            Type::TEXT_ARRAY,
+            Type::INT8_ARRAY,
+            Type::BOOL_ARRAY,
+            Type::FLOAT8_ARRAY,
+        );
         [
-            &self.app_id,
-            &self.user_id,
-            &self.now,
-            &self.verified,
-            &self.method,
-            &self.key_id,
-            &self.signed_at,
-            &self.t_name,
-            &self.t_email,
-            &self.t_plan,
-            &self.t_mrr,
-            &self.t_signup_date,
-            &self.c_name,
-            &self.c_email,
-            &self.c_plan,
-            &self.c_mrr,
-            &self.c_signup_date,
-            &self.claims,
-            &self.custom,
+            (&self.app_id, text.clone()),
+            (&self.user_id, text.clone()),
+            (&self.now, int8.clone()),
+            (&self.verified, boolean),
+            (&self.method, text.clone()),
+            (&self.key_id, int8.clone()),
+            (&self.signed_at, int8),
+            (&self.t_name, text.clone()),
+            (&self.t_email, text.clone()),
+            (&self.t_plan, text.clone()),
+            (&self.t_mrr, float8.clone()),
+            (&self.t_signup_date, text.clone()),
+            (&self.c_name, text.clone()),
+            (&self.c_email, text.clone()),
+            (&self.c_plan, text.clone()),
+            (&self.c_mrr, float8),
+            (&self.c_signup_date, text.clone()),
+            (&self.claims, text.clone()),
+            (&self.custom, text),
         ]
     }
 }
@@ -170,22 +181,44 @@ fn rounds<'a>(writes: &[&'a IdentifyWrite]) -> Vec<Round<'a>> {
 }
 
 /// Commits `writes` in one transaction: one upsert per round, then the keys' `last_used_at`.
+///
+/// The statements go out named and prepared once per connection (deadpool's cache) only when
+/// `named` says the pool's URL keeps a session per connection (see [`super::Statements`]);
+/// otherwise unnamed, planned again each time.
 async fn write_batch(
     pool: &Pool,
     metrics: &Metrics,
+    named: &Statements,
     writes: &[&IdentifyWrite],
 ) -> Result<(), BatchError> {
     let mut client = pooled(pool, metrics).await.map_err(BatchError::pool)?;
     let tx = client.transaction().await?;
-    let upsert = tx.prepare_cached(&UPSERT_USERS).await?;
+    let named = named.named();
+    let upsert = match named {
+        true => Some(tx.prepare_cached(&UPSERT_USERS).await?),
+        false => None,
+    };
     for round in rounds(writes) {
-        tx.execute(&upsert, &round.params()).await?;
+        let params = round.params();
+        match &upsert {
+            Some(stmt) => {
+                let values: Vec<&(dyn ToSql + Sync)> = params.iter().map(|(v, _)| *v).collect();
+                tx.execute(stmt, &values).await?
+            }
+            None => tx.execute_typed(&UPSERT_USERS, &params).await?,
+        };
     }
     let used = keys_used(writes.iter().copied());
     if !used.is_empty() {
         let (ids, ats): (Vec<i64>, Vec<i64>) = used.into_iter().unzip();
-        let touch = tx.prepare_cached(TOUCH_KEYS).await?;
-        tx.execute(&touch, &[&ids, &ats]).await?;
+        if named {
+            let touch = tx.prepare_cached(TOUCH_KEYS).await?;
+            tx.execute(&touch, &[&ids, &ats]).await?;
+        } else {
+            let args: [(&(dyn ToSql + Sync), Type); 2] =
+                [(&ids, Type::INT8_ARRAY), (&ats, Type::INT8_ARRAY)];
+            tx.execute_typed(TOUCH_KEYS, &args).await?;
+        }
     }
     tx.commit().await?;
     Ok(())
@@ -208,6 +241,8 @@ enum Failure {
     Data,
     /// The database is unreachable or failing: every caller gets the error now.
     Unavailable,
+    /// A named statement missing or taken (26000, 42P05): a transaction-mode pooler after all.
+    NamedStatements,
 }
 
 impl BatchError {
@@ -238,6 +273,7 @@ impl BatchError {
 impl From<tokio_postgres::Error> for BatchError {
     fn from(e: tokio_postgres::Error) -> Self {
         let kind = match e.code().map(|c| c.code()) {
+            Some("26000" | "42P05") => Failure::NamedStatements,
             Some(c) if c.starts_with("40") => Failure::Transient,
             Some(c) if c.starts_with("22") || c.starts_with("23") || c.starts_with("54") => {
                 Failure::Data
@@ -256,9 +292,10 @@ async fn bounded_batch(
     limit: Duration,
     pool: &Pool,
     metrics: &Metrics,
+    named: &Statements,
     writes: &[&IdentifyWrite],
 ) -> Result<(), BatchError> {
-    tokio::time::timeout(limit, write_batch(pool, metrics, writes))
+    tokio::time::timeout(limit, write_batch(pool, metrics, named, writes))
         .await
         .unwrap_or_else(|_| {
             Err(BatchError {
@@ -276,6 +313,7 @@ pub(super) async fn batcher(
     mut rx: mpsc::Receiver<Pending>,
     pool: Pool,
     hooks: Hooks,
+    named: Arc<Statements>,
     limit: Duration,
 ) {
     let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
@@ -288,7 +326,7 @@ pub(super) async fn batcher(
             }
         }
         hooks.metrics.observe_batch(batch.len());
-        commit_batch(&pool, &hooks.metrics, &mut batch, limit).await;
+        commit_batch(&pool, &hooks.metrics, &named, &mut batch, limit).await;
     }
     tracing::debug!("postgres batcher stopped");
 }
@@ -296,16 +334,24 @@ pub(super) async fn batcher(
 pub(super) async fn commit_batch(
     pool: &Pool,
     metrics: &Metrics,
+    named: &Statements,
     batch: &mut Vec<Pending>,
     limit: Duration,
 ) {
     let writes: Vec<&IdentifyWrite> = batch.iter().map(|(w, _)| w).collect();
-    let mut result = bounded_batch(limit, pool, metrics, &writes).await;
+    let mut result = bounded_batch(limit, pool, metrics, named, &writes).await;
+    if let Err(e) = &result
+        && e.kind == Failure::NamedStatements
+    {
+        // Named statements met a pooler after all: unnamed from now on, and this batch again.
+        named.refuse(&e.message);
+        result = bounded_batch(limit, pool, metrics, named, &writes).await;
+    }
     if let Err(e) = &result
         && e.kind == Failure::Transient
     {
         tracing::info!(error = %e.message, size = writes.len(), "batch conflicted; retrying");
-        result = bounded_batch(limit, pool, metrics, &writes).await;
+        result = bounded_batch(limit, pool, metrics, named, &writes).await;
     }
     drop(writes);
     match result {
@@ -318,7 +364,7 @@ pub(super) async fn commit_batch(
             tracing::warn!(error = %e.message, size = batch.len(), "batch commit failed; retrying it in halves");
             let mut answers = vec![None; batch.len()];
             let writes: Vec<&IdentifyWrite> = batch.iter().map(|(w, _)| w).collect();
-            bisect(pool, metrics, limit, &writes, &mut answers).await;
+            bisect(pool, metrics, named, limit, &writes, &mut answers).await;
             for ((_, done), answer) in batch.drain(..).zip(answers) {
                 let answer = answer.unwrap_or_else(|| Err("not committed".into()));
                 let _ = done.send(answer.map_err(StoreError::Postgres));
@@ -352,6 +398,7 @@ pub(super) fn json_text_has_nul(s: &str) -> bool {
 async fn bisect(
     pool: &Pool,
     metrics: &Metrics,
+    named: &Statements,
     limit: Duration,
     writes: &[&IdentifyWrite],
     answers: &mut [Option<Result<(), String>>],
@@ -362,10 +409,10 @@ async fn bisect(
         if part.is_empty() {
             continue;
         }
-        match bounded_batch(limit, pool, metrics, part).await {
+        match bounded_batch(limit, pool, metrics, named, part).await {
             Ok(()) => out.fill(Some(Ok(()))),
             Err(e) if e.kind != Failure::Unavailable && part.len() > 1 => {
-                Box::pin(bisect(pool, metrics, limit, part, out)).await;
+                Box::pin(bisect(pool, metrics, named, limit, part, out)).await;
             }
             Err(e) => {
                 tracing::error!(error = %e.message, size = part.len(), "storing identify calls failed");

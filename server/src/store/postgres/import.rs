@@ -1,6 +1,7 @@
 //! Copying an embedded store into PostgreSQL (`migrate-to-postgres`).
 
 use deadpool_postgres::GenericClient;
+use tokio_postgres::types::{ToSql, Type};
 
 use super::batch::json_text_has_nul;
 use super::{FIRST_WORKSPACE_LOCK, PgConn, PgOptions, PgStore, pg_config};
@@ -23,8 +24,11 @@ impl PgStore {
         let mut client = self.inner.pool.get().await?;
         let tx = client.transaction().await?;
         // Another importer (or a server creating its first workspace) waits, then sees data.
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&FIRST_WORKSPACE_LOCK])
-            .await?;
+        tx.execute_typed(
+            "SELECT pg_advisory_xact_lock($1)",
+            &[(&FIRST_WORKSPACE_LOCK, Type::INT8)],
+        )
+        .await?;
         if holds_data(&*tx).await? {
             return Err(not_empty());
         }
@@ -33,13 +37,13 @@ impl PgStore {
         let snapshot = from.unchecked_transaction()?;
         let mut counts = Vec::new();
         macro_rules! copy {
-            ($table:literal, $select:literal, $insert:literal, |$r:ident| [$($col:expr),* $(,)?]) => {{
-                let insert = tx.prepare($insert).await?;
+            ($table:literal, $select:literal, $insert:literal, |$r:ident| [$($col:expr => $ty:ident),* $(,)?]) => {{
                 let mut stmt = from.prepare($select)?;
                 let mut rows = stmt.query([])?;
                 let mut n = 0u64;
                 while let Some($r) = rows.next()? {
-                    tx.execute(&insert, &[$(&$col),*]).await?;
+                    // Unnamed, as every statement of this backend (see `super::typed`).
+                    tx.execute_typed($insert, &[$((&$col as &(dyn ToSql + Sync), Type::$ty)),*]).await?;
                     n += 1;
                 }
                 counts.push(($table, n));
@@ -49,7 +53,7 @@ impl PgStore {
             "meta",
             "SELECT key, value FROM meta",
             "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
-            |r| [r.get::<_, String>(0)?, r.get::<_, String>(1)?]
+            |r| [r.get::<_, String>(0)? => TEXT, r.get::<_, String>(1)? => TEXT]
         );
         copy!(
             "workspaces",
@@ -59,13 +63,13 @@ impl PgStore {
             "INSERT INTO workspaces (app_id, name, strict, require_signed_claims,
                  allowed_origins, created_at, token_issuers) VALUES ($1, $2, $3, $4, $5, $6, $7)",
             |r| [
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, bool>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, i64>(5)?,
-                r.get::<_, String>(6)?,
+                r.get::<_, String>(0)? => TEXT,
+                r.get::<_, String>(1)? => TEXT,
+                r.get::<_, String>(2)? => TEXT,
+                r.get::<_, bool>(3)? => BOOL,
+                r.get::<_, String>(4)? => TEXT,
+                r.get::<_, i64>(5)? => INT8,
+                r.get::<_, String>(6)? => TEXT,
             ]
         );
         copy!(
@@ -75,25 +79,21 @@ impl PgStore {
             "INSERT INTO keys (id, app_id, secret, created_at, expires_at, label, created_by,
                  last_used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             |r| [
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, i64>(3)?,
-                r.get::<_, Option<i64>>(4)?,
-                r.get::<_, String>(5)?,
-                r.get::<_, String>(6)?,
-                r.get::<_, Option<i64>>(7)?,
+                r.get::<_, i64>(0)? => INT8,
+                r.get::<_, String>(1)? => TEXT,
+                r.get::<_, String>(2)? => TEXT,
+                r.get::<_, i64>(3)? => INT8,
+                r.get::<_, Option<i64>>(4)? => INT8,
+                r.get::<_, String>(5)? => TEXT,
+                r.get::<_, String>(6)? => TEXT,
+                r.get::<_, Option<i64>>(7)? => INT8,
             ]
         );
         // Users, a page at a time in key order.
-        let insert = tx
-            .prepare(
-                "INSERT INTO users (app_id, user_id, verified, method, key_id, verified_at,
-                     signed_at, name, email, plan, mrr, signup_date, custom, unverified_claims,
-                     first_seen, last_seen)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
-            )
-            .await?;
+        let insert = "INSERT INTO users (app_id, user_id, verified, method, key_id, verified_at,
+                 signed_at, name, email, plan, mrr, signup_date, custom, unverified_claims,
+                 first_seen, last_seen)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
         let mut page = from.prepare(
             "SELECT app_id, user_id, verified, method, key_id, verified_at, signed_at, name,
                  email, plan, mrr, signup_date, custom, unverified_claims, first_seen, last_seen
@@ -136,28 +136,30 @@ impl PgStore {
                     last = Some((app, user));
                     continue;
                 }
-                tx.execute(
-                    &insert,
-                    &[
-                        &app,
-                        &user,
-                        &r.get::<_, bool>(2)?,
-                        &text[0].1,
-                        &r.get::<_, Option<i64>>(4)?,
-                        &r.get::<_, Option<i64>>(5)?,
-                        &r.get::<_, Option<i64>>(6)?,
-                        &text[1].1,
-                        &text[2].1,
-                        &text[3].1,
-                        &r.get::<_, Option<f64>>(10)?,
-                        &text[4].1,
-                        &custom,
-                        &text[5].1,
-                        &r.get::<_, i64>(14)?,
-                        &r.get::<_, i64>(15)?,
-                    ],
-                )
-                .await?;
+                let (verified, mrr): (bool, Option<f64>) = (r.get(2)?, r.get(10)?);
+                let [key_id, verified_at, signed_at]: [Option<i64>; 3] =
+                    [r.get(4)?, r.get(5)?, r.get(6)?];
+                let (first_seen, last_seen): (i64, i64) = (r.get(14)?, r.get(15)?);
+                let (text_t, int8) = (Type::TEXT, Type::INT8);
+                let args: [(&(dyn ToSql + Sync), Type); 16] = [
+                    (&app, text_t.clone()),
+                    (&user, text_t.clone()),
+                    (&verified, Type::BOOL),
+                    (&text[0].1, text_t.clone()),
+                    (&key_id, int8.clone()),
+                    (&verified_at, int8.clone()),
+                    (&signed_at, int8.clone()),
+                    (&text[1].1, text_t.clone()),
+                    (&text[2].1, text_t.clone()),
+                    (&text[3].1, text_t.clone()),
+                    (&mrr, Type::FLOAT8),
+                    (&text[4].1, text_t.clone()),
+                    (&custom, text_t.clone()),
+                    (&text[5].1, text_t),
+                    (&first_seen, int8.clone()),
+                    (&last_seen, int8),
+                ];
+                tx.execute_typed(insert, &args).await?;
                 n += 1;
                 last = Some((app, user));
             }
@@ -190,12 +192,12 @@ impl PgStore {
             "INSERT INTO audit_log (id, app_id, at, actor, action, detail)
              VALUES ($1, $2, $3, $4, $5, $6)",
             |r| [
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, String>(5)?,
+                r.get::<_, i64>(0)? => INT8,
+                r.get::<_, String>(1)? => TEXT,
+                r.get::<_, i64>(2)? => INT8,
+                r.get::<_, String>(3)? => TEXT,
+                r.get::<_, String>(4)? => TEXT,
+                r.get::<_, String>(5)? => TEXT,
             ]
         );
         copy!(
@@ -204,11 +206,11 @@ impl PgStore {
             "INSERT INTO console_accounts (id, email, password_phc, created_at, last_login_at)
              VALUES ($1, $2, $3, $4, $5)",
             |r| [
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, i64>(3)?,
-                r.get::<_, Option<i64>>(4)?,
+                r.get::<_, i64>(0)? => INT8,
+                r.get::<_, String>(1)? => TEXT,
+                r.get::<_, String>(2)? => TEXT,
+                r.get::<_, i64>(3)? => INT8,
+                r.get::<_, Option<i64>>(4)? => INT8,
             ]
         );
         copy!(
@@ -216,9 +218,9 @@ impl PgStore {
             "SELECT account_id, app_id, role FROM console_members",
             "INSERT INTO console_members (account_id, app_id, role) VALUES ($1, $2, $3)",
             |r| [
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?
+                r.get::<_, i64>(0)? => INT8,
+                r.get::<_, String>(1)? => TEXT,
+                r.get::<_, String>(2)? => TEXT
             ]
         );
         copy!(
@@ -227,10 +229,10 @@ impl PgStore {
             "INSERT INTO console_sessions (token_sha256, account_id, created_at, last_seen)
              VALUES ($1, $2, $3, $4)",
             |r| [
-                r.get::<_, Vec<u8>>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, i64>(3)?,
+                r.get::<_, Vec<u8>>(0)? => BYTEA,
+                r.get::<_, i64>(1)? => INT8,
+                r.get::<_, i64>(2)? => INT8,
+                r.get::<_, i64>(3)? => INT8,
             ]
         );
         copy!(
@@ -240,13 +242,13 @@ impl PgStore {
             "INSERT INTO console_invites (token_sha256, app_id, email, role, created_by,
                  created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
             |r| [
-                r.get::<_, Vec<u8>>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, i64>(5)?,
-                r.get::<_, i64>(6)?,
+                r.get::<_, Vec<u8>>(0)? => BYTEA,
+                r.get::<_, String>(1)? => TEXT,
+                r.get::<_, String>(2)? => TEXT,
+                r.get::<_, String>(3)? => TEXT,
+                r.get::<_, String>(4)? => TEXT,
+                r.get::<_, i64>(5)? => INT8,
+                r.get::<_, i64>(6)? => INT8,
             ]
         );
         copy!(
@@ -256,14 +258,14 @@ impl PgStore {
             "INSERT INTO call_counts (app_id, minute, verified_seed, verified_claims, unverified,
                  would_reject, rejected, seed_with_traits) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             |r| [
-                r.get::<_, String>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, i64>(3)?,
-                r.get::<_, i64>(4)?,
-                r.get::<_, i64>(5)?,
-                r.get::<_, i64>(6)?,
-                r.get::<_, i64>(7)?,
+                r.get::<_, String>(0)? => TEXT,
+                r.get::<_, i64>(1)? => INT8,
+                r.get::<_, i64>(2)? => INT8,
+                r.get::<_, i64>(3)? => INT8,
+                r.get::<_, i64>(4)? => INT8,
+                r.get::<_, i64>(5)? => INT8,
+                r.get::<_, i64>(6)? => INT8,
+                r.get::<_, i64>(7)? => INT8,
             ]
         );
         copy!(
@@ -273,14 +275,14 @@ impl PgStore {
             "INSERT INTO recent_rejections (id, app_id, at, code, enforced, key_id, origin,
                  user_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             |r| [
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, bool>(4)?,
-                r.get::<_, Option<i64>>(5)?,
-                r.get::<_, Option<String>>(6)?,
-                r.get::<_, Option<String>>(7)?,
+                r.get::<_, i64>(0)? => INT8,
+                r.get::<_, String>(1)? => TEXT,
+                r.get::<_, i64>(2)? => INT8,
+                r.get::<_, String>(3)? => TEXT,
+                r.get::<_, bool>(4)? => BOOL,
+                r.get::<_, Option<i64>>(5)? => INT8,
+                r.get::<_, Option<String>>(6)? => TEXT,
+                r.get::<_, Option<String>>(7)? => TEXT,
             ]
         );
         // Ids were copied as they were: new rows continue after them, and after any id the
@@ -295,12 +297,12 @@ impl PgStore {
                 )
                 .optional()?
                 .unwrap_or(0);
-            tx.execute(
+            tx.execute_typed(
                 &format!(
                     "SELECT setval(pg_get_serial_sequence('{table}', 'id'),
                          GREATEST((SELECT COALESCE(max(id), 0) FROM {table}), $1) + 1, false)"
                 ),
-                &[&given],
+                &[(&given, Type::INT8)],
             )
             .await?;
         }
@@ -319,7 +321,7 @@ impl PgStore {
 /// Whether the database holds workspaces, users or console accounts (its schema exists).
 async fn holds_data(c: &impl tokio_postgres::GenericClient) -> Result<bool, StoreError> {
     let held: i64 = c
-        .query_one(
+        .query_typed_one(
             "SELECT (SELECT count(*) FROM workspaces) + (SELECT count(*) FROM users)
                   + (SELECT count(*) FROM console_accounts)",
             &[],
@@ -355,7 +357,7 @@ async fn connect(opts: &PgOptions) -> Result<tokio_postgres::Client, StoreError>
 pub async fn import_target(opts: &PgOptions) -> Result<Vec<String>, StoreError> {
     let client = connect(opts).await?;
     let tables: Vec<String> = client
-        .query(
+        .query_typed(
             "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema()",
             &[],
         )
@@ -378,10 +380,13 @@ pub async fn drop_tables_created(
     let mut client = connect(opts).await?;
     let tx = client.transaction().await?;
     // As an import or a first workspace does: whoever else writes there now waits for this.
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&FIRST_WORKSPACE_LOCK])
-        .await?;
+    tx.execute_typed(
+        "SELECT pg_advisory_xact_lock($1)",
+        &[(&FIRST_WORKSPACE_LOCK, Type::INT8)],
+    )
+    .await?;
     let workspaces = tx
-        .query_opt("SELECT to_regclass('workspaces')::text", &[])
+        .query_typed_opt("SELECT to_regclass('workspaces')::text", &[])
         .await?
         .and_then(|r| r.get::<_, Option<String>>(0));
     if workspaces.is_some() && holds_data(&tx).await? {
@@ -390,7 +395,7 @@ pub async fn drop_tables_created(
         return Ok(Vec::new());
     }
     let now: Vec<String> = tx
-        .query(
+        .query_typed(
             "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema()",
             &[],
         )

@@ -90,6 +90,11 @@ pub fn schema_version_known() -> usize {
 pub struct PgOptions {
     /// `postgres://user:password@host:port/dbname` (or the key=value form).
     pub url: String,
+    /// A URL of the same database that reaches it without a transaction-mode pooler
+    /// (`--database-direct-url`): the LISTEN connection uses it. Without it the listener uses
+    /// `url`, and when notifications do not come through that (a transaction pooler), changes
+    /// arrive by the 1 s poll alone.
+    pub direct_url: Option<String>,
     /// Pooled connections at most (plus one dedicated LISTEN connection).
     pub pool_size: usize,
     /// Bound on waiting for a pooled connection and on connecting.
@@ -100,6 +105,7 @@ impl PgOptions {
     pub fn new(url: impl Into<String>) -> PgOptions {
         PgOptions {
             url: url.into(),
+            direct_url: None,
             pool_size: DEFAULT_POOL_SIZE,
             timeout: DEFAULT_TIMEOUT,
         }
@@ -111,6 +117,10 @@ impl std::fmt::Debug for PgOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgOptions")
             .field("url", &"<redacted>")
+            .field(
+                "direct_url",
+                &self.direct_url.as_ref().map(|_| "<redacted>"),
+            )
             .field("pool_size", &self.pool_size)
             .field("timeout", &self.timeout)
             .finish()
@@ -127,6 +137,15 @@ impl From<tokio_postgres::Error> for StoreError {
 
 fn describe(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
+        Some(db) if is_prepared_statement_error(db.code()) => format!(
+            "{} ({}): a connection pooler in front of PostgreSQL (PgBouncer with pool_mode = \
+             transaction before 1.21, or a managed transaction pooler) handed this session's \
+             statements to different server connections, or kept another client's prepared \
+             statements; this server sends none by name, so restart the pooler to clear \
+             statements other clients left behind, or use session mode (pool_mode = session)",
+            db.message(),
+            db.code().code()
+        ),
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
         // "error connecting to server" alone does not say why: add the cause (refused, timed
         // out, authentication failed). These come from the client and quote no row values.
@@ -145,6 +164,13 @@ fn describe(e: &tokio_postgres::Error) -> String {
             }
         }
     }
+}
+
+/// 26000 (`prepared statement "s9" does not exist`) and 42P05 (`... already exists`): what a
+/// transaction-mode pooler answers to a client that names statements.
+fn is_prepared_statement_error(code: &tokio_postgres::error::SqlState) -> bool {
+    use tokio_postgres::error::SqlState;
+    *code == SqlState::INVALID_SQL_STATEMENT_NAME || *code == SqlState::DUPLICATE_PSTATEMENT
 }
 
 impl From<PoolError> for StoreError {
@@ -171,6 +197,8 @@ struct Inner {
     queue: mpsc::Sender<Pending>,
     hooks: Hooks,
     sync: Arc<ConfigSync>,
+    /// Named or unnamed statements on the identify path.
+    statements: Arc<Statements>,
     op_timeout: Duration,
     /// How long an identify call waits for its batch's answer (`--db-timeout-secs`): a call
     /// queued behind a batch stuck on a hung database gets its 503 in this time, not after that
@@ -205,12 +233,62 @@ struct ConfigSync {
     listening: AtomicBool,
 }
 
+/// Whether the identify batch may send its two statements named (prepared once per pooled
+/// connection) rather than unnamed. Named, they cost no planning per batch: one verifier on a
+/// direct connection serves about 1.36x the new-id writes per second (BENCHMARKS.md, "PostgreSQL
+/// behind a transaction pooler"). But a transaction-mode pooler lends each transaction to any
+/// server connection, where a name prepared on another is missing (26000) or, left by another
+/// client, taken (42P05). So everything starts unnamed, and the batch turns to named statements
+/// only once the listener has proved that the pool's own URL keeps a session per connection (its
+/// probe notification arrived through that URL, which no transaction pooler delivers). With
+/// `--database-direct-url` the pool's URL is taken to be a pooler and stays unnamed. Should a
+/// named statement still meet 26000/42P05, the batch is retried unnamed and named statements
+/// stay off.
+#[derive(Debug, Default)]
+pub(super) struct Statements {
+    named: AtomicBool,
+}
+
+impl Statements {
+    pub(super) fn named(&self) -> bool {
+        self.named.load(Ordering::Relaxed)
+    }
+
+    /// The pool's URL keeps sessions: prepared statements from now on.
+    pub(super) fn allow(&self) {
+        self.named.store(true, Ordering::Relaxed);
+    }
+
+    /// Named statements failed: unnamed from now on (said once).
+    pub(super) fn refuse(&self, error: &str) {
+        if self.named.swap(false, Ordering::Relaxed) {
+            tracing::warn!(
+                error,
+                "named statements failed on a pooled connection: sending every statement \
+                 unnamed from now on (a pooler in transaction mode?)"
+            );
+        }
+    }
+}
+
 /// A pooled connection, the wait for it (got or not) recorded in `dropfix_db_pool_wait_seconds`.
 async fn pooled(pool: &Pool, metrics: &Metrics) -> Result<Object, PoolError> {
     let started = Instant::now();
     let got = pool.get().await;
     metrics.observe_pool_wait(started.elapsed().as_secs_f64());
     got
+}
+
+/// Where the LISTEN connection goes: the direct URL if one was given, else the pool's.
+pub(super) struct Listener {
+    connect: (
+        tokio_postgres::Config,
+        tokio_postgres_rustls::MakeRustlsConnect,
+    ),
+    /// Whether it came from `--database-direct-url` (for the log line when it hears nothing).
+    direct: bool,
+    /// Told when the pool's own URL proves to keep sessions.
+    statements: Arc<Statements>,
 }
 
 fn pg_config(
@@ -261,13 +339,35 @@ impl PgStore {
 
         let sync = Arc::new(ConfigSync::default());
         bounded(op_timeout, reload(&pool, &hooks, &sync, true)).await?;
+        let statements = Arc::new(Statements::default());
+        let listener = match &opts.direct_url {
+            Some(url) => Listener {
+                connect: pg_config(&PgOptions {
+                    url: url.clone(),
+                    ..opts.clone()
+                })?,
+                direct: true,
+                statements: Arc::clone(&statements),
+            },
+            None => Listener {
+                connect: (cfg, tls),
+                direct: false,
+                statements: Arc::clone(&statements),
+            },
+        };
 
         let (queue, rx) = mpsc::channel(QUEUE_DEPTH);
         let (stop, stopped) = watch::channel(());
-        tokio::spawn(batcher(rx, pool.clone(), hooks.clone(), op_timeout));
+        tokio::spawn(batcher(
+            rx,
+            pool.clone(),
+            hooks.clone(),
+            Arc::clone(&statements),
+            op_timeout,
+        ));
         let (listening_tx, listening) = oneshot::channel();
         tokio::spawn(listen(
-            (cfg, tls),
+            listener,
             pool.clone(),
             hooks.clone(),
             Arc::clone(&sync),
@@ -275,7 +375,8 @@ impl PgStore {
             stopped.clone(),
             listening_tx,
         ));
-        // Opened means listening: a change committed from now on reaches this instance by
+        // Opened means listening (or known not to hear anything through this URL, which the
+        // listener has logged): a change committed from now on reaches this instance by
         // notification. If LISTEN cannot be set up in time, the poll still covers it (and the
         // listener keeps retrying), so this is not an error.
         if !matches!(
@@ -297,6 +398,7 @@ impl PgStore {
                 queue,
                 hooks,
                 sync,
+                statements,
                 op_timeout,
                 answer_timeout: opts.timeout,
                 row_commits: std::env::var("DROPFIX_BENCH_PG_ROW_COMMITS").is_ok_and(|v| v == "1"),
@@ -363,7 +465,8 @@ impl PgStore {
             return Queued::Waiting(Box::pin(async move {
                 let mut one = vec![(write, done)];
                 let metrics = &inner.hooks.metrics;
-                commit_batch(&inner.pool, metrics, &mut one, inner.op_timeout).await;
+                let named = &inner.statements;
+                commit_batch(&inner.pool, metrics, named, &mut one, inner.op_timeout).await;
                 wait.await.map_err(|_| StoreError::Closed)?
             }));
         }
@@ -386,7 +489,7 @@ impl PgStore {
 
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.with_client(async |c| {
-            c.query_one("SELECT 1", &[]).await?;
+            c.batch_execute("SELECT 1").await?;
             Ok(())
         })
         .await
@@ -475,22 +578,43 @@ fn cells(r: &tokio_postgres::Row) -> Result<Row, StoreError> {
     Ok(Row(out))
 }
 
-fn params<'a>(args: &'a [Arg<'_>]) -> Vec<&'a (dyn ToSql + Sync)> {
-    args.iter().map(|a| a as &(dyn ToSql + Sync)).collect()
+/// The arguments with the type each is sent as, for tokio-postgres' `*_typed` calls.
+///
+/// No statement of this backend is prepared by name, except the identify batch's once a session
+/// is proved ([`Statements`]): each goes out as the unnamed statement (Parse, Bind, Execute,
+/// Sync in one message), which lives only until the next one.
+/// A transaction-mode pooler (PgBouncer `pool_mode = transaction` before 1.21, Supabase's port
+/// 6543, many managed poolers) hands each transaction, and each statement outside one, to
+/// whichever server connection is free: a statement named on one connection does not exist on
+/// the next (`prepared statement "s9" does not exist`), and one left behind collides with the
+/// next client's name (`already exists`). Planning each statement again costs little off the
+/// hot path (a rule runs a few statements per admin or console request).
+fn typed<'a>(args: &'a [Arg<'_>]) -> Vec<(&'a (dyn ToSql + Sync), Type)> {
+    args.iter()
+        .map(|a| {
+            let ty = match a {
+                Arg::Int(_) => Type::INT8,
+                Arg::Real(_) => Type::FLOAT8,
+                Arg::Text(_) => Type::TEXT,
+                Arg::Bool(_) => Type::BOOL,
+                Arg::Bytes(_) => Type::BYTEA,
+            };
+            (a as &(dyn ToSql + Sync), ty)
+        })
+        .collect()
 }
 
 impl Sql for PgConn<'_, '_> {
-    // Statements are prepared once per pooled connection (deadpool's statement cache): a rule
-    // that runs one statement per row (a flush of rejections) pays one round trip per row.
+    // Every statement is sent unnamed, with its parameter types, in one round trip (see
+    // [`typed`]): a rule that runs one statement per row (a flush of rejections) pays one round
+    // trip per row, as a cached prepared statement would.
     async fn exec(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<u64, StoreError> {
-        let stmt = self.0.prepare_cached(sql).await?;
-        Ok(self.0.execute(&stmt, &params(args)).await?)
+        Ok(self.0.execute_typed(sql, &typed(args)).await?)
     }
 
     async fn rows(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<Row>, StoreError> {
-        let stmt = self.0.prepare_cached(sql).await?;
         self.0
-            .query(&stmt, &params(args))
+            .query_typed(sql, &typed(args))
             .await?
             .iter()
             .map(cells)
@@ -508,11 +632,15 @@ impl Sql for PgConn<'_, '_> {
         match lock {
             Lock::FirstWorkspace => {
                 let sql = "SELECT pg_advisory_xact_lock($1)";
-                self.0.execute(sql, &[&FIRST_WORKSPACE_LOCK]).await?
+                self.0
+                    .execute_typed(sql, &[(&FIRST_WORKSPACE_LOCK, Type::INT8)])
+                    .await?
             }
             Lock::Rejections(app) => {
                 let sql = "SELECT pg_advisory_xact_lock($1, hashtext($2))";
-                self.0.execute(sql, &[&REJECTIONS_LOCK, &app]).await?
+                let args: [(&(dyn ToSql + Sync), Type); 2] =
+                    [(&REJECTIONS_LOCK, Type::INT4), (&app, Type::TEXT)];
+                self.0.execute_typed(sql, &args).await?
             }
         };
         Ok(())
@@ -521,10 +649,10 @@ impl Sql for PgConn<'_, '_> {
     /// Bumps `config_version` and notifies every instance; both take effect at COMMIT.
     async fn config_changed(&mut self) -> Result<(), StoreError> {
         self.0
-            .execute(
+            .execute_typed(
                 "WITH v AS (UPDATE config_version SET version = version + 1 RETURNING version)
                  SELECT pg_notify($1, version::text) FROM v",
-                &[&CHANNEL],
+                &[(&CHANNEL, Type::TEXT)],
             )
             .await?;
         Ok(())
