@@ -75,6 +75,9 @@ max_client_conn = 400
 ; this is set; 1.18, Debian 12's, has no such support at all).
 max_prepared_statements = 0
 ignore_startup_parameters = extra_float_digits,options
+; After a failed server login PgBouncer waits this long before the next (15 s by default): the
+; outage tests refuse connections to their database, then expect the store back within seconds.
+server_login_retry = 1
 $run_as
 INI
   [ -z "$run_as" ] || chown postgres "$DIR/pgbouncer.ini"

@@ -1969,13 +1969,20 @@ async fn postgres_a_stopped_database_gives_errors_quickly_then_recovers() {
             .unwrap()
             .is_some()
     );
-    assert!(
-        store
-            .get_user(&app, "during-outage")
-            .await
-            .unwrap()
-            .is_none()
-    );
+    // Directly, the refused write never reached the database. Through a pooler it may have: the
+    // pooler queues the transaction until a server connection is back (its query_wait_timeout),
+    // after the store answered with an error; an error never promised "not stored" (a 503 is
+    // retried, and identify is idempotent), only a success promises "stored".
+    let via_pooler = std::env::var(support::pg::VIA_POOLER_ENV).is_ok_and(|v| v == "1");
+    if !via_pooler {
+        assert!(
+            store
+                .get_user(&app, "during-outage")
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
     // Its listener reconnected: a change made elsewhere reaches its registry again.
     let (other, _) = env.open().await;
     enforce_strict(&other, &app).await;
