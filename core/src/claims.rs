@@ -183,18 +183,26 @@ fn custom_traits(payload: &[(String, Value)]) -> Result<Vec<(String, Value)>, Re
     Ok(custom)
 }
 
-/// Verifies a token against the claims keys of the active secrets and the clock reading `now`
-/// (Unix seconds). Returns the claims and the index of the secret that verified it.
-pub fn verify(secrets: &[SecretKey], token: &str, now: i64) -> Result<(Claims, usize), Rejection> {
+/// A compact JWS's segments, still base64url: the signing input (`header.payload`, what the
+/// signature covers), the header, the payload and the signature. `signature_malformed` unless the
+/// token has the form [`is_jws_form`] checks.
+pub(crate) fn segments(token: &str) -> Result<(&str, &str, &str, &str), Rejection> {
     if !is_jws_form(token) {
         return Err(Rejection::SignatureMalformed);
     }
-    let (signing_input, sig_b64) = token
+    let (signing_input, signature) = token
         .rsplit_once('.')
         .ok_or(Rejection::SignatureMalformed)?;
-    let (header_b64, payload_b64) = signing_input
+    let (header, payload) = signing_input
         .split_once('.')
         .ok_or(Rejection::SignatureMalformed)?;
+    Ok((signing_input, header, payload, signature))
+}
+
+/// Verifies a token against the claims keys of the active secrets and the clock reading `now`
+/// (Unix seconds). Returns the claims and the index of the secret that verified it.
+pub fn verify(secrets: &[SecretKey], token: &str, now: i64) -> Result<(Claims, usize), Rejection> {
+    let (signing_input, header_b64, payload_b64, sig_b64) = segments(token)?;
 
     let header = decode_json(header_b64)?;
     if find(&header, "alg") != Some(&Value::Str("HS256".to_owned()))

@@ -58,15 +58,7 @@ impl<'t> Jws<'t> {
     /// unpadded base64url segments whose first two are JSON objects, and a `crit` header (no
     /// extension is understood, so none may be required).
     pub fn parse(token: &'t str) -> Result<Self, Rejection> {
-        if !claims::is_jws_form(token) {
-            return Err(Rejection::SignatureMalformed);
-        }
-        let (signing_input, sig_b64) = token
-            .rsplit_once('.')
-            .ok_or(Rejection::SignatureMalformed)?;
-        let (header_b64, payload_b64) = signing_input
-            .split_once('.')
-            .ok_or(Rejection::SignatureMalformed)?;
+        let (signing_input, header_b64, payload_b64, sig_b64) = claims::segments(token)?;
         let header = object(header_b64)?;
         // No extension is understood, so none may be required; a `kid` that is not a string
         // would otherwise be read as no kid at all.

@@ -516,8 +516,10 @@ async fn identify(
         return (res, "origin_not_allowed", Some(ws));
     }
 
+    // Only a JWKS issuer can lack keys a fetch would bring: static keys and HS256 tokens skip
+    // this (and the token's parse it needs) on the hot path.
     if let Some(token) = call.signature.as_deref()
-        && !ws.issuers.is_empty()
+        && ws.issuers.iter().any(|i| i.config.jwks_url.is_some())
         && dropfix_core::issuer::is_issuer_token(token)
     {
         crate::issuers::refresh_for_token(&ws.issuers, &state.jwks, token, JWKS_WAIT).await;

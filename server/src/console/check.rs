@@ -70,22 +70,7 @@ pub(super) async fn check(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Bod
             jwks: ctx.state.jwks_keys(),
         };
         let report = crate::diagnose::diagnose_issuer_token(&issuers, &user_id, &signature, now());
-        results.push(CheckResult {
-            key_id: 0,
-            label: "token issuers".into(),
-            valid: report.valid,
-            code: report.code,
-            findings: report
-                .findings
-                .into_iter()
-                .map(|f| FindingRow {
-                    check: f.check,
-                    ok: f.ok,
-                    detail: f.detail,
-                })
-                .collect(),
-            fix: report.fix,
-        });
+        results.push(check_result(0, "token issuers".into(), report));
     }
     if error.is_none() && !issuer_token {
         let now = now();
@@ -98,22 +83,7 @@ pub(super) async fn check(ctx: &Ctx<'_>, req: Request<Incoming>) -> Response<Bod
                 now,
                 email: None,
             });
-            results.push(CheckResult {
-                key_id: key.id,
-                label: key.label.clone(),
-                valid: report.valid,
-                code: report.code,
-                findings: report
-                    .findings
-                    .into_iter()
-                    .map(|f| FindingRow {
-                        check: f.check,
-                        ok: f.ok,
-                        detail: f.detail,
-                    })
-                    .collect(),
-                fix: report.fix,
-            });
+            results.push(check_result(key.id, key.label.clone(), report));
         }
     }
     // The details list the key that verifies first (a failing key's "Fix:" above it read as the
@@ -181,5 +151,25 @@ fn verdict(results: &[CheckResult]) -> Verdict {
         ok: false,
         text,
         fix: r.fix.clone(),
+    }
+}
+
+/// One report of the `debug-signature` checks as the page shows it (key 0: the token issuers).
+fn check_result(key_id: i64, label: String, report: crate::diagnose::Report) -> CheckResult {
+    CheckResult {
+        key_id,
+        label,
+        valid: report.valid,
+        code: report.code,
+        findings: report
+            .findings
+            .into_iter()
+            .map(|f| FindingRow {
+                check: f.check,
+                ok: f.ok,
+                detail: f.detail,
+            })
+            .collect(),
+        fix: report.fix,
     }
 }
