@@ -14,11 +14,16 @@ export DROPFIX_PYTHON="${DROPFIX_PYTHON:-$PWD/.venv/bin/python}"
 
 results=()
 failed=0
+# Each step is bounded (STEP_LIMIT seconds, 40 minutes unless set): a step that hangs fails
+# with a line saying so and the run goes on, instead of the whole run outliving CI's limit.
+STEP_LIMIT="${STEP_LIMIT:-2400}"
 step() { # step NAME COMMAND...
   local name="$1"; shift
   printf '\n\033[1;34m==> %s\033[0m\n' "$name"
-  local start=$SECONDS
-  if "$@"; then
+  local start=$SECONDS rc=0
+  timeout --kill-after=30 "$STEP_LIMIT" "$@" || rc=$?
+  [ "$rc" = 124 ] && echo "test.sh: '$name' did not finish within $STEP_LIMIT s and was stopped" >&2
+  if [ "$rc" = 0 ]; then
     results+=("PASS  $(printf '%4ss' $((SECONDS - start)))  $name")
   else
     results+=("FAIL  $(printf '%4ss' $((SECONDS - start)))  $name")
@@ -77,9 +82,9 @@ step "npm prepack: a pack ships dist/ (no install-time script), building it only
 # The packed package in a Next.js app (tests/nextjs): Turbopack and webpack builds, next start,
 # route handler, edge route and server action signing for the real verifier, a client component
 # in Chromium. 69-113 s here (2 cores shared with other work).
-step "Next.js example: next build (Turbopack, webpack) + next start, signing on Node and edge, identify in Chromium" \
-  node --test tests/nextjs/
-step "demo end-to-end tests (headless Chromium)" npm run test:e2e
+STEP_LIMIT=900 step "Next.js example: next build (Turbopack, webpack) + next start, signing on Node and edge, identify in Chromium" \
+  node --test --test-timeout=900000 tests/nextjs/
+STEP_LIMIT=900 step "demo end-to-end tests (headless Chromium)" npm run test:e2e
 
 printf '\n==> Summary\n'
 printf '  %s\n' "${results[@]}"

@@ -26,6 +26,22 @@ async fn tables(db: &TestDb) -> Vec<String> {
         .collect()
 }
 
+/// The functions in the test database's schema (the identify batch's, once migrated).
+async fn functions(db: &TestDb) -> Vec<String> {
+    db.client()
+        .await
+        .query(
+            "SELECT p.proname::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+             WHERE n.nspname = current_schema() ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
 fn migrate(dir: &std::path::Path, db: &TestDb) -> (bool, String) {
     run_cli(dir, &["migrate-to-postgres", "--database-url", &db.url], "")
 }
@@ -103,4 +119,5 @@ fn a_failed_copy_leaves_no_table_behind() {
         "{out}"
     );
     assert_eq!(block_on(tables(&db)), Vec::<String>::new());
+    assert_eq!(block_on(functions(&db)), Vec::<String>::new());
 }

@@ -1,22 +1,22 @@
-//! Identify writes on PostgreSQL: a per-instance batcher task commits whatever is queued in
-//! one transaction, as one `INSERT ... SELECT FROM UNNEST(...) ON CONFLICT DO UPDATE` statement
-//! per round; a failed batch is split to find the write that cannot be stored.
+//! Identify writes on PostgreSQL: a per-instance batcher task commits whatever is queued as one
+//! call of the batch function ([`BATCH_FUNCTION`]): one statement, one round trip, its own
+//! transaction; a failed batch is split to find the write that cannot be stored.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use deadpool_postgres::{Pool, PoolError};
+use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_postgres::types::{ToSql, Type};
 
-use std::sync::Arc;
-
-use super::{MAX_BATCH, Pending, Statements, describe, pooled};
+use super::{MAX_BATCH, Pending, describe, pooled};
 use crate::metrics::Metrics;
 use crate::store::{Hooks, MergeRows, StoreError, keys_used, merge_on_conflict};
 use crate::users::IdentifyWrite;
 
-/// One round of a batch: at most one write per user, as columns for UNNEST.
+/// One round of the batch: at most one write per user, as columns for UNNEST.
 ///
 /// The statement is [`crate::users::merge`] in SQL. `u` is the stored row, `excluded` the row
 /// this call would insert for a new user (trusted values for a verified call, claimed values
@@ -31,33 +31,36 @@ use crate::users::IdentifyWrite;
 /// - an unverified call for an unverified user overlays its claimed values;
 /// - custom traits are replaced only by a call that sent some, and never by an unverified call
 ///   for a verified user (they are among its `unverified_claims`); `first_seen` is kept.
-static UPSERT_USERS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+///
+/// `$20` is each write's round and `r` the round the loop of [`BATCH_FUNCTION`] is at.
+fn upsert_round() -> String {
     format!(
         "
-WITH src AS (
-    SELECT * FROM UNNEST(
-        $1::text[], $2::text[], $3::int8[], $4::bool[], $5::text[], $6::int8[], $7::int8[],
-        $8::text[], $9::text[], $10::text[], $11::float8[], $12::text[],
-        $13::text[], $14::text[], $15::text[], $16::float8[], $17::text[],
-        $18::text[], $19::text[]
-    ) AS s(app_id, user_id, now, verified, method, key_id, signed_at,
-           t_name, t_email, t_plan, t_mrr, t_signup_date,
-           c_name, c_email, c_plan, c_mrr, c_signup_date,
-           claims, custom)
-)
-INSERT INTO users AS u (app_id, user_id, verified, method, key_id, verified_at, signed_at,
-    name, email, plan, mrr, signup_date, custom, unverified_claims, first_seen, last_seen)
-SELECT app_id, user_id, verified, method, key_id, CASE WHEN verified THEN now END, signed_at,
-    CASE WHEN verified THEN t_name ELSE c_name END,
-    CASE WHEN verified THEN t_email ELSE c_email END,
-    CASE WHEN verified THEN t_plan ELSE c_plan END,
-    CASE WHEN verified THEN t_mrr ELSE c_mrr END,
-    CASE WHEN verified THEN t_signup_date ELSE c_signup_date END,
-    COALESCE(custom, '{{}}'),
-    CASE WHEN verified THEN claims END,
-    now, now
-FROM src
-{}",
+    WITH src AS (
+        SELECT * FROM UNNEST(
+            $1::text[], $2::text[], $3::int8[], $4::bool[], $5::text[], $6::int8[], $7::int8[],
+            $8::text[], $9::text[], $10::text[], $11::float8[], $12::text[],
+            $13::text[], $14::text[], $15::text[], $16::float8[], $17::text[],
+            $18::text[], $19::text[], $20::int4[]
+        ) AS s(app_id, user_id, now, verified, method, key_id, signed_at,
+               t_name, t_email, t_plan, t_mrr, t_signup_date,
+               c_name, c_email, c_plan, c_mrr, c_signup_date,
+               claims, custom, round)
+        WHERE s.round = r
+    )
+    INSERT INTO users AS u (app_id, user_id, verified, method, key_id, verified_at, signed_at,
+        name, email, plan, mrr, signup_date, custom, unverified_claims, first_seen, last_seen)
+    SELECT app_id, user_id, verified, method, key_id, CASE WHEN verified THEN now END, signed_at,
+        CASE WHEN verified THEN t_name ELSE c_name END,
+        CASE WHEN verified THEN t_email ELSE c_email END,
+        CASE WHEN verified THEN t_plan ELSE c_plan END,
+        CASE WHEN verified THEN t_mrr ELSE c_mrr END,
+        CASE WHEN verified THEN t_signup_date ELSE c_signup_date END,
+        COALESCE(custom, '{{}}'),
+        CASE WHEN verified THEN claims END,
+        now, now
+    FROM src
+    {};",
         // PostgreSQL decides from the values, not the SET list, whether an indexed column
         // changed (an update that changes none can be HOT), so one form serves every call.
         merge_on_conflict(
@@ -65,16 +68,68 @@ FROM src
             MergeRows::Any,
         )
     )
+}
+
+/// The identify batch as one PL/pgSQL function, created by the migrations (see
+/// `sync::migrate`): its name ends with a hash of its text, so instances of different versions
+/// on one database (a rolling upgrade) each call their own rules.
+///
+/// Why a function: PL/pgSQL keeps the plans of its statements per server connection (a generic
+/// plan, `plan_cache_mode` below), so the upsert is planned once per connection, not once per
+/// batch, yet the call itself is a plain unnamed `SELECT`: it needs no prepared statement of
+/// the client's, and works the same through a transaction-mode pooler, where a statement
+/// prepared by name on one server connection is missing on the next. And the whole batch (its
+/// rounds, then the keys' `last_used_at`) is one statement in its own transaction: one round
+/// trip where BEGIN, a statement per round and COMMIT were three or more.
+///
+/// Arguments: `$1`-`$19` the writes' columns ([`Columns::params`]), `$20` each write's round,
+/// `$21` the number of rounds, `$22`/`$23` the keys used and when (`keys_used`).
+pub(super) static BATCH_FUNCTION: LazyLock<BatchFunction> = LazyLock::new(|| {
+    let body = format!(
+        "
+BEGIN
+    FOR r IN 1..$21 LOOP{}
+    END LOOP;
+    UPDATE keys k SET last_used_at = t.at
+    FROM UNNEST($22::int8[], $23::int8[]) AS t(id, at)
+    WHERE k.id = t.id AND (k.last_used_at IS NULL OR k.last_used_at < t.at);
+END
+",
+        upsert_round()
+    );
+    let args = "text[], text[], int8[], bool[], text[], int8[], int8[], \
+        text[], text[], text[], float8[], text[], text[], text[], text[], float8[], text[], \
+        text[], text[], int4[], int4, int8[], int8[]";
+    let hash = hex::encode(&Sha256::digest(format!("{args}\n{body}").as_bytes())[..6]);
+    let name = format!("dropfix_identify_{hash}");
+    let create = format!(
+        "CREATE FUNCTION {name}({args}) RETURNS void LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan
+AS $dropfix${body}$dropfix$"
+    );
+    let call = format!(
+        "SELECT {name}({})",
+        (1..=23)
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    BatchFunction { name, create, call }
 });
 
-/// Records when each key last verified a call: once per key per batch, not per call.
-const TOUCH_KEYS: &str = "
-UPDATE keys k SET last_used_at = t.at
-FROM UNNEST($1::int8[], $2::int8[]) AS t(id, at)
-WHERE k.id = t.id AND (k.last_used_at IS NULL OR k.last_used_at < t.at)";
+/// See [`BATCH_FUNCTION`].
+pub(super) struct BatchFunction {
+    /// `dropfix_identify_` and 12 hex digits of the hash of its arguments and body.
+    pub(super) name: String,
+    /// `CREATE FUNCTION ...`, run once per database by the migrations.
+    pub(super) create: String,
+    /// `SELECT name($1, ..., $23)`.
+    call: String,
+}
 
+/// A batch's writes as the function's columns: rounds one after the other, each in key order.
 #[derive(Default)]
-struct Round<'a> {
+struct Columns<'a> {
     app_id: Vec<&'a str>,
     user_id: Vec<&'a str>,
     now: Vec<i64>,
@@ -94,10 +149,14 @@ struct Round<'a> {
     c_signup_date: Vec<Option<&'a str>>,
     claims: Vec<Option<String>>,
     custom: Vec<Option<String>>,
+    round: Vec<i32>,
+    rounds: i32,
+    key_ids: Vec<i64>,
+    key_ats: Vec<i64>,
 }
 
-impl<'a> Round<'a> {
-    fn push(&mut self, w: &'a IdentifyWrite) {
+impl<'a> Columns<'a> {
+    fn push(&mut self, w: &'a IdentifyWrite, round: i32) {
         self.app_id.push(&w.app_id);
         self.user_id.push(&w.user_id);
         self.now.push(w.now);
@@ -117,11 +176,13 @@ impl<'a> Round<'a> {
         self.c_signup_date.push(w.claimed.signup_date.as_deref());
         self.claims.push(w.claims_json());
         self.custom.push(w.custom_json());
+        self.round.push(round);
+        self.rounds = self.rounds.max(round);
     }
 
-    /// The arrays with their types, in the order of [`UPSERT_USERS`]'s `$n` (sent unnamed:
-    /// see `super::typed`).
-    fn params(&self) -> [(&(dyn ToSql + Sync), Type); 19] {
+    /// The arguments with their types, in the order of [`BATCH_FUNCTION`]'s `$n` (sent
+    /// unnamed: see `super::typed`).
+    fn params(&self) -> [(&(dyn ToSql + Sync), Type); 23] {
         let (text, int8, boolean, float8) = (
             Type::TEXT_ARRAY,
             Type::INT8_ARRAY,
@@ -135,7 +196,7 @@ impl<'a> Round<'a> {
             (&self.verified, boolean),
             (&self.method, text.clone()),
             (&self.key_id, int8.clone()),
-            (&self.signed_at, int8),
+            (&self.signed_at, int8.clone()),
             (&self.t_name, text.clone()),
             (&self.t_email, text.clone()),
             (&self.t_plan, text.clone()),
@@ -148,79 +209,53 @@ impl<'a> Round<'a> {
             (&self.c_signup_date, text.clone()),
             (&self.claims, text.clone()),
             (&self.custom, text),
+            (&self.round, Type::INT4_ARRAY),
+            (&self.rounds, Type::INT4),
+            (&self.key_ids, int8.clone()),
+            (&self.key_ats, int8),
         ]
     }
 }
 
-/// Splits a batch into rounds: the first write of each user in round 1, its second in round 2,
-/// and so on. One statement cannot upsert a row twice, and applying the rounds in order keeps
-/// the exact arrival-order outcome of the calls one by one. Within a round, rows are in key
-/// order so that two instances lock the same users in the same order.
-fn rounds<'a>(writes: &[&'a IdentifyWrite]) -> Vec<Round<'a>> {
-    let mut seen: HashMap<(&str, &str), usize> = HashMap::with_capacity(writes.len());
-    let mut by_round: Vec<Vec<&'a IdentifyWrite>> = Vec::new();
-    for w in writes {
-        let n = seen.entry((&w.app_id, &w.user_id)).or_insert(0);
-        if by_round.len() <= *n {
-            by_round.push(Vec::new());
-        }
-        by_round[*n].push(w);
-        *n += 1;
-    }
-    by_round
-        .into_iter()
-        .map(|mut ws| {
-            ws.sort_unstable_by(|a, b| (&a.app_id, &a.user_id).cmp(&(&b.app_id, &b.user_id)));
-            let mut round = Round::default();
-            for w in ws {
-                round.push(w);
-            }
-            round
+/// A batch as columns, split into rounds: the first write of each user in round 1, its second
+/// in round 2, and so on. One statement cannot upsert a row twice, and applying the rounds in
+/// order keeps the exact arrival-order outcome of the calls one by one. Within a round, rows
+/// are in key order so that two instances lock the same users in the same order.
+fn columns<'a>(writes: &[&'a IdentifyWrite]) -> Columns<'a> {
+    let mut seen: HashMap<(&str, &str), i32> = HashMap::with_capacity(writes.len());
+    let mut ordered: Vec<(i32, &'a IdentifyWrite)> = writes
+        .iter()
+        .map(|w| {
+            let n = seen.entry((&w.app_id, &w.user_id)).or_insert(0);
+            *n += 1;
+            (*n, *w)
         })
-        .collect()
+        .collect();
+    // Stable: a user's writes are in different rounds, so arrival order within a round does
+    // not matter, and the sort key is unique.
+    ordered.sort_unstable_by(|(ra, a), (rb, b)| {
+        (ra, &a.app_id, &a.user_id).cmp(&(rb, &b.app_id, &b.user_id))
+    });
+    let mut columns = Columns::default();
+    for (round, w) in ordered {
+        columns.push(w, round);
+    }
+    (columns.key_ids, columns.key_ats) = keys_used(writes.iter().copied()).into_iter().unzip();
+    columns
 }
 
-/// Commits `writes` in one transaction: one upsert per round, then the keys' `last_used_at`.
-///
-/// The statements go out named and prepared once per connection (deadpool's cache) only when
-/// `named` says the pool's URL keeps a session per connection (see [`super::Statements`]);
-/// otherwise unnamed, planned again each time.
+/// Commits `writes` as one call of [`BATCH_FUNCTION`], outside any transaction block, so the
+/// call is its own transaction: answered only after its commit.
 async fn write_batch(
     pool: &Pool,
     metrics: &Metrics,
-    named: &Statements,
     writes: &[&IdentifyWrite],
 ) -> Result<(), BatchError> {
-    let mut client = pooled(pool, metrics).await.map_err(BatchError::pool)?;
-    let tx = client.transaction().await?;
-    let named = named.named();
-    let upsert = match named {
-        true => Some(tx.prepare_cached(&UPSERT_USERS).await?),
-        false => None,
-    };
-    for round in rounds(writes) {
-        let params = round.params();
-        match &upsert {
-            Some(stmt) => {
-                let values: Vec<&(dyn ToSql + Sync)> = params.iter().map(|(v, _)| *v).collect();
-                tx.execute(stmt, &values).await?
-            }
-            None => tx.execute_typed(&UPSERT_USERS, &params).await?,
-        };
-    }
-    let used = keys_used(writes.iter().copied());
-    if !used.is_empty() {
-        let (ids, ats): (Vec<i64>, Vec<i64>) = used.into_iter().unzip();
-        if named {
-            let touch = tx.prepare_cached(TOUCH_KEYS).await?;
-            tx.execute(&touch, &[&ids, &ats]).await?;
-        } else {
-            let args: [(&(dyn ToSql + Sync), Type); 2] =
-                [(&ids, Type::INT8_ARRAY), (&ats, Type::INT8_ARRAY)];
-            tx.execute_typed(TOUCH_KEYS, &args).await?;
-        }
-    }
-    tx.commit().await?;
+    let client = pooled(pool, metrics).await.map_err(BatchError::pool)?;
+    let columns = columns(writes);
+    client
+        .execute_typed(&BATCH_FUNCTION.call, &columns.params())
+        .await?;
     Ok(())
 }
 
@@ -241,8 +276,6 @@ enum Failure {
     Data,
     /// The database is unreachable or failing: every caller gets the error now.
     Unavailable,
-    /// A named statement missing or taken (26000, 42P05): a transaction-mode pooler after all.
-    NamedStatements,
 }
 
 impl BatchError {
@@ -273,7 +306,6 @@ impl BatchError {
 impl From<tokio_postgres::Error> for BatchError {
     fn from(e: tokio_postgres::Error) -> Self {
         let kind = match e.code().map(|c| c.code()) {
-            Some("26000" | "42P05") => Failure::NamedStatements,
             Some(c) if c.starts_with("40") => Failure::Transient,
             Some(c) if c.starts_with("22") || c.starts_with("23") || c.starts_with("54") => {
                 Failure::Data
@@ -292,10 +324,9 @@ async fn bounded_batch(
     limit: Duration,
     pool: &Pool,
     metrics: &Metrics,
-    named: &Statements,
     writes: &[&IdentifyWrite],
 ) -> Result<(), BatchError> {
-    tokio::time::timeout(limit, write_batch(pool, metrics, named, writes))
+    tokio::time::timeout(limit, write_batch(pool, metrics, writes))
         .await
         .unwrap_or_else(|_| {
             Err(BatchError {
@@ -313,7 +344,6 @@ pub(super) async fn batcher(
     mut rx: mpsc::Receiver<Pending>,
     pool: Pool,
     hooks: Hooks,
-    named: Arc<Statements>,
     limit: Duration,
 ) {
     let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
@@ -326,7 +356,7 @@ pub(super) async fn batcher(
             }
         }
         hooks.metrics.observe_batch(batch.len());
-        commit_batch(&pool, &hooks.metrics, &named, &mut batch, limit).await;
+        commit_batch(&pool, &hooks.metrics, &mut batch, limit).await;
     }
     tracing::debug!("postgres batcher stopped");
 }
@@ -334,24 +364,16 @@ pub(super) async fn batcher(
 pub(super) async fn commit_batch(
     pool: &Pool,
     metrics: &Metrics,
-    named: &Statements,
     batch: &mut Vec<Pending>,
     limit: Duration,
 ) {
     let writes: Vec<&IdentifyWrite> = batch.iter().map(|(w, _)| w).collect();
-    let mut result = bounded_batch(limit, pool, metrics, named, &writes).await;
-    if let Err(e) = &result
-        && e.kind == Failure::NamedStatements
-    {
-        // Named statements met a pooler after all: unnamed from now on, and this batch again.
-        named.refuse(&e.message);
-        result = bounded_batch(limit, pool, metrics, named, &writes).await;
-    }
+    let mut result = bounded_batch(limit, pool, metrics, &writes).await;
     if let Err(e) = &result
         && e.kind == Failure::Transient
     {
         tracing::info!(error = %e.message, size = writes.len(), "batch conflicted; retrying");
-        result = bounded_batch(limit, pool, metrics, named, &writes).await;
+        result = bounded_batch(limit, pool, metrics, &writes).await;
     }
     drop(writes);
     match result {
@@ -364,7 +386,7 @@ pub(super) async fn commit_batch(
             tracing::warn!(error = %e.message, size = batch.len(), "batch commit failed; retrying it in halves");
             let mut answers = vec![None; batch.len()];
             let writes: Vec<&IdentifyWrite> = batch.iter().map(|(w, _)| w).collect();
-            bisect(pool, metrics, named, limit, &writes, &mut answers).await;
+            bisect(pool, metrics, limit, &writes, &mut answers).await;
             for ((_, done), answer) in batch.drain(..).zip(answers) {
                 let answer = answer.unwrap_or_else(|| Err("not committed".into()));
                 let _ = done.send(answer.map_err(StoreError::Postgres));
@@ -398,7 +420,6 @@ pub(super) fn json_text_has_nul(s: &str) -> bool {
 async fn bisect(
     pool: &Pool,
     metrics: &Metrics,
-    named: &Statements,
     limit: Duration,
     writes: &[&IdentifyWrite],
     answers: &mut [Option<Result<(), String>>],
@@ -409,10 +430,10 @@ async fn bisect(
         if part.is_empty() {
             continue;
         }
-        match bounded_batch(limit, pool, metrics, named, part).await {
+        match bounded_batch(limit, pool, metrics, part).await {
             Ok(()) => out.fill(Some(Ok(()))),
             Err(e) if e.kind != Failure::Unavailable && part.len() > 1 => {
-                Box::pin(bisect(pool, metrics, named, limit, part, out)).await;
+                Box::pin(bisect(pool, metrics, limit, part, out)).await;
             }
             Err(e) => {
                 tracing::error!(error = %e.message, size = part.len(), "storing identify calls failed");
@@ -446,20 +467,36 @@ mod tests {
 
     #[test]
     fn a_batch_splits_into_rounds_with_one_write_per_user_each() {
-        let ws = [
+        let mut ws = [
             write("b", false),
             write("a", true),
             write("b", true),
             write("b", false),
             write("c", false),
         ];
+        ws[1].verification.as_mut().unwrap().key_id = 7;
+        ws[1].now = 5;
+        ws[2].now = 9;
         let refs: Vec<&IdentifyWrite> = ws.iter().collect();
-        let rounds = rounds(&refs);
-        let users: Vec<Vec<&str>> = rounds.iter().map(|r| r.user_id.clone()).collect();
-        assert_eq!(users, vec![vec!["a", "b", "c"], vec!["b"], vec!["b"]]);
+        let c = columns(&refs);
+        assert_eq!(c.user_id, vec!["a", "b", "c", "b", "b"]);
+        assert_eq!(c.round, vec![1, 1, 1, 2, 3]);
+        assert_eq!(c.rounds, 3);
         // Arrival order per user is kept: b's first write (unverified) comes first.
-        assert_eq!(rounds[0].verified, vec![true, false, false]);
-        assert_eq!(rounds[1].verified, vec![true]);
-        assert_eq!(rounds[2].verified, vec![false]);
+        assert_eq!(c.verified, vec![true, false, false, true, false]);
+        // Each key once, with the latest time it verified a call.
+        assert_eq!((c.key_ids, c.key_ats), (vec![1, 7], vec![9, 5]));
+    }
+
+    #[test]
+    fn the_function_is_named_by_its_text_and_called_with_every_argument() {
+        let f = &*BATCH_FUNCTION;
+        assert!(f.name.starts_with("dropfix_identify_") && f.name.len() == 29);
+        assert!(f.create.contains(&f.name) && f.call.contains(&f.name));
+        assert!(f.call.ends_with("$22, $23)"));
+        assert_eq!(
+            f.call.matches('$').count(),
+            Columns::default().params().len()
+        );
     }
 }

@@ -409,6 +409,12 @@ pub async fn drop_tables_created(
         tx.batch_execute(&format!("DROP TABLE IF EXISTS \"{quoted}\" CASCADE"))
             .await?;
     }
+    // The migrations that created the tables also created the identify batch's function.
+    if created.iter().any(|t| t == "users") {
+        let name = &super::batch::BATCH_FUNCTION.name;
+        tx.batch_execute(&format!("DROP FUNCTION IF EXISTS {name}"))
+            .await?;
+    }
     tx.commit().await?;
     Ok(created)
 }

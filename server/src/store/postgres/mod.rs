@@ -2,10 +2,11 @@
 //!
 //! It keeps every promise of the embedded backend ([`super::sqlite`]), method by method:
 //! - identify writes go to a per-instance batcher task (a bounded queue, like the SQLite store
-//!   thread) that commits whatever is queued (up to [`MAX_BATCH`]) in one transaction, as one
-//!   `INSERT ... SELECT FROM UNNEST(...) ON CONFLICT DO UPDATE` statement per round, whose SQL
-//!   states the stored-data rules of [`crate::users::merge`]. Each caller is answered only after
-//!   the COMMIT, and every caller of a failed batch gets the error (a 503, never a false 2xx);
+//!   thread) that commits whatever is queued (up to [`MAX_BATCH`]) as one call of a PL/pgSQL
+//!   function (one statement, its own transaction) running an `INSERT ... SELECT FROM
+//!   UNNEST(...) ON CONFLICT DO UPDATE` per round, whose SQL states the stored-data rules of
+//!   [`crate::users::merge`]. Each caller is answered only after the commit, and every caller
+//!   of a failed batch gets the error (a 503, never a false 2xx);
 //! - every key change is one transaction that first locks the workspace row (`FOR UPDATE`), so
 //!   two instances rolling the same workspace at once run one after the other, and what the
 //!   change reads cannot move before it commits;
@@ -78,6 +79,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0004_team_invites.sql"),
     include_str!("../migrations/postgres/0005_seed_trait_counts.sql"),
     include_str!("../migrations/postgres/0006_token_issuers.sql"),
+    include_str!("../migrations/postgres/0007_users_fillfactor.sql"),
 ];
 
 /// How many migrations this build knows (tests of the schema-version refusal).
@@ -197,8 +199,6 @@ struct Inner {
     queue: mpsc::Sender<Pending>,
     hooks: Hooks,
     sync: Arc<ConfigSync>,
-    /// Named or unnamed statements on the identify path.
-    statements: Arc<Statements>,
     op_timeout: Duration,
     /// How long an identify call waits for its batch's answer (`--db-timeout-secs`): a call
     /// queued behind a batch stuck on a hung database gets its 503 in this time, not after that
@@ -233,44 +233,6 @@ struct ConfigSync {
     listening: AtomicBool,
 }
 
-/// Whether the identify batch may send its two statements named (prepared once per pooled
-/// connection) rather than unnamed. Named, they cost no planning per batch: one verifier on a
-/// direct connection serves about 1.36x the new-id writes per second (BENCHMARKS.md, "PostgreSQL
-/// behind a transaction pooler"). But a transaction-mode pooler lends each transaction to any
-/// server connection, where a name prepared on another is missing (26000) or, left by another
-/// client, taken (42P05). So everything starts unnamed, and the batch turns to named statements
-/// only once the listener has proved that the pool's own URL keeps a session per connection (its
-/// probe notification arrived through that URL, which no transaction pooler delivers). With
-/// `--database-direct-url` the pool's URL is taken to be a pooler and stays unnamed. Should a
-/// named statement still meet 26000/42P05, the batch is retried unnamed and named statements
-/// stay off.
-#[derive(Debug, Default)]
-pub(super) struct Statements {
-    named: AtomicBool,
-}
-
-impl Statements {
-    pub(super) fn named(&self) -> bool {
-        self.named.load(Ordering::Relaxed)
-    }
-
-    /// The pool's URL keeps sessions: prepared statements from now on.
-    pub(super) fn allow(&self) {
-        self.named.store(true, Ordering::Relaxed);
-    }
-
-    /// Named statements failed: unnamed from now on (said once).
-    pub(super) fn refuse(&self, error: &str) {
-        if self.named.swap(false, Ordering::Relaxed) {
-            tracing::warn!(
-                error,
-                "named statements failed on a pooled connection: sending every statement \
-                 unnamed from now on (a pooler in transaction mode?)"
-            );
-        }
-    }
-}
-
 /// A pooled connection, the wait for it (got or not) recorded in `dropfix_db_pool_wait_seconds`.
 async fn pooled(pool: &Pool, metrics: &Metrics) -> Result<Object, PoolError> {
     let started = Instant::now();
@@ -287,8 +249,6 @@ pub(super) struct Listener {
     ),
     /// Whether it came from `--database-direct-url` (for the log line when it hears nothing).
     direct: bool,
-    /// Told when the pool's own URL proves to keep sessions.
-    statements: Arc<Statements>,
 }
 
 fn pg_config(
@@ -339,7 +299,6 @@ impl PgStore {
 
         let sync = Arc::new(ConfigSync::default());
         bounded(op_timeout, reload(&pool, &hooks, &sync, true)).await?;
-        let statements = Arc::new(Statements::default());
         let listener = match &opts.direct_url {
             Some(url) => Listener {
                 connect: pg_config(&PgOptions {
@@ -347,24 +306,16 @@ impl PgStore {
                     ..opts.clone()
                 })?,
                 direct: true,
-                statements: Arc::clone(&statements),
             },
             None => Listener {
                 connect: (cfg, tls),
                 direct: false,
-                statements: Arc::clone(&statements),
             },
         };
 
         let (queue, rx) = mpsc::channel(QUEUE_DEPTH);
         let (stop, stopped) = watch::channel(());
-        tokio::spawn(batcher(
-            rx,
-            pool.clone(),
-            hooks.clone(),
-            Arc::clone(&statements),
-            op_timeout,
-        ));
+        tokio::spawn(batcher(rx, pool.clone(), hooks.clone(), op_timeout));
         let (listening_tx, listening) = oneshot::channel();
         tokio::spawn(listen(
             listener,
@@ -398,7 +349,6 @@ impl PgStore {
                 queue,
                 hooks,
                 sync,
-                statements,
                 op_timeout,
                 answer_timeout: opts.timeout,
                 row_commits: std::env::var("DROPFIX_BENCH_PG_ROW_COMMITS").is_ok_and(|v| v == "1"),
@@ -465,8 +415,7 @@ impl PgStore {
             return Queued::Waiting(Box::pin(async move {
                 let mut one = vec![(write, done)];
                 let metrics = &inner.hooks.metrics;
-                let named = &inner.statements;
-                commit_batch(&inner.pool, metrics, named, &mut one, inner.op_timeout).await;
+                commit_batch(&inner.pool, metrics, &mut one, inner.op_timeout).await;
                 wait.await.map_err(|_| StoreError::Closed)?
             }));
         }
@@ -580,15 +529,16 @@ fn cells(r: &tokio_postgres::Row) -> Result<Row, StoreError> {
 
 /// The arguments with the type each is sent as, for tokio-postgres' `*_typed` calls.
 ///
-/// No statement of this backend is prepared by name, except the identify batch's once a session
-/// is proved ([`Statements`]): each goes out as the unnamed statement (Parse, Bind, Execute,
-/// Sync in one message), which lives only until the next one.
+/// No statement of this backend is prepared by name: each goes out as the unnamed statement
+/// (Parse, Bind, Execute, Sync in one message), which lives only until the next one.
 /// A transaction-mode pooler (PgBouncer `pool_mode = transaction` before 1.21, Supabase's port
 /// 6543, many managed poolers) hands each transaction, and each statement outside one, to
 /// whichever server connection is free: a statement named on one connection does not exist on
 /// the next (`prepared statement "s9" does not exist`), and one left behind collides with the
 /// next client's name (`already exists`). Planning each statement again costs little off the
-/// hot path (a rule runs a few statements per admin or console request).
+/// hot path (a rule runs a few statements per admin or console request); on it, the identify
+/// batch is a call of a PL/pgSQL function, whose plans the server keeps per connection
+/// (`batch::BATCH_FUNCTION`).
 fn typed<'a>(args: &'a [Arg<'_>]) -> Vec<(&'a (dyn ToSql + Sync), Type)> {
     args.iter()
         .map(|a| {

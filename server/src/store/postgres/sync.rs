@@ -54,6 +54,21 @@ pub(super) async fn migrate(pool: &Pool, ring: &Keyring) -> Result<(), StoreErro
         .await?;
         tracing::info!(version = n, "postgres schema migrated");
     }
+    // The identify batch's function, by the name of its text (a rolling upgrade's instances
+    // each find their own); created once per database, under the lock.
+    let function = &*super::batch::BATCH_FUNCTION;
+    let exists = tx
+        .query_typed_opt(
+            "SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+             WHERE p.proname = $1 AND n.nspname = current_schema()",
+            &[(&function.name, Type::TEXT)],
+        )
+        .await?
+        .is_some();
+    if !exists {
+        tx.batch_execute(&function.create).await?;
+        tracing::info!(function = %function.name, "postgres identify batch function created");
+    }
     // Under the same lock: instances starting together upgrade the stored secrets once.
     config::upgrade_secrets(&mut PgConn(&tx), ring).await?;
     tx.commit().await?;
@@ -161,11 +176,12 @@ pub(super) async fn listen(
     let Listener {
         connect: (cfg, tls),
         direct,
-        statements,
     } = listener;
     let mut ready = Some(ready);
     let mut backoff = Duration::from_millis(100);
     let mut heard = Heard::Untried;
+    // When the listener's connection last failed, while it has not been back since.
+    let mut down_since: Option<std::time::Instant> = None;
     let probe_channel = {
         let mut b = [0u8; 8];
         getrandom::fill(&mut b).expect("the operating system's random number generator failed");
@@ -206,13 +222,7 @@ pub(super) async fn listen(
                     &mut ready,
                 );
                 match probed.await {
-                    Ok(true) => {
-                        heard = Heard::Delivered;
-                        // Heard through the pool's own URL: it keeps a session per connection.
-                        if !direct {
-                            statements.allow();
-                        }
-                    }
+                    Ok(true) => heard = Heard::Delivered,
                     Ok(false) => {
                         driver.abort();
                         return Ok(false);
@@ -237,7 +247,14 @@ pub(super) async fn listen(
                 driver.abort();
                 return Err(e);
             }
-            tracing::debug!("listening for workspace changes");
+            if let Some(since) = down_since.take() {
+                tracing::info!(
+                    down_secs = format_args!("{:.1}", since.elapsed().as_secs_f64()),
+                    "workspace listener reconnected"
+                );
+            } else {
+                tracing::debug!("listening for workspace changes");
+            }
             sync.listening.store(true, Ordering::Relaxed);
             if let Some(tx) = ready.take() {
                 let _ = tx.send(());
@@ -273,8 +290,18 @@ pub(super) async fn listen(
                     }
                     return;
                 }
+                // Said once per outage (its retries at debug): a database that is away is
+                // also logged by the store's outage tracker, and the 1 s poll covers changes.
+                Err(e) if down_since.is_none() => {
+                    down_since = Some(std::time::Instant::now());
+                    tracing::warn!(
+                        error = %e,
+                        "workspace listener down; retrying with backoff (the 1 s poll still \
+                         brings changes once the database answers)"
+                    );
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, retry_in = ?backoff, "workspace listener down");
+                    tracing::debug!(error = %e, retry_in = ?backoff, "workspace listener still down");
                 }
             },
             _ = stop.changed() => return,
