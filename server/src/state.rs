@@ -305,9 +305,9 @@ fn spawn_flusher(state: Weak<AppState>, every: Duration) {
             tick.tick().await;
             let Some(state) = state.upgrade() else { break };
             if let Err(e) = state.console.stats.flush(&state.store).await {
-                // The store away is logged once, by the outage tracker (store::Outage); a
-                // failure beside a store that answers is worth a line of its own.
-                state.outage.failed(&e, false);
+                // While the store is away (as the calls and health checks found), that is
+                // logged once by the outage tracker (store::Outage); a failure beside a store
+                // that answers is worth a line of its own.
                 if state.outage.is_down() {
                     tracing::debug!(error = %e, "flushing console counts failed; kept for the next try");
                 } else {
