@@ -18,7 +18,10 @@
 # BEFORE_BIN: another dropfix-server binary (say, a build of the previous commit) run as a fifth
 # target, dropfix-before, in the same alternation: how a change's before/after is measured;
 # DROPFIX_BIN: the binary run as dropfix-durable (default: this tree's release build);
-# WARMUP_SECONDS (5): with PREFILL, calls for other stored users before the measured rounds.
+# WARMUP_SECONDS (5): with PREFILL, calls for other stored users before the measured rounds;
+# ZIPF (unset: ids spread evenly): a Zipf exponent, say 1.1, for skewed ids (bench/mix.sh).
+# BEFORE_BIN's target runs on a database of its own without the PREFILL: compare growth by
+# running this script once per build with DROPFIX_BIN instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS="${ROUNDS:-3}"; SECS="${SECONDS_PER_RUN:-5}"; CONN="${CONNECTIONS:-64}"; IDS="${IDS:-2000}"
