@@ -46,3 +46,20 @@ if bad:
 print("\nnon-2xx share is the mix's 20% on every run")
 PY
 }
+# new_ids_lua APP PREFIX: the wrk Lua script of unsigned identify calls for APP, each with a user
+# id never sent before (PREFIX-<thread>-<n>): 202 and a new row each while strict mode is off.
+new_ids_lua() {
+  cat <<LUA
+local counter = 0
+local id = 0
+setup = function(thread) id = id + 1; thread:set("tid", id) end
+init = function() tid = tid or 0 end
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  counter = counter + 1
+  local body = string.format('{"app_id":"$1","user_id":"$2-%d-%d","traits":{"plan":"pro","mrr":49}}', tid, counter)
+  return wrk.format(nil, "/v1/identify", nil, body)
+end
+LUA
+}

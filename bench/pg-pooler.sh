@@ -39,25 +39,9 @@ APP="$(grep -o 'app_id=[^ ]*' "$WORK/direct.out" | cut -d= -f2)"
 # It says so once, when its probe notification has not come within 5 s.
 wait_line "$WORK/pooled.err" "by the 1 s poll only"
 
-# New ids: PREFIX-<thread>-<n>, unsigned (strict is off on the development workspace).
-lua() { # PREFIX
-  cat <<LUA
-local counter = 0
-local id = 0
-setup = function(thread) id = id + 1; thread:set("tid", id) end
-init = function() tid = tid or 0 end
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-request = function()
-  counter = counter + 1
-  local body = string.format('{"app_id":"$APP","user_id":"$1-%d-%d","traits":{"plan":"pro","mrr":49}}', tid, counter)
-  return wrk.format(nil, "/v1/identify", nil, body)
-end
-LUA
-}
 RESULTS="$WORK/results.tsv"
 measure() { # NAME ROUND
-  lua "$1-r$2" >"$WORK/$1-$2.lua"
+  new_ids_lua "$APP" "$1-r$2" >"$WORK/$1-$2.lua"
   wrk -t1 -c"$CONN" -d"${SECS}s" --latency -s "$WORK/$1-$2.lua" "${URL_OF[$1]}" >"$WORK/wrk-$1-$2.txt"
   python3 - "$1" "$WORK/wrk-$1-$2.txt" >>"$RESULTS" <<'PY'
 import re, sys

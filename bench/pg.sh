@@ -63,21 +63,6 @@ source bench/mix.sh
 mix "$APP" "$SECRET" "$IDS" 7 1 1 1 >"$WORK/mix-pg.lua"
 mix "$APP_S" "$SECRET_S" "$IDS" 7 1 1 1 >"$WORK/mix-sqlite.lua"
 [ -n "$BEFORE" ] && mix "$APP_B" "$SECRET_B" "$IDS" 7 1 1 1 >"$WORK/mix-before.lua"
-new_ids() { # APP PREFIX: unsigned calls, each with a user id never sent before (202, a new row)
-  cat <<LUA
-local counter = 0
-local id = 0
-setup = function(thread) id = id + 1; thread:set("tid", id) end
-init = function() tid = tid or 0 end
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-request = function()
-  counter = counter + 1
-  local body = string.format('{"app_id":"$1","user_id":"$2-%d-%d","traits":{"plan":"pro","mrr":49}}', tid, counter)
-  return wrk.format(nil, "/v1/identify", nil, body)
-end
-LUA
-}
 
 cpu_of() { local t=0; for p in "$@"; do t="$(awk -v t="$t" -v hz="$(getconf CLK_TCK)" '{ print t + ($14 + $15) / hz }' "/proc/$p/stat")"; done; echo "$t"; }
 pg_cpu() { cpu_of $(pgrep -x postgres || pgrep -f 'postgres:' ) ; }
@@ -116,7 +101,7 @@ PY
 }
 echo "machine: $(nproc) cores; $CONN connections in all, ${SECS}s per run, $ROUNDS rounds; mix 70/10/10/10 over $IDS ids"
 new_run() { # LABEL APP NAME ROUND
-  new_ids "$2" "$1-r$4" >"$WORK/new-$1-$4.lua"
+  new_ids_lua "$2" "$1-r$4" >"$WORK/new-$1-$4.lua"
   measure "$1" "$WORK/new-$1-$4.lua" "$3"
 }
 for r in $(seq 1 "$ROUNDS"); do

@@ -12,13 +12,11 @@ use serde_json::json;
 use support::pg::TestDb;
 use support::{block_on, new_workspace, now, run_cli, start_binary, with_store};
 
-async fn tables(db: &TestDb) -> Vec<String> {
+/// The first column of `sql`'s rows, as text.
+async fn names(db: &TestDb, sql: &str) -> Vec<String> {
     db.client()
         .await
-        .query(
-            "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema() ORDER BY 1",
-            &[],
-        )
+        .query(sql, &[])
         .await
         .unwrap()
         .iter()
@@ -26,20 +24,22 @@ async fn tables(db: &TestDb) -> Vec<String> {
         .collect()
 }
 
+async fn tables(db: &TestDb) -> Vec<String> {
+    names(
+        db,
+        "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema() ORDER BY 1",
+    )
+    .await
+}
+
 /// The functions in the test database's schema (the identify batch's, once migrated).
 async fn functions(db: &TestDb) -> Vec<String> {
-    db.client()
-        .await
-        .query(
-            "SELECT p.proname::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-             WHERE n.nspname = current_schema() ORDER BY 1",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
+    names(
+        db,
+        "SELECT p.proname::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+         WHERE n.nspname = current_schema() ORDER BY 1",
+    )
+    .await
 }
 
 fn migrate(dir: &std::path::Path, db: &TestDb) -> (bool, String) {

@@ -251,8 +251,8 @@ async fn write_batch(
     metrics: &Metrics,
     writes: &[&IdentifyWrite],
 ) -> Result<(), BatchError> {
-    let client = pooled(pool, metrics).await.map_err(BatchError::pool)?;
     let columns = columns(writes);
+    let client = pooled(pool, metrics).await.map_err(BatchError::pool)?;
     client
         .execute_typed(&BATCH_FUNCTION.call, &columns.params())
         .await?;
