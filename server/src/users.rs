@@ -255,6 +255,13 @@ pub struct UserQuery {
     pub limit: usize,
 }
 
+/// How close in time (seconds) two calls that change nothing else are recorded as one: a call
+/// that would leave every stored value as it is and move `last_seen`, `verified_at` and
+/// `signed_at` each by less than this (either way) leaves the record untouched. An active user's
+/// browser calls identify on every page it loads, with the same traits; recording those times to
+/// the minute is what churn analytics needs, and a repeat call then costs no write.
+pub const SEEN_RESOLUTION: i64 = 60;
+
 /// Applies one accepted identify call to what is stored, under the stored-data rules:
 /// - a verified call sets the trusted values (and how and when it was verified); only values
 ///   a verification vouched for are trusted: a never-verified user's earlier claims are not
@@ -268,7 +275,38 @@ pub struct UserQuery {
 /// set (a signed-claims token may have vouched for it): its custom traits are kept aside in
 /// `unverified_claims` with its other claims; and a verification reaching a user not verified
 /// yet replaces the set even with none (a browser's earlier claims are not promoted).
+///
+/// A call that changes nothing but the times, each by less than [`SEEN_RESOLUTION`], leaves the
+/// stored record as it is.
 pub fn merge(existing: Option<&UserRecord>, w: &IdentifyWrite) -> UserRecord {
+    let merged = merge_values(existing, w);
+    match existing {
+        Some(u) if same_to_the_minute(u, &merged) => u.clone(),
+        _ => merged,
+    }
+}
+
+/// Whether `new` differs from `stored` only in its times, each moved by less than
+/// [`SEEN_RESOLUTION`] (a time set or cleared counts as moved).
+fn same_to_the_minute(stored: &UserRecord, new: &UserRecord) -> bool {
+    let near = |a: Option<i64>, b: Option<i64>| match (a, b) {
+        (Some(a), Some(b)) => a.abs_diff(b) < SEEN_RESOLUTION.unsigned_abs(),
+        (a, b) => a == b,
+    };
+    let times_near = near(Some(stored.last_seen), Some(new.last_seen))
+        && near(stored.verified_at, new.verified_at)
+        && near(stored.signed_at, new.signed_at);
+    times_near
+        && *stored
+            == UserRecord {
+                last_seen: stored.last_seen,
+                verified_at: stored.verified_at,
+                signed_at: stored.signed_at,
+                ..new.clone()
+            }
+}
+
+fn merge_values(existing: Option<&UserRecord>, w: &IdentifyWrite) -> UserRecord {
     let was_verified = existing.is_some_and(|u| u.verified);
     let stored = existing.map(UserRecord::values).unwrap_or_default();
     // A verification that reaches a user not verified yet starts its set afresh (as for the

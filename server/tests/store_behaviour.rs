@@ -25,7 +25,7 @@ use dropfix_server::store::{
     TeamRefusal,
 };
 use dropfix_server::users::{
-    Claimed, IdentifyWrite, UserQuery, UserRecord, Verification, merge_all,
+    Claimed, IdentifyWrite, SEEN_RESOLUTION, UserQuery, UserRecord, Verification, merge_all,
 };
 use dropfix_server::workspace::{
     self, KeyRuleError, MAX_LIVE_KEYS, NewKey, Registry, Workspace, WorkspacePatch,
@@ -155,6 +155,7 @@ macro_rules! on_both_backends {
 
 on_both_backends!(
     unverified_calls_never_overwrite_or_downgrade_a_verified_user,
+    repeat_calls_are_recorded_to_the_minute,
     verification_does_not_promote_earlier_claims,
     unverified_calls_for_an_unverified_user_overlay_their_claims,
     custom_traits_are_replaced_only_by_a_call_that_sends_some,
@@ -492,9 +493,62 @@ async fn unverified_calls_never_overwrite_or_downgrade_a_verified_user(env: &Env
             json!({"name": "Mallory", "email": "evil@example.com", "plan": "enterprise", "mrr": 1.5, "at": NOW + 10})
         )
     );
-    assert_eq!((u.first_seen, u.last_seen), (NOW, NOW + 20));
+    // The last call changed nothing and came within SEEN_RESOLUTION of the one before.
+    assert_eq!((u.first_seen, u.last_seen), (NOW, NOW + 10));
     // A whole MRR reads back as an integer on both backends.
     assert_eq!(serde_json::to_value(&u).unwrap()["mrr"].to_string(), "5000");
+}
+
+async fn repeat_calls_are_recorded_to_the_minute(env: &Env) {
+    let store = env.store().await;
+    let (app, key) = workspace(&store).await;
+    let pro = claimed(Some("Ada"), None, Some("pro"), Some(49.0));
+    let call =
+        |user: &str, now: i64, c: &Claimed| verified(&app, user, now, key, c.clone(), c.clone());
+    let r = SEEN_RESOLUTION;
+    // The same call again within the resolution leaves the record as it was, times included
+    // (`verified` signs 5 s before `now`).
+    let mut writes = vec![call("u1", NOW, &pro), call("u1", NOW + r - 1, &pro)];
+    let u = store_each(&store, &writes).await;
+    assert_eq!(
+        (u.last_seen, u.verified_at, u.signed_at),
+        (NOW, Some(NOW), Some(NOW - 5))
+    );
+    // At the resolution it is written: every time moves.
+    writes.push(call("u1", NOW + r, &pro));
+    let u = store_from(&store, &writes, 2).await;
+    assert_eq!(
+        (u.last_seen, u.verified_at, u.signed_at),
+        (NOW + r, Some(NOW + r), Some(NOW + r - 5))
+    );
+    // Within it, any other change is written at once, with the times.
+    let team = claimed(Some("Ada"), None, Some("team"), Some(49.0));
+    writes.push(call("u1", NOW + r + 1, &team));
+    let u = store_from(&store, &writes, 3).await;
+    assert_eq!(
+        (u.plan.as_deref(), u.last_seen),
+        (Some("team"), NOW + r + 1)
+    );
+    // A signature much older than the stored one moves `signed_at` alone: written.
+    let mut old_signature = call("u1", NOW + r + 2, &team);
+    old_signature.verification.as_mut().unwrap().signed_at = NOW - 10;
+    writes.push(old_signature);
+    let u = store_from(&store, &writes, 4).await;
+    assert_eq!((u.signed_at, u.last_seen), (Some(NOW - 10), NOW + r + 2));
+    // Unverified users and calls follow the same rule; a promotion is always written.
+    let mut writes = vec![
+        unverified(&app, "u2", NOW, pro.clone()),
+        unverified(&app, "u2", NOW + 1, pro.clone()),
+    ];
+    let u = store_each(&store, &writes).await;
+    assert_eq!((u.verified, u.last_seen), (false, NOW));
+    writes.push(call("u2", NOW + 2, &pro));
+    let u = store_from(&store, &writes, 2).await;
+    assert_eq!((u.verified, u.last_seen), (true, NOW + 2));
+    // A clock that went back by less than the resolution changes nothing either.
+    writes.push(call("u2", NOW - 3, &pro));
+    let u = store_from(&store, &writes, 3).await;
+    assert_eq!(u.last_seen, NOW + 2);
 }
 
 async fn verification_does_not_promote_earlier_claims(env: &Env) {

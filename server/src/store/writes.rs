@@ -13,39 +13,81 @@ use crate::users::IdentifyWrite;
 /// reaches a verified user. `server/tests/store_behaviour.rs` checks both backends against
 /// `merge`.
 ///
+/// The update happens only if it changes the record beyond [`crate::users::SEEN_RESOLUTION`]:
+/// a call that leaves every value as stored and moves the times (`last_seen`, `verified_at`,
+/// `signed_at`) by less than that updates no row, so the repeat calls of an active user cost
+/// no page written (SQLite) and no new row version (PostgreSQL).
+///
 /// `rows` narrows the clause for SQLite, whose update rewrites an index entry whenever a column
 /// of that index is in the SET list, even to the value it has: see [`MergeRows`].
 pub(crate) fn merge_on_conflict(claims: &str, rows: MergeRows) -> String {
-    let value = |col: &str| {
-        format!(
-            "{col} = CASE WHEN u.verified AND NOT excluded.verified THEN u.{col}
+    let trait_value = |col: &'static str| {
+        (
+            col,
+            format!(
+                "CASE WHEN u.verified AND NOT excluded.verified THEN u.{col}
                 WHEN excluded.verified AND NOT u.verified THEN excluded.{col}
                 ELSE COALESCE(excluded.{col}, u.{col}) END"
+            ),
         )
     };
-    let values = ["name", "email", "plan", "mrr", "signup_date"].map(value);
-    let (set_verified, only) = match rows {
-        MergeRows::Any => ("verified = u.verified OR excluded.verified,\n    ", ""),
-        MergeRows::KeepVerified => ("", ""),
-        MergeRows::VerifiedOnly => ("", "\nWHERE u.verified"),
+    let verification = |col: &'static str| {
+        (
+            col,
+            format!("CASE WHEN excluded.verified THEN excluded.{col} ELSE u.{col} END"),
+        )
     };
-    format!(
-        "ON CONFLICT (app_id, user_id) DO UPDATE SET
-    {set_verified}method = CASE WHEN excluded.verified THEN excluded.method ELSE u.method END,
-    key_id = CASE WHEN excluded.verified THEN excluded.key_id ELSE u.key_id END,
-    verified_at = CASE WHEN excluded.verified THEN excluded.verified_at ELSE u.verified_at END,
-    signed_at = CASE WHEN excluded.verified THEN excluded.signed_at ELSE u.signed_at END,
-    {},
-    custom = CASE WHEN u.verified AND NOT excluded.verified THEN u.custom
+    let mut values = Vec::new();
+    if rows == MergeRows::Any {
+        values.push(("verified", "u.verified OR excluded.verified".to_string()));
+    }
+    values.extend(["method", "key_id"].map(verification));
+    values.extend(["name", "email", "plan", "mrr", "signup_date"].map(trait_value));
+    values.push((
+        "custom",
+        "CASE WHEN u.verified AND NOT excluded.verified THEN u.custom
         WHEN excluded.verified AND NOT u.verified THEN excluded.custom
-        WHEN excluded.custom = '{{}}' THEN u.custom ELSE excluded.custom END,
-    unverified_claims = CASE
+        WHEN excluded.custom = '{}' THEN u.custom ELSE excluded.custom END"
+            .to_string(),
+    ));
+    values.push((
+        "unverified_claims",
+        format!(
+            "CASE
         WHEN excluded.verified THEN excluded.unverified_claims
         WHEN u.verified THEN COALESCE({claims}, u.unverified_claims)
-        ELSE NULL END,
-    last_seen = excluded.last_seen{only}",
-        values.join(",\n    ")
-    )
+        ELSE NULL END"
+        ),
+    ));
+    let mut times = vec![
+        verification("verified_at"),
+        verification("signed_at"),
+        ("last_seen", "excluded.last_seen".to_string()),
+    ];
+    let set = values
+        .iter()
+        .chain(&times)
+        .map(|(col, value)| format!("{col} = {value}"))
+        .collect::<Vec<_>>()
+        .join(",\n    ");
+    // A time "moves" when it goes from or to NULL, or by at least the resolution either way.
+    let resolution = crate::users::SEEN_RESOLUTION;
+    let changed = values
+        .iter()
+        .map(|(col, value)| format!("({value}) IS DISTINCT FROM u.{col}"))
+        .chain(times.drain(..).map(|(col, value)| {
+            format!(
+                "COALESCE(abs(({value}) - u.{col}) >= {resolution}, ({value}) IS DISTINCT FROM u.{col})"
+            )
+        }))
+        .collect::<Vec<_>>()
+        .join("\n    OR ");
+    let only = if rows == MergeRows::VerifiedOnly {
+        "u.verified AND "
+    } else {
+        ""
+    };
+    format!("ON CONFLICT (app_id, user_id) DO UPDATE SET\n    {set}\nWHERE {only}(\n    {changed})")
 }
 
 /// Which form of [`merge_on_conflict`] a write uses.
@@ -58,7 +100,8 @@ pub(crate) enum MergeRows {
     KeepVerified,
     /// A verified call onto a stored verified row: `verified` stays true and is left out; onto
     /// an unverified row the clause updates nothing (no row changed), and the caller runs the
-    /// [`MergeRows::Any`] form, which promotes it.
+    /// [`MergeRows::Any`] form, which promotes it (and which also updates nothing when the call
+    /// found a verified row it leaves unchanged to the minute).
     VerifiedOnly,
 }
 
