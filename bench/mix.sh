@@ -41,7 +41,7 @@ for (let i = 0; i < ids; i++) {
   const n = zipf > 0 ? Number((BigInt(zipfRank() - 1) * 2654435761n) % BigInt(space)) : i * step + offset;
   const id = `user-${n}`;
   const sig = createHmac('sha256', secret).update(id).digest('hex');
-  const traits = { plan: 'pro', mrr: 49, email: `u${i}@example.com` };
+  const traits = { plan: 'pro', mrr: 49, email: `u${n}@example.com` };
   const kind = kinds[i % kinds.length];
   if (kind === 'valid') bodies.push({ app_id: app, user_id: id, traits, hash: sig, signedAt: now });
   else if (kind === 'unsigned') bodies.push({ app_id: app, user_id: `anon-${n}`, traits });

@@ -144,6 +144,53 @@ fn a_rotation_through_one_instance_is_honoured_by_the_other_within_a_second() {
     assert_eq!(r.status, 404, "{}", r.text());
 }
 
+/// A repeat call that changes nothing within the resolution of the stored times
+/// (`users::SEEN_RESOLUTION`), through either instance, leaves the row as it is on disk: no new
+/// row version (same `ctid`) and not even a row lock (`xmax` still 0), which an `ON CONFLICT DO
+/// UPDATE` whose condition is false would take, with a WAL record and a dirtied page. A call
+/// that changes a value is stored at once.
+#[test]
+fn a_repeat_call_through_any_instance_leaves_the_row_untouched() {
+    let Some(t) = two_instances(StrictMode::Off, &[], Config::default) else {
+        return;
+    };
+    let (a, b, app, secret) = (&t.a, &t.b, &t.app, &t.secret);
+    let row = || {
+        support::block_on(async {
+            let c = t._db.client().await;
+            let r = c
+                .query_one(
+                    "SELECT ctid::text, xmax::text, plan, last_seen FROM users
+                     WHERE app_id = $1 AND user_id = 'repeat'",
+                    &[app],
+                )
+                .await
+                .unwrap();
+            (
+                r.get::<_, String>(0),
+                r.get::<_, String>(1),
+                r.get::<_, String>(2),
+                r.get::<_, i64>(3),
+            )
+        })
+    };
+    let call = signed(app, secret, "repeat");
+    assert_eq!(a.identify(&call).status, 200);
+    let first = row();
+    assert_eq!((first.1.as_str(), first.2.as_str()), ("0", "pro"));
+    for via in [b, a, b] {
+        let r = via.identify(&call);
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(row(), first, "a repeat call touched the row");
+    }
+    let mut changed = call.clone();
+    changed["traits"]["plan"] = json!("team");
+    assert_eq!(b.identify(&changed).status, 200);
+    let after = row();
+    assert_eq!(after.2, "team");
+    assert_ne!(after.0, first.0, "a change makes a new row version");
+}
+
 #[test]
 fn a_strict_toggle_through_one_instance_is_honoured_by_the_other_within_a_second() {
     let Some(t) = two_instances(StrictMode::Off, &[], Config::default) else {

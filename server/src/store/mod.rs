@@ -53,7 +53,7 @@ pub use team::{
     INVITE_TTL_SECS, InviteFor, MAX_PENDING_INVITES, PendingInvite, Team, TeamMember, TeamRefusal,
 };
 pub use writes::Queued;
-pub(crate) use writes::{MergeRows, keys_used, merge_on_conflict};
+pub(crate) use writes::{MergeRows, keys_used, merge_changes, merge_on_conflict};
 
 use std::path::PathBuf;
 use std::sync::Arc;

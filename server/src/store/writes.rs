@@ -16,11 +16,32 @@ use crate::users::IdentifyWrite;
 /// The update happens only if it changes the record beyond [`crate::users::SEEN_RESOLUTION`]:
 /// a call that leaves every value as stored and moves the times (`last_seen`, `verified_at`,
 /// `signed_at`) by less than that updates no row, so the repeat calls of an active user cost
-/// no page written (SQLite) and no new row version (PostgreSQL).
+/// no page written (SQLite) and no new row version (PostgreSQL, whose batch also leaves such
+/// calls out before the upsert: [`merge_changes`]).
 ///
 /// `rows` narrows the clause for SQLite, whose update rewrites an index entry whenever a column
 /// of that index is in the SET list, even to the value it has: see [`MergeRows`].
 pub(crate) fn merge_on_conflict(claims: &str, rows: MergeRows) -> String {
+    let (set, changed) = merge_rule(claims, rows);
+    let only = if rows == MergeRows::VerifiedOnly {
+        "u.verified AND "
+    } else {
+        ""
+    };
+    format!("ON CONFLICT (app_id, user_id) DO UPDATE SET\n    {set}\nWHERE {only}(\n    {changed})")
+}
+
+/// Whether the stored row `u` would change beyond [`crate::users::SEEN_RESOLUTION`] under the
+/// call `excluded` (the condition of [`merge_on_conflict`]'s update). PostgreSQL locks a row
+/// that an `ON CONFLICT DO UPDATE` reaches even when its condition then updates nothing (a
+/// WAL record and a dirtied page), so its batch also filters with this before the upsert.
+pub(crate) fn merge_changes(claims: &str) -> String {
+    merge_rule(claims, MergeRows::Any).1
+}
+
+/// The SET list of [`merge_on_conflict`] and the condition that it changes the row, from one
+/// list of columns.
+fn merge_rule(claims: &str, rows: MergeRows) -> (String, String) {
     let trait_value = |col: &'static str| {
         (
             col,
@@ -82,12 +103,7 @@ pub(crate) fn merge_on_conflict(claims: &str, rows: MergeRows) -> String {
         }))
         .collect::<Vec<_>>()
         .join("\n    OR ");
-    let only = if rows == MergeRows::VerifiedOnly {
-        "u.verified AND "
-    } else {
-        ""
-    };
-    format!("ON CONFLICT (app_id, user_id) DO UPDATE SET\n    {set}\nWHERE {only}(\n    {changed})")
+    (set, changed)
 }
 
 /// Which form of [`merge_on_conflict`] a write uses.

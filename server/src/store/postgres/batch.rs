@@ -13,7 +13,7 @@ use tokio_postgres::types::{ToSql, Type};
 
 use super::{MAX_BATCH, Pending, describe, pooled};
 use crate::metrics::Metrics;
-use crate::store::{Hooks, MergeRows, StoreError, keys_used, merge_on_conflict};
+use crate::store::{Hooks, MergeRows, StoreError, keys_used, merge_changes, merge_on_conflict};
 use crate::users::IdentifyWrite;
 
 /// One round of the batch: at most one write per user, as columns for UNNEST.
@@ -34,6 +34,7 @@ use crate::users::IdentifyWrite;
 ///
 /// `$20` is each write's round and `r` the round the loop of [`BATCH_FUNCTION`] is at.
 fn upsert_round() -> String {
+    let claims = "(SELECT s.claims FROM src s WHERE s.app_id = excluded.app_id AND s.user_id = excluded.user_id)";
     format!(
         "
     WITH src AS (
@@ -47,26 +48,33 @@ fn upsert_round() -> String {
                c_name, c_email, c_plan, c_mrr, c_signup_date,
                claims, custom, round)
         WHERE s.round = r
+    ), ins AS (
+        SELECT app_id, user_id, verified, method, key_id, CASE WHEN verified THEN now END AS verified_at,
+            signed_at,
+            CASE WHEN verified THEN t_name ELSE c_name END AS name,
+            CASE WHEN verified THEN t_email ELSE c_email END AS email,
+            CASE WHEN verified THEN t_plan ELSE c_plan END AS plan,
+            CASE WHEN verified THEN t_mrr ELSE c_mrr END AS mrr,
+            CASE WHEN verified THEN t_signup_date ELSE c_signup_date END AS signup_date,
+            COALESCE(custom, '{{}}') AS custom,
+            CASE WHEN verified THEN claims END AS unverified_claims,
+            now AS first_seen, now AS last_seen
+        FROM src
     )
     INSERT INTO users AS u (app_id, user_id, verified, method, key_id, verified_at, signed_at,
         name, email, plan, mrr, signup_date, custom, unverified_claims, first_seen, last_seen)
-    SELECT app_id, user_id, verified, method, key_id, CASE WHEN verified THEN now END, signed_at,
-        CASE WHEN verified THEN t_name ELSE c_name END,
-        CASE WHEN verified THEN t_email ELSE c_email END,
-        CASE WHEN verified THEN t_plan ELSE c_plan END,
-        CASE WHEN verified THEN t_mrr ELSE c_mrr END,
-        CASE WHEN verified THEN t_signup_date ELSE c_signup_date END,
-        COALESCE(custom, '{{}}'),
-        CASE WHEN verified THEN claims END,
-        now, now
-    FROM src
-    {};",
+    SELECT excluded.*
+    FROM ins AS excluded
+    LEFT JOIN users AS u ON u.app_id = excluded.app_id AND u.user_id = excluded.user_id
+    WHERE u.user_id IS NULL OR {changes}
+    {conflict};",
+        // The join leaves out the calls that would change nothing (see `merge_changes`): the
+        // conflict clause alone would still lock their rows. It keeps its own condition for a
+        // row another instance changed since.
+        changes = merge_changes(claims),
         // PostgreSQL decides from the values, not the SET list, whether an indexed column
         // changed (an update that changes none can be HOT), so one form serves every call.
-        merge_on_conflict(
-            "(SELECT s.claims FROM src s WHERE s.app_id = excluded.app_id AND s.user_id = excluded.user_id)",
-            MergeRows::Any,
-        )
+        conflict = merge_on_conflict(claims, MergeRows::Any),
     )
 }
 
