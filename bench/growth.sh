@@ -46,7 +46,8 @@
 # within a minute, so they measure repeat calls that write nothing), SECONDS_PER_RUN (10),
 # WARMUP_SECONDS (5), CONNECTIONS (64), DROPFIX_BIN (default: this tree's release build),
 # PREFILL_TIMEOUT (3600 s per prefill step), OUT (a file to copy the tab-separated table to),
-# KEEP_PG (1: leave running a PostgreSQL cluster that scripts/postgres.sh had to start; by
+# PG_DB_SETTINGS (none: space-separated name=value settings for the PostgreSQL database's
+# sessions, set as superuser with ALTER DATABASE, say "wal_compression=lz4"), KEEP_PG (1: leave running a PostgreSQL cluster that scripts/postgres.sh had to start; by
 # default it is stopped at exit).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -244,6 +245,10 @@ for z in $ZIPFS; do
   if [ "$store" = postgres ]; then
     db="dropfix_growth_$$_$k"
     psql -q "$URL" -c "CREATE DATABASE $db" >/dev/null; DBS+=("$db")
+    # PG_DB_SETTINGS: superuser-only settings for this database's sessions (say wal_compression=lz4).
+    for setting in ${PG_DB_SETTINGS:-}; do
+      as_postgres psql -q -d postgres -c "ALTER DATABASE $db SET ${setting%%=*} = '${setting#*=}'" >/dev/null
+    done
     DB_URL="${URL%/*}/$db"
     vargs=(--database-url "$DB_URL" --create-dev-workspace)
     export DROPFIX_MASTER_KEYS="$MASTER_KEYS"

@@ -6,8 +6,10 @@
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value as Json};
 
-/// What an accepted (200 or 202) identify call writes.
-#[derive(Debug, Clone)]
+/// What an accepted (200 or 202) identify call writes. Storing the same write twice in a row
+/// leaves what storing it once left ([`merge`] of a record with the write it came from changes
+/// nothing), so a batch may store a user's repeated identical call once.
+#[derive(Debug, Clone, PartialEq)]
 pub struct IdentifyWrite {
     pub app_id: String,
     pub user_id: String,

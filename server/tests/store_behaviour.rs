@@ -794,7 +794,18 @@ async fn many_writes_for_one_user_in_one_batch_equal_the_calls_one_by_one(env: &
                 claimed(None, Some(&format!("u{i}@example.com")), None, None),
             ),
         };
-        writes.push(w);
+        // The same call again, at once (stored once) or after another of the user's calls.
+        if i % 3 == 0 {
+            writes.push(w.clone());
+        }
+        if i % 7 == 0 {
+            let again = w.clone();
+            writes.push(w);
+            writes.push(unverified(&app, &user, NOW + i, Claimed::default()));
+            writes.push(again);
+        } else {
+            writes.push(w);
+        }
     }
     let results = join_in_order(
         writes

@@ -227,16 +227,24 @@ impl<'a> Columns<'a> {
 
 /// A batch as columns, split into rounds: the first write of each user in round 1, its second
 /// in round 2, and so on. One statement cannot upsert a row twice, and applying the rounds in
-/// order keeps the exact arrival-order outcome of the calls one by one. Within a round, rows
-/// are in key order so that two instances lock the same users in the same order.
+/// order keeps the exact arrival-order outcome of the calls one by one. A write equal to the
+/// user's previous one in the batch (the same call again within the second, as a busy user's
+/// pages send it) is stored once: it would change nothing ([`IdentifyWrite`]), and each round
+/// is a statement. Within a round, rows are in key order so that two instances lock the same
+/// users in the same order.
 fn columns<'a>(writes: &[&'a IdentifyWrite]) -> Columns<'a> {
-    let mut seen: HashMap<(&str, &str), i32> = HashMap::with_capacity(writes.len());
+    let mut seen: HashMap<(&str, &str), (i32, &IdentifyWrite)> =
+        HashMap::with_capacity(writes.len());
     let mut ordered: Vec<(i32, &'a IdentifyWrite)> = writes
         .iter()
-        .map(|w| {
-            let n = seen.entry((&w.app_id, &w.user_id)).or_insert(0);
-            *n += 1;
-            (*n, *w)
+        .filter_map(|w| {
+            let (round, last) = seen.entry((&w.app_id, &w.user_id)).or_insert((0, w));
+            if *round > 0 && *last == *w {
+                return None;
+            }
+            *round += 1;
+            *last = w;
+            Some((*round, *w))
         })
         .collect();
     // Stable: a user's writes are in different rounds, so arrival order within a round does
@@ -494,6 +502,20 @@ mod tests {
         assert_eq!(c.verified, vec![true, false, false, true, false]);
         // Each key once, with the latest time it verified a call.
         assert_eq!((c.key_ids, c.key_ats), (vec![1, 7], vec![9, 5]));
+    }
+
+    #[test]
+    fn a_users_call_repeated_unchanged_is_stored_once() {
+        let (a, b) = (write("a", true), write("b", false));
+        let mut a_later = a.clone();
+        a_later.now = 2;
+        let ws = [&a, &b, &a, &a, &b, &a_later, &a, &b];
+        let c = columns(&ws);
+        // a: a (a a dropped), a_later, a again (differs from a_later); b: b (b dropped), b.
+        assert_eq!(c.user_id, vec!["a", "b", "a", "a"]);
+        assert_eq!(c.round, vec![1, 1, 2, 3]);
+        assert_eq!(c.now, vec![1, 1, 2, 1]);
+        assert_eq!(c.rounds, 3);
     }
 
     #[test]
