@@ -6,7 +6,8 @@
 #   2. the verifier under load vs the Node reference, durable vs in-memory store (wrk),
 #   3. the browser SDK's gzipped bytes and time to the first identify request (headless Chromium),
 #   4. the durable hot path vs our own floor and the two Node peers, and its growth with 10 k and
-#      1 M stored users (10 M with GROWTH_10M=1: a 1.65 GB database, a few more minutes),
+#      1 M stored users on both stores, ids uniform and Zipf (bench/growth.sh; 10 M with
+#      GROWTH_10M=1: a 1.7 GB SQLite file and a 3.7 GB database, about 10 more minutes),
 #   5. PostgreSQL: one and two verifiers on one database, batched vs one row per transaction,
 #   6. the 60 s soak figures quoted in section 2 (also in RELIABILITY.md).
 # Installs what it needs the way the test command does (scripts/setup.sh), plus wrk.
@@ -28,9 +29,7 @@ scripts/size.sh
 node bench/sdk.mjs "${SDK_RUNS:-20}"
 section "4. the durable hot path vs our floor, and growth with stored users"
 bench/hotpath.sh
-for n in 10000 1000000 $([ "${GROWTH_10M:-0}" = 1 ] && echo 10000000); do
-  PREFILL="$n" IDS="$(( n < 200000 ? n : 200000 ))" ROUNDS=1 TARGETS="dropfix-durable floor" bench/hotpath.sh
-done
+SIZES="10000 1000000 $([ "${GROWTH_10M:-0}" = 1 ] && echo 10000000)" bench/growth.sh
 section "5. PostgreSQL"
 ROUNDS=2 bench/pg.sh
 section "5b. PostgreSQL behind a transaction pooler"

@@ -14,7 +14,7 @@
 # ratios dropfix / floor, and FAILS (exit 1) when any server's share of non-2xx answers is not
 # the mix's 20% (+-1 point): a limiter or an error path can never pass as speed.
 # Knobs: ROUNDS (3), SECONDS_PER_RUN (5), CONNECTIONS (64), IDS (2000), PREFILL (0: users stored
-# in dropfix's database before the run, for the growth table), TARGETS (all four), and
+# in dropfix's database before the run; the growth table is bench/growth.sh's), TARGETS (all four), and
 # BEFORE_BIN: another dropfix-server binary (say, a build of the previous commit) run as a fifth
 # target, dropfix-before, in the same alternation: how a change's before/after is measured;
 # DROPFIX_BIN: the binary run as dropfix-durable (default: this tree's release build);

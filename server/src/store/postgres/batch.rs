@@ -70,7 +70,9 @@ fn upsert_round() -> String {
     {conflict};",
         // The join leaves out the calls that would change nothing (see `merge_changes`): the
         // conflict clause alone would still lock their rows. It keeps its own condition for a
-        // row another instance changed since.
+        // row another instance changed since. The join is one probe of the primary key per call
+        // (the only index that leads with app_id since migration 8, and nested loops only),
+        // whatever the statistics of `users` when the plan was made.
         changes = merge_changes(claims),
         // PostgreSQL decides from the values, not the SET list, whether an indexed column
         // changed (an update that changes none can be HOT), so one form serves every call.
@@ -108,11 +110,18 @@ END
     let args = "text[], text[], int8[], bool[], text[], int8[], int8[], \
         text[], text[], text[], float8[], text[], text[], text[], text[], float8[], text[], \
         text[], text[], int4[], int4, int8[], int8[]";
-    let hash = hex::encode(&Sha256::digest(format!("{args}\n{body}").as_bytes())[..6]);
+    // The plans are made once per connection, maybe while `users` is still empty, and kept
+    // until the table's statistics change: every lookup here is by key, so only index scans
+    // and nested loops, whatever those statistics said (see migration 8 for what they did).
+    let settings = "SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
+SET enable_hashjoin = off
+SET enable_mergejoin = off";
+    let hash = hex::encode(&Sha256::digest(format!("{args}\n{settings}\n{body}").as_bytes())[..6]);
     let name = format!("dropfix_identify_{hash}");
     let create = format!(
         "CREATE FUNCTION {name}({args}) RETURNS void LANGUAGE plpgsql
-SET plan_cache_mode = force_generic_plan
+{settings}
 AS $dropfix${body}$dropfix$"
     );
     let call = format!(
@@ -523,6 +532,13 @@ mod tests {
         let f = &*BATCH_FUNCTION;
         assert!(f.name.starts_with("dropfix_identify_") && f.name.len() == 29);
         assert!(f.create.contains(&f.name) && f.call.contains(&f.name));
+        // Plans kept per connection must not depend on how big `users` was when made.
+        for setting in ["enable_seqscan", "enable_hashjoin", "enable_mergejoin"] {
+            assert!(
+                f.create.contains(&format!("SET {setting} = off")),
+                "{setting}"
+            );
+        }
         assert!(f.call.ends_with("$22, $23)"));
         assert_eq!(
             f.call.matches('$').count(),

@@ -80,6 +80,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0005_seed_trait_counts.sql"),
     include_str!("../migrations/postgres/0006_token_issuers.sql"),
     include_str!("../migrations/postgres/0007_users_fillfactor.sql"),
+    include_str!("../migrations/postgres/0008_verified_index_leads_with_verified.sql"),
 ];
 
 /// How many migrations this build knows (tests of the schema-version refusal).
