@@ -337,7 +337,7 @@ def ms(s):
     m = re.match(r"([\d.]+)(us|ms|s)", s); v = float(m.group(1))
     return v / 1000 if m.group(2) == "us" else v if m.group(2) == "ms" else v * 1000
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
-p99 = ms(re.search(r"99%\s+(\S+)", t).group(1))
+p99 = ms(re.search(r"^\s*99%\s+(\S+)", t, re.M).group(1))
 total = int(re.search(r"(\d+) requests in", t).group(1))
 bad = re.search(r"Non-2xx or 3xx responses: (\d+)", t); bad = int(bad.group(1)) if bad else 0
 ok = max(total - bad, 1)

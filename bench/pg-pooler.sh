@@ -49,7 +49,7 @@ name, out = sys.argv[1:]
 t = open(out).read()
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
 bad = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
-m = re.search(r"99%\s+([\d.]+)(us|ms|s)", t); v = float(m.group(1))
+m = re.search(r"^\s*99%\s+([\d.]+)(us|ms|s)", t, re.M); v = float(m.group(1))
 p99 = v / 1000 if m.group(2) == "us" else v if m.group(2) == "ms" else v * 1000
 print(f"{name}\t{rps}\t{p99}\t{int(bad.group(1)) if bad else 0}")
 PY

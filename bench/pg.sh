@@ -94,7 +94,7 @@ for o in outs:
     rps += float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
     n = float(re.search(r"(\d+) requests in", t).group(1)); total += n
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", t); ok += n - (float(bad.group(1)) if bad else 0)
-    p99 = max(p99, ms(re.search(r"99%\s+(\S+)", t).group(1)))
+    p99 = max(p99, ms(re.search(r"^\s*99%\s+(\S+)", t, re.M).group(1)))
 print("\t".join(map(str, [label, rps, p99, (float(v1) - float(v0)) * 1e6 / total, (float(p1) - float(p0)) * 1e6 / max(ok, 1), 100 * (total - ok) / total])))
 PY
   tail -1 "$RESULTS" | awk -F'\t' '{ printf "  %-10s %9.0f req/s   p99 %6.2f ms   verifier %6.2f us CPU/request   postgres %6.2f us CPU/stored identify   non-2xx %.1f %%\n", $1, $2, $3, $4, $5, $6 }'
