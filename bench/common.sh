@@ -31,6 +31,8 @@ wait_line() {
 to_ms() { awk '{ v=$1; if (v ~ /us$/) { sub(/us$/,"",v); print v/1000 } else if (v ~ /ms$/) { sub(/ms$/,"",v); print v } else if (v ~ /s$/) { sub(/s$/,"",v); print v*1000 } }'; }
 # cpu_secs PID: CPU seconds (user + system) the process has used so far.
 cpu_secs() { awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$1/stat"; }
+# rss_kb PID: the process's resident memory in KB.
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 # runs_share_ok RESULTS COLUMN: mix_share_ok for every run of a whole benchmark: whether each row
 # of RESULTS (tab-separated, the setup's name first) has the mix's 20 % (+-1 point) of non-2xx
 # answers in COLUMN (0-based, the name is 0); prints the runs that do not, or that all do.

@@ -138,8 +138,7 @@ run_wrk() {
   PIDS+=("$w"); wait "$w"
   local keep=(); for p in "${PIDS[@]}"; do [ "$p" = "$w" ] || keep+=("$p"); done; PIDS=("${keep[@]}")
 }
-rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
-# stop_pid PID: SIGTERM (a clean stop: SQLite checkpoints its WAL), up to 60 s, then SIGKILL.
+# stop_pid PID: SIGTERM (a clean stop, after the verifier's 5 s drain), up to 60 s, then SIGKILL.
 stop_pid() {
   kill "$1" 2>/dev/null || true
   for _ in $(seq 1 600); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done

@@ -92,7 +92,6 @@ if [ -n "$BEFORE_BIN" ]; then
   ID_SPACE="$IDS" mix "$B_APP" "$B_SECRET" "$IDS" 7 1 1 1 >"$WORK/mix-dropfix-before.lua"
 fi
 
-rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 # Bytes the process caused to be written to storage (WAL, database, checkpoints), from /proc.
 io_bytes() { awk '/^write_bytes/ {print $2}' "/proc/$1/io" 2>/dev/null || echo 0; }
 RESULTS="$WORK/results.tsv"

@@ -136,7 +136,7 @@ AS $dropfix${body}$dropfix$"
 
 /// See [`BATCH_FUNCTION`].
 pub(super) struct BatchFunction {
-    /// `dropfix_identify_` and 12 hex digits of the hash of its arguments and body.
+    /// `dropfix_identify_` and 12 hex digits of the hash of its arguments, settings and body.
     pub(super) name: String,
     /// `CREATE FUNCTION ...`, run once per database by the migrations.
     pub(super) create: String,
